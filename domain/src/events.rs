@@ -1,0 +1,522 @@
+//! The event vocabulary of the whole system: every state change Hedgehog records.
+//!
+//! On disk an event is a JSON object whose first key is its `type` tag, stored beside an explicit
+//! schema version (see [`Event::schema_version`]). Both are kept so that a log written today stays
+//! readable after an event's shape changes: [`Event::decode`] dispatches on the pair and is where
+//! an upcaster for an old version goes. Field order is the declaration order below and never
+//! depends on a map's iteration, so the same event always serialises to the same bytes.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::settings::TradingSettings;
+use crate::types::{
+    FillStatus, OrderType, Side, Symbol, TimeInForce, Timestamp, TradeKind, TradingStatus,
+};
+
+// ---------------------------------------------------------------------------------------------
+// market
+// ---------------------------------------------------------------------------------------------
+
+/// One trade reported by the exchange. Its idempotency key is (market stream, `trade_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeReceived {
+    pub symbol: Symbol,
+    pub trade_id: u64,
+    pub price: Decimal,
+    pub quantity: Decimal,
+    pub trade_time: Timestamp,
+    pub event_time: Timestamp,
+    /// `m` on the wire: the buyer was the maker, so the seller was the aggressor.
+    pub buyer_is_maker: bool,
+    /// Present in spot data before 2024-06-18 and in the book's dumps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_order_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_order_id: Option<u64>,
+    #[serde(default)]
+    pub kind: TradeKind,
+}
+
+// ---------------------------------------------------------------------------------------------
+// trading
+// ---------------------------------------------------------------------------------------------
+
+/// Trading was switched on (status `on`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingStarted {
+    pub symbol: Symbol,
+}
+
+/// Why trading went off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A user asked for it: open orders are cancelled.
+    #[default]
+    Command,
+    /// A shutdown finished: the last open position closed.
+    ShutdownCompleted,
+}
+
+/// Trading was switched off (status `off`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingStopped {
+    pub symbol: Symbol,
+    #[serde(default)]
+    pub reason: StopReason,
+}
+
+/// A graceful stop was asked for (status `shutdown`): no new positions, open ones run out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingShutdownRequested {
+    pub symbol: Symbol,
+}
+
+/// The symbol's settings changed; positions opened from now on use them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsUpdated {
+    pub symbol: Symbol,
+    pub settings: TradingSettings,
+}
+
+/// A position (one chunk of the budget) was opened by a trade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionOpened {
+    pub symbol: Symbol,
+    /// Sequential per symbol, from 1.
+    pub position_id: u64,
+    /// The trade whose price opened the position.
+    pub trade_id: u64,
+    pub trigger_price: Decimal,
+    pub buy_price: Decimal,
+    pub quantity: Decimal,
+    /// The settings in force when it opened, which it keeps until it closes.
+    pub settings: TradingSettings,
+    /// The position whose fall triggered this one, for a rebuy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuy_of: Option<u64>,
+    pub time: Timestamp,
+}
+
+/// A limit order was sent to the exchange (paper or real).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub order_id: u64,
+    pub client_order_id: String,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
+    pub price: Decimal,
+    pub quantity: Decimal,
+    pub time: Timestamp,
+}
+
+/// An order was filled, partially or fully.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFilled {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub order_id: u64,
+    pub side: Side,
+    /// The market trade that filled it, when the paper exchange filled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<u64>,
+    /// Price of this fill.
+    pub price: Decimal,
+    /// Quantity executed by this fill.
+    pub quantity: Decimal,
+    /// Quantity executed so far, this fill included.
+    pub cumulative_quantity: Decimal,
+    /// Quote quantity executed so far, this fill included.
+    pub cumulative_quote_quantity: Decimal,
+    /// Fee charged on this fill, in `fee_asset`.
+    pub fee: Decimal,
+    pub fee_asset: String,
+    pub status: FillStatus,
+    pub time: Timestamp,
+}
+
+/// An order was cancelled (by a stop, or by the exchange).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub order_id: u64,
+    pub side: Side,
+    /// What had been executed before the cancel.
+    pub executed_quantity: Decimal,
+    pub reason: String,
+    pub time: Timestamp,
+}
+
+/// An order could not be placed (a filter failure, insufficient balance, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRejected {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub side: Side,
+    pub price: Decimal,
+    pub quantity: Decimal,
+    pub reason: String,
+    pub time: Timestamp,
+}
+
+/// A trade fell far enough below a position's buy price to open one more position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuyTriggered {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub trade_id: u64,
+    pub price: Decimal,
+    pub time: Timestamp,
+}
+
+/// A position's SELL filled: the position is done, with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionClosed {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub quantity: Decimal,
+    pub buy_price: Decimal,
+    pub sell_price: Decimal,
+    /// Fees of both sides, in the quote asset.
+    pub fees: Decimal,
+    /// Sell proceeds minus buy cost minus fees, in the quote asset.
+    pub realized_profit: Decimal,
+    pub time: Timestamp,
+}
+
+// ---------------------------------------------------------------------------------------------
+// streaming
+// ---------------------------------------------------------------------------------------------
+
+/// Streaming of the symbol's trades was switched on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamingStarted {
+    pub symbol: Symbol,
+}
+
+/// Streaming of the symbol's trades was switched off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamingStopped {
+    pub symbol: Symbol,
+}
+
+// ---------------------------------------------------------------------------------------------
+// the enum
+// ---------------------------------------------------------------------------------------------
+
+/// Declares [`Event`] with one variant per payload type and its current schema version, and
+/// derives the tag, the version and the decoder from that single list.
+macro_rules! events {
+    ($( $(#[$doc:meta])* $name:ident = $version:literal ),+ $(,)?) => {
+        /// Every event Hedgehog stores. Serialised with an explicit `type` tag.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum Event {
+            $( $(#[$doc])* $name($name), )+
+        }
+
+        impl Event {
+            /// Every tag this version of Hedgehog writes, with its schema version.
+            pub const TYPES: &'static [(&'static str, u16)] = &[ $( (stringify!($name), $version), )+ ];
+
+            /// The `type` tag written on disk.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Event::$name(_) => stringify!($name), )+ }
+            }
+
+            /// The schema version this build writes for the event's type.
+            pub fn schema_version(&self) -> u16 {
+                match self { $( Event::$name(_) => $version, )+ }
+            }
+
+            /// Decodes a stored payload given its type tag and schema version.
+            ///
+            /// Dispatches on the tag stored beside the payload instead of re-reading the tag
+            /// from the JSON, which is both faster and the hook for upcasting old versions.
+            pub fn decode(event_type: &str, schema_version: u16, payload: &str) -> Result<Event, DecodeError> {
+                match event_type {
+                    $( stringify!($name) => {
+                        if schema_version != $version {
+                            return Err(DecodeError::UnsupportedVersion {
+                                event_type: event_type.to_owned(),
+                                found: schema_version,
+                                supported: $version,
+                            });
+                        }
+                        serde_json::from_str::<$name>(payload)
+                            .map(Event::$name)
+                            .map_err(|source| DecodeError::Payload { event_type: event_type.to_owned(), source })
+                    } )+
+                    other => Err(DecodeError::UnknownType(other.to_owned())),
+                }
+            }
+        }
+
+        $( impl From<$name> for Event {
+            fn from(value: $name) -> Self { Event::$name(value) }
+        } )+
+    };
+}
+
+events! {
+    TradeReceived = 1,
+    TradingStarted = 1,
+    TradingStopped = 1,
+    TradingShutdownRequested = 1,
+    SettingsUpdated = 1,
+    PositionOpened = 1,
+    OrderPlaced = 1,
+    OrderFilled = 1,
+    OrderCancelled = 1,
+    OrderRejected = 1,
+    RebuyTriggered = 1,
+    PositionClosed = 1,
+    StreamingStarted = 1,
+    StreamingStopped = 1,
+}
+
+/// A stored event that this build cannot read back.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?} (written by a newer Hedgehog?)")]
+    UnknownType(String),
+    #[error(
+        "event type {event_type} has schema version {found}, this build reads version {supported}"
+    )]
+    UnsupportedVersion {
+        event_type: String,
+        found: u16,
+        supported: u16,
+    },
+    #[error("malformed {event_type} payload: {source}")]
+    Payload {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// Serialises the event to its on-disk JSON (tag first, fields in declaration order).
+    pub fn encode(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// The symbol the event is about; every event in the vocabulary has one.
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            Event::TradeReceived(e) => &e.symbol,
+            Event::TradingStarted(e) => &e.symbol,
+            Event::TradingStopped(e) => &e.symbol,
+            Event::TradingShutdownRequested(e) => &e.symbol,
+            Event::SettingsUpdated(e) => &e.symbol,
+            Event::PositionOpened(e) => &e.symbol,
+            Event::OrderPlaced(e) => &e.symbol,
+            Event::OrderFilled(e) => &e.symbol,
+            Event::OrderCancelled(e) => &e.symbol,
+            Event::OrderRejected(e) => &e.symbol,
+            Event::RebuyTriggered(e) => &e.symbol,
+            Event::PositionClosed(e) => &e.symbol,
+            Event::StreamingStarted(e) => &e.symbol,
+            Event::StreamingStopped(e) => &e.symbol,
+        }
+    }
+
+    /// The exchange trade id for a market trade: half of its idempotency key.
+    pub fn trade_id(&self) -> Option<u64> {
+        match self {
+            Event::TradeReceived(t) => Some(t.trade_id),
+            _ => None,
+        }
+    }
+
+    /// The trading status an event leaves a symbol in, if it changes it.
+    pub fn trading_status(&self) -> Option<TradingStatus> {
+        match self {
+            Event::TradingStarted(_) => Some(TradingStatus::On),
+            Event::TradingStopped(_) => Some(TradingStatus::Off),
+            Event::TradingShutdownRequested(_) => Some(TradingStatus::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn trade() -> TradeReceived {
+        TradeReceived {
+            symbol: Symbol::parse("ADAUSDT").unwrap(),
+            trade_id: 14364025,
+            price: dec!(0.09643000),
+            quantity: dec!(1617.50000000),
+            trade_time: Timestamp(1559520022517),
+            event_time: Timestamp(1559520022520),
+            buyer_is_maker: false,
+            buyer_order_id: Some(71181005),
+            seller_order_id: Some(71180991),
+            kind: TradeKind::Market,
+        }
+    }
+
+    /// The on-disk form is a contract: this test fails if a rename or reorder would change it.
+    #[test]
+    fn trade_received_has_a_stable_wire_form() {
+        let json = Event::from(trade()).encode().unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"TradeReceived","symbol":"ADAUSDT","trade_id":14364025,"price":"0.09643000","quantity":"1617.50000000","trade_time":1559520022517,"event_time":1559520022520,"buyer_is_maker":false,"buyer_order_id":71181005,"seller_order_id":71180991,"kind":"MARKET"}"#
+        );
+    }
+
+    #[test]
+    fn decode_round_trips_every_variant_and_keeps_decimal_scale() {
+        let sym = Symbol::parse("BTCUSDT").unwrap();
+        let events: Vec<Event> = vec![
+            trade().into(),
+            TradingStarted {
+                symbol: sym.clone(),
+            }
+            .into(),
+            TradingStopped {
+                symbol: sym.clone(),
+                reason: StopReason::ShutdownCompleted,
+            }
+            .into(),
+            TradingShutdownRequested {
+                symbol: sym.clone(),
+            }
+            .into(),
+            SettingsUpdated {
+                symbol: sym.clone(),
+                settings: TradingSettings::default(),
+            }
+            .into(),
+            PositionOpened {
+                symbol: sym.clone(),
+                position_id: 1,
+                trade_id: 7,
+                trigger_price: dec!(100.00),
+                buy_price: dec!(99.99),
+                quantity: dec!(2.00000),
+                settings: TradingSettings::default(),
+                rebuy_of: None,
+                time: Timestamp(5),
+            }
+            .into(),
+            OrderPlaced {
+                symbol: sym.clone(),
+                position_id: 1,
+                order_id: 1,
+                client_order_id: "hh-BTCUSDT-1-B".into(),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                time_in_force: TimeInForce::Gtc,
+                price: dec!(99.99),
+                quantity: dec!(2.00000),
+                time: Timestamp(5),
+            }
+            .into(),
+            OrderFilled {
+                symbol: sym.clone(),
+                position_id: 1,
+                order_id: 1,
+                side: Side::Buy,
+                trade_id: Some(9),
+                price: dec!(99.99),
+                quantity: dec!(2.00000),
+                cumulative_quantity: dec!(2.00000),
+                cumulative_quote_quantity: dec!(199.98),
+                fee: dec!(0.19998),
+                fee_asset: "USDT".into(),
+                status: FillStatus::Filled,
+                time: Timestamp(6),
+            }
+            .into(),
+            OrderCancelled {
+                symbol: sym.clone(),
+                position_id: 1,
+                order_id: 2,
+                side: Side::Sell,
+                executed_quantity: dec!(0),
+                reason: "trading stopped".into(),
+                time: Timestamp(7),
+            }
+            .into(),
+            OrderRejected {
+                symbol: sym.clone(),
+                position_id: 2,
+                side: Side::Buy,
+                price: dec!(1),
+                quantity: dec!(1),
+                reason: "Filter failure: NOTIONAL".into(),
+                time: Timestamp(8),
+            }
+            .into(),
+            RebuyTriggered {
+                symbol: sym.clone(),
+                position_id: 1,
+                trade_id: 10,
+                price: dec!(98),
+                time: Timestamp(9),
+            }
+            .into(),
+            PositionClosed {
+                symbol: sym.clone(),
+                position_id: 1,
+                quantity: dec!(2.00000),
+                buy_price: dec!(99.99),
+                sell_price: dec!(100.30),
+                fees: dec!(0.40058),
+                realized_profit: dec!(0.21942),
+                time: Timestamp(10),
+            }
+            .into(),
+            StreamingStarted {
+                symbol: sym.clone(),
+            }
+            .into(),
+            StreamingStopped { symbol: sym }.into(),
+        ];
+        assert_eq!(
+            events.len(),
+            Event::TYPES.len(),
+            "every variant is exercised"
+        );
+        for event in events {
+            let json = event.encode().unwrap();
+            assert!(json.starts_with(&format!("{{\"type\":\"{}\"", event.event_type())));
+            let back = Event::decode(event.event_type(), event.schema_version(), &json).unwrap();
+            assert_eq!(back, event);
+            // Same bytes again: serialisation is deterministic.
+            assert_eq!(back.encode().unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn decode_refuses_unknown_types_and_versions_with_a_clear_error() {
+        let err = Event::decode("Nope", 1, "{}").unwrap_err();
+        assert!(err.to_string().contains("Nope"));
+        let err = Event::decode("TradingStarted", 2, r#"{"symbol":"BTCUSDT"}"#).unwrap_err();
+        assert!(err.to_string().contains("schema version 2"), "{err}");
+        let err = Event::decode("TradingStarted", 1, r#"{"symbol":"BTC/USDT"}"#).unwrap_err();
+        assert!(err.to_string().contains("BTC/USDT"), "{err}");
+    }
+
+    #[test]
+    fn spot_2024_trades_without_order_ids_decode() {
+        let json = r#"{"type":"TradeReceived","symbol":"BTCUSDT","trade_id":1,"price":"60000.01","quantity":"0.001","trade_time":1,"event_time":2,"buyer_is_maker":true}"#;
+        let Event::TradeReceived(t) = Event::decode("TradeReceived", 1, json).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(t.buyer_order_id, None);
+        assert_eq!(t.kind, TradeKind::Market);
+    }
+}

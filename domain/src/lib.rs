@@ -1,0 +1,15 @@
+//! `hedgehog-domain`: Hedgehog's pure core.
+//!
+//! Everything here is a plain function over values: no I/O, no clock, no randomness, no async
+//! runtime. Time and ids enter as data, which is what lets a backtest replay give the same events
+//! as live trading, byte for byte. The imperative shell (the `hedgehog` crate) feeds it events
+//! read from the store and appends the events it decides.
+
+pub mod events;
+pub mod settings;
+pub mod streaming;
+pub mod types;
+
+pub use events::Event;
+pub use settings::TradingSettings;
+pub use types::{Side, Symbol, Timestamp, TradeKind, TradingStatus};

@@ -1,0 +1,227 @@
+//! Small value types shared by every event: symbols, timestamps, sides.
+//!
+//! They validate on construction *and* on deserialisation, so a malformed value can never
+//! get into an event, whether it comes from a CLI flag, a CSV row or an old log.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A Binance-style market symbol such as `BTCUSDT`: 1 to 20 ASCII letters or digits, upper case.
+///
+/// Lower-case input (as used in Binance stream names, `btcusdt@trade`) is accepted and
+/// upper-cased, so the same market always has one spelling in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Symbol(String);
+
+/// Why a symbol was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid symbol {input:?}: {reason}")]
+pub struct InvalidSymbol {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+impl Symbol {
+    pub const MAX_LEN: usize = 20;
+
+    pub fn parse(input: &str) -> Result<Self, InvalidSymbol> {
+        let err = |reason| InvalidSymbol {
+            input: input.to_owned(),
+            reason,
+        };
+        if input.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if input.len() > Self::MAX_LEN {
+            return Err(err("it is longer than 20 characters"));
+        }
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err("only letters A-Z and digits 0-9 are allowed"));
+        }
+        Ok(Symbol(input.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Symbol {
+    type Error = InvalidSymbol;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Symbol::parse(&value)
+    }
+}
+
+impl From<Symbol> for String {
+    fn from(value: Symbol) -> Self {
+        value.0
+    }
+}
+
+impl std::str::FromStr for Symbol {
+    type Err = InvalidSymbol;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Symbol::parse(s)
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A point in time as milliseconds since the Unix epoch (UTC), Binance's unit.
+///
+/// The domain never reads a clock: every timestamp arrives as data (from the exchange, or from
+/// the shell that handles a command), which is what makes replays byte-for-byte reproducible.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Order side, spelled as Binance spells it on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+/// Order type. The naive strategy only places limit orders; the others exist so that orders
+/// imported from or reported by a real exchange can still be recorded faithfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderType {
+    Limit,
+    Market,
+    LimitMaker,
+}
+
+/// Time in force, as Binance spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TimeInForce {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+/// Status of an order after a fill: partially or completely filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FillStatus {
+    PartiallyFilled,
+    Filled,
+}
+
+/// Trading status of a symbol (the book's `on` / `off` / `shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TradingStatus {
+    #[default]
+    Off,
+    On,
+    Shutdown,
+}
+
+impl fmt::Display for TradingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TradingStatus::Off => "off",
+            TradingStatus::On => "on",
+            TradingStatus::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// What kind of trade the exchange reported.
+///
+/// Spot trades are always `MARKET`; USD-M futures tag each trade with `X`, where non-market
+/// trades (`INSURANCE_FUND`, `ADL`, ...) are left out of Binance's own klines. Unknown tags
+/// are kept verbatim rather than refused, so a new Binance value never stops the streamer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum TradeKind {
+    #[default]
+    Market,
+    InsuranceFund,
+    Adl,
+    Other(String),
+}
+
+impl TradeKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            TradeKind::Market => "MARKET",
+            TradeKind::InsuranceFund => "INSURANCE_FUND",
+            TradeKind::Adl => "ADL",
+            TradeKind::Other(s) => s,
+        }
+    }
+
+    /// Only market trades make candles, as in Binance's klines.
+    pub fn is_market(&self) -> bool {
+        matches!(self, TradeKind::Market)
+    }
+}
+
+impl From<String> for TradeKind {
+    fn from(value: String) -> Self {
+        match value.as_str() {
+            "MARKET" => TradeKind::Market,
+            "INSURANCE_FUND" => TradeKind::InsuranceFund,
+            "ADL" => TradeKind::Adl,
+            _ => TradeKind::Other(value),
+        }
+    }
+}
+
+impl From<TradeKind> for String {
+    fn from(value: TradeKind) -> Self {
+        value.as_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_are_upper_cased_and_validated() {
+        assert_eq!(Symbol::parse("btcusdt").unwrap().as_str(), "BTCUSDT");
+        assert!(Symbol::parse("").is_err());
+        assert!(Symbol::parse("BTC-USDT").is_err());
+        assert!(Symbol::parse(&"A".repeat(21)).is_err());
+        let err = serde_json::from_str::<Symbol>("\"btc/usdt\"").unwrap_err();
+        assert!(err.to_string().contains("btc/usdt"), "{err}");
+    }
+
+    #[test]
+    fn trade_kinds_round_trip_including_unknown_ones() {
+        for raw in ["MARKET", "INSURANCE_FUND", "ADL", "SOMETHING_NEW"] {
+            let kind = TradeKind::from(raw.to_owned());
+            assert_eq!(kind.as_str(), raw);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(serde_json::from_str::<TradeKind>(&json).unwrap(), kind);
+        }
+        assert!(TradeKind::Market.is_market());
+        assert!(!TradeKind::InsuranceFund.is_market());
+    }
+}

@@ -1,0 +1,182 @@
+//! The `hedgehog` command line: the binary's edge, where errors become messages and exit codes.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hedgehog",
+    version,
+    about = "Event-sourced crypto trading engine"
+)]
+struct Cli {
+    /// Where the event store lives: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL
+    )]
+    database_url: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarise the store: backend, events, streams, last position.
+    Status,
+    /// List every stream with its version (number of events).
+    Streams,
+    /// Print events of the global log, or of one stream, in order.
+    Events {
+        /// Only this stream (e.g. trades-BTCUSDT); default: the global log ($all).
+        #[arg(long)]
+        stream: Option<String>,
+        /// First position (or stream version, with --stream) to print.
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = Store::open(&cli.database_url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact_url(&cli.database_url)))?;
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Status => {
+            let head = store.head_position().await?;
+            let streams = store.streams().await?;
+            writeln!(
+                out,
+                "store:     {} ({})",
+                redact_url(&cli.database_url),
+                store.backend_name()
+            )?;
+            writeln!(out, "events:    {head}")?;
+            writeln!(out, "streams:   {}", streams.len())?;
+            if head > 0 {
+                let last = store.read_all(head, 1).await?;
+                if let Some(e) = last.first() {
+                    writeln!(
+                        out,
+                        "last:      #{} {} on {} (recorded at {} ms)",
+                        e.position,
+                        e.event.event_type(),
+                        e.stream_id,
+                        e.recorded_at
+                    )?;
+                }
+            }
+        }
+        Command::Streams => {
+            writeln!(out, "{:<40} {:>12}", "STREAM", "VERSION")?;
+            for (stream, version) in store.streams().await? {
+                writeln!(out, "{:<40} {:>12}", stream.as_str(), version)?;
+            }
+        }
+        Command::Events {
+            stream,
+            from,
+            limit,
+            format,
+        } => {
+            let events = match &stream {
+                Some(name) => {
+                    let id = StreamId::new(name).context("--stream")?;
+                    store.read_stream(&id, from, limit).await?
+                }
+                None => store.read_all(from, limit).await?,
+            };
+            if matches!(format, Format::Table) {
+                writeln!(
+                    out,
+                    "{:>10}  {:<24} {:>8}  {:<24} PAYLOAD",
+                    "POSITION", "STREAM", "VERSION", "TYPE"
+                )?;
+            }
+            for e in &events {
+                print_event(&mut out, e, format)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyhow::Result<()> {
+    let payload = e.event.encode()?;
+    match format {
+        Format::Table => writeln!(
+            out,
+            "{:>10}  {:<24} {:>8}  {:<24} {}",
+            e.position,
+            e.stream_id.as_str(),
+            e.stream_version,
+            e.event.event_type(),
+            payload
+        )?,
+        Format::Json => {
+            let line = serde_json::json!({
+                "position": e.position,
+                "event_id": e.event_id,
+                "stream_id": e.stream_id.as_str(),
+                "stream_version": e.stream_version,
+                "recorded_at": e.recorded_at,
+                "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id,
+                "event": serde_json::from_str::<serde_json::Value>(&payload)?,
+            });
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}

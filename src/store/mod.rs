@@ -1,0 +1,620 @@
+//! The event store: an append-only log of [`Event`]s on SQLite or PostgreSQL.
+//!
+//! Invariants every backend keeps (the conformance suite in `tests/store_conformance.rs` checks
+//! each one on both):
+//! - **Append-only.** Rows are never updated or deleted (database triggers refuse it).
+//! - **Atomic batches.** An append of any size commits whole or not at all.
+//! - **Optimistic concurrency.** An append names the version it expects the stream to be at; a
+//!   mismatch is [`StoreError::Conflict`] and writes nothing.
+//! - **Idempotency.** An event whose id is already stored, or a `TradeReceived` whose
+//!   (market stream, trade id) is, is skipped; [`AppendOutcome`] says how many were new. A batch
+//!   that is entirely already stored succeeds whatever version it expected: it is a retry.
+//! - **A gap-free global order.** Positions start at 1 and commit in order, so a subscriber that
+//!   has seen position N has seen everything below it and will see N + 1 next.
+//! - **Durability.** An append returns only after the commit is on disk.
+
+mod eventually_impl;
+mod postgres;
+mod sqlite;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use hedgehog_domain::events::DecodeError;
+use hedgehog_domain::{Event, Symbol};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use eventually_impl::EventuallyStore;
+
+/// The default database: an SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
+
+/// How many events a subscription reads per query while catching up.
+const PAGE_SIZE: i64 = 2_000;
+
+/// The name of a stream: `trading-BTCUSDT`, `trades-BTCUSDT`, `streaming-BTCUSDT`, ...
+///
+/// Names starting with `$` are reserved for the store's own views (`$all`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(Arc<str>);
+
+impl StreamId {
+    pub const MAX_LEN: usize = 200;
+
+    pub fn new(name: &str) -> Result<Self, StoreError> {
+        let invalid = |reason| StoreError::InvalidStreamId {
+            name: name.to_owned(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(invalid("it is longer than 200 bytes"));
+        }
+        if name.starts_with('$') {
+            return Err(invalid(
+                "names starting with `$` are reserved (`$all` is the global log)",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(invalid("it contains a control character"));
+        }
+        Ok(StreamId(name.into()))
+    }
+
+    /// The trading aggregate of a symbol.
+    pub fn trading(symbol: &Symbol) -> Self {
+        StreamId(format!("trading-{symbol}").into())
+    }
+
+    /// The market trades of a symbol (spot).
+    pub fn trades(symbol: &Symbol) -> Self {
+        StreamId(format!("trades-{symbol}").into())
+    }
+
+    /// The streaming switch of a symbol.
+    pub fn streaming(symbol: &Symbol) -> Self {
+        StreamId(format!("streaming-{symbol}").into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for StreamId {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StreamId::new(s)
+    }
+}
+
+/// The version a writer expects a stream to be at before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check: for market streams, where the exchange orders the trades.
+    Any,
+    /// The stream must be exactly at this version (0: the stream must not exist yet).
+    Exact(i64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// An event to append, with the metadata its writer chooses.
+///
+/// The id is chosen by the writer, not the store, so that a retried append is recognised as
+/// the same event (idempotency) and a replay produces the same ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub event: Event,
+}
+
+impl NewEvent {
+    /// An event with a fresh UUID v7 id and no correlation.
+    pub fn new(event: impl Into<Event>) -> Self {
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            correlation_id: None,
+            causation_id: None,
+            event: event.into(),
+        }
+    }
+
+    pub fn with_id(mut self, event_id: Uuid) -> Self {
+        self.event_id = event_id;
+        self
+    }
+
+    pub fn caused_by(mut self, correlation_id: Uuid, causation_id: Uuid) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self.causation_id = Some(causation_id);
+        self
+    }
+}
+
+/// An event as stored, with its place in its stream and in the global log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Place in the global log (`$all`), from 1.
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream_id: StreamId,
+    /// Place in its stream, from 1.
+    pub stream_version: i64,
+    /// When the store recorded it, ms since the Unix epoch.
+    pub recorded_at: i64,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub event: Event,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Events stored by this append.
+    pub appended: usize,
+    /// Events skipped because they were already stored (or repeated within the batch).
+    pub duplicates: usize,
+    /// The stream's version after the append.
+    pub stream_version: i64,
+    /// The global position of the last event stored by this append, if any.
+    pub last_position: Option<i64>,
+}
+
+/// Everything that can go wrong in the store, each variant naming what a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("wrong expected version for stream {stream}: expected {expected}, but it is at version {actual}; nothing was written")]
+    Conflict {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
+    #[error("unsupported database URL scheme {scheme:?}: use sqlite://PATH (the default is {DEFAULT_DATABASE_URL}) or postgres://USER@HOST/DB")]
+    UnsupportedUrl { scheme: String },
+    #[error("invalid stream id {name:?}: {reason}")]
+    InvalidStreamId { name: String, reason: &'static str },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("could not migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not encode a {event_type} event: {source}")]
+    Encode {
+        event_type: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the event at position {position} cannot be read: {source}")]
+    Decode {
+        position: i64,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("the stored value {column} = {value:?} at position {position} is corrupt")]
+    Corrupt {
+        position: i64,
+        column: &'static str,
+        value: String,
+    },
+    #[error("{what} {value} does not fit in eventually's u32 (its versions and sequence numbers are u32); use Hedgehog's own i64 API for this store")]
+    U32Overflow { what: &'static str, value: i64 },
+    #[error("trade id {0} of {1} is beyond what the store can key (i64::MAX)")]
+    TradeIdOverflow(u64, Symbol),
+    #[error("events are permanent: stream {0} cannot be removed from an append-only log")]
+    RemoveRefused(StreamId),
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// An event ready for the database: encoded, keyed, with its metadata.
+#[derive(Debug)]
+pub(crate) struct PreparedEvent {
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub schema_version: i32,
+    pub payload: String,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub trade_id: Option<i64>,
+}
+
+/// A batch encoded outside the write transaction (JSON work never holds the lock), with the
+/// events that repeat an earlier one of the same batch already removed.
+#[derive(Debug)]
+pub(crate) struct PreparedBatch {
+    pub events: Vec<PreparedEvent>,
+    pub repeated_in_batch: usize,
+    pub recorded_at: i64,
+}
+
+impl PreparedBatch {
+    fn new(events: Vec<NewEvent>, recorded_at: i64) -> Result<Self, StoreError> {
+        let mut ids = HashSet::with_capacity(events.len());
+        let mut trade_ids = HashSet::new();
+        let mut prepared = Vec::with_capacity(events.len());
+        let mut repeated = 0;
+        for new in events {
+            let trade_id = match new.event.trade_id() {
+                Some(id) => Some(
+                    i64::try_from(id)
+                        .map_err(|_| StoreError::TradeIdOverflow(id, new.event.symbol().clone()))?,
+                ),
+                None => None,
+            };
+            let fresh_trade = trade_id.is_none_or(|t| trade_ids.insert(t));
+            if !fresh_trade || !ids.insert(new.event_id) {
+                repeated += 1;
+                continue;
+            }
+            let event_type = new.event.event_type();
+            let payload = new
+                .event
+                .encode()
+                .map_err(|source| StoreError::Encode { event_type, source })?;
+            prepared.push(PreparedEvent {
+                event_id: new.event_id,
+                event_type,
+                schema_version: i32::from(new.event.schema_version()),
+                payload,
+                correlation_id: new.correlation_id,
+                causation_id: new.causation_id,
+                trade_id,
+            });
+        }
+        Ok(PreparedBatch {
+            events: prepared,
+            repeated_in_batch: repeated,
+            recorded_at,
+        })
+    }
+
+    /// Drops the events the database already holds (by id or by trade key) and returns how many.
+    pub(crate) fn drop_stored(
+        &mut self,
+        stored_ids: &HashSet<Uuid>,
+        stored_trades: &HashSet<i64>,
+    ) -> usize {
+        let before = self.events.len();
+        self.events.retain(|e| {
+            !stored_ids.contains(&e.event_id)
+                && e.trade_id.is_none_or(|t| !stored_trades.contains(&t))
+        });
+        before - self.events.len()
+    }
+}
+
+/// Checks an expected version against the stream's actual one.
+pub(crate) fn check_expected(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: i64,
+) -> Result<(), StoreError> {
+    match expected {
+        ExpectedVersion::Exact(v) if v != actual => Err(StoreError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Turns raw columns into a [`RecordedEvent`], naming the position of anything corrupt.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_row(
+    position: i64,
+    event_id: Uuid,
+    stream_id: &str,
+    stream_version: i64,
+    event_type: &str,
+    schema_version: i32,
+    payload: &str,
+    recorded_at: i64,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+) -> Result<RecordedEvent, StoreError> {
+    let schema_version = u16::try_from(schema_version).map_err(|_| StoreError::Corrupt {
+        position,
+        column: "schema_version",
+        value: schema_version.to_string(),
+    })?;
+    let event = Event::decode(event_type, schema_version, payload)
+        .map_err(|source| StoreError::Decode { position, source })?;
+    Ok(RecordedEvent {
+        position,
+        event_id,
+        stream_id: StreamId(stream_id.into()),
+        stream_version,
+        recorded_at,
+        correlation_id,
+        causation_id,
+        event,
+    })
+}
+
+/// What each database must provide; everything else is shared.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Appends atomically: checks idempotency and the expected version and assigns positions
+    /// inside one write transaction. `batch` has already been de-duplicated within itself.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: PreparedBatch,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Events of `$all` with `position >= from`, in order, at most `limit`.
+    async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events of a stream with `stream_version >= from`, in order, at most `limit`.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError>;
+
+    async fn head_position(&self) -> Result<i64, StoreError>;
+
+    /// Streams with their versions and the number of events in each.
+    async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError>;
+
+    /// Starts whatever tells this process about appends made by others (PostgreSQL: LISTEN).
+    /// Idempotent; it feeds `head` with the latest position it hears of.
+    async fn watch_foreign_appends(&self, head: watch::Sender<i64>) -> Result<(), StoreError>;
+
+    /// How often a subscriber re-reads the log when nothing woke it: the safety net.
+    fn poll_interval(&self) -> Duration;
+}
+
+/// The event store. Cheap to clone; clones share one connection pool and one notifier.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// The highest position this process knows to be committed; wakes subscribers.
+    head: watch::Sender<i64>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (and migrates) the store at `url`: `sqlite://PATH` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let backend: Arc<dyn Backend> = match scheme {
+            "sqlite" => Arc::new(sqlite::SqliteBackend::open(url).await?),
+            "postgres" | "postgresql" => Arc::new(postgres::PgBackend::open(url).await?),
+            other => {
+                return Err(StoreError::UnsupportedUrl {
+                    scheme: other.to_owned(),
+                })
+            }
+        };
+        let head = backend.head_position().await?;
+        let (tx, _) = watch::channel(head);
+        tracing::debug!(backend = backend.name(), head, "event store open");
+        Ok(Store { backend, head: tx })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Appends `events` to `stream` atomically; see the module's invariants.
+    pub async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let recorded_at = now_millis();
+        let batch = PreparedBatch::new(events, recorded_at)?;
+        let repeated = batch.repeated_in_batch;
+        let mut outcome = if batch.events.is_empty() && repeated == 0 {
+            let actual = self.backend.stream_version(stream).await?;
+            check_expected(stream, expected, actual)?;
+            AppendOutcome {
+                appended: 0,
+                duplicates: 0,
+                stream_version: actual,
+                last_position: None,
+            }
+        } else {
+            self.backend.append(stream, expected, batch).await?
+        };
+        outcome.duplicates += repeated;
+        if let Some(last) = outcome.last_position {
+            self.head.send_if_modified(|h| {
+                let newer = last > *h;
+                if newer {
+                    *h = last;
+                }
+                newer
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Reads `$all` from `from` (inclusive), at most `limit` events.
+    pub async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.backend.read_all(from, limit).await
+    }
+
+    /// Reads a stream from version `from` (inclusive), at most `limit` events.
+    pub async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.backend.read_stream(stream, from, limit).await
+    }
+
+    /// Reads a whole stream (for rebuilding an aggregate).
+    pub async fn read_stream_to_end(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut out = Vec::new();
+        loop {
+            let from = out
+                .last()
+                .map_or(1, |e: &RecordedEvent| e.stream_version + 1);
+            let page = self.backend.read_stream(stream, from, PAGE_SIZE).await?;
+            let done = (page.len() as i64) < PAGE_SIZE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The stream's current version (0 when it has no events).
+    pub async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
+        self.backend.stream_version(stream).await
+    }
+
+    /// The position of the last committed event (0 when the log is empty).
+    pub async fn head_position(&self) -> Result<i64, StoreError> {
+        self.backend.head_position().await
+    }
+
+    /// Every stream with its version.
+    pub async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
+        self.backend.streams().await
+    }
+
+    /// Every event after `after` (exclusive; 0 for the beginning) in position order, then every
+    /// event appended later, as it commits, for as long as the stream is polled.
+    ///
+    /// Catch-up reads pages; once caught up it waits for a wake-up (this process's own appends,
+    /// PostgreSQL's NOTIFY) or, as a safety net, a slow poll for appends made by other processes.
+    /// The global order is gap-free (see the module's invariants), so reading `position > last`
+    /// never skips an event that commits late.
+    pub fn subscribe_all(
+        &self,
+        after: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let store = self.clone();
+        Box::pin(async_stream::try_stream! {
+            let mut woken = store.head.subscribe();
+            store.backend.watch_foreign_appends(store.head.clone()).await?;
+            let poll = store.backend.poll_interval();
+            let mut next = after.saturating_add(1);
+            loop {
+                woken.borrow_and_update();
+                let page = store.backend.read_all(next, PAGE_SIZE).await?;
+                if page.is_empty() {
+                    tokio::select! {
+                        changed = woken.changed() => { let _ = changed; }
+                        _ = tokio::time::sleep(poll) => {}
+                    }
+                    continue;
+                }
+                for event in page {
+                    next = event.position + 1;
+                    yield event;
+                }
+            }
+        })
+    }
+}
+
+/// The store's clock: ms since the Unix epoch. Only metadata (`recorded_at`) uses it; events
+/// carry their own times as data.
+fn now_millis() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A database URL with any password replaced by `***`, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{userinfo}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_validated() {
+        assert!(StreamId::new("trading-BTCUSDT").is_ok());
+        assert!(StreamId::new("").is_err());
+        let err = StreamId::new("$all").unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+        assert!(StreamId::new(&"x".repeat(201)).is_err());
+        let sym = Symbol::parse("ethusdt").unwrap();
+        assert_eq!(StreamId::trades(&sym).as_str(), "trades-ETHUSDT");
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db.local:5432/hh?sslmode=disable"),
+            "postgres://bob:***@db.local:5432/hh?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("sqlite://hedgehog.db"), "sqlite://hedgehog.db");
+    }
+}

@@ -1,0 +1,299 @@
+//! The server backend: PostgreSQL, for several processes or nodes sharing one log.
+//!
+//! **Why appends are serialised.** With a sequence, positions are handed out at insert time but
+//! transactions commit in any order, so a reader that has seen position 12 can later find 11
+//! committed, and a subscriber reading `position > 12` would skip it forever. Here every append
+//! takes one transaction-level advisory lock (per schema) and assigns positions as max + 1 while
+//! holding it. PostgreSQL makes a commit visible before it releases the transaction's locks, so
+//! the next writer can only assign N + 1 once N is visible: positions become visible in order,
+//! with no gaps, and subscribers never need to guess about a hole. Batching recovers the
+//! throughput the lock costs (one lock per batch, not per event).
+//!
+//! **Wake-ups.** Each append sends `NOTIFY` with its last position (a number, far below the
+//! 8000-byte payload cap); subscribers in any process LISTEN and re-read the log. The payload only
+//! wakes a reader: what it reads comes from the table, so a lost notification costs latency (until
+//! the safety-net poll), never an event.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{
+    check_expected, decode_row, AppendOutcome, Backend, ExpectedVersion, PreparedBatch,
+    RecordedEvent, StoreError, StreamId,
+};
+
+const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
+     schema_version, payload, recorded_at, correlation_id, causation_id FROM events";
+
+type Row = (
+    i64,
+    Uuid,
+    String,
+    i64,
+    String,
+    i32,
+    String,
+    i64,
+    Option<Uuid>,
+    Option<Uuid>,
+);
+
+pub(crate) struct PgBackend {
+    pool: PgPool,
+    /// NOTIFY channel, one per schema so that stores sharing a database do not wake each other.
+    channel: String,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PgBackend {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        Ok(PgBackend {
+            pool,
+            channel: format!("hedgehog_events_{schema}"),
+            listener: Mutex::new(None),
+        })
+    }
+}
+
+fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
+    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
+    decode_row(
+        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
+    )
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut batch: PreparedBatch,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('hedgehog.events:' || current_schema()))",
+        )
+        .execute(&mut *tx)
+        .await?;
+
+        let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
+        let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
+        let stored_ids: HashSet<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
+            )
+            .bind(stream.as_str())
+            .bind(&trade_ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let duplicates = batch.drop_stored(&stored_ids, &stored_trades);
+
+        let (actual, head): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1), \
+                    (SELECT COALESCE(MAX(position), 0) FROM events)",
+        )
+        .bind(stream.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if batch.events.is_empty() {
+            return Ok(AppendOutcome {
+                appended: 0,
+                duplicates,
+                stream_version: actual,
+                last_position: None,
+            });
+        }
+        check_expected(stream, expected, actual)?;
+
+        let n = batch.events.len();
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut event_ids = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut schemas = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut correlations = Vec::with_capacity(n);
+        let mut causations = Vec::with_capacity(n);
+        let mut trades = Vec::with_capacity(n);
+        for e in batch.events {
+            event_ids.push(e.event_id);
+            types.push(e.event_type);
+            schemas.push(e.schema_version);
+            payloads.push(e.payload);
+            correlations.push(e.correlation_id);
+            causations.push(e.causation_id);
+            trades.push(e.trade_id);
+        }
+        sqlx::query(
+            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) \
+             SELECT $1 + u.n, u.event_id, $2, $3 + u.n, u.event_type, u.schema_version, u.payload, \
+                    $4, u.correlation_id, u.causation_id, u.trade_id \
+             FROM UNNEST($5::uuid[], $6::text[], $7::int4[], $8::text[], $9::uuid[], $10::uuid[], \
+                         $11::int8[]) WITH ORDINALITY \
+                  AS u(event_id, event_type, schema_version, payload, correlation_id, causation_id, \
+                       trade_id, n)",
+        )
+        .bind(head)
+        .bind(stream.as_str())
+        .bind(actual)
+        .bind(batch.recorded_at)
+        .bind(&event_ids)
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&payloads)
+        .bind(&correlations)
+        .bind(&causations)
+        .bind(&trades)
+        .execute(&mut *tx)
+        .await?;
+        let last = head + count;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            appended: n,
+            duplicates,
+            stream_version: actual + count,
+            last_position: Some(last),
+        })
+    }
+
+    async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT_COLUMNS} WHERE position >= $1 ORDER BY position LIMIT $2");
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "{SELECT_COLUMNS} WHERE stream_id = $1 AND stream_version >= $2 \
+             ORDER BY stream_version LIMIT $3"
+        );
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(MAX(stream_version), 0)::int8 FROM events WHERE stream_id = $1",
+        )
+        .bind(stream.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn head_position(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::int8 FROM events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stream_id, MAX(stream_version) FROM events GROUP BY stream_id ORDER BY stream_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, v)| (StreamId(s.into()), v))
+            .collect())
+    }
+
+    async fn watch_foreign_appends(&self, head: watch::Sender<i64>) -> Result<(), StoreError> {
+        let mut running = self.listener.lock().await;
+        if running.as_ref().is_some_and(|task| !task.is_finished()) {
+            return Ok(());
+        }
+        // LISTEN before returning, so that no NOTIFY sent after the subscriber's first read
+        // can be missed.
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(&self.channel).await?;
+        *running = Some(tokio::spawn(listen(listener, head)));
+        Ok(())
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+/// Forwards NOTIFY payloads to the in-process notifier until no subscriber is left.
+async fn listen(mut listener: PgListener, head: watch::Sender<i64>) {
+    loop {
+        tokio::select! {
+            _ = head.closed() => return,
+            received = listener.recv() => match received {
+                Ok(note) => {
+                    if let Ok(position) = note.payload().parse::<i64>() {
+                        head.send_if_modified(|h| {
+                            let newer = position > *h;
+                            if newer { *h = position; }
+                            newer
+                        });
+                    }
+                }
+                Err(error) => {
+                    // The listener reconnects on the next recv; notifications sent meanwhile
+                    // may be lost, so wake every subscriber to re-read the log.
+                    tracing::warn!(%error, "event notifications interrupted; reconnecting");
+                    head.send_modify(|_| {});
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Shared test support: a fresh database per test on either backend.
+//!
+//! SQLite gets a file in a temporary directory. PostgreSQL gets a fresh schema in the database
+//! named by `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`), dropped when the
+//! test ends. Without a reachable server the PostgreSQL tests fail, loudly, unless
+//! `HEDGEHOG_SKIP_POSTGRES=1` asks to skip them (CI never sets it).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use hedgehog::domain::events::TradeReceived;
+use hedgehog::domain::{Symbol, Timestamp, TradeKind};
+use hedgehog::store::{NewEvent, Store};
+use rust_decimal::Decimal;
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    base_url: String,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` when PostgreSQL tests were explicitly skipped.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite()),
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("hedgehog.db").display());
+        TestDb {
+            backend: Backend::Sqlite,
+            url: url.clone(),
+            base_url: url,
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Option<TestDb> {
+        if std::env::var("HEDGEHOG_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("SKIPPED: PostgreSQL test skipped because HEDGEHOG_SKIP_POSTGRES=1");
+            return None;
+        }
+        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let schema = format!("hh_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = connect_pg(&base).await;
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Some(TestDb {
+            backend: Backend::Postgres,
+            url,
+            base_url: base,
+            schema: Some(schema),
+            _dir: None,
+        })
+    }
+
+    pub async fn open(&self) -> Store {
+        Store::open(&self.url).await.expect("open store")
+    }
+
+    /// Runs raw SQL against the test database (for injecting faults and inspecting rows).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn connect_pg(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!(
+            "PostgreSQL tests need a server at {url}: {e}. Start one, point DATABASE_URL at it, \
+             or set HEDGEHOG_SKIP_POSTGRES=1 to skip these tests explicitly"
+        ),
+        Err(_) => panic!("PostgreSQL at {url} did not answer within 10 s"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let base = self.base_url.clone();
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query("SET lock_timeout = '5s'").execute(&mut c).await;
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn symbol(s: &str) -> Symbol {
+    Symbol::parse(s).unwrap()
+}
+
+/// A realistic trade (ADAUSDT prices from the book's data), keyed by `trade_id`.
+pub fn trade(sym: &str, trade_id: u64) -> TradeReceived {
+    TradeReceived {
+        symbol: symbol(sym),
+        trade_id,
+        price: Decimal::new(9_643_000 + (trade_id % 1000) as i64, 8),
+        quantity: Decimal::new(161_750_000_000, 8),
+        trade_time: Timestamp(1_559_520_022_517 + trade_id as i64),
+        event_time: Timestamp(1_559_520_022_520 + trade_id as i64),
+        buyer_is_maker: trade_id % 2 == 0,
+        buyer_order_id: Some(71_181_005 + trade_id),
+        seller_order_id: None,
+        kind: TradeKind::Market,
+    }
+}
+
+pub fn trades(sym: &str, ids: std::ops::Range<u64>) -> Vec<NewEvent> {
+    ids.map(|id| NewEvent::new(trade(sym, id))).collect()
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed case `cases::NAME(&TestDb)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = $crate::common::TestDb::sqlite();
+                    super::cases::$case(&db).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::cases::$case(&db).await;
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,632 @@
+//! The event store's conformance suite: every case runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{symbol, trade, trades, TestDb};
+use futures::StreamExt;
+use hedgehog::domain::events::{StreamingStarted, TradingStarted};
+use hedgehog::store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
+use uuid::Uuid;
+
+on_both_backends!(
+    append_then_read_back_with_metadata,
+    expected_version_conflicts_write_nothing,
+    reappending_is_idempotent,
+    failing_batch_leaves_nothing,
+    global_order_is_gap_free_and_respects_streams,
+    subscription_catches_up_then_follows_live_appends,
+    subscription_sees_appends_from_another_store_instance,
+    concurrent_writers_never_make_a_subscriber_skip,
+    eventually_repository_round_trip,
+    eventually_store_views_map_versions_and_positions,
+    append_only_at_the_database_level,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Collects exactly `n` events from a subscription, failing after `WAIT`.
+async fn take(
+    sub: &mut (impl futures::Stream<Item = Result<RecordedEvent, StoreError>> + Unpin),
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match tokio::time::timeout(WAIT, sub.next()).await {
+            Ok(Some(Ok(e))) => out.push(e),
+            Ok(Some(Err(e))) => panic!("subscription failed after {} events: {e}", out.len()),
+            Ok(None) => panic!("subscription ended after {} events", out.len()),
+            Err(_) => panic!("timed out with {} of {n} events", out.len()),
+        }
+    }
+    out
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn append_then_read_back_with_metadata(db: &TestDb) {
+        let store = db.open().await;
+        let sym = symbol("BTCUSDT");
+        let trading = StreamId::trading(&sym);
+        let correlation = Uuid::now_v7();
+        let cause = Uuid::now_v7();
+        let started = NewEvent::new(TradingStarted {
+            symbol: sym.clone(),
+        })
+        .caused_by(correlation, cause);
+        let out = store
+            .append(&trading, ExpectedVersion::Exact(0), vec![started.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (1, 0, 1)
+        );
+        assert_eq!(out.last_position, Some(1));
+
+        let market = StreamId::trades(&sym);
+        let batch = trades("BTCUSDT", 100..103);
+        let out = store
+            .append(&market, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.stream_version, out.last_position),
+            (3, 3, Some(4))
+        );
+
+        let read = store.read_stream_to_end(&market).await.unwrap();
+        assert_eq!(read.len(), 3);
+        for (i, (got, sent)) in read.iter().zip(&batch).enumerate() {
+            assert_eq!(got.stream_version, i as i64 + 1);
+            assert_eq!(got.position, i as i64 + 2);
+            assert_eq!(got.event_id, sent.event_id);
+            assert_eq!(
+                got.event, sent.event,
+                "payload survives the round trip exactly"
+            );
+            assert!(
+                got.recorded_at > 1_700_000_000_000,
+                "recorded_at is a real ms time"
+            );
+        }
+        let all = store.read_all(1, 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].correlation_id, Some(correlation));
+        assert_eq!(all[0].causation_id, Some(cause));
+        assert_eq!(all[0].event, started.event);
+        assert_eq!(all[1].correlation_id, None);
+
+        assert_eq!(store.head_position().await.unwrap(), 4);
+        assert_eq!(store.stream_version(&trading).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .stream_version(&StreamId::new("nothing").unwrap())
+                .await
+                .unwrap(),
+            0
+        );
+        let streams = store.streams().await.unwrap();
+        assert_eq!(streams, vec![(market.clone(), 3), (trading, 1)]);
+        // Reads from a version or position in the middle.
+        let tail = store.read_stream(&market, 2, 10).await.unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(store.read_all(3, 1).await.unwrap()[0].position, 3);
+        // A second instance on the same database sees the same log.
+        let again = db.open().await;
+        assert_eq!(again.read_all(1, 100).await.unwrap(), all);
+    }
+
+    pub async fn expected_version_conflicts_write_nothing(db: &TestDb) {
+        let store = db.open().await;
+        let sym = symbol("ETHUSDT");
+        let stream = StreamId::trading(&sym);
+        let ev = || {
+            NewEvent::new(TradingStarted {
+                symbol: sym.clone(),
+            })
+        };
+        store
+            .append(&stream, ExpectedVersion::Exact(0), vec![ev()])
+            .await
+            .unwrap();
+
+        let err = store
+            .append(&stream, ExpectedVersion::Exact(0), vec![ev(), ev()])
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::Conflict {
+                actual, expected, ..
+            } => {
+                assert_eq!(*actual, 1);
+                assert_eq!(*expected, ExpectedVersion::Exact(0));
+            }
+            other => panic!("expected a conflict, got {other}"),
+        }
+        assert!(err.is_conflict());
+        assert!(err.to_string().contains("trading-ETHUSDT"), "{err}");
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            1,
+            "a conflict writes nothing"
+        );
+
+        let err = store
+            .append(&stream, ExpectedVersion::Exact(5), vec![ev()])
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict());
+        // An empty append still checks the version.
+        assert!(store
+            .append(&stream, ExpectedVersion::Exact(3), vec![])
+            .await
+            .unwrap_err()
+            .is_conflict());
+
+        let out = store
+            .append(&stream, ExpectedVersion::Exact(1), vec![ev()])
+            .await
+            .unwrap();
+        assert_eq!(out.stream_version, 2);
+        let out = store
+            .append(&stream, ExpectedVersion::Any, vec![ev()])
+            .await
+            .unwrap();
+        assert_eq!(out.stream_version, 3);
+        assert_eq!(store.head_position().await.unwrap(), 3);
+    }
+
+    pub async fn reappending_is_idempotent(db: &TestDb) {
+        let store = db.open().await;
+        let btc = StreamId::trades(&symbol("BTCUSDT"));
+        let batch = trades("BTCUSDT", 1..501);
+        let out = store
+            .append(&btc, ExpectedVersion::Exact(0), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (500, 0));
+
+        // The same events again (a retry): nothing new, even with a now-stale expected version.
+        let out = store
+            .append(&btc, ExpectedVersion::Exact(0), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (0, 500, 500)
+        );
+        assert_eq!(out.last_position, None);
+
+        // The same trades under new event ids (a re-import): the (stream, trade id) key catches them.
+        let out = store
+            .append(&btc, ExpectedVersion::Any, trades("BTCUSDT", 1..501))
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (0, 500));
+
+        // Overlap: 251..750 holds 250 old and 250 new trades; the new get contiguous versions.
+        let out = store
+            .append(&btc, ExpectedVersion::Any, trades("BTCUSDT", 251..751))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (250, 250, 750)
+        );
+
+        // Repeats inside one batch count as duplicates too.
+        let mut repeated = trades("BTCUSDT", 751..761);
+        repeated.push(repeated[0].clone());
+        repeated.push(NewEvent::new(trade("BTCUSDT", 755)));
+        let out = store
+            .append(&btc, ExpectedVersion::Any, repeated)
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (10, 2));
+
+        // The same trade id on another market is another trade.
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        let out = store
+            .append(&eth, ExpectedVersion::Any, trades("ETHUSDT", 1..11))
+            .await
+            .unwrap();
+        assert_eq!(out.appended, 10);
+
+        let stored = store.read_stream_to_end(&btc).await.unwrap();
+        assert_eq!(stored.len(), 760);
+        let ids: Vec<u64> = stored.iter().map(|e| e.event.trade_id().unwrap()).collect();
+        assert_eq!(
+            ids,
+            (1..761).collect::<Vec<u64>>(),
+            "each trade once, in order"
+        );
+        let versions: Vec<i64> = stored.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (1..761).collect::<Vec<i64>>());
+        assert_eq!(store.head_position().await.unwrap(), 770);
+    }
+
+    pub async fn failing_batch_leaves_nothing(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 1..11))
+            .await
+            .unwrap();
+        // Fault injection: the database refuses one particular event, deep inside a large
+        // batch (past the first INSERT statement), so part of the batch was already written
+        // inside the transaction when it fails.
+        match db.backend {
+            common::Backend::Sqlite => db.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.trade_id = 2500 \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+            ).await,
+            common::Backend::Postgres => db.execute(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.trade_id = 2500 THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                 RETURN NEW; END; $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+            ).await,
+        }
+        let err = store
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 11..3011))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("poisoned row"), "{err}");
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            10,
+            "nothing of the batch is stored"
+        );
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 10);
+        assert_eq!(store.read_all(1, 10_000).await.unwrap().len(), 10);
+
+        // The store is still usable and positions continue without a hole.
+        let out = store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(10),
+                trades("ADAUSDT", 11..2011),
+            )
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.last_position), (2000, Some(2010)));
+    }
+
+    pub async fn global_order_is_gap_free_and_respects_streams(db: &TestDb) {
+        let store = db.open().await;
+        let names = ["trades-AAA", "trades-BBB", "trading-AAA"];
+        let mut sent: Vec<(StreamId, Uuid)> = Vec::new();
+        for round in 0..20u64 {
+            for (i, name) in names.iter().enumerate() {
+                let stream = StreamId::new(name).unwrap();
+                let n = 1 + (round as usize + i) % 4;
+                let batch: Vec<NewEvent> = (0..n)
+                    .map(|k| NewEvent::new(trade("AAA", round * 100 + i as u64 * 10 + k as u64)))
+                    .collect();
+                sent.extend(batch.iter().map(|e| (stream.clone(), e.event_id)));
+                store
+                    .append(&stream, ExpectedVersion::Any, batch)
+                    .await
+                    .unwrap();
+            }
+        }
+        let all = store.read_all(1, 1_000_000).await.unwrap();
+        assert_eq!(all.len(), sent.len());
+        for (i, (e, (stream, id))) in all.iter().zip(&sent).enumerate() {
+            assert_eq!(
+                e.position,
+                i as i64 + 1,
+                "positions are 1, 2, 3, ... with no gap"
+            );
+            assert_eq!(
+                (&e.stream_id, &e.event_id),
+                (stream, id),
+                "$all is the append order"
+            );
+        }
+        let mut last: HashMap<&StreamId, i64> = HashMap::new();
+        for e in &all {
+            let prev = last.insert(&e.stream_id, e.stream_version).unwrap_or(0);
+            assert_eq!(
+                e.stream_version,
+                prev + 1,
+                "each stream's versions appear in order"
+            );
+        }
+        // Paging through $all gives the same sequence.
+        let mut paged = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = store.read_all(from, 7).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            from = page.last().unwrap().position + 1;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
+    }
+
+    pub async fn subscription_catches_up_then_follows_live_appends(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("BTCUSDT", 1..2501))
+            .await
+            .unwrap();
+
+        let mut sub = store.subscribe_all(0);
+        let caught_up = take(&mut sub, 2500).await;
+        assert_eq!(caught_up.first().unwrap().position, 1);
+        assert_eq!(caught_up.last().unwrap().position, 2500);
+
+        let writer = store.clone();
+        let s = stream.clone();
+        let started = std::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            writer
+                .append(&s, ExpectedVersion::Any, trades("BTCUSDT", 2501..2506))
+                .await
+                .unwrap();
+        });
+        let live = take(&mut sub, 5).await;
+        assert_eq!(
+            live.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [2501, 2502, 2503, 2504, 2505]
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "woken promptly, not by a slow poll"
+        );
+
+        // Starting in the middle gives exactly what follows.
+        let mut mid = store.subscribe_all(2498);
+        let got = take(&mut mid, 7).await;
+        assert_eq!(got.first().unwrap().position, 2499);
+        assert_eq!(got.last().unwrap().position, 2505);
+    }
+
+    pub async fn subscription_sees_appends_from_another_store_instance(db: &TestDb) {
+        let reader = db.open().await;
+        let writer = db.open().await; // another pool: stands for another process
+        let mut sub = reader.subscribe_all(0);
+        let stream = StreamId::streaming(&symbol("BTCUSDT"));
+        let w = writer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            w.append(
+                &stream,
+                ExpectedVersion::Exact(0),
+                vec![NewEvent::new(StreamingStarted {
+                    symbol: symbol("BTCUSDT"),
+                })],
+            )
+            .await
+            .unwrap();
+        });
+        let started = std::time::Instant::now();
+        let got = take(&mut sub, 1).await;
+        assert_eq!(got[0].event.event_type(), "StreamingStarted");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "foreign appends arrive within the poll interval"
+        );
+    }
+
+    pub async fn concurrent_writers_never_make_a_subscriber_skip(db: &TestDb) {
+        const WRITERS: u64 = 8;
+        const BATCHES: u64 = 40;
+        const PER_BATCH: u64 = 25;
+        let total = (WRITERS * BATCHES * PER_BATCH) as usize;
+
+        let subscriber = db.open().await;
+        let mut sub = subscriber.subscribe_all(0);
+        let collector = tokio::spawn(async move { take(&mut sub, total).await });
+
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            // Each writer has its own store (its own pool), as separate processes would.
+            let store = db.open().await;
+            writers.push(tokio::spawn(async move {
+                let stream = StreamId::new(&format!("trades-W{w}")).unwrap();
+                let mut ids = Vec::new();
+                for b in 0..BATCHES {
+                    let first = b * PER_BATCH;
+                    let batch = trades(&format!("W{w}"), first..first + PER_BATCH);
+                    ids.extend(batch.iter().map(|e| e.event_id));
+                    let out = store
+                        .append(&stream, ExpectedVersion::Any, batch)
+                        .await
+                        .unwrap();
+                    assert_eq!(out.appended, PER_BATCH as usize);
+                }
+                ids
+            }));
+        }
+        let mut written = HashSet::new();
+        for w in writers {
+            written.extend(w.await.unwrap());
+        }
+        let seen = collector.await.unwrap();
+        assert_eq!(seen.len(), total);
+        let mut ids = HashSet::new();
+        for (i, e) in seen.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1, "every position, once, in order");
+            assert!(ids.insert(e.event_id), "event {} seen twice", e.event_id);
+        }
+        assert_eq!(
+            ids, written,
+            "the subscriber saw exactly the acknowledged events"
+        );
+        // Per stream, trades arrive in the order each writer appended them.
+        let mut last: HashMap<&StreamId, u64> = HashMap::new();
+        for e in &seen {
+            let t = e.event.trade_id().unwrap();
+            if let Some(prev) = last.insert(&e.stream_id, t) {
+                assert_eq!(t, prev + 1);
+            }
+        }
+    }
+
+    pub async fn eventually_repository_round_trip(db: &TestDb) {
+        use eventually::{AggregateRootBuilder, Repository, Versioned};
+        use hedgehog::aggregate::StreamingAggregate;
+        use hedgehog::domain::streaming::StreamingCommand;
+
+        let store = db.open().await;
+        let mut repo = Repository::new(
+            AggregateRootBuilder::from(StreamingAggregate),
+            store.clone(),
+        );
+        let id = StreamId::streaming(&symbol("BTCUSDT"));
+
+        let mut root = repo.get(id.clone()).await.unwrap();
+        assert_eq!(root.version(), 0);
+        assert!(!root.state().streaming);
+        root.handle(StreamingCommand::Start).await.unwrap();
+        let root = repo.add(root).await.unwrap();
+        assert_eq!(root.version(), 1);
+
+        let mut root = repo.get(id.clone()).await.unwrap();
+        assert_eq!(root.version(), 1);
+        assert!(
+            root.state().streaming,
+            "state rebuilt from the stored events"
+        );
+        // Starting what is started decides nothing and appends nothing.
+        root.handle(StreamingCommand::Start).await.unwrap();
+        let root = repo.add(root).await.unwrap();
+        assert_eq!(root.version(), 1);
+        assert_eq!(store.stream_version(&id).await.unwrap(), 1);
+
+        // Two commands racing from the same version: the second loses with a conflict.
+        let mut first = repo.get(id.clone()).await.unwrap();
+        let mut second = repo.get(id.clone()).await.unwrap();
+        first.handle(StreamingCommand::Stop).await.unwrap();
+        second.handle(StreamingCommand::Stop).await.unwrap();
+        repo.add(first).await.unwrap();
+        match repo.add(second).await {
+            Err(eventually::repository::Error::Store(e)) => {
+                use eventually::store::AppendError;
+                assert!(e.is_conflict_error(), "{e}");
+            }
+            Err(other) => panic!("expected a store conflict, got {other}"),
+            Ok(_) => panic!("a lost race must not append"),
+        }
+        let root = repo.get(id.clone()).await.unwrap();
+        assert_eq!((root.version(), root.state().streaming), (2, false));
+
+        // Removing a stream is refused: the log is append-only.
+        let err = repo.remove(id.clone()).await.unwrap_err();
+        assert!(err.to_string().contains("permanent"), "{err}");
+    }
+
+    pub async fn eventually_store_views_map_versions_and_positions(db: &TestDb) {
+        use eventually::store::{Expected, Select};
+        use eventually::{EventStore, EventSubscriber};
+        use futures::TryStreamExt;
+
+        let mut store: Store = db.open().await;
+        let a = StreamId::new("trades-AAA").unwrap();
+        let b = StreamId::new("trades-BBB").unwrap();
+        let ev = |id| hedgehog::domain::Event::from(trade("AAA", id));
+        assert_eq!(
+            EventStore::append(
+                &mut store,
+                a.clone(),
+                Expected::Exact(0),
+                vec![ev(1), ev(2)]
+            )
+            .await
+            .unwrap(),
+            2
+        );
+        assert_eq!(
+            EventStore::append(&mut store, b.clone(), Expected::Any, vec![ev(1)])
+                .await
+                .unwrap(),
+            1
+        );
+        let err = EventStore::append(&mut store, a.clone(), Expected::Exact(0), vec![ev(3)])
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict());
+
+        let stream: Vec<_> = store
+            .stream(a.clone(), Select::From(2))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(stream.len(), 1);
+        assert_eq!((stream[0].version(), stream[0].sequence_number()), (2, 2));
+        let all: Vec<_> = store
+            .stream_all(Select::From(2))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.sequence_number()).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(all[1].source_id(), &b);
+
+        // eventually's subscription delivers what is appended after it starts.
+        let mut live = EventSubscriber::subscribe_all(&store).await.unwrap();
+        let mut writer = store.clone();
+        EventStore::append(&mut writer, b.clone(), Expected::Exact(1), vec![ev(2)])
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(WAIT, live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.version(), next.sequence_number()), (2, 4));
+        use eventually::Versioned;
+    }
+
+    pub async fn append_only_at_the_database_level(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("BTCUSDT", 1..3))
+            .await
+            .unwrap();
+        let attempt = |sql: &'static str| {
+            let url = db.url.clone();
+            let backend = db.backend;
+            async move {
+                use sqlx::Connection;
+                match backend {
+                    common::Backend::Sqlite => {
+                        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+                    }
+                    common::Backend::Postgres => {
+                        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+                    }
+                }
+            }
+        };
+        let err = attempt("UPDATE events SET payload = '{}'")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = attempt("DELETE FROM events").await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        assert_eq!(store.read_all(1, 10).await.unwrap().len(), 2);
+    }
+}
