@@ -230,6 +230,14 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
     }
+
+    /// A UNIQUE index refused a row: an event (or trade) that is already stored.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
 }
 
 /// An event ready for the database: encoded, keyed, with its metadata.

@@ -70,26 +70,15 @@ impl PgBackend {
             listener: Mutex::new(None),
         })
     }
-}
 
-fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
-    decode_row(
-        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
-    )
-}
-
-#[async_trait]
-impl Backend for PgBackend {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn append(
+    /// One attempt at an append in one transaction holding the log's lock; with `look_up`,
+    /// events already stored are found and dropped first.
+    async fn try_append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut batch: PreparedBatch,
+        batch: &mut PreparedBatch,
+        look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -98,29 +87,32 @@ impl Backend for PgBackend {
         .execute(&mut *tx)
         .await?;
 
-        let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
-        let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
-        let stored_ids: HashSet<Uuid> =
-            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                .bind(&ids)
+        let mut duplicates = 0;
+        if look_up {
+            let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
+            let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
+            let stored_ids: HashSet<Uuid> =
+                sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
+                HashSet::new()
+            } else {
+                sqlx::query_scalar(
+                    "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
+                )
+                .bind(stream.as_str())
+                .bind(&trade_ids)
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
-                .collect();
-        let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
-            HashSet::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
-            )
-            .bind(stream.as_str())
-            .bind(&trade_ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-        };
-        let duplicates = batch.drop_stored(&stored_ids, &stored_trades);
+                .collect()
+            };
+            duplicates = batch.drop_stored(&stored_ids, &stored_trades);
+        }
 
         let (actual, head): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1), \
@@ -148,11 +140,11 @@ impl Backend for PgBackend {
         let mut correlations = Vec::with_capacity(n);
         let mut causations = Vec::with_capacity(n);
         let mut trades = Vec::with_capacity(n);
-        for e in batch.events {
+        for e in &batch.events {
             event_ids.push(e.event_id);
             types.push(e.event_type);
             schemas.push(e.schema_version);
-            payloads.push(e.payload);
+            payloads.push(e.payload.as_str());
             correlations.push(e.correlation_id);
             causations.push(e.causation_id);
             trades.push(e.trade_id);
@@ -193,6 +185,35 @@ impl Backend for PgBackend {
             stream_version: actual + count,
             last_position: Some(last),
         })
+    }
+}
+
+fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
+    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
+    decode_row(
+        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
+    )
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut batch: PreparedBatch,
+    ) -> Result<AppendOutcome, StoreError> {
+        // Fast path: assume every event is new and let the UNIQUE indexes do the probing; a
+        // duplicate or a version mismatch (maybe a retry) takes the careful path.
+        match self.try_append(stream, expected, &mut batch, false).await {
+            Err(e) if e.is_conflict() || e.is_unique_violation() => {}
+            done => return done,
+        }
+        self.try_append(stream, expected, &mut batch, true).await
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {

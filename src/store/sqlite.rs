@@ -59,7 +59,10 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Rows cross from sqlx's worker thread in a channel; a deep one lets the worker run
+            // ahead instead of handing over (and context-switching) every few rows.
+            .row_buffer_size(8_192);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -70,56 +73,46 @@ impl SqliteBackend {
             write_lock: Mutex::new(()),
         })
     }
-}
 
-fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
-    decode_row(
-        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
-    )
-}
-
-#[async_trait]
-impl Backend for SqliteBackend {
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn append(
+    /// One attempt at an append in one write transaction; with `look_up`, events already
+    /// stored are found and dropped first.
+    async fn try_append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut batch: PreparedBatch,
+        batch: &mut PreparedBatch,
+        look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
-        let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-
-        let mut stored_ids = HashSet::new();
-        for chunk in batch.events.chunks(LOOKUP_KEYS) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("SELECT event_id FROM events WHERE event_id IN (");
-            let mut list = q.separated(", ");
-            for e in chunk {
-                list.push_bind(e.event_id);
+        let mut duplicates = 0;
+        if look_up {
+            let mut stored_ids = HashSet::new();
+            for chunk in batch.events.chunks(LOOKUP_KEYS) {
+                let mut q =
+                    QueryBuilder::<Sqlite>::new("SELECT event_id FROM events WHERE event_id IN (");
+                let mut list = q.separated(", ");
+                for e in chunk {
+                    list.push_bind(e.event_id);
+                }
+                q.push(")");
+                stored_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *tx).await?);
             }
-            q.push(")");
-            stored_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *tx).await?);
-        }
-        let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
-        let mut stored_trades = HashSet::new();
-        for chunk in trade_ids.chunks(LOOKUP_KEYS) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("SELECT trade_id FROM events WHERE stream_id = ");
-            q.push_bind(stream.as_str());
-            q.push(" AND trade_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
+            let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
+            let mut stored_trades = HashSet::new();
+            for chunk in trade_ids.chunks(LOOKUP_KEYS) {
+                let mut q =
+                    QueryBuilder::<Sqlite>::new("SELECT trade_id FROM events WHERE stream_id = ");
+                q.push_bind(stream.as_str());
+                q.push(" AND trade_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                stored_trades.extend(q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
             }
-            q.push(")");
-            stored_trades.extend(q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
+            duplicates = batch.drop_stored(&stored_ids, &stored_trades);
         }
-        let duplicates = batch.drop_stored(&stored_ids, &stored_trades);
 
         let actual: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?",
@@ -141,7 +134,6 @@ impl Backend for SqliteBackend {
             .fetch_one(&mut *tx)
             .await?;
 
-        let appended = batch.events.len();
         let recorded_at = batch.recorded_at;
         let mut offset = 0_i64;
         for chunk in batch.events.chunks(INSERT_ROWS) {
@@ -166,13 +158,43 @@ impl Backend for SqliteBackend {
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let appended_i64 = offset;
         Ok(AppendOutcome {
-            appended,
+            appended: batch.events.len(),
             duplicates,
-            stream_version: actual + appended_i64,
-            last_position: Some(head + appended_i64),
+            stream_version: actual + offset,
+            last_position: Some(head + offset),
         })
+    }
+}
+
+fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
+    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
+    decode_row(
+        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
+    )
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut batch: PreparedBatch,
+    ) -> Result<AppendOutcome, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        // Fast path: assume every event is new and let the UNIQUE indexes do the probing.
+        // A duplicate (or a version mismatch, which may be a retry of a stored batch) sends us
+        // to the careful path, which looks the keys up first.
+        match self.try_append(stream, expected, &mut batch, false).await {
+            Err(e) if e.is_conflict() || e.is_unique_violation() => {}
+            done => return done,
+        }
+        self.try_append(stream, expected, &mut batch, true).await
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {

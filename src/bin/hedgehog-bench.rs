@@ -1,0 +1,249 @@
+//! `hedgehog-bench`: throughput of the event store, for BENCHMARKS.md.
+//!
+//! `append` appends synthetic `TradeReceived` events in batches to a fresh database and then
+//! reads `$all` back, printing events/s for each. With `--ack-log` it prints one line per
+//! acknowledged batch (`ack STREAM_VERSION LAST_POSITION`) and flushes it, which is what the
+//! crash test reads before it kills the process.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hedgehog::domain::events::TradeReceived;
+use hedgehog::domain::{Symbol, Timestamp, TradeKind};
+use hedgehog::store::{redact_url, ExpectedVersion, NewEvent, Store, StreamId};
+use indicatif::{ProgressBar, ProgressStyle};
+use rust_decimal::Decimal;
+use sqlx::Connection;
+
+#[derive(Debug, Parser)]
+#[command(name = "hedgehog-bench", about = "Measure Hedgehog's event store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append N trades in batches to a fresh store, then read $all back.
+    Append {
+        #[arg(long, value_enum)]
+        backend: BackendKind,
+        /// Database to use. SQLite default: a file in a temporary directory. PostgreSQL default:
+        /// DATABASE_URL or postgres://postgres@127.0.0.1:5432/test, in a fresh schema.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+        /// Print `ack STREAM_VERSION LAST_POSITION` after every committed batch.
+        #[arg(long)]
+        ack_log: bool,
+        /// Skip reading $all back.
+        #[arg(long)]
+        no_read: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A database made for one run, removed afterwards unless the caller named it.
+struct BenchDb {
+    url: String,
+    cleanup: Option<Cleanup>,
+}
+
+enum Cleanup {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Schema { base: String, schema: String },
+}
+
+impl BenchDb {
+    async fn new(backend: BackendKind, url: Option<String>) -> anyhow::Result<Self> {
+        if let Some(url) = url {
+            return Ok(BenchDb { url, cleanup: None });
+        }
+        match backend {
+            BackendKind::Sqlite => {
+                let dir = tempfile::tempdir().context("temporary directory")?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                Ok(BenchDb {
+                    url,
+                    cleanup: Some(Cleanup::Dir(dir)),
+                })
+            }
+            BackendKind::Postgres => {
+                let base = std::env::var("DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                let schema = format!("hh_bench_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = sqlx::PgConnection::connect(&base)
+                    .await
+                    .with_context(|| format!("connect to {}", redact_url(&base)))?;
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut conn)
+                    .await?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                Ok(BenchDb {
+                    url,
+                    cleanup: Some(Cleanup::Schema { base, schema }),
+                })
+            }
+        }
+    }
+
+    async fn drop_schema(&mut self) -> anyhow::Result<()> {
+        if let Some(Cleanup::Schema { base, schema }) = &self.cleanup {
+            let mut conn = sqlx::PgConnection::connect(base).await?;
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn trade(symbol: &Symbol, id: u64) -> TradeReceived {
+    // Prices and quantities in the shape of real ADAUSDT trades (8 decimal places).
+    TradeReceived {
+        symbol: symbol.clone(),
+        trade_id: id,
+        price: Decimal::new(9_643_000 + (id % 5_000) as i64, 8),
+        quantity: Decimal::new(161_750_000_000 + (id % 977) as i64 * 100_000_000, 8),
+        trade_time: Timestamp(1_559_520_022_517 + (id as i64) * 7),
+        event_time: Timestamp(1_559_520_022_520 + (id as i64) * 7),
+        buyer_is_maker: id % 3 == 0,
+        buyer_order_id: Some(71_181_005 + id * 2),
+        seller_order_id: Some(71_180_991 + id * 2),
+        kind: TradeKind::Market,
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    // indicatif draws only when stderr is a terminal: quiet when piped.
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn rate(n: u64, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Command::Append {
+        backend,
+        database_url,
+        events,
+        batch,
+        ack_log,
+        no_read,
+    } = cli.command;
+    anyhow::ensure!(batch > 0, "--batch must be at least 1");
+    let mut db = BenchDb::new(backend, database_url).await?;
+    let store = Store::open(&db.url)
+        .await
+        .with_context(|| format!("open {}", redact_url(&db.url)))?;
+    let symbol = Symbol::parse("ADAUSDT")?;
+    let stream = StreamId::trades(&symbol);
+    let first_id = store.stream_version(&stream).await? as u64 + 1;
+
+    let bar = progress(events, "append");
+    let mut stdout = std::io::stdout().lock();
+    let started = Instant::now();
+    let mut next = first_id;
+    let end = first_id + events;
+    while next < end {
+        let upto = (next + batch).min(end);
+        let batch: Vec<NewEvent> = (next..upto)
+            .map(|id| NewEvent::new(trade(&symbol, id)))
+            .collect();
+        let out = store
+            .append(&stream, ExpectedVersion::Any, batch)
+            .await
+            .context("append")?;
+        if ack_log {
+            writeln!(
+                stdout,
+                "ack {} {}",
+                out.stream_version,
+                out.last_position.unwrap_or(0)
+            )?;
+            stdout.flush()?;
+        }
+        bar.inc(upto - next);
+        next = upto;
+    }
+    let append_time = started.elapsed();
+    bar.finish_and_clear();
+    if !ack_log {
+        println!(
+            "append  {:>10} events in {:>7.2} s = {:>10.0} events/s  ({}, batches of {batch})",
+            events,
+            append_time.as_secs_f64(),
+            rate(events, append_time),
+            store.backend_name()
+        );
+    }
+
+    if !no_read {
+        let head = store.head_position().await?;
+        let bar = progress(head as u64, "read");
+        let started = Instant::now();
+        let mut from = 1;
+        let mut read = 0u64;
+        loop {
+            let page = store.read_all(from, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            from = last.position + 1;
+            read += page.len() as u64;
+            bar.inc(page.len() as u64);
+        }
+        let read_time = started.elapsed();
+        bar.finish_and_clear();
+        anyhow::ensure!(
+            read == head as u64,
+            "read {read} events but the head is {head}"
+        );
+        println!(
+            "read    {:>10} events in {:>7.2} s = {:>10.0} events/s  ({}, $all in pages of 10000, decoded)",
+            read,
+            read_time.as_secs_f64(),
+            rate(read, read_time),
+            store.backend_name()
+        );
+    }
+    drop(store);
+    db.drop_schema().await?;
+    Ok(())
+}
