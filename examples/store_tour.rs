@@ -98,6 +98,10 @@ async fn main() -> anyhow::Result<()> {
             e.event.encode()?
         );
     }
-    println!("store: {} ({})", hedgehog::store::redact_url(&url), store.backend_name());
+    println!(
+        "store: {} ({})",
+        hedgehog::store::redact_url(&url),
+        store.backend_name()
+    );
     Ok(())
 }

@@ -181,15 +181,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let bar = progress(events, "append");
     let mut stdout = std::io::stdout().lock();
     let started = Instant::now();
-    let mut next = first_id;
     let end = first_id + events;
-    while next < end {
-        let upto = (next + batch).min(end);
-        let batch: Vec<NewEvent> = (next..upto)
-            .map(|id| NewEvent::new(trade(&symbol, id)))
-            .collect();
+    // Build and encode batch N + 1 on a blocking thread while batch N commits, as an importer
+    // does: the producer stays one batch ahead through a channel of one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let producer_symbol = symbol.clone();
+    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut next = first_id;
+        while next < end {
+            let upto = (next + batch).min(end);
+            let events: Vec<NewEvent> = (next..upto)
+                .map(|id| NewEvent::new(trade(&producer_symbol, id)))
+                .collect();
+            let prepared = Store::prepare(events)?;
+            if tx.blocking_send(prepared).is_err() {
+                break;
+            }
+            next = upto;
+        }
+        Ok(())
+    });
+    while let Some(prepared) = rx.recv().await {
+        let n = prepared.len() as u64;
         let out = store
-            .append(&stream, ExpectedVersion::Any, batch)
+            .append_prepared(&stream, ExpectedVersion::Any, prepared)
             .await
             .context("append")?;
         if ack_log {
@@ -201,9 +216,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             stdout.flush()?;
         }
-        bar.inc(upto - next);
-        next = upto;
+        bar.inc(n);
     }
+    producer.await??;
     let append_time = started.elapsed();
     bar.finish_and_clear();
     if !ack_log {

@@ -254,15 +254,27 @@ pub(crate) struct PreparedEvent {
 
 /// A batch encoded outside the write transaction (JSON work never holds the lock), with the
 /// events that repeat an earlier one of the same batch already removed.
+///
+/// Made by [`Store::prepare`], which is pure CPU work: a writer that appends a lot (an importer,
+/// a streamer) prepares the next batch on another thread while the current one commits.
 #[derive(Debug)]
-pub(crate) struct PreparedBatch {
-    pub events: Vec<PreparedEvent>,
-    pub repeated_in_batch: usize,
-    pub recorded_at: i64,
+pub struct PreparedBatch {
+    pub(crate) events: Vec<PreparedEvent>,
+    pub(crate) repeated_in_batch: usize,
+    pub(crate) recorded_at: i64,
 }
 
 impl PreparedBatch {
-    fn new(events: Vec<NewEvent>, recorded_at: i64) -> Result<Self, StoreError> {
+    /// Events in the batch after removing repeats within it.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn new(events: Vec<NewEvent>) -> Result<Self, StoreError> {
         let mut ids = HashSet::with_capacity(events.len());
         let mut trade_ids = HashSet::new();
         let mut prepared = Vec::with_capacity(events.len());
@@ -298,7 +310,7 @@ impl PreparedBatch {
         Ok(PreparedBatch {
             events: prepared,
             repeated_in_batch: repeated,
-            recorded_at,
+            recorded_at: 0,
         })
     }
 
@@ -453,8 +465,23 @@ impl Store {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let recorded_at = now_millis();
-        let batch = PreparedBatch::new(events, recorded_at)?;
+        self.append_prepared(stream, expected, Self::prepare(events)?)
+            .await
+    }
+
+    /// Encodes and keys a batch for [`Store::append_prepared`]: CPU only, no I/O, any thread.
+    pub fn prepare(events: Vec<NewEvent>) -> Result<PreparedBatch, StoreError> {
+        PreparedBatch::new(events)
+    }
+
+    /// Appends a batch made by [`Store::prepare`]; the same guarantees as [`Store::append`].
+    pub async fn append_prepared(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut batch: PreparedBatch,
+    ) -> Result<AppendOutcome, StoreError> {
+        batch.recorded_at = now_millis();
         let repeated = batch.repeated_in_batch;
         let mut outcome = if batch.events.is_empty() && repeated == 0 {
             let actual = self.backend.stream_version(stream).await?;

@@ -30,21 +30,118 @@ const INSERT_ROWS: usize = 1_000;
 /// Keys per `IN (...)` look-up.
 const LOOKUP_KEYS: usize = 1_000;
 
-const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
-     schema_version, payload, recorded_at, correlation_id, causation_id FROM events";
+/// Separates the fields of one packed event (ASCII unit separator).
+const FIELD: char = '\u{1f}';
+/// Separates packed events (ASCII record separator).
+const RECORD: char = '\u{1e}';
 
-type Row = (
-    i64,
-    Uuid,
-    String,
-    i64,
-    String,
-    i32,
-    String,
-    i64,
-    Option<Uuid>,
-    Option<Uuid>,
-);
+/// A query that returns a whole page of events as one text value.
+///
+/// Why: sqlx's SQLite driver copies every column of every row on its worker thread and hands
+/// rows over one by one; for a log read in pages of thousands, that per-row toll cost ten times
+/// SQLite's own work. Packing the page in SQL makes it one value, and the decoding then runs on
+/// every core. The separators are control characters, which cannot occur in any packed field:
+/// JSON escapes them inside strings, stream ids refuse them (`StreamId::new`), and the other
+/// fields are numbers, hex or our own type names. `concat_ws` builds each record in one pass (a
+/// chain of `||` copied the growing string nine times); it skips NULLs *and* empty strings,
+/// so an absent id is written as `-` to keep the field count fixed.
+///
+/// The aggregate's order is unspecified in SQL (an `ORDER BY` inside it made SQLite copy every
+/// record into a sorter), so [`unpack_page`] sorts by position, which is also version order
+/// within a stream: both are assigned increasing under the write lock.
+fn packed_page(filter: &str) -> String {
+    format!(
+        "SELECT group_concat(concat_ws(char(31), \
+            position, hex(event_id), stream_id, stream_version, event_type, schema_version, \
+            recorded_at, iif(correlation_id IS NULL, '-', hex(correlation_id)), \
+            iif(causation_id IS NULL, '-', hex(causation_id)), \
+            payload), char(30)) \
+         FROM (SELECT * FROM events {filter})"
+    )
+}
+
+/// Pages at least this large are decoded on every core.
+const PARALLEL_DECODE: usize = 256;
+
+fn unpack_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
+    use rayon::prelude::*;
+    let Some(page) = page else {
+        return Ok(Vec::new());
+    };
+    let records: Vec<&str> = page.split(RECORD).collect();
+    let mut events: Vec<RecordedEvent> = if records.len() >= PARALLEL_DECODE {
+        records
+            .into_par_iter()
+            .map(unpack)
+            .collect::<Result<_, _>>()?
+    } else {
+        records.into_iter().map(unpack).collect::<Result<_, _>>()?
+    };
+    events.sort_by_key(|e| e.position);
+    Ok(events)
+}
+
+fn unpack(record: &str) -> Result<RecordedEvent, StoreError> {
+    let mut f = record.splitn(10, FIELD);
+    let mut next = |column: &'static str| {
+        f.next().ok_or_else(|| StoreError::Corrupt {
+            position: 0,
+            column,
+            value: record.chars().take(80).collect(),
+        })
+    };
+    let position_text = next("position")?;
+    let (id, stream, version, ty, schema, at, corr, cause, payload) = (
+        next("event_id")?,
+        next("stream_id")?,
+        next("stream_version")?,
+        next("event_type")?,
+        next("schema_version")?,
+        next("recorded_at")?,
+        next("correlation_id")?,
+        next("causation_id")?,
+        next("payload")?,
+    );
+    let position: i64 = parse(0, "position", position_text)?;
+    let uuid = |column, text: &str| {
+        Uuid::try_parse(text).map_err(|_| StoreError::Corrupt {
+            position,
+            column,
+            value: text.to_owned(),
+        })
+    };
+    let optional = |column, text: &str| {
+        if text == "-" {
+            Ok(None)
+        } else {
+            uuid(column, text).map(Some)
+        }
+    };
+    decode_row(
+        position,
+        uuid("event_id", id)?,
+        stream,
+        parse(position, "stream_version", version)?,
+        ty,
+        parse(position, "schema_version", schema)?,
+        payload,
+        parse(position, "recorded_at", at)?,
+        optional("correlation_id", corr)?,
+        optional("causation_id", cause)?,
+    )
+}
+
+fn parse<T: std::str::FromStr>(
+    position: i64,
+    column: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        position,
+        column,
+        value: text.to_owned(),
+    })
+}
 
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
@@ -167,13 +264,6 @@ impl SqliteBackend {
     }
 }
 
-fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
-    decode_row(
-        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
-    )
-}
-
 #[async_trait]
 impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
@@ -198,13 +288,13 @@ impl Backend for SqliteBackend {
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("{SELECT_COLUMNS} WHERE position >= ? ORDER BY position LIMIT ?");
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let sql = packed_page("WHERE position >= ? ORDER BY position LIMIT ?");
+        let page: Option<String> = sqlx::query_scalar(&sql)
             .bind(from)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        rows.into_iter().map(decode).collect()
+        unpack_page(page)
     }
 
     async fn read_stream(
@@ -213,17 +303,16 @@ impl Backend for SqliteBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "{SELECT_COLUMNS} WHERE stream_id = ? AND stream_version >= ? \
-             ORDER BY stream_version LIMIT ?"
+        let sql = packed_page(
+            "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
         );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let page: Option<String> = sqlx::query_scalar(&sql)
             .bind(stream.as_str())
             .bind(from)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        rows.into_iter().map(decode).collect()
+        unpack_page(page)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
