@@ -355,17 +355,27 @@ mod cases {
     }
 
     pub async fn subscription_catches_up_then_follows_live_appends(db: &TestDb) {
+        // Exactly two catch-up pages (10,000 events each): the page boundary and the empty page
+        // after it are the cases a pager gets wrong.
+        const N: u64 = 20_000;
         let store = db.open().await;
         let stream = StreamId::trades(&symbol("BTCUSDT"));
-        store
-            .append(&stream, ExpectedVersion::Any, trades("BTCUSDT", 1..2501))
-            .await
-            .unwrap();
+        for start in (1..=N).step_by(5_000) {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    trades("BTCUSDT", start..start + 5_000),
+                )
+                .await
+                .unwrap();
+        }
 
         let mut sub = store.subscribe_all(0);
-        let caught_up = take(&mut sub, 2500).await;
-        assert_eq!(caught_up.first().unwrap().position, 1);
-        assert_eq!(caught_up.last().unwrap().position, 2500);
+        let caught_up = take(&mut sub, N as usize).await;
+        for (i, e) in caught_up.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1);
+        }
 
         let writer = store.clone();
         let s = stream.clone();
@@ -373,14 +383,15 @@ mod cases {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             writer
-                .append(&s, ExpectedVersion::Any, trades("BTCUSDT", 2501..2506))
+                .append(&s, ExpectedVersion::Any, trades("BTCUSDT", N + 1..N + 6))
                 .await
                 .unwrap();
         });
         let live = take(&mut sub, 5).await;
         assert_eq!(
             live.iter().map(|e| e.position).collect::<Vec<_>>(),
-            [2501, 2502, 2503, 2504, 2505]
+            [20_001, 20_002, 20_003, 20_004, 20_005],
+            "the next events after the catch-up, none repeated"
         );
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -388,10 +399,10 @@ mod cases {
         );
 
         // Starting in the middle gives exactly what follows.
-        let mut mid = store.subscribe_all(2498);
+        let mut mid = store.subscribe_all(19_998);
         let got = take(&mut mid, 7).await;
-        assert_eq!(got.first().unwrap().position, 2499);
-        assert_eq!(got.last().unwrap().position, 2505);
+        assert_eq!(got.first().unwrap().position, 19_999);
+        assert_eq!(got.last().unwrap().position, 20_005);
     }
 
     pub async fn subscription_sees_appends_from_another_store_instance(db: &TestDb) {

@@ -35,7 +35,7 @@ pub use eventually_impl::EventuallyStore;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
 
 /// How many events a subscription reads per query while catching up.
-const PAGE_SIZE: i64 = 2_000;
+const PAGE_SIZE: i64 = 10_000;
 
 /// The name of a stream: `trading-BTCUSDT`, `trades-BTCUSDT`, `streaming-BTCUSDT`, ...
 ///
@@ -568,6 +568,19 @@ impl Store {
         &self,
         after: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        use futures::{stream, StreamExt, TryStreamExt};
+        self.subscribe_all_batches(after)
+            .map_ok(|batch| stream::iter(batch.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// [`Store::subscribe_all`] a page at a time: what a projector wants, since it writes one
+    /// transaction per batch. Batches are never empty and follow each other without gaps.
+    pub fn subscribe_all_batches(
+        &self,
+        after: i64,
+    ) -> BoxStream<'static, Result<Vec<RecordedEvent>, StoreError>> {
         let store = self.clone();
         Box::pin(async_stream::try_stream! {
             let mut woken = store.head.subscribe();
@@ -576,7 +589,7 @@ impl Store {
             let mut next = after.saturating_add(1);
             loop {
                 woken.borrow_and_update();
-                let page = store.backend.read_all(next, PAGE_SIZE).await?;
+                let mut page = store.backend.read_all(next, PAGE_SIZE).await?;
                 if page.is_empty() {
                     tokio::select! {
                         changed = woken.changed() => { let _ = changed; }
@@ -584,9 +597,21 @@ impl Store {
                     }
                     continue;
                 }
-                for event in page {
-                    next = event.position + 1;
-                    yield event;
+                // Catching up: fetch the next page while this one is consumed.
+                while page.len() as i64 == PAGE_SIZE {
+                    let from = page[page.len() - 1].position + 1;
+                    next = from;
+                    let backend = Arc::clone(&store.backend);
+                    let prefetch =
+                        tokio::spawn(async move { backend.read_all(from, PAGE_SIZE).await });
+                    yield page;
+                    page = prefetch
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                }
+                if let Some(last) = page.last() {
+                    next = last.position + 1;
+                    yield page;
                 }
             }
         })

@@ -60,6 +60,19 @@ fn packed_page(filter: &str) -> String {
     )
 }
 
+/// Decodes a page on the blocking pool (a large page is milliseconds of CPU, too long to hold an
+/// async worker), small pages in place.
+async fn unpack_off_runtime(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
+    match page {
+        Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
+            tokio::task::spawn_blocking(move || unpack_page(Some(p)))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        }
+        small => unpack_page(small),
+    }
+}
+
 /// Pages at least this large are decoded on every core.
 const PARALLEL_DECODE: usize = 256;
 
@@ -294,7 +307,7 @@ impl Backend for SqliteBackend {
             .bind(limit)
             .fetch_one(&self.pool)
             .await?;
-        unpack_page(page)
+        unpack_off_runtime(page).await
     }
 
     async fn read_stream(
@@ -312,7 +325,7 @@ impl Backend for SqliteBackend {
             .bind(limit)
             .fetch_one(&self.pool)
             .await?;
-        unpack_page(page)
+        unpack_off_runtime(page).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
