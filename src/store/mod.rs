@@ -383,13 +383,16 @@ pub(crate) fn decode_row(
 pub(crate) trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
-    /// Appends atomically: checks idempotency and the expected version and assigns positions
-    /// inside one write transaction. `batch` has already been de-duplicated within itself.
-    async fn append(
+    /// One attempt at an atomic append: checks the expected version and assigns positions inside
+    /// one write transaction that holds the log's write lock. With `look_up`, events already
+    /// stored (by id or trade key) are found and dropped first; without, a duplicate surfaces as
+    /// a UNIQUE violation. `batch` is already de-duplicated within itself.
+    async fn try_append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        batch: PreparedBatch,
+        batch: &mut PreparedBatch,
+        look_up: bool,
     ) -> Result<AppendOutcome, StoreError>;
 
     /// Events of `$all` with `position >= from`, in order, at most `limit`.
@@ -493,7 +496,21 @@ impl Store {
                 last_position: None,
             }
         } else {
-            self.backend.append(stream, expected, batch).await?
+            // Fast path: assume every event is new and let the UNIQUE indexes do the probing.
+            // A duplicate, or a version mismatch (which may be the retry of a stored batch),
+            // takes the careful path, which looks the keys up first.
+            match self
+                .backend
+                .try_append(stream, expected, &mut batch, false)
+                .await
+            {
+                Err(e) if e.is_conflict() || e.is_unique_violation() => {
+                    self.backend
+                        .try_append(stream, expected, &mut batch, true)
+                        .await?
+                }
+                done => done?,
+            }
         };
         outcome.duplicates += repeated;
         if let Some(last) = outcome.last_position {

@@ -74,9 +74,21 @@ impl PgBackend {
             listener: Mutex::new(None),
         })
     }
+}
 
-    /// One attempt at an append in one transaction holding the log's lock; with `look_up`,
-    /// events already stored are found and dropped first.
+fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
+    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
+    decode_row(
+        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
+    )
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn try_append(
         &self,
         stream: &StreamId,
@@ -189,35 +201,6 @@ impl PgBackend {
             stream_version: actual + count,
             last_position: Some(last),
         })
-    }
-}
-
-fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
-    decode_row(
-        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
-    )
-}
-
-#[async_trait]
-impl Backend for PgBackend {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        mut batch: PreparedBatch,
-    ) -> Result<AppendOutcome, StoreError> {
-        // Fast path: assume every event is new and let the UNIQUE indexes do the probing; a
-        // duplicate or a version mismatch (maybe a retry) takes the careful path.
-        match self.try_append(stream, expected, &mut batch, false).await {
-            Err(e) if e.is_conflict() || e.is_unique_violation() => {}
-            done => return done,
-        }
-        self.try_append(stream, expected, &mut batch, true).await
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {

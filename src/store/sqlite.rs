@@ -183,9 +183,14 @@ impl SqliteBackend {
             write_lock: Mutex::new(()),
         })
     }
+}
 
-    /// One attempt at an append in one write transaction; with `look_up`, events already
-    /// stored are found and dropped first.
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn try_append(
         &self,
         stream: &StreamId,
@@ -193,6 +198,7 @@ impl SqliteBackend {
         batch: &mut PreparedBatch,
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
+        let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut duplicates = 0;
         if look_up {
@@ -274,30 +280,6 @@ impl SqliteBackend {
             stream_version: actual + offset,
             last_position: Some(head + offset),
         })
-    }
-}
-
-#[async_trait]
-impl Backend for SqliteBackend {
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        mut batch: PreparedBatch,
-    ) -> Result<AppendOutcome, StoreError> {
-        let _writer = self.write_lock.lock().await;
-        // Fast path: assume every event is new and let the UNIQUE indexes do the probing.
-        // A duplicate (or a version mismatch, which may be a retry of a stored batch) sends us
-        // to the careful path, which looks the keys up first.
-        match self.try_append(stream, expected, &mut batch, false).await {
-            Err(e) if e.is_conflict() || e.is_unique_violation() => {}
-            done => return done,
-        }
-        self.try_append(stream, expected, &mut batch, true).await
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
