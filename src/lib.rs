@@ -2,6 +2,7 @@
 //! the command line. See ARCHITECTURE.md for the map.
 
 pub mod aggregate;
+pub mod binance;
 pub mod store;
 
 pub use hedgehog_domain as domain;

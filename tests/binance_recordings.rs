@@ -1,0 +1,97 @@
+//! Every line of real Binance websocket recordings (excerpts in tests/fixtures/binance-ws)
+//! parses, with all three payload shapes, skipped streams and a REST snapshot among them.
+
+use std::io::{BufRead, BufReader};
+
+use flate2::read::GzDecoder;
+use hedgehog::binance::{parse_recorded_line, Frame};
+use hedgehog::domain::events::TradeReceived;
+use hedgehog::domain::TradeKind;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binance-ws");
+
+struct Parsed {
+    trades: Vec<TradeReceived>,
+    other: usize,
+    not_stream: usize,
+    /// Lines with a trade event, counted by plain string search: the independent check.
+    trade_lines: usize,
+}
+
+fn parse_file(name: &str) -> Parsed {
+    let path = format!("{DIR}/{name}");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut parsed = Parsed {
+        trades: Vec::new(),
+        other: 0,
+        not_stream: 0,
+        trade_lines: 0,
+    };
+    for (i, line) in BufReader::new(GzDecoder::new(file)).lines().enumerate() {
+        let line = line.unwrap();
+        if line.contains(r#""e":"trade""#) {
+            parsed.trade_lines += 1;
+        }
+        match parse_recorded_line(&line) {
+            Ok((_, Frame::Trade(t))) => parsed.trades.push(t),
+            Ok((_, Frame::OtherStream(_))) => parsed.other += 1,
+            Ok((_, Frame::NotAStreamMessage)) => parsed.not_stream += 1,
+            Err(e) => panic!("{path}:{}: {e}", i + 1),
+        }
+    }
+    parsed
+}
+
+fn assert_contiguous(trades: &[TradeReceived]) {
+    for pair in trades.windows(2) {
+        assert_eq!(
+            pair[1].trade_id,
+            pair[0].trade_id + 1,
+            "trade ids are contiguous"
+        );
+    }
+}
+
+#[test]
+fn spot_2023_with_order_ids() {
+    let p = parse_file("spot_btcusdt_20230405.head300.gz");
+    assert_eq!(p.trades.len(), p.trade_lines);
+    assert_eq!(p.trades.len(), 104);
+    assert_eq!(p.trades.len() + p.other + p.not_stream, 300);
+    assert!(p
+        .trades
+        .iter()
+        .all(|t| t.buyer_order_id.is_some() && t.seller_order_id.is_some()));
+    assert_eq!(p.trades[0].trade_id, 3071245454);
+    assert_contiguous(&p.trades);
+}
+
+#[test]
+fn spot_2024_without_order_ids_and_a_snapshot() {
+    let p = parse_file("spot_btcusdt_20240808.head300.gz");
+    assert_eq!(p.trades.len(), p.trade_lines);
+    assert_eq!(p.trades.len(), 56);
+    assert_eq!(
+        p.not_stream, 1,
+        "the REST depth snapshot is recognised and skipped"
+    );
+    assert!(p.other > 0, "depth and bookTicker frames are skipped");
+    assert!(p.trades.iter().all(|t| t.buyer_order_id.is_none()));
+    assert!(p.trades.iter().all(|t| t.kind == TradeKind::Market));
+    assert_contiguous(&p.trades);
+}
+
+#[test]
+fn usdm_futures_with_trade_kinds() {
+    let p = parse_file("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz");
+    assert_eq!(p.trades.len(), p.trade_lines);
+    let (market, other): (Vec<&TradeReceived>, Vec<&TradeReceived>) =
+        p.trades.iter().partition(|t| t.kind.is_market());
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].kind, TradeKind::InsuranceFund);
+    assert_eq!(other[0].trade_id, 3535191080);
+    assert_eq!(other[0].price.to_string(), "28722.50");
+    assert_eq!(market.len(), 194);
+    let market: Vec<TradeReceived> = market.into_iter().cloned().collect();
+    assert_contiguous(&market);
+}
