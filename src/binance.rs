@@ -18,7 +18,11 @@ use serde_json::value::RawValue;
 /// What one frame turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// A spot trade.
     Trade(TradeReceived),
+    /// A USD-M futures trade (its frame carries the kind `X`, which spot frames never do). The
+    /// same symbol on another market: its trades must not mix with spot ones.
+    FuturesTrade(TradeReceived),
     /// A frame of another stream, such as `btcusdt@depth@100ms`: not for us.
     OtherStream(String),
     /// A message with no `stream` and no trade in it, e.g. a REST depth snapshot in a recording.
@@ -105,17 +109,20 @@ pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
                 return Ok(Frame::OtherStream(stream.into_owned()));
             }
             let trade = trade(data.get(), text)?;
+            let (Frame::Trade(t) | Frame::FuturesTrade(t)) = &trade else {
+                unreachable!("trade() returns trades")
+            };
             // `btcusdt@trade` must carry BTCUSDT: anything else is a corrupted frame.
             let expected = stream.trim_end_matches("@trade");
-            if !expected.eq_ignore_ascii_case(trade.symbol.as_str()) {
+            if !expected.eq_ignore_ascii_case(t.symbol.as_str()) {
                 return Err(FrameError::Trade {
-                    reason: format!("stream {stream} carries symbol {}", trade.symbol),
+                    reason: format!("stream {stream} carries symbol {}", t.symbol),
                     excerpt: excerpt(text),
                 });
             }
-            Ok(Frame::Trade(trade))
+            Ok(trade)
         }
-        (None, None, Some(e)) if e == "trade" => Ok(Frame::Trade(trade(text, text)?)),
+        (None, None, Some(e)) if e == "trade" => trade(text, text),
         (Some(stream), None, _) => Err(FrameError::Trade {
             reason: format!("stream {stream} frame without data"),
             excerpt: excerpt(text),
@@ -124,7 +131,7 @@ pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
     }
 }
 
-fn trade(json: &str, frame: &str) -> Result<TradeReceived, FrameError> {
+fn trade(json: &str, frame: &str) -> Result<Frame, FrameError> {
     let bad = |reason: String| FrameError::Trade {
         reason,
         excerpt: excerpt(frame),
@@ -143,7 +150,8 @@ fn trade(json: &str, frame: &str) -> Result<TradeReceived, FrameError> {
     if wire.quantity <= Decimal::ZERO {
         return Err(bad(format!("quantity {} is not positive", wire.quantity)));
     }
-    Ok(TradeReceived {
+    let futures = wire.kind.is_some();
+    let trade = TradeReceived {
         symbol,
         trade_id: wire.trade_id,
         price: wire.price,
@@ -154,6 +162,11 @@ fn trade(json: &str, frame: &str) -> Result<TradeReceived, FrameError> {
         buyer_order_id: wire.buyer_order_id,
         seller_order_id: wire.seller_order_id,
         kind: wire.kind.map(TradeKind::from).unwrap_or_default(),
+    };
+    Ok(if futures {
+        Frame::FuturesTrade(trade)
+    } else {
+        Frame::Trade(trade)
     })
 }
 
@@ -195,8 +208,8 @@ mod tests {
     #[test]
     fn futures_trades_carry_their_kind_and_raw_frames_parse() {
         let line = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1680652874406,"T":1680652874400,"s":"BTCUSDT","t":3535191080,"p":"28722.50","q":"0.001","X":"INSURANCE_FUND","m":true}}"#;
-        let Frame::Trade(t) = parse_frame(line).unwrap() else {
-            panic!("not a trade")
+        let Frame::FuturesTrade(t) = parse_frame(line).unwrap() else {
+            panic!("not a futures trade")
         };
         assert_eq!(t.kind, TradeKind::InsuranceFund);
         assert_eq!(t.buyer_order_id, None);

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod binance;
+pub mod import;
 pub mod store;
 
 pub use hedgehog_domain as domain;

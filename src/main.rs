@@ -1,11 +1,17 @@
 //! The `hedgehog` command line: the binary's edge, where errors become messages and exit codes.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use hedgehog::domain::Symbol;
+use hedgehog::import::{self, ImportOptions};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +54,33 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Bring market data into the store.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import trades from files: Binance trade CSVs, the book's trade_events dumps, websocket
+    /// recordings; plain, .gz or .zip. Importing the same trades again stores nothing new.
+    Trades {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Symbol of the trades, for formats whose rows carry none (Binance trade CSVs).
+        #[arg(long)]
+        symbol: Option<Symbol>,
+        /// The files' format; detected from the first line when not given.
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// Report each bad row and go on, instead of stopping at the first.
+        #[arg(long)]
+        skip_bad_rows: bool,
+        /// Trades per atomic append.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch_size: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,6 +97,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -146,6 +180,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for e in &events {
                 print_event(&mut out, e, format)?;
             }
+        }
+        Command::Import {
+            what:
+                ImportCommand::Trades {
+                    files,
+                    symbol,
+                    format,
+                    skip_bad_rows,
+                    batch_size,
+                },
+        } => {
+            let total: u64 = files
+                .iter()
+                .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            // Drawn on stderr only when it is a terminal: quiet when piped.
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+                )?
+                .progress_chars("=> "),
+            );
+            let options = ImportOptions {
+                symbol,
+                format,
+                skip_bad_rows,
+                batch_size: usize::try_from(batch_size)?,
+            };
+            let started = Instant::now();
+            let progress = bar.clone();
+            let result =
+                import::import_trades(&store, &files, &options, move |n| progress.inc(n)).await;
+            bar.finish_and_clear();
+            let summary = result?;
+            let secs = started.elapsed().as_secs_f64();
+            writeln!(
+                out,
+                "read {}, imported {}, already present {}, rejected {}, other lines skipped {} \
+                 ({} file{}, {:.2} s, {:.0} trades/s)",
+                summary.read,
+                summary.imported,
+                summary.already_present,
+                summary.rejected,
+                summary.skipped,
+                files.len(),
+                if files.len() == 1 { "" } else { "s" },
+                secs,
+                summary.read as f64 / secs.max(1e-9),
+            )?;
         }
     }
     out.flush()?;

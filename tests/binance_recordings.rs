@@ -12,6 +12,7 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binance-w
 
 struct Parsed {
     trades: Vec<TradeReceived>,
+    futures: usize,
     other: usize,
     not_stream: usize,
     /// Lines with a trade event, counted by plain string search: the independent check.
@@ -23,6 +24,7 @@ fn parse_file(name: &str) -> Parsed {
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut parsed = Parsed {
         trades: Vec::new(),
+        futures: 0,
         other: 0,
         not_stream: 0,
         trade_lines: 0,
@@ -34,6 +36,10 @@ fn parse_file(name: &str) -> Parsed {
         }
         match parse_recorded_line(&line) {
             Ok((_, Frame::Trade(t))) => parsed.trades.push(t),
+            Ok((_, Frame::FuturesTrade(t))) => {
+                parsed.futures += 1;
+                parsed.trades.push(t);
+            }
             Ok((_, Frame::OtherStream(_))) => parsed.other += 1,
             Ok((_, Frame::NotAStreamMessage)) => parsed.not_stream += 1,
             Err(e) => panic!("{path}:{}: {e}", i + 1),
@@ -57,6 +63,7 @@ fn spot_2023_with_order_ids() {
     let p = parse_file("spot_btcusdt_20230405.head300.gz");
     assert_eq!(p.trades.len(), p.trade_lines);
     assert_eq!(p.trades.len(), 104);
+    assert_eq!(p.futures, 0, "spot frames are spot trades");
     assert_eq!(p.trades.len() + p.other + p.not_stream, 300);
     assert!(p
         .trades
@@ -85,6 +92,11 @@ fn spot_2024_without_order_ids_and_a_snapshot() {
 fn usdm_futures_with_trade_kinds() {
     let p = parse_file("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz");
     assert_eq!(p.trades.len(), p.trade_lines);
+    assert_eq!(
+        p.futures,
+        p.trades.len(),
+        "every futures frame is a futures trade"
+    );
     let (market, other): (Vec<&TradeReceived>, Vec<&TradeReceived>) =
         p.trades.iter().partition(|t| t.kind.is_market());
     assert_eq!(other.len(), 1);

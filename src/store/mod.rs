@@ -78,6 +78,12 @@ impl StreamId {
         StreamId(format!("trades-{symbol}").into())
     }
 
+    /// The market trades of a symbol on Binance USD-M futures: another market than spot, whose
+    /// trade ids overlap spot's, so another stream.
+    pub fn usdm_trades(symbol: &Symbol) -> Self {
+        StreamId(format!("usdm-trades-{symbol}").into())
+    }
+
     /// The streaming switch of a symbol.
     pub fn streaming(symbol: &Symbol) -> Self {
         StreamId(format!("streaming-{symbol}").into())

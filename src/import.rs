@@ -1,0 +1,640 @@
+//! `hedgehog import trades`: trades from files into the event store.
+//!
+//! Formats (detected from the content, or named with `--format`):
+//! - `binance-trades`: Binance public data trade CSVs (`id,price,qty,quote_qty,time,
+//!   is_buyer_maker[,is_best_match]`), with or without a header. They carry no symbol.
+//! - `book-dump`: the book's `trade_events` table dump, `;`-separated, 13 columns.
+//! - `ws-recording`: raw websocket recordings, `<timestamp> <json>` per line.
+//!
+//! Any of them plain, `.gz` or `.zip` (the archive's first file). A file is streamed: memory
+//! stays flat whatever its size. Parsing and encoding run on a blocking thread one batch ahead of
+//! the appends. A bad row stops the import with `file:line: what is wrong`; the whole batches
+//! appended before it stay, the partial batch it was in is dropped. With `skip_bad_rows` each bad
+//! row is reported and skipped. Importing the same trades again stores nothing new: the store
+//! keys trades by (market stream, trade id), and event ids are derived from that key too, so a
+//! re-import is byte-for-byte the same events.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::{Symbol, Timestamp, TradeKind};
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::binance::{parse_recorded_line, Frame};
+use crate::store::{ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId};
+
+/// The formats `import trades` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    BinanceTrades,
+    BookDump,
+    WsRecording,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::BinanceTrades => "binance-trades",
+            Format::BookDump => "book-dump",
+            Format::WsRecording => "ws-recording",
+        })
+    }
+}
+
+/// How to import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The symbol for formats whose rows carry none; must agree with rows that do.
+    pub symbol: Option<Symbol>,
+    /// Skip detection.
+    pub format: Option<Format>,
+    /// Report bad rows and go on instead of stopping at the first.
+    pub skip_bad_rows: bool,
+    /// Trades per append (per market).
+    pub batch_size: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            symbol: None,
+            format: None,
+            skip_bad_rows: false,
+            batch_size: 10_000,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Trades read from the files (bad rows not included).
+    pub read: u64,
+    /// Trades stored by this import.
+    pub imported: u64,
+    /// Trades that were already in the store (or repeated in the files).
+    pub already_present: u64,
+    /// Bad rows skipped (with `skip_bad_rows`).
+    pub rejected: u64,
+    /// Lines that hold no trade (other streams, snapshots, headers).
+    pub skipped: u64,
+}
+
+/// Why an import stopped. Every variant names the file, and the line where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{file}: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot read the zip archive: {source}")]
+    Zip {
+        file: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    #[error("{file}:{line}: {reason}")]
+    BadRow {
+        file: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error(
+        "{file}: cannot tell the format from its first line ({first_line}); name it with --format"
+    )]
+    UnknownFormat { file: PathBuf, first_line: String },
+    #[error("{file}: {format} rows carry no symbol; name it with --symbol")]
+    NoSymbol { file: PathBuf, format: Format },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the import stopped before the end of its input")]
+    Stopped,
+}
+
+/// Which market a trade belongs to, which decides its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Market {
+    Spot,
+    UsdmFutures,
+}
+
+/// A batch ready to append, or the end of the input with the parse's verdict.
+enum Message {
+    Batch(StreamId, PreparedBatch),
+    Done(Result<ParseCounts, ImportError>),
+}
+
+#[derive(Default)]
+struct ParseCounts {
+    read: u64,
+    rejected: u64,
+    skipped: u64,
+}
+
+/// Imports `files` into `store`. `progress` is told how many input bytes were consumed, so a
+/// caller can draw a bar (and draw nothing when not on a terminal).
+pub async fn import_trades(
+    store: &Store,
+    files: &[PathBuf],
+    options: &ImportOptions,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<ImportSummary, ImportError> {
+    let (tx, mut rx) = mpsc::channel(2);
+    let files = files.to_vec();
+    let opts = options.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let result = parse_files(&files, &opts, &tx, &progress);
+        let _ = tx.blocking_send(Message::Done(result));
+    });
+    let mut summary = ImportSummary::default();
+    let mut verdict = None;
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Batch(stream, batch) => {
+                let out = store
+                    .append_prepared(&stream, ExpectedVersion::Any, batch)
+                    .await?;
+                summary.imported += out.appended as u64;
+                summary.already_present += out.duplicates as u64;
+            }
+            Message::Done(result) => verdict = Some(result),
+        }
+    }
+    producer
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let counts = verdict.unwrap_or_else(|| Ok(ParseCounts::default()))?;
+    summary.read = counts.read;
+    summary.rejected = counts.rejected;
+    summary.skipped = counts.skipped;
+    Ok(summary)
+}
+
+/// The event id of a trade: a UUID v7 whose time is the trade's and whose other bits are a
+/// name-based hash of (stream, trade id). Deterministic, so a re-import yields the same events.
+pub fn trade_event_id(stream: &StreamId, trade: &TradeReceived) -> Uuid {
+    let name = format!("{}:{}", stream.as_str(), trade.trade_id);
+    let hash = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&hash.as_bytes()[..10]);
+    let millis = u64::try_from(trade.trade_time.millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid()
+}
+
+/// Buffers trades per market and hands full batches to the appender.
+struct Batcher<'a> {
+    tx: &'a mpsc::Sender<Message>,
+    size: usize,
+    buffers: HashMap<StreamId, Vec<NewEvent>>,
+}
+
+impl Batcher<'_> {
+    fn push(&mut self, market: Market, trade: TradeReceived) -> Result<(), ImportError> {
+        let stream = match market {
+            Market::Spot => StreamId::trades(&trade.symbol),
+            Market::UsdmFutures => StreamId::usdm_trades(&trade.symbol),
+        };
+        let id = trade_event_id(&stream, &trade);
+        let buffer = self.buffers.entry(stream.clone()).or_default();
+        buffer.push(NewEvent::new(trade).with_id(id));
+        if buffer.len() >= self.size {
+            let events = std::mem::take(buffer);
+            self.send(stream, events)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, stream: StreamId, events: Vec<NewEvent>) -> Result<(), ImportError> {
+        let batch = Store::prepare(events)?;
+        // The receiver only goes away when the appender failed: stop parsing; the appender's
+        // error is the one reported.
+        self.tx
+            .blocking_send(Message::Batch(stream, batch))
+            .map_err(|_| ImportError::Stopped)
+    }
+
+    fn flush(&mut self) -> Result<(), ImportError> {
+        let mut streams: Vec<StreamId> = self.buffers.keys().cloned().collect();
+        streams.sort();
+        for stream in streams {
+            if let Some(events) = self.buffers.remove(&stream) {
+                if !events.is_empty() {
+                    self.send(stream, events)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_files(
+    files: &[PathBuf],
+    options: &ImportOptions,
+    tx: &mpsc::Sender<Message>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<ParseCounts, ImportError> {
+    let mut counts = ParseCounts::default();
+    for file in files {
+        let mut batcher = Batcher {
+            tx,
+            size: options.batch_size.max(1),
+            buffers: HashMap::new(),
+        };
+        with_reader(file, progress, |reader| {
+            parse_one(file, reader, options, &mut batcher, &mut counts)
+        })??;
+        // Only a file read to its end flushes its partial batches: a stop drops them.
+        batcher.flush()?;
+    }
+    Ok(counts)
+}
+
+/// Opens `path`, decompressing by its extension, counting consumed bytes into `progress`.
+fn with_reader<T>(
+    path: &Path,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    body: impl FnOnce(&mut dyn BufRead) -> T,
+) -> Result<T, ImportError> {
+    let io = |source| ImportError::Io {
+        file: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let counted = Counted {
+        inner: file,
+        progress,
+    };
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".zip") {
+        let mut archive = zip::ZipArchive::new(counted).map_err(|source| ImportError::Zip {
+            file: path.to_owned(),
+            source,
+        })?;
+        let entry = archive.by_index(0).map_err(|source| ImportError::Zip {
+            file: path.to_owned(),
+            source,
+        })?;
+        let result = body(&mut BufReader::with_capacity(1 << 16, entry));
+        Ok(result)
+    } else if name.ends_with(".gz") {
+        Ok(body(&mut BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(counted),
+        )))
+    } else {
+        Ok(body(&mut BufReader::with_capacity(1 << 16, counted)))
+    }
+}
+
+/// A reader that reports the bytes it delivers.
+struct Counted<'a, R> {
+    inner: R,
+    progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Seek> std::io::Seek for Counted<'_, R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// Guesses the format from the first line.
+pub fn detect(first_line: &str) -> Option<Format> {
+    let line = first_line.trim_end();
+    if let Some((stamp, rest)) = line.split_once(' ') {
+        if stamp.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('{') {
+            return Some(Format::WsRecording);
+        }
+    }
+    if line.split(';').count() == 13 {
+        return Some(Format::BookDump);
+    }
+    let fields: Vec<&str> = line.split(',').collect();
+    let header = fields.first().is_some_and(|f| f.trim() == "id");
+    let data = matches!(fields.len(), 6 | 7)
+        && fields[0].parse::<u64>().is_ok()
+        && fields[3].contains('.');
+    (header || data).then_some(Format::BinanceTrades)
+}
+
+fn parse_one(
+    file: &Path,
+    reader: &mut dyn BufRead,
+    options: &ImportOptions,
+    batcher: &mut Batcher,
+    counts: &mut ParseCounts,
+) -> Result<(), ImportError> {
+    let mut line = String::new();
+    let mut number = 0u64;
+    let mut format = options.format;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|source| ImportError::Io {
+                file: file.to_owned(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            counts.skipped += 1;
+            continue;
+        }
+        let format = match format {
+            Some(f) => f,
+            None => {
+                let detected = detect(text).ok_or_else(|| ImportError::UnknownFormat {
+                    file: file.to_owned(),
+                    first_line: text.chars().take(120).collect(),
+                })?;
+                if detected == Format::BinanceTrades && options.symbol.is_none() {
+                    return Err(ImportError::NoSymbol {
+                        file: file.to_owned(),
+                        format: detected,
+                    });
+                }
+                format = Some(detected);
+                detected
+            }
+        };
+        let row = match format {
+            Format::BinanceTrades => spot(binance_trade_row(text, options.symbol.as_ref(), file)),
+            Format::BookDump => spot(book_dump_row(text)),
+            Format::WsRecording => recording_row(text),
+        };
+        match row {
+            Ok(Some((market, trade))) => {
+                if let Some(expected) = &options.symbol {
+                    if &trade.symbol != expected {
+                        let reason = format!(
+                            "the row's symbol {} is not --symbol {expected}",
+                            trade.symbol
+                        );
+                        reject(file, number, reason, options, counts)?;
+                        continue;
+                    }
+                }
+                counts.read += 1;
+                batcher.push(market, trade)?;
+            }
+            Ok(None) => counts.skipped += 1,
+            Err(RowError::Bad(reason)) => reject(file, number, reason, options, counts)?,
+            Err(RowError::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+fn reject(
+    file: &Path,
+    line: u64,
+    reason: String,
+    options: &ImportOptions,
+    counts: &mut ParseCounts,
+) -> Result<(), ImportError> {
+    let error = ImportError::BadRow {
+        file: file.to_owned(),
+        line,
+        reason,
+    };
+    if options.skip_bad_rows {
+        tracing::warn!("skipped: {error}");
+        counts.rejected += 1;
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+enum RowError {
+    Bad(String),
+    Fatal(ImportError),
+}
+
+fn field<T: std::str::FromStr>(value: Option<&str>, name: &str) -> Result<T, RowError> {
+    let value = value.ok_or_else(|| RowError::Bad(format!("missing field `{name}`")))?;
+    value
+        .trim()
+        .parse()
+        .map_err(|_| RowError::Bad(format!("field `{name}` = {value:?} is not valid")))
+}
+
+fn positive(value: Decimal, name: &str) -> Result<Decimal, RowError> {
+    if value > Decimal::ZERO {
+        Ok(value)
+    } else {
+        Err(RowError::Bad(format!(
+            "field `{name}` = {value} is not positive"
+        )))
+    }
+}
+
+fn flag(value: Option<&str>, name: &str) -> Result<bool, RowError> {
+    match value.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "t" => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "f" => Ok(false),
+        Some(v) => Err(RowError::Bad(format!(
+            "field `{name}` = {v:?} is not true or false"
+        ))),
+        None => Err(RowError::Bad(format!("missing field `{name}`"))),
+    }
+}
+
+/// Binance writes trade times in ms, and in µs in spot files since 2025: both are accepted and
+/// stored as ms (the domain's unit).
+fn millis(value: i64) -> Timestamp {
+    if value >= 100_000_000_000_000 {
+        Timestamp(value / 1_000)
+    } else {
+        Timestamp(value)
+    }
+}
+
+/// `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`; a header row is skipped.
+fn binance_trade_row(
+    text: &str,
+    symbol: Option<&Symbol>,
+    file: &Path,
+) -> Result<Option<TradeReceived>, RowError> {
+    let mut f = text.split(',');
+    let first = f.next().unwrap_or_default();
+    if first.trim() == "id" {
+        return Ok(None);
+    }
+    let symbol = symbol.cloned().ok_or_else(|| {
+        RowError::Fatal(ImportError::NoSymbol {
+            file: file.to_owned(),
+            format: Format::BinanceTrades,
+        })
+    })?;
+    let trade_id = field(Some(first), "id")?;
+    let price = positive(field(f.next(), "price")?, "price")?;
+    let quantity = positive(field(f.next(), "qty")?, "qty")?;
+    let _quote: Decimal = field(f.next(), "quote_qty")?;
+    let time = millis(field(f.next(), "time")?);
+    let buyer_is_maker = flag(f.next(), "is_buyer_maker")?;
+    Ok(Some(TradeReceived {
+        symbol,
+        trade_id,
+        price,
+        quantity,
+        trade_time: time,
+        event_time: time,
+        buyer_is_maker,
+        buyer_order_id: None,
+        seller_order_id: None,
+        kind: TradeKind::Market,
+    }))
+}
+
+/// `id;event_type;event_time;symbol;trade_id;price;quantity;buyer_order_id;seller_order_id;
+/// trade_time;buyer_market_maker;inserted_at;updated_at`
+fn book_dump_row(text: &str) -> Result<Option<TradeReceived>, RowError> {
+    let f: Vec<&str> = text.split(';').collect();
+    if f.len() != 13 {
+        return Err(RowError::Bad(format!(
+            "expected 13 `;`-separated fields, found {}",
+            f.len()
+        )));
+    }
+    if f[1] != "trade" {
+        return Err(RowError::Bad(format!(
+            "event_type {:?} is not \"trade\"",
+            f[1]
+        )));
+    }
+    let symbol = Symbol::parse(f[3]).map_err(|e| RowError::Bad(e.to_string()))?;
+    let optional = |v: &str, name: &str| -> Result<Option<u64>, RowError> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            field(Some(v), name).map(Some)
+        }
+    };
+    Ok(Some(TradeReceived {
+        symbol,
+        trade_id: field(Some(f[4]), "trade_id")?,
+        price: positive(field(Some(f[5]), "price")?, "price")?,
+        quantity: positive(field(Some(f[6]), "quantity")?, "quantity")?,
+        trade_time: millis(field(Some(f[9]), "trade_time")?),
+        event_time: millis(field(Some(f[2]), "event_time")?),
+        buyer_is_maker: flag(Some(f[10]), "buyer_market_maker")?,
+        buyer_order_id: optional(f[7], "buyer_order_id")?,
+        seller_order_id: optional(f[8], "seller_order_id")?,
+        kind: TradeKind::Market,
+    }))
+}
+
+type Row = Option<(Market, TradeReceived)>;
+
+fn spot(row: Result<Option<TradeReceived>, RowError>) -> Result<Row, RowError> {
+    row.map(|t| t.map(|t| (Market::Spot, t)))
+}
+
+fn recording_row(text: &str) -> Result<Row, RowError> {
+    match parse_recorded_line(text) {
+        Ok((_, Frame::Trade(t))) => Ok(Some((Market::Spot, t))),
+        Ok((_, Frame::FuturesTrade(t))) => Ok(Some((Market::UsdmFutures, t))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(RowError::Bad(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_detected_from_the_first_line() {
+        assert_eq!(
+            detect("3071245454,28165.47000000,0.00056000,15.77266320,1680652799999,True,True"),
+            Some(Format::BinanceTrades)
+        );
+        assert_eq!(
+            detect("id,price,qty,quote_qty,time,is_buyer_maker"),
+            Some(Format::BinanceTrades)
+        );
+        assert_eq!(
+            detect("797b185e-9d6a-4f6b-8a3c-6f1d1d1f1e1a;trade;1559520022520;ADAUSDT;14364025;0.09643000;1617.50000000;71181005;71180991;1559520022517;f;2019-06-03 00:00:22;2019-06-03 00:00:22"),
+            Some(Format::BookDump)
+        );
+        assert_eq!(
+            detect(r#"1680652800004107 {"stream":"btcusdt@trade","data":{}}"#),
+            Some(Format::WsRecording)
+        );
+        assert_eq!(detect("hello,world"), None);
+    }
+
+    #[test]
+    fn book_rows_keep_every_field() {
+        let row = "797b185e-9d6a-4f6b-8a3c-6f1d1d1f1e1a;trade;1559520022520;ADAUSDT;14364025;0.09643000;1617.50000000;71181005;71180991;1559520022517;f;2019-06-03 00:00:22;2019-06-03 00:00:22";
+        let Ok(Some(t)) = book_dump_row(row) else {
+            panic!("row refused")
+        };
+        assert_eq!(t.symbol.as_str(), "ADAUSDT");
+        assert_eq!(t.trade_id, 14364025);
+        assert_eq!(t.price.to_string(), "0.09643000");
+        assert_eq!(t.quantity.to_string(), "1617.50000000");
+        assert_eq!(t.trade_time, Timestamp(1559520022517));
+        assert_eq!(t.event_time, Timestamp(1559520022520));
+        assert!(!t.buyer_is_maker);
+        assert_eq!(
+            (t.buyer_order_id, t.seller_order_id),
+            (Some(71181005), Some(71180991))
+        );
+    }
+
+    #[test]
+    fn bad_rows_say_which_field() {
+        let bad = |row| match book_dump_row(row) {
+            Err(RowError::Bad(reason)) => reason,
+            _ => panic!("accepted {row}"),
+        };
+        assert!(bad("a;trade;1;ADAUSDT;1;abc;1;;;1;f;x;y").contains("`price`"));
+        assert!(bad("a;trade;1;ADAUSDT;1;0;1;;;1;f;x;y").contains("not positive"));
+        assert!(bad("a;trade;1;ADAUSDT;1;1;1;;;1;maybe;x;y").contains("buyer_market_maker"));
+        assert!(bad("a;trade;1").contains("13"));
+    }
+
+    #[test]
+    fn microsecond_times_become_milliseconds() {
+        assert_eq!(millis(1_680_652_799_999), Timestamp(1_680_652_799_999));
+        assert_eq!(millis(1_735_689_600_123_456), Timestamp(1_735_689_600_123));
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_v7() {
+        let sym = Symbol::parse("BTCUSDT").unwrap();
+        let stream = StreamId::trades(&sym);
+        let row = "3071245454,28165.47000000,0.00056000,15.77266320,1680652799999,True,True";
+        let Ok(Some(t)) = binance_trade_row(row, Some(&sym), Path::new("x")) else {
+            panic!("row refused")
+        };
+        let a = trade_event_id(&stream, &t);
+        assert_eq!(a, trade_event_id(&stream, &t));
+        assert_eq!(a.get_version_num(), 7);
+        let (secs, nanos) = a.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1680652799999);
+        let other = StreamId::new("trades-ETHUSDT").unwrap();
+        assert_ne!(a, trade_event_id(&other, &t));
+    }
+}

@@ -1,0 +1,260 @@
+//! `hedgehog import trades` as a user runs it, on both backends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{symbol, TestDb};
+use hedgehog::store::StreamId;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const CSV: &str = "spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-vision.csv.gz";
+
+on_both_backends!(
+    reimporting_stores_nothing_new,
+    a_bad_row_stops_with_its_line_and_keeps_whole_batches_only,
+    zip_plain_and_header_files_overlap_without_duplicates,
+    book_dumps_and_recordings_carry_their_own_symbols,
+);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(FIXTURES).join(name)
+}
+
+fn import(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "import", "trades"])
+        .args(args)
+        .output()
+        .expect("run hedgehog")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn csv_lines() -> Vec<String> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(fixture(CSV)).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+fn gzip(path: &Path, lines: &[String]) {
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    for line in lines {
+        writeln!(gz, "{line}").unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn reimporting_stores_nothing_new(db: &TestDb) {
+        let csv = fixture(CSV);
+        let csv = csv.to_str().unwrap();
+        let out = import(db, &["--symbol", "BTCUSDT", csv]);
+        let first = ok(&out);
+        // Piped: no progress bar, no noise on stderr.
+        assert!(
+            out.stderr.is_empty(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            first.starts_with("read 3144, imported 3144, already present 0, rejected 0"),
+            "{first}"
+        );
+        let again = ok(&import(db, &["--symbol", "btcusdt", csv]));
+        assert!(
+            again.starts_with("read 3144, imported 0, already present 3144"),
+            "{again}"
+        );
+
+        let store = db.open().await;
+        let events = store
+            .read_stream_to_end(&StreamId::trades(&symbol("BTCUSDT")))
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 3144);
+        let ids: Vec<u64> = events.iter().map(|e| e.event.trade_id().unwrap()).collect();
+        assert_eq!(
+            ids,
+            (3071245454..3071245454 + 3144).collect::<Vec<_>>(),
+            "every trade once, in order"
+        );
+        let hedgehog::domain::Event::TradeReceived(first) = &events[0].event else {
+            panic!()
+        };
+        assert_eq!(
+            first.price.to_string(),
+            "28165.47000000",
+            "decimals keep their scale"
+        );
+        assert_eq!(first.quantity.to_string(), "0.00056000");
+        assert!(first.buyer_is_maker);
+    }
+
+    pub async fn a_bad_row_stops_with_its_line_and_keeps_whole_batches_only(db: &TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = csv_lines();
+        lines[2499] = lines[2499].replacen(",28", ",2x8", 1); // line 2500: a price that is no number
+        let bad = dir.path().join("corrupt.csv.gz");
+        gzip(&bad, &lines);
+        let bad = bad.to_str().unwrap();
+
+        let out = import(db, &["--symbol", "BTCUSDT", "--batch-size", "1000", bad]);
+        assert!(!out.status.success(), "a bad row fails the import");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{bad}:2500: field `price`")), "{err}");
+        assert!(err.contains("2x8"), "the bad value is shown: {err}");
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        assert_eq!(
+            store.stream_version(&stream).await.unwrap(),
+            2000,
+            "the two whole batches before the bad row stay; the batch it was in does not"
+        );
+
+        let out = ok(&import(
+            db,
+            &[
+                "--symbol",
+                "BTCUSDT",
+                "--batch-size",
+                "1000",
+                "--skip-bad-rows",
+                bad,
+            ],
+        ));
+        assert!(
+            out.starts_with("read 3143, imported 1143, already present 2000, rejected 1"),
+            "{out}"
+        );
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 3143);
+    }
+
+    pub async fn zip_plain_and_header_files_overlap_without_duplicates(db: &TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = csv_lines();
+        // A plain CSV with Binance's header, holding the first 2,000 trades...
+        let plain = dir.path().join("BTCUSDT-trades-part1.csv");
+        let mut text = String::from("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n");
+        for line in &lines[..2000] {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&plain, text).unwrap();
+        // ...and a zip holding trades 1,001 to 3,144: they overlap by 1,000.
+        let zipped = dir.path().join("BTCUSDT-trades-part2.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+        zip.start_file(
+            "BTCUSDT-trades-part2.csv",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        for line in &lines[1000..] {
+            writeln!(zip, "{line}").unwrap();
+        }
+        zip.finish().unwrap();
+
+        let out = ok(&import(
+            db,
+            &[
+                "--symbol",
+                "BTCUSDT",
+                plain.to_str().unwrap(),
+                zipped.to_str().unwrap(),
+            ],
+        ));
+        assert!(
+            out.starts_with(
+                "read 4144, imported 3144, already present 1000, rejected 0, other lines skipped 1"
+            ),
+            "{out}"
+        );
+        let store = db.open().await;
+        assert_eq!(
+            store
+                .stream_version(&StreamId::trades(&symbol("BTCUSDT")))
+                .await
+                .unwrap(),
+            3144
+        );
+    }
+
+    pub async fn book_dumps_and_recordings_carry_their_own_symbols(db: &TestDb) {
+        let book = fixture("ADAUSDT-2019-06-03.head2000.csv.gz");
+        let out = ok(&import(db, &[book.to_str().unwrap()]));
+        assert!(out.starts_with("read 2000, imported 2000"), "{out}");
+        let store = db.open().await;
+        let ada = store
+            .read_stream_to_end(&StreamId::trades(&symbol("ADAUSDT")))
+            .await
+            .unwrap();
+        assert_eq!(ada.len(), 2000);
+        let hedgehog::domain::Event::TradeReceived(t) = &ada[0].event else {
+            panic!()
+        };
+        assert_eq!(
+            (t.trade_id, t.buyer_order_id, t.seller_order_id),
+            (14364025, Some(71181005), Some(71180991))
+        );
+        assert_eq!(t.event_time.millis() - t.trade_time.millis(), 3);
+
+        // A symbol that disagrees with the rows is a bad row, named as such.
+        let out = import(db, &["--symbol", "TRXUSDT", book.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(":1: the row's symbol ADAUSDT is not --symbol TRXUSDT"),
+            "{err}"
+        );
+
+        // Recordings: spot trades to the spot market, futures trades to their own stream.
+        let ws = |name: &str| {
+            fixture(&format!("binance-ws/{name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let out = ok(&import(
+            db,
+            &[
+                &ws("spot_btcusdt_20230405.head300.gz"),
+                &ws("spot_btcusdt_20240808.head300.gz"),
+                &ws("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz"),
+            ],
+        ));
+        assert!(out.starts_with("read 355, imported 355"), "{out}");
+        assert_eq!(
+            store
+                .stream_version(&StreamId::trades(&symbol("BTCUSDT")))
+                .await
+                .unwrap(),
+            160
+        );
+        let futures = store
+            .read_stream_to_end(&StreamId::usdm_trades(&symbol("BTCUSDT")))
+            .await
+            .unwrap();
+        assert_eq!(futures.len(), 195);
+        assert_eq!(
+            futures.iter().filter(|e| matches!(&e.event, hedgehog::domain::Event::TradeReceived(t) if !t.kind.is_market())).count(),
+            1,
+            "the insurance fund trade is kept, flagged"
+        );
+    }
+}
