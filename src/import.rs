@@ -121,7 +121,7 @@ pub enum ImportError {
 
 /// Which market a trade belongs to, which decides its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Market {
+pub enum Market {
     Spot,
     UsdmFutures,
 }
@@ -249,7 +249,9 @@ fn parse_files(
             buffers: HashMap::new(),
         };
         with_reader(file, progress, |reader| {
-            parse_one(file, reader, options, &mut batcher, &mut counts)
+            parse_one(file, reader, options, &mut counts, &mut |market, trade| {
+                batcher.push(market, trade)
+            })
         })??;
         // Only a file read to its end flushes its partial batches: a stop drops them.
         batcher.flush()?;
@@ -333,12 +335,33 @@ pub fn detect(first_line: &str) -> Option<Format> {
     (header || data).then_some(Format::BinanceTrades)
 }
 
+/// Reads every trade of `files` into memory, in file order (for the replay server, whose inputs
+/// are recordings of minutes or hours, not the warehouse's years).
+pub fn read_trades(
+    files: &[PathBuf],
+    options: &ImportOptions,
+) -> Result<Vec<(Market, TradeReceived)>, ImportError> {
+    let mut trades = Vec::new();
+    let mut counts = ParseCounts::default();
+    for file in files {
+        with_reader(file, &|_| {}, |reader| {
+            parse_one(file, reader, options, &mut counts, &mut |market, trade| {
+                trades.push((market, trade));
+                Ok(())
+            })
+        })??;
+    }
+    Ok(trades)
+}
+
+type Sink<'a> = dyn FnMut(Market, TradeReceived) -> Result<(), ImportError> + 'a;
+
 fn parse_one(
     file: &Path,
     reader: &mut dyn BufRead,
     options: &ImportOptions,
-    batcher: &mut Batcher,
     counts: &mut ParseCounts,
+    sink: &mut Sink,
 ) -> Result<(), ImportError> {
     let mut line = String::new();
     let mut number = 0u64;
@@ -395,7 +418,7 @@ fn parse_one(
                     }
                 }
                 counts.read += 1;
-                batcher.push(market, trade)?;
+                sink(market, trade)?;
             }
             Ok(None) => counts.skipped += 1,
             Err(RowError::Bad(reason)) => reject(file, number, reason, options, counts)?,

@@ -4,6 +4,8 @@
 pub mod aggregate;
 pub mod binance;
 pub mod import;
+pub mod replay_server;
 pub mod store;
+pub mod streamer;
 
 pub use hedgehog_domain as domain;

@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hedgehog::domain::Symbol;
 use hedgehog::import::{self, ImportOptions};
+use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
+use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
@@ -58,6 +61,34 @@ enum Command {
     Import {
         #[command(subcommand)]
         what: ImportCommand,
+    },
+    /// Stream live trades of the given symbols into the store until SIGINT or SIGTERM.
+    Stream {
+        /// A symbol to stream (repeatable).
+        #[arg(long = "symbol", required = true)]
+        symbols: Vec<Symbol>,
+        /// Binance's websocket base URL, or a replay server's.
+        #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
+        binance_ws_url: String,
+    },
+    /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
+    ReplayServer {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Port to listen on (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 9443)]
+        port: u16,
+        /// 1 plays at real pace, 10 ten times faster, 0 as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Cut the connection after this many messages, to exercise reconnects (0: never).
+        #[arg(long, default_value_t = 0)]
+        drop_every: u64,
+        /// Symbol for files whose rows carry none.
+        #[arg(long)]
+        symbol: Option<Symbol>,
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
     },
 }
 
@@ -121,6 +152,45 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::ReplayServer {
+        files,
+        port,
+        speed,
+        drop_every,
+        symbol,
+        format,
+    } = cli.command
+    {
+        anyhow::ensure!(
+            speed >= 0.0 && speed.is_finite(),
+            "--speed must be 0 or more, not {speed}"
+        );
+        let options = ReplayOptions {
+            files,
+            speed,
+            drop_every,
+            import: ImportOptions {
+                symbol,
+                format,
+                ..ImportOptions::default()
+            },
+        };
+        let server = ReplayServer::bind(([127, 0, 0, 1], port).into(), options).await?;
+        let mut out = io::stdout().lock();
+        writeln!(
+            out,
+            "listening on ws://{} ({} trades)",
+            server.local_addr()?,
+            server.len()
+        )?;
+        out.flush()?;
+        drop(out);
+        tokio::select! {
+            _ = server.serve() => {}
+            _ = stop_signal() => {}
+        }
+        return Ok(());
+    }
     let store = Store::open(&cli.database_url)
         .await
         .with_context(|| format!("cannot open the store at {}", redact_url(&cli.database_url)))?;
@@ -181,6 +251,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_event(&mut out, e, format)?;
             }
         }
+        Command::ReplayServer { .. } => unreachable!("handled before opening the store"),
+        Command::Stream {
+            symbols,
+            binance_ws_url,
+        } => {
+            let stats = Arc::new(StreamerStats::default());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let options = StreamerOptions::new(binance_ws_url, symbols);
+            let mut task = tokio::spawn(streamer::run(
+                store.clone(),
+                options,
+                Arc::clone(&stats),
+                stopped,
+            ));
+            tokio::select! {
+                _ = stop_signal() => {
+                    // Stop taking trades, flush what is pending, then report.
+                    let _ = stop.send(true);
+                    (&mut task).await??;
+                }
+                // The streamer only returns by itself on a store error.
+                finished = &mut task => finished??,
+            }
+            writeln!(out, "{}", stats.summary())?;
+        }
         Command::Import {
             what:
                 ImportCommand::Trades {
@@ -234,6 +329,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ on_both_backends!(
     eventually_repository_round_trip,
     eventually_store_views_map_versions_and_positions,
     append_only_at_the_database_level,
+    many_processes_can_open_a_fresh_store_at_once,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -639,5 +640,20 @@ mod cases {
         let err = attempt("DELETE FROM events").await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         assert_eq!(store.read_all(1, 10).await.unwrap().len(), 2);
+    }
+
+    /// Opening a fresh store migrates it; several openers at once (several processes starting
+    /// together) must all succeed, not race to create the same tables.
+    pub async fn many_processes_can_open_a_fresh_store_at_once(db: &TestDb) {
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { Store::open(&url).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().expect("every concurrent open succeeds");
+            assert_eq!(store.head_position().await.unwrap(), 0);
+        }
     }
 }

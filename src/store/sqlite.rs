@@ -177,7 +177,18 @@ impl SqliteBackend {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        // sqlx's migrator takes no lock on SQLite, so two processes opening a fresh file at once
+        // would both apply the first migration and one would fail. Holding the write lock
+        // (BEGIN IMMEDIATE) across the whole check-and-apply makes the second wait, then find
+        // the migrations applied. sqlx runs each migration as a savepoint inside it.
+        {
+            let mut conn = pool.acquire().await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            sqlx::migrate!("migrations/sqlite")
+                .run_direct(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         Ok(SqliteBackend {
             pool,
             write_lock: Mutex::new(()),

@@ -1,0 +1,318 @@
+//! The Binance trade streamer: websocket frames in, `TradeReceived` batches appended.
+//!
+//! One connection carries every symbol (Binance's combined stream). Trades are appended in
+//! batches, flushed on size or after a short delay, so a busy symbol costs one transaction per
+//! batch. Any drop (Binance closes every connection after 24 hours) is followed by a reconnect
+//! with capped exponential backoff and jitter. A trade already stored is never stored again: the
+//! streamer skips ids it has seen and the store's (stream, trade id) key catches the rest. A gap
+//! in trade ids after a reconnect is logged and counted in [`StreamerStats`], never hidden.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::Symbol;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::binance::{parse_frame, Frame};
+use crate::import::trade_event_id;
+use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId};
+
+/// Binance's public spot endpoint.
+pub const BINANCE_WS_URL: &str = "wss://stream.binance.com:9443";
+
+#[derive(Debug, Clone)]
+pub struct StreamerOptions {
+    /// Base URL: `wss://stream.binance.com:9443`, or a replay server's `ws://127.0.0.1:PORT`.
+    pub url: String,
+    pub symbols: Vec<Symbol>,
+    /// Trades per symbol that trigger a flush.
+    pub batch_size: usize,
+    /// A partial batch is flushed this long after its first trade.
+    pub flush_after: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl StreamerOptions {
+    pub fn new(url: impl Into<String>, symbols: Vec<Symbol>) -> Self {
+        StreamerOptions {
+            url: url.into(),
+            symbols,
+            batch_size: 1_000,
+            flush_after: Duration::from_millis(50),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+
+    /// The combined-stream URL for the symbols.
+    pub fn stream_url(&self) -> String {
+        let streams: Vec<String> = self
+            .symbols
+            .iter()
+            .map(|s| format!("{}@trade", s.as_str().to_ascii_lowercase()))
+            .collect();
+        format!(
+            "{}/stream?streams={}",
+            self.url.trim_end_matches('/'),
+            streams.join("/")
+        )
+    }
+}
+
+/// What the streamer has done, readable while it runs.
+#[derive(Debug, Default)]
+pub struct StreamerStats {
+    pub received: AtomicU64,
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub malformed: AtomicU64,
+    pub connections: AtomicU64,
+    pub gaps: AtomicU64,
+    /// Trades missing in the gaps.
+    pub missing: AtomicU64,
+}
+
+impl StreamerStats {
+    pub fn summary(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "received {}, stored {}, duplicates {}, malformed {}, connections {}, gaps {} ({} trades missing)",
+            get(&self.received),
+            get(&self.stored),
+            get(&self.duplicates),
+            get(&self.malformed),
+            get(&self.connections),
+            get(&self.gaps),
+            get(&self.missing),
+        )
+    }
+}
+
+/// Trades waiting to be appended, per stream, and what has been seen per stream.
+struct Pending {
+    batches: HashMap<StreamId, Vec<NewEvent>>,
+    last_id: HashMap<StreamId, u64>,
+    since: Option<Instant>,
+}
+
+/// Streams until `shutdown` turns true, then flushes and returns. Errors only when the store
+/// fails; connection problems are retried forever.
+pub async fn run(
+    store: Store,
+    options: StreamerOptions,
+    stats: Arc<StreamerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let mut pending = Pending {
+        batches: HashMap::new(),
+        last_id: HashMap::new(),
+        since: None,
+    };
+    // Resume gap detection from what is stored.
+    for symbol in &options.symbols {
+        let stream = StreamId::trades(symbol);
+        let version = store.stream_version(&stream).await?;
+        if version > 0 {
+            if let Some(last) = store.read_stream(&stream, version, 1).await?.pop() {
+                if let Some(id) = last.event.trade_id() {
+                    pending.last_id.insert(stream, id);
+                }
+            }
+        }
+    }
+    let url = options.stream_url();
+    let mut backoff = options.initial_backoff;
+    while !*shutdown.borrow() {
+        let connected = tokio::select! {
+            c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&url)) => c,
+            _ = shutdown.changed() => break,
+        };
+        let mut ws = match connected {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, url, "cannot connect to the trade stream");
+                wait(&mut backoff, &options, &mut shutdown).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(url, "connecting to the trade stream timed out");
+                wait(&mut backoff, &options, &mut shutdown).await;
+                continue;
+            }
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(url, "trade stream connected");
+        let mut got_data = false;
+        loop {
+            let deadline = pending.since.map(|t| t + options.flush_after);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = sleep_until(deadline) => flush(&store, &mut pending, &stats).await?,
+                message = ws.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        got_data = true;
+                        if handle(text.as_str(), &mut pending, &stats) >= options.batch_size {
+                            flush(&store, &mut pending, &stats).await?;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => {
+                        tracing::info!("trade stream closed by the server; reconnecting");
+                        break;
+                    }
+                    Some(Ok(_)) => {} // pings are answered by tungstenite
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "trade stream dropped; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+        flush(&store, &mut pending, &stats).await?;
+        if got_data {
+            backoff = options.initial_backoff;
+        }
+        if !*shutdown.borrow() {
+            wait(&mut backoff, &options, &mut shutdown).await;
+        }
+    }
+    flush(&store, &mut pending, &stats).await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps the backoff with ±50 % jitter (so that many clients do not reconnect in step), then
+/// doubles it up to the cap.
+async fn wait(
+    backoff: &mut Duration,
+    options: &StreamerOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let jitter = rand::rng().random_range(0.5..1.5);
+    let pause = backoff.mul_f64(jitter);
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = shutdown.changed() => {}
+    }
+    *backoff = (*backoff * 2).min(options.max_backoff);
+}
+
+/// Takes one frame; returns the size of the largest pending batch.
+fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
+    let (stream, trade): (StreamId, TradeReceived) = match parse_frame(text) {
+        Ok(Frame::Trade(t)) => (StreamId::trades(&t.symbol), t),
+        Ok(Frame::FuturesTrade(t)) => (StreamId::usdm_trades(&t.symbol), t),
+        Ok(Frame::OtherStream(_) | Frame::NotAStreamMessage) => return 0,
+        Err(error) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "malformed frame skipped");
+            return 0;
+        }
+    };
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    let id = trade.trade_id;
+    match pending.last_id.get(&stream).copied() {
+        Some(last) if id <= last => {
+            // Replayed after a reconnect: already stored or pending.
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        }
+        Some(last) if id > last + 1 => {
+            let missing = id - last - 1;
+            stats.gaps.fetch_add(1, Ordering::Relaxed);
+            stats.missing.fetch_add(missing, Ordering::Relaxed);
+            tracing::warn!(%stream, after = last, next = id, missing, "gap in trade ids");
+        }
+        _ => {}
+    }
+    pending.last_id.insert(stream.clone(), id);
+    let event_id = trade_event_id(&stream, &trade);
+    let batch = pending.batches.entry(stream).or_default();
+    batch.push(NewEvent::new(trade).with_id(event_id));
+    pending.since.get_or_insert_with(Instant::now);
+    batch.len()
+}
+
+async fn flush(
+    store: &Store,
+    pending: &mut Pending,
+    stats: &StreamerStats,
+) -> Result<(), StoreError> {
+    pending.since = None;
+    let mut streams: Vec<StreamId> = pending.batches.keys().cloned().collect();
+    streams.sort();
+    for stream in streams {
+        let Some(events) = pending.batches.remove(&stream) else {
+            continue;
+        };
+        if events.is_empty() {
+            continue;
+        }
+        let out = store.append(&stream, ExpectedVersion::Any, events).await?;
+        stats
+            .stored
+            .fetch_add(out.appended as u64, Ordering::Relaxed);
+        stats
+            .duplicates
+            .fetch_add(out.duplicates as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_connection_carries_every_symbol() {
+        let options = StreamerOptions::new(
+            "wss://stream.binance.com:9443/",
+            vec![
+                Symbol::parse("BTCUSDT").unwrap(),
+                Symbol::parse("ethusdt").unwrap(),
+            ],
+        );
+        assert_eq!(
+            options.stream_url(),
+            "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade"
+        );
+    }
+
+    #[test]
+    fn repeats_are_skipped_and_gaps_counted() {
+        let stats = StreamerStats::default();
+        let mut pending = Pending {
+            batches: HashMap::new(),
+            last_id: HashMap::new(),
+            since: None,
+        };
+        let frame = |id: u64| {
+            format!(
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1,"s":"BTCUSDT","t":{id},"p":"1.0","q":"1.0","T":1,"m":true,"M":true}}}}"#
+            )
+        };
+        for id in [1, 2, 3, 2, 3, 7, 8] {
+            handle(&frame(id), &mut pending, &stats);
+        }
+        handle("{not json", &mut pending, &stats);
+        let batch = &pending.batches[&StreamId::new("trades-BTCUSDT").unwrap()];
+        let ids: Vec<u64> = batch.iter().map(|e| e.event.trade_id().unwrap()).collect();
+        assert_eq!(ids, [1, 2, 3, 7, 8]);
+        assert_eq!(stats.duplicates.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.missing.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
+    }
+}
