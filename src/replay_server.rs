@@ -107,6 +107,10 @@ impl ReplayServer {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         // Trade-time order, ties by trade id: the order the exchange produced them in.
         trades.sort_by_key(|(_, t)| (t.trade_time, t.symbol.clone(), t.trade_id));
+        // Overlapping files hold the same trades; Binance sends each once.
+        trades.dedup_by(|(ma, a), (mb, b)| {
+            ma == mb && a.symbol == b.symbol && a.trade_id == b.trade_id
+        });
         let trades = trades
             .iter()
             .map(|(market, t)| {
