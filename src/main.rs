@@ -9,11 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hedgehog::domain::streaming::StreamingCommand;
 use hedgehog::domain::Symbol;
+use hedgehog::exchange_info;
 use hedgehog::import::{self, ImportOptions};
 use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
+use hedgehog::streaming::Outcome;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,11 @@ struct Cli {
         default_value = DEFAULT_DATABASE_URL
     )]
     database_url: String,
+
+    /// Binance exchangeInfo JSON (plain or .gz) with the symbols and their filters; default: the
+    /// bundled snapshot of 2024-09-08.
+    #[arg(long, global = true, env = "HEDGEHOG_EXCHANGE_INFO")]
+    exchange_info: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -62,14 +70,20 @@ enum Command {
         #[command(subcommand)]
         what: ImportCommand,
     },
-    /// Stream live trades of the given symbols into the store until SIGINT or SIGTERM.
+    /// Stream live trades into the store until SIGINT or SIGTERM: the given symbols, or without
+    /// --symbol every symbol whose streaming is on, following `streaming start` / `stop` live.
     Stream {
         /// A symbol to stream (repeatable).
-        #[arg(long = "symbol", required = true)]
+        #[arg(long = "symbol")]
         symbols: Vec<Symbol>,
         /// Binance's websocket base URL, or a replay server's.
         #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
         binance_ws_url: String,
+    },
+    /// Switch the streaming of a symbol's trades on or off (the running streamer follows).
+    Streaming {
+        #[command(subcommand)]
+        what: StreamingCommandArg,
     },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
@@ -90,6 +104,16 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<import::Format>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamingCommandArg {
+    /// Stream SYMBOL's trades (refused for a symbol the exchange does not list).
+    Start { symbol: Symbol },
+    /// Stop streaming SYMBOL's trades.
+    Stop { symbol: Symbol },
+    /// Every symbol with a streaming switch, and its state.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,19 +276,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::ReplayServer { .. } => unreachable!("handled before opening the store"),
+        Command::Streaming { what } => {
+            let (rules, rules_from) = match &cli.exchange_info {
+                Some(path) => (exchange_info::load(path)?, path.display().to_string()),
+                None => (
+                    exchange_info::bundled()?,
+                    "the bundled snapshot of 2024-09-08".to_owned(),
+                ),
+            };
+            let (symbol, command) = match what {
+                StreamingCommandArg::Start { symbol } => (symbol, StreamingCommand::Start),
+                StreamingCommandArg::Stop { symbol } => (symbol, StreamingCommand::Stop),
+                StreamingCommandArg::Status => {
+                    writeln!(out, "{:<20} STREAMING", "SYMBOL")?;
+                    for (symbol, on) in hedgehog::streaming::status(&store).await? {
+                        writeln!(out, "{:<20} {}", symbol, if on { "on" } else { "off" })?;
+                    }
+                    return Ok(());
+                }
+            };
+            let outcome =
+                hedgehog::streaming::command(&store, &rules, &rules_from, &symbol, command).await?;
+            let state = match command {
+                StreamingCommand::Start => "on",
+                StreamingCommand::Stop => "off",
+            };
+            match outcome {
+                Outcome::Changed => writeln!(out, "streaming of {symbol} is now {state}")?,
+                Outcome::AlreadySo => writeln!(
+                    out,
+                    "streaming of {symbol} was already {state}; nothing changed"
+                )?,
+            }
+        }
         Command::Stream {
             symbols,
             binance_ws_url,
         } => {
             let stats = Arc::new(StreamerStats::default());
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let options = StreamerOptions::new(binance_ws_url, symbols);
-            let mut task = tokio::spawn(streamer::run(
-                store.clone(),
-                options,
-                Arc::clone(&stats),
-                stopped,
-            ));
+            let mut task = if symbols.is_empty() {
+                // Follow the streaming switches: autostart, and react to start / stop.
+                let follow = hedgehog::streaming::follow(
+                    store.clone(),
+                    binance_ws_url,
+                    Arc::clone(&stats),
+                    stopped,
+                );
+                tokio::spawn(async move { follow.await.map_err(anyhow::Error::from) })
+            } else {
+                let options = StreamerOptions::new(binance_ws_url, symbols);
+                let run = streamer::run(store.clone(), options, Arc::clone(&stats), stopped);
+                tokio::spawn(async move { run.await.map_err(anyhow::Error::from) })
+            };
             tokio::select! {
                 _ = stop_signal() => {
                     // Stop taking trades, flush what is pending, then report.

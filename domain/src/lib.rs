@@ -6,6 +6,7 @@
 //! read from the store and appends the events it decides.
 
 pub mod events;
+pub mod exchange;
 pub mod settings;
 pub mod streaming;
 pub mod types;

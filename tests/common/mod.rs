@@ -6,6 +6,8 @@
 //! `HEDGEHOG_SKIP_POSTGRES=1` asks to skip them (CI never sets it).
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::time::Duration;
 
 use hedgehog::domain::events::TradeReceived;

@@ -1,0 +1,234 @@
+//! Binance's `GET /api/v3/exchangeInfo`, parsed into the domain's [`ExchangeRules`].
+//!
+//! A snapshot (2024-09-08, 1,248 spot symbols) is bundled in the binary so that Hedgehog works
+//! offline with no set-up; `--exchange-info FILE` (plain or `.gz`) uses another, e.g. a fresher
+//! download, and live trading will refresh it from Binance.
+
+use std::io::Read;
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use hedgehog_domain::exchange::{ExchangeRules, SymbolRules};
+use hedgehog_domain::Symbol;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// The bundled snapshot, gzip-compressed.
+const BUNDLED: &[u8] = include_bytes!("../assets/spot_exchangeInfo_20240908.json.gz");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeInfoError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not a Binance exchangeInfo response: {source}")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{file}: symbol {symbol}: {reason}")]
+    Symbol {
+        file: String,
+        symbol: String,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    #[serde(default)]
+    server_time: i64,
+    symbols: Vec<WireSymbol>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSymbol {
+    symbol: String,
+    status: String,
+    base_asset: String,
+    quote_asset: String,
+    filters: Vec<WireFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "filterType", rename_all = "SCREAMING_SNAKE_CASE")]
+enum WireFilter {
+    #[serde(rename_all = "camelCase")]
+    PriceFilter {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_price: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        max_price: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        tick_size: Decimal,
+    },
+    #[serde(rename_all = "camelCase")]
+    LotSize {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        max_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        step_size: Decimal,
+    },
+    #[serde(rename_all = "camelCase")]
+    Notional {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_notional: Decimal,
+        #[serde(default, with = "rust_decimal::serde::str_option")]
+        max_notional: Option<Decimal>,
+    },
+    #[serde(rename_all = "camelCase")]
+    MinNotional {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_notional: Decimal,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// The bundled snapshot.
+pub fn bundled() -> Result<ExchangeRules, ExchangeInfoError> {
+    let mut json = String::new();
+    GzDecoder::new(BUNDLED)
+        .read_to_string(&mut json)
+        .map_err(|source| ExchangeInfoError::Io {
+            file: "bundled exchange info".into(),
+            source,
+        })?;
+    parse(&json, "bundled exchange info")
+}
+
+/// Reads an exchangeInfo response from a file, plain or gzip-compressed.
+pub fn load(path: &Path) -> Result<ExchangeRules, ExchangeInfoError> {
+    let file = path.display().to_string();
+    let io = |source| ExchangeInfoError::Io {
+        file: file.clone(),
+        source,
+    };
+    let raw = std::fs::read(path).map_err(io)?;
+    let mut json = String::new();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        GzDecoder::new(&raw[..])
+            .read_to_string(&mut json)
+            .map_err(io)?;
+    } else {
+        json = String::from_utf8(raw)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    }
+    parse(&json, &file)
+}
+
+/// Parses an exchangeInfo response; `origin` names it in errors.
+pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoError> {
+    let wire: Wire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
+        file: origin.to_owned(),
+        source,
+    })?;
+    let mut rules = ExchangeRules {
+        server_time: wire.server_time,
+        ..Default::default()
+    };
+    for s in wire.symbols {
+        let bad = |reason: &str| ExchangeInfoError::Symbol {
+            file: origin.to_owned(),
+            symbol: s.symbol.clone(),
+            reason: reason.to_owned(),
+        };
+        let symbol = Symbol::parse(&s.symbol).map_err(|e| bad(&e.to_string()))?;
+        let (mut price, mut lot, mut notional) = (None, None, None);
+        for filter in s.filters {
+            match filter {
+                WireFilter::PriceFilter {
+                    min_price,
+                    max_price,
+                    tick_size,
+                } => price = Some((min_price, max_price, tick_size)),
+                WireFilter::LotSize {
+                    min_qty,
+                    max_qty,
+                    step_size,
+                } => lot = Some((min_qty, max_qty, step_size)),
+                WireFilter::Notional {
+                    min_notional,
+                    max_notional,
+                } => notional = Some((min_notional, max_notional)),
+                WireFilter::MinNotional { min_notional } => {
+                    notional = notional.or(Some((min_notional, None)))
+                }
+                WireFilter::Other => {}
+            }
+        }
+        let (min_price, max_price, tick_size) = price.ok_or_else(|| bad("no PRICE_FILTER"))?;
+        let (min_qty, max_qty, step_size) = lot.ok_or_else(|| bad("no LOT_SIZE filter"))?;
+        let (min_notional, max_notional) = notional.unwrap_or((Decimal::ZERO, None));
+        rules.symbols.insert(
+            symbol.clone(),
+            SymbolRules {
+                symbol,
+                status: s.status,
+                base_asset: s.base_asset,
+                quote_asset: s.quote_asset,
+                tick_size,
+                min_price,
+                max_price,
+                step_size,
+                min_qty,
+                max_qty,
+                min_notional,
+                max_notional,
+            },
+        );
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn the_bundled_snapshot_has_binances_btcusdt_filters() {
+        let rules = bundled().unwrap();
+        assert_eq!(rules.symbols.len(), 1248);
+        let btc = rules.get(&Symbol::parse("BTCUSDT").unwrap()).unwrap();
+        assert_eq!(btc.tick_size, dec!(0.01));
+        assert_eq!(btc.step_size, dec!(0.00001));
+        assert_eq!(btc.min_notional, dec!(5));
+        assert_eq!(
+            (btc.base_asset.as_str(), btc.quote_asset.as_str()),
+            ("BTC", "USDT")
+        );
+        assert!(btc.is_trading());
+        assert!(rules.get(&Symbol::parse("NOPEUSDT").unwrap()).is_none());
+    }
+
+    #[test]
+    fn older_min_notional_filters_are_read_and_errors_name_the_symbol() {
+        let old = r#"{"symbols":[{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","quoteAsset":"USDT","filters":[
+            {"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000","tickSize":"0.01"},
+            {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"},
+            {"filterType":"MIN_NOTIONAL","minNotional":"10.0","applyToMarket":true,"avgPriceMins":5}]}]}"#;
+        let rules = parse(old, "old.json").unwrap();
+        assert_eq!(
+            rules
+                .get(&Symbol::parse("BTCUSDT").unwrap())
+                .unwrap()
+                .min_notional,
+            dec!(10)
+        );
+        let broken = old.replace("LOT_SIZE", "LOT_SIZ");
+        let err = parse(&broken, "old.json").unwrap_err().to_string();
+        assert!(
+            err.contains("old.json") && err.contains("BTCUSDT") && err.contains("LOT_SIZE"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The streaming switch of each symbol: commands, and a streamer that follows the switches.
+//!
+//! `start` / `stop` append `StreamingStarted` / `StreamingStopped` to `streaming-SYMBOL` through
+//! `eventually`'s `Repository` with an expected version, so two racing commands cannot both win.
+//! [`follow`] is the book's autostart done by the store: it streams every symbol whose last
+//! streaming event is "started", and re-plans whenever such an event is appended, by this
+//! process or any other, because it follows the log rather than in-memory flags.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use eventually::{AggregateRootBuilder, Repository};
+use futures::StreamExt;
+use hedgehog_domain::exchange::ExchangeRules;
+use hedgehog_domain::streaming::{self, StreamingCommand, StreamingState};
+use hedgehog_domain::{Event, Symbol};
+use tokio::sync::watch;
+
+use crate::aggregate::{AggregateError, StreamingAggregate};
+use crate::store::{Store, StoreError, StreamId};
+use crate::streamer::{self, StreamerOptions, StreamerStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamingError {
+    #[error("unknown symbol {symbol}: it is not in the exchange info ({rules_from}); check the spelling, or pass --exchange-info FILE with a newer list")]
+    UnknownSymbol { symbol: Symbol, rules_from: String },
+    #[error("another command changed the streaming of {0} at the same moment; nothing was written, try again")]
+    Conflict(Symbol),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+}
+
+/// Whether a command changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Changed,
+    AlreadySo,
+}
+
+/// Starts or stops the streaming of `symbol`.
+pub async fn command(
+    store: &Store,
+    rules: &ExchangeRules,
+    rules_from: &str,
+    symbol: &Symbol,
+    command: StreamingCommand,
+) -> Result<Outcome, StreamingError> {
+    if rules.get(symbol).is_none() {
+        return Err(StreamingError::UnknownSymbol {
+            symbol: symbol.clone(),
+            rules_from: rules_from.to_owned(),
+        });
+    }
+    let mut repository = Repository::new(
+        AggregateRootBuilder::from(StreamingAggregate),
+        store.clone(),
+    );
+    let id = StreamId::streaming(symbol);
+    let mut root = repository.get(id).await.map_err(repository_error)?;
+    let before = root.state().streaming;
+    root.handle(command).await?;
+    if root.state().streaming == before {
+        return Ok(Outcome::AlreadySo);
+    }
+    match repository.add(root).await {
+        Ok(_) => Ok(Outcome::Changed),
+        Err(eventually::repository::Error::Store(e)) if e.is_conflict() => {
+            Err(StreamingError::Conflict(symbol.clone()))
+        }
+        Err(e) => Err(repository_error(e)),
+    }
+}
+
+fn repository_error(
+    e: eventually::repository::Error<AggregateError, StoreError>,
+) -> StreamingError {
+    match e {
+        eventually::repository::Error::Aggregate(a) => StreamingError::Aggregate(a),
+        eventually::repository::Error::Store(s) => StreamingError::Store(s),
+    }
+}
+
+/// Every symbol with a streaming stream, and whether it is on.
+pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError> {
+    let mut out = Vec::new();
+    for (stream, _) in store.streams().await? {
+        let Some(symbol) = stream
+            .as_str()
+            .strip_prefix("streaming-")
+            .and_then(|s| Symbol::parse(s).ok())
+        else {
+            continue;
+        };
+        let events = store.read_stream_to_end(&stream).await?;
+        let state = events
+            .iter()
+            .try_fold(StreamingState::default(), |s, e| {
+                streaming::apply(s, &e.event)
+            })
+            .map_err(AggregateError::from)?;
+        out.push((symbol, state.streaming));
+    }
+    Ok(out)
+}
+
+/// Streams every symbol whose streaming is on, re-planning on every switch, until `shutdown`.
+pub async fn follow(
+    store: Store,
+    url: String,
+    stats: Arc<StreamerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StreamingError> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let head = store.head_position().await?;
+        let symbols: BTreeSet<Symbol> = status(&store)
+            .await?
+            .into_iter()
+            .filter_map(|(s, on)| on.then_some(s))
+            .collect();
+        tracing::info!(?symbols, "streaming the symbols switched on");
+        let (stop, stopped) = watch::channel(false);
+        let running = (!symbols.is_empty()).then(|| {
+            let options = StreamerOptions::new(url.clone(), symbols.iter().cloned().collect());
+            tokio::spawn(streamer::run(
+                store.clone(),
+                options,
+                Arc::clone(&stats),
+                stopped,
+            ))
+        });
+        // Wait for a switch appended after what was read, or for the end.
+        let mut log = store.subscribe_all(head);
+        let quit = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break true,
+                next = log.next() => match next {
+                    Some(Ok(e)) if matches!(e.event, Event::StreamingStarted(_) | Event::StreamingStopped(_)) => break false,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break true,
+                },
+            }
+        };
+        let _ = stop.send(true);
+        if let Some(task) = running {
+            task.await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        }
+        if quit {
+            return Ok(());
+        }
+    }
+}

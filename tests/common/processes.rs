@@ -1,0 +1,138 @@
+//! Helpers for tests that run the replay server and the streamer as real processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hedgehog::store::StreamId;
+
+use super::TestDb;
+
+pub const WS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binance-ws");
+
+pub struct Replay {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Replay {
+    pub fn start(files: &[&str], drop_every: u64) -> Replay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+            .arg("replay-server")
+            .args(files.iter().map(|f| format!("{WS}/{f}")))
+            .args([
+                "--port",
+                "0",
+                "--speed",
+                "0",
+                "--drop-every",
+                &drop_every.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the replay server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Replay { child, url: addr }
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running behind it.
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn start_streamer(db: &TestDb, url: &str) -> Running {
+    start_stream(db, url, &["--symbol", "BTCUSDT"])
+}
+
+/// `hedgehog stream` with `args` (no `--symbol`: it follows the streaming switches).
+pub fn start_stream(db: &TestDb, url: &str, args: &[&str]) -> Running {
+    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "stream"])
+        .args(args)
+        .args(["--binance-ws-url", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map(|child| Running(Some(child)))
+        .expect("start the streamer")
+}
+
+/// SIGTERM, then the summary line the streamer prints after flushing.
+pub fn stop(mut running: Running) -> String {
+    let child = running.0.take().expect("still running");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the streamer exits 0 on SIGTERM");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn number(summary: &str, label: &str) -> u64 {
+    let rest = summary
+        .split(label)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{label} in {summary}"));
+    rest.trim_start_matches([' ', '('])
+        .split([',', ' ', ')'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the stream holds `version` events, failing at once if either process died.
+pub async fn wait_for(
+    db: &TestDb,
+    stream: &StreamId,
+    version: i64,
+    replay: &mut Replay,
+    streamer: &mut Running,
+) {
+    let store = db.open().await;
+    let started = Instant::now();
+    while store.stream_version(stream).await.unwrap() < version {
+        if let Some(status) = replay.child.try_wait().unwrap() {
+            panic!("the replay server exited early: {status}");
+        }
+        if let Some(status) = streamer.child().try_wait().unwrap() {
+            panic!("the streamer exited early: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {version} trades"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
