@@ -17,6 +17,7 @@ on_both_backends!(
     a_bad_row_stops_with_its_line_and_keeps_whole_batches_only,
     zip_plain_and_header_files_overlap_without_duplicates,
     book_dumps_and_recordings_carry_their_own_symbols,
+    whole_real_files_import_exactly,
 );
 
 fn fixture(name: &str) -> PathBuf {
@@ -255,6 +256,51 @@ mod cases {
             futures.iter().filter(|e| matches!(&e.event, hedgehog::domain::Event::TradeReceived(t) if !t.kind.is_market())).count(),
             1,
             "the insurance fund trade is kept, flagged"
+        );
+    }
+
+    /// The counts SOURCES.md gives for whole real files.
+    pub async fn whole_real_files_import_exactly(db: &TestDb) {
+        let ada = fixture("ADAUSDT-2019-06-03.csv.gz");
+        let ada = ada.to_str().unwrap();
+        let out = ok(&import(db, &[ada]));
+        assert!(
+            out.starts_with("read 57018, imported 57018, already present 0"),
+            "{out}"
+        );
+        let out = ok(&import(db, &[ada]));
+        assert!(
+            out.starts_with("read 57018, imported 0, already present 57018"),
+            "{out}"
+        );
+
+        let ws = |name: &str| {
+            fixture(&format!("binance-ws/{name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let out = ok(&import(
+            db,
+            &[
+                &ws("spot_btcusdt_20240808.gz"),
+                &ws("spot_btcusdt_20240809.gz"),
+            ],
+        ));
+        assert!(
+            out.starts_with("read 19904, imported 19904, already present 0"),
+            "{out}"
+        );
+        let store = db.open().await;
+        let btc = store
+            .read_stream_to_end(&StreamId::trades(&symbol("BTCUSDT")))
+            .await
+            .unwrap();
+        let ids: Vec<u64> = btc.iter().map(|e| e.event.trade_id().unwrap()).collect();
+        assert_eq!(ids.len(), 19_904);
+        assert!(
+            ids.windows(2).all(|w| w[1] == w[0] + 1),
+            "no gap across the two recordings"
         );
     }
 }

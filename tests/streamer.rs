@@ -102,3 +102,42 @@ mod cases {
         );
     }
 }
+
+/// Binance pings every 20 s and drops a client that does not answer within a minute: the
+/// streamer must echo the ping's payload in a pong while it waits for trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamer_answers_pings() {
+    use futures::{SinkExt, StreamExt};
+    use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+        ws.send(Message::Ping(b"binance-ping-1"[..].into()))
+            .await
+            .unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload.to_vec(),
+                Some(Ok(_)) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    });
+
+    let db = TestDb::sqlite();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = StreamerOptions::new(url, vec![symbol("BTCUSDT")]);
+    let stats = std::sync::Arc::new(StreamerStats::default());
+    let running = tokio::spawn(streamer::run(db.open().await, options, stats, stopped));
+    let pong = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("a pong within 10 s")
+        .unwrap();
+    assert_eq!(pong, b"binance-ping-1");
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
