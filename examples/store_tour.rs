@@ -38,9 +38,11 @@ async fn main() -> anyhow::Result<()> {
     let head = store.head_position().await?;
     let mut all = store.subscribe_all(0);
     let mut last = None;
-    while last
-        .as_ref()
-        .is_none_or(|e: &hedgehog::store::RecordedEvent| e.position < head)
+    // Until the subscription has delivered the last event (none to wait for in an empty log).
+    while head > 0
+        && last
+            .as_ref()
+            .is_none_or(|e: &hedgehog::store::RecordedEvent| e.position < head)
     {
         let event = tokio::time::timeout(Duration::from_secs(10), all.next())
             .await?
