@@ -24,6 +24,13 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
 }
 
+/// The path of a websocket recording fixture, as an argument.
+fn recording(name: &str) -> String {
+    fixture(&format!("binance-ws/{name}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn import(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))
         .args(["--database-url", &db.url, "import", "trades"])
@@ -225,18 +232,12 @@ mod cases {
         );
 
         // Recordings: spot trades to the spot market, futures trades to their own stream.
-        let ws = |name: &str| {
-            fixture(&format!("binance-ws/{name}"))
-                .to_str()
-                .unwrap()
-                .to_owned()
-        };
         let out = ok(&import(
             db,
             &[
-                &ws("spot_btcusdt_20230405.head300.gz"),
-                &ws("spot_btcusdt_20240808.head300.gz"),
-                &ws("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz"),
+                &recording("spot_btcusdt_20230405.head300.gz"),
+                &recording("spot_btcusdt_20240808.head300.gz"),
+                &recording("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz"),
             ],
         ));
         assert!(out.starts_with("read 355, imported 355"), "{out}");
@@ -274,17 +275,11 @@ mod cases {
             "{out}"
         );
 
-        let ws = |name: &str| {
-            fixture(&format!("binance-ws/{name}"))
-                .to_str()
-                .unwrap()
-                .to_owned()
-        };
         let out = ok(&import(
             db,
             &[
-                &ws("spot_btcusdt_20240808.gz"),
-                &ws("spot_btcusdt_20240809.gz"),
+                &recording("spot_btcusdt_20240808.gz"),
+                &recording("spot_btcusdt_20240809.gz"),
             ],
         ));
         assert!(
