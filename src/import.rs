@@ -54,6 +54,10 @@ pub struct ImportOptions {
     pub symbol: Option<Symbol>,
     /// Skip detection.
     pub format: Option<Format>,
+    /// The market of the trades. Unset: recordings say it themselves (futures frames carry
+    /// `X`) and files that do not (CSVs, book dumps) are spot. Set: CSVs and dumps are on it, and
+    /// a recorded trade of another market is a bad row.
+    pub market: Option<Market>,
     /// Report bad rows and go on instead of stopping at the first.
     pub skip_bad_rows: bool,
     /// Trades per append (per market).
@@ -65,6 +69,7 @@ impl Default for ImportOptions {
         ImportOptions {
             symbol: None,
             format: None,
+            market: None,
             skip_bad_rows: false,
             batch_size: 10_000,
         }
@@ -120,10 +125,22 @@ pub enum ImportError {
 }
 
 /// Which market a trade belongs to, which decides its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Market {
+    #[default]
     Spot,
+    /// Binance USD-M futures: its own stream, `usdm-trades-SYMBOL`.
+    #[value(name = "usdm")]
     UsdmFutures,
+}
+
+impl std::fmt::Display for Market {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Market::Spot => "spot",
+            Market::UsdmFutures => "usdm",
+        })
+    }
 }
 
 /// A batch ready to append, or the end of the input with the parse's verdict.
@@ -401,9 +418,19 @@ fn parse_one(
             }
         };
         let row = match format {
-            Format::BinanceTrades => spot(binance_trade_row(text, options.symbol.as_ref(), file)),
-            Format::BookDump => spot(book_dump_row(text)),
-            Format::WsRecording => recording_row(text),
+            Format::BinanceTrades => on_market(
+                options.market.unwrap_or_default(),
+                binance_trade_row(text, options.symbol.as_ref(), file),
+            ),
+            Format::BookDump => on_market(options.market.unwrap_or_default(), book_dump_row(text)),
+            Format::WsRecording => {
+                recording_row(text).and_then(|row| match (row, options.market) {
+                    (Some((found, _)), Some(wanted)) if found != wanted => Err(RowError::Bad(
+                        format!("a {found} trade in an import for the {wanted} market (--market)"),
+                    )),
+                    (row, _) => Ok(row),
+                })
+            }
         };
         match row {
             Ok(Some((market, trade))) => {
@@ -569,8 +596,11 @@ fn book_dump_row(text: &str) -> Result<Option<TradeReceived>, RowError> {
 
 type Row = Option<(Market, TradeReceived)>;
 
-fn spot(row: Result<Option<TradeReceived>, RowError>) -> Result<Row, RowError> {
-    row.map(|t| t.map(|t| (Market::Spot, t)))
+fn on_market(
+    market: Market,
+    row: Result<Option<TradeReceived>, RowError>,
+) -> Result<Row, RowError> {
+    row.map(|t| t.map(|t| (market, t)))
 }
 
 fn recording_row(text: &str) -> Result<Row, RowError> {

@@ -129,6 +129,10 @@ enum ImportCommand {
         /// The files' format; detected from the first line when not given.
         #[arg(long, value_enum)]
         format: Option<import::Format>,
+        /// The market of the trades: spot, or usdm for Binance USD-M futures (their own stream).
+        /// Default: recordings say it themselves; CSVs and book dumps are spot.
+        #[arg(long, value_enum)]
+        market: Option<import::Market>,
         /// Report each bad row and go on, instead of stopping at the first.
         #[arg(long)]
         skip_bad_rows: bool,
@@ -340,6 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     files,
                     symbol,
                     format,
+                    market,
                     skip_bad_rows,
                     batch_size,
                 },
@@ -359,6 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = ImportOptions {
                 symbol,
                 format,
+                market,
                 skip_bad_rows,
                 batch_size: usize::try_from(batch_size)?,
             };

@@ -18,6 +18,7 @@ on_both_backends!(
     zip_plain_and_header_files_overlap_without_duplicates,
     book_dumps_and_recordings_carry_their_own_symbols,
     whole_real_files_import_exactly,
+    futures_files_go_to_their_own_market,
 );
 
 fn fixture(name: &str) -> PathBuf {
@@ -296,6 +297,48 @@ mod cases {
         assert!(
             ids.windows(2).all(|w| w[1] == w[0] + 1),
             "no gap across the two recordings"
+        );
+    }
+
+    /// A CSV does not say its market: `--market usdm` puts futures trades in their own stream,
+    /// never mixed with spot trades of the same symbol (their trade ids overlap).
+    pub async fn futures_files_go_to_their_own_market(db: &TestDb) {
+        let csv = fixture(CSV);
+        let csv = csv.to_str().unwrap();
+        let out = ok(&import(
+            db,
+            &["--symbol", "BTCUSDT", "--market", "usdm", csv],
+        ));
+        assert!(out.starts_with("read 3144, imported 3144"), "{out}");
+        // The same rows as spot are other trades on another market: all new.
+        let out = ok(&import(db, &["--symbol", "BTCUSDT", csv]));
+        assert!(out.starts_with("read 3144, imported 3144"), "{out}");
+        let store = db.open().await;
+        let btc = symbol("BTCUSDT");
+        assert_eq!(
+            store
+                .stream_version(&StreamId::usdm_trades(&btc))
+                .await
+                .unwrap(),
+            3144
+        );
+        assert_eq!(
+            store.stream_version(&StreamId::trades(&btc)).await.unwrap(),
+            3144
+        );
+
+        // A recording that contradicts --market is refused at its first trade.
+        let futures = recording("usdm_btcusdt_20230405.head300_plus_insurance_fund.gz");
+        let out = import(db, &["--market", "spot", &futures]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("a usdm trade in an import for the spot market"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{futures}:")),
+            "the file and line are named: {err}"
         );
     }
 }
