@@ -15,6 +15,38 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::store::StreamId;
+
+/// Which Binance market a trade is from. It decides the trade's stream: the same symbol on
+/// spot and on USD-M futures are different markets, whose trade ids overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Market {
+    #[default]
+    Spot,
+    /// Binance USD-M futures: its own stream, `usdm-trades-SYMBOL`.
+    #[value(name = "usdm")]
+    UsdmFutures,
+}
+
+impl Market {
+    /// The stream of this market's trades of `symbol`.
+    pub fn trades_stream(self, symbol: &Symbol) -> StreamId {
+        match self {
+            Market::Spot => StreamId::trades(symbol),
+            Market::UsdmFutures => StreamId::usdm_trades(symbol),
+        }
+    }
+}
+
+impl std::fmt::Display for Market {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Market::Spot => "spot",
+            Market::UsdmFutures => "usdm",
+        })
+    }
+}
+
 /// What one frame turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -27,6 +59,17 @@ pub enum Frame {
     OtherStream(String),
     /// A message with no `stream` and no trade in it, e.g. a REST depth snapshot in a recording.
     NotAStreamMessage,
+}
+
+impl Frame {
+    /// The trade a frame carries, with its market; `None` for frames that carry none.
+    pub fn into_trade(self) -> Option<(Market, TradeReceived)> {
+        match self {
+            Frame::Trade(t) => Some((Market::Spot, t)),
+            Frame::FuturesTrade(t) => Some((Market::UsdmFutures, t)),
+            Frame::OtherStream(_) | Frame::NotAStreamMessage => None,
+        }
+    }
 }
 
 /// A frame that claims to be a trade but cannot be one. The message carries the frame's start,

@@ -26,7 +26,8 @@ use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::binance::{parse_recorded_line, Frame};
+use crate::binance::parse_recorded_line;
+pub use crate::binance::Market;
 use crate::store::{ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId};
 
 /// The formats `import trades` reads.
@@ -124,25 +125,6 @@ pub enum ImportError {
     Stopped,
 }
 
-/// Which market a trade belongs to, which decides its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Market {
-    #[default]
-    Spot,
-    /// Binance USD-M futures: its own stream, `usdm-trades-SYMBOL`.
-    #[value(name = "usdm")]
-    UsdmFutures,
-}
-
-impl std::fmt::Display for Market {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Market::Spot => "spot",
-            Market::UsdmFutures => "usdm",
-        })
-    }
-}
-
 /// A batch ready to append, or the end of the input with the parse's verdict.
 enum Message {
     Batch(StreamId, PreparedBatch),
@@ -215,10 +197,7 @@ struct Batcher<'a> {
 
 impl Batcher<'_> {
     fn push(&mut self, market: Market, trade: TradeReceived) -> Result<(), ImportError> {
-        let stream = match market {
-            Market::Spot => StreamId::trades(&trade.symbol),
-            Market::UsdmFutures => StreamId::usdm_trades(&trade.symbol),
-        };
+        let stream = market.trades_stream(&trade.symbol);
         let id = trade_event_id(&stream, &trade);
         let buffer = self.buffers.entry(stream.clone()).or_default();
         buffer.push(NewEvent::new(trade).with_id(id));
@@ -407,21 +386,24 @@ fn parse_one(
                     file: file.to_owned(),
                     first_line: text.chars().take(120).collect(),
                 })?;
-                if detected == Format::BinanceTrades && options.symbol.is_none() {
-                    return Err(ImportError::NoSymbol {
-                        file: file.to_owned(),
-                        format: detected,
-                    });
-                }
                 format = Some(detected);
                 detected
             }
         };
         let row = match format {
-            Format::BinanceTrades => on_market(
-                options.market.unwrap_or_default(),
-                binance_trade_row(text, options.symbol.as_ref(), file),
-            ),
+            // The rows carry no symbol: one is needed before the first row, header included.
+            Format::BinanceTrades => match &options.symbol {
+                Some(symbol) => on_market(
+                    options.market.unwrap_or_default(),
+                    binance_trade_row(text, symbol),
+                ),
+                None => {
+                    return Err(ImportError::NoSymbol {
+                        file: file.to_owned(),
+                        format,
+                    })
+                }
+            },
             Format::BookDump => on_market(options.market.unwrap_or_default(), book_dump_row(text)),
             Format::WsRecording => {
                 recording_row(text).and_then(|row| match (row, options.market) {
@@ -449,7 +431,6 @@ fn parse_one(
             }
             Ok(None) => counts.skipped += 1,
             Err(RowError::Bad(reason)) => reject(file, number, reason, options, counts)?,
-            Err(RowError::Fatal(e)) => return Err(e),
         }
     }
 }
@@ -477,7 +458,6 @@ fn reject(
 
 enum RowError {
     Bad(String),
-    Fatal(ImportError),
 }
 
 fn field<T: std::str::FromStr>(value: Option<&str>, name: &str) -> Result<T, RowError> {
@@ -520,22 +500,13 @@ fn millis(value: i64) -> Timestamp {
 }
 
 /// `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`; a header row is skipped.
-fn binance_trade_row(
-    text: &str,
-    symbol: Option<&Symbol>,
-    file: &Path,
-) -> Result<Option<TradeReceived>, RowError> {
+fn binance_trade_row(text: &str, symbol: &Symbol) -> Result<Option<TradeReceived>, RowError> {
     let mut f = text.split(',');
     let first = f.next().unwrap_or_default();
     if first.trim() == "id" {
         return Ok(None);
     }
-    let symbol = symbol.cloned().ok_or_else(|| {
-        RowError::Fatal(ImportError::NoSymbol {
-            file: file.to_owned(),
-            format: Format::BinanceTrades,
-        })
-    })?;
+    let symbol = symbol.clone();
     let trade_id = field(Some(first), "id")?;
     let price = positive(field(f.next(), "price")?, "price")?;
     let quantity = positive(field(f.next(), "qty")?, "qty")?;
@@ -604,12 +575,9 @@ fn on_market(
 }
 
 fn recording_row(text: &str) -> Result<Row, RowError> {
-    match parse_recorded_line(text) {
-        Ok((_, Frame::Trade(t))) => Ok(Some((Market::Spot, t))),
-        Ok((_, Frame::FuturesTrade(t))) => Ok(Some((Market::UsdmFutures, t))),
-        Ok(_) => Ok(None),
-        Err(e) => Err(RowError::Bad(e.to_string())),
-    }
+    parse_recorded_line(text)
+        .map(|(_, frame)| frame.into_trade())
+        .map_err(|e| RowError::Bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -679,7 +647,7 @@ mod tests {
         let sym = Symbol::parse("BTCUSDT").unwrap();
         let stream = StreamId::trades(&sym);
         let row = "3071245454,28165.47000000,0.00056000,15.77266320,1680652799999,True,True";
-        let Ok(Some(t)) = binance_trade_row(row, Some(&sym), Path::new("x")) else {
+        let Ok(Some(t)) = binance_trade_row(row, &sym) else {
             panic!("row refused")
         };
         let a = trade_event_id(&stream, &t);

@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::import::{read_trades, ImportError, ImportOptions, Market};
+use crate::binance::Market;
+use crate::import::{read_trades, ImportError, ImportOptions};
 
 /// How many messages a resumed connection repeats from before the cut.
 const RESUME_OVERLAP: usize = 25;

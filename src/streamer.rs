@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::Symbol;
 use rand::Rng;
 use tokio::sync::watch;
@@ -211,10 +210,9 @@ async fn wait(
 
 /// Takes one frame; returns the size of the largest pending batch.
 fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
-    let (stream, trade): (StreamId, TradeReceived) = match parse_frame(text) {
-        Ok(Frame::Trade(t)) => (StreamId::trades(&t.symbol), t),
-        Ok(Frame::FuturesTrade(t)) => (StreamId::usdm_trades(&t.symbol), t),
-        Ok(Frame::OtherStream(_) | Frame::NotAStreamMessage) => return 0,
+    let (stream, trade) = match parse_frame(text).map(Frame::into_trade) {
+        Ok(Some((market, t))) => (market.trades_stream(&t.symbol), t),
+        Ok(None) => return 0,
         Err(error) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, "malformed frame skipped");

@@ -19,9 +19,6 @@ use hedgehog_domain::Event;
 
 use super::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId, PAGE_SIZE};
 
-/// The name the `eventually` contract is implemented under; it is the [`Store`] itself.
-pub type EventuallyStore = Store;
-
 impl AppendError for StoreError {
     fn is_conflict_error(&self) -> bool {
         self.is_conflict()

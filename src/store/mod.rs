@@ -29,8 +29,6 @@ use hedgehog_domain::{Event, Symbol};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use eventually_impl::EventuallyStore;
-
 /// The default database: an SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
 
@@ -267,7 +265,6 @@ pub(crate) struct PreparedEvent {
 pub struct PreparedBatch {
     pub(crate) events: Vec<PreparedEvent>,
     pub(crate) repeated_in_batch: usize,
-    pub(crate) recorded_at: i64,
 }
 
 impl PreparedBatch {
@@ -316,7 +313,6 @@ impl PreparedBatch {
         Ok(PreparedBatch {
             events: prepared,
             repeated_in_batch: repeated,
-            recorded_at: 0,
         })
     }
 
@@ -392,12 +388,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// One attempt at an atomic append: checks the expected version and assigns positions inside
     /// one write transaction that holds the log's write lock. With `look_up`, events already
     /// stored (by id or trade key) are found and dropped first; without, a duplicate surfaces as
-    /// a UNIQUE violation. `batch` is already de-duplicated within itself.
+    /// a UNIQUE violation. `batch` is already de-duplicated within itself; every event is
+    /// stamped `recorded_at`.
     async fn try_append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &mut PreparedBatch,
+        recorded_at: i64,
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError>;
 
@@ -490,7 +488,7 @@ impl Store {
         expected: ExpectedVersion,
         mut batch: PreparedBatch,
     ) -> Result<AppendOutcome, StoreError> {
-        batch.recorded_at = now_millis();
+        let recorded_at = now_millis();
         let repeated = batch.repeated_in_batch;
         let mut outcome = if batch.events.is_empty() && repeated == 0 {
             let actual = self.backend.stream_version(stream).await?;
@@ -507,12 +505,12 @@ impl Store {
             // takes the careful path, which looks the keys up first.
             match self
                 .backend
-                .try_append(stream, expected, &mut batch, false)
+                .try_append(stream, expected, &mut batch, recorded_at, false)
                 .await
             {
                 Err(e) if e.is_conflict() || e.is_unique_violation() => {
                     self.backend
-                        .try_append(stream, expected, &mut batch, true)
+                        .try_append(stream, expected, &mut batch, recorded_at, true)
                         .await?
                 }
                 done => done?,

@@ -94,6 +94,7 @@ impl Backend for PgBackend {
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &mut PreparedBatch,
+        recorded_at: i64,
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -178,7 +179,7 @@ impl Backend for PgBackend {
         .bind(head)
         .bind(stream.as_str())
         .bind(actual)
-        .bind(batch.recorded_at)
+        .bind(recorded_at)
         .bind(&event_ids)
         .bind(&types)
         .bind(&schemas)

@@ -169,10 +169,7 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // Rows cross from sqlx's worker thread in a channel; a deep one lets the worker run
-            // ahead instead of handing over (and context-switching) every few rows.
-            .row_buffer_size(8_192);
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -207,6 +204,7 @@ impl Backend for SqliteBackend {
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &mut PreparedBatch,
+        recorded_at: i64,
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
         let _writer = self.write_lock.lock().await;
@@ -261,7 +259,6 @@ impl Backend for SqliteBackend {
             .fetch_one(&mut *tx)
             .await?;
 
-        let recorded_at = batch.recorded_at;
         let mut offset = 0_i64;
         for chunk in batch.events.chunks(INSERT_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(

@@ -32,14 +32,6 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A fresh database, or `None` when PostgreSQL tests were explicitly skipped.
-    pub async fn new(backend: Backend) -> Option<TestDb> {
-        match backend {
-            Backend::Sqlite => Some(Self::sqlite()),
-            Backend::Postgres => Self::postgres().await,
-        }
-    }
-
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("hedgehog.db").display());
