@@ -56,6 +56,7 @@ mod cases {
         let cause = Uuid::now_v7();
         let started = NewEvent::new(TradingStarted {
             symbol: sym.clone(),
+            after_trade_id: None,
         })
         .caused_by(correlation, cause);
         let out = store
@@ -131,6 +132,7 @@ mod cases {
         let ev = || {
             NewEvent::new(TradingStarted {
                 symbol: sym.clone(),
+                after_trade_id: None,
             })
         };
         store

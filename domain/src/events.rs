@@ -46,6 +46,10 @@ pub struct TradeReceived {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TradingStarted {
     pub symbol: Symbol,
+    /// The last trade already in the market stream when trading started: trading acts on the
+    /// trades after it, never on old ones (so a restart cannot act on history twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_trade_id: Option<u64>,
 }
 
 /// Why trading went off.
@@ -57,6 +61,19 @@ pub enum StopReason {
     Command,
     /// A shutdown finished: the last open position closed.
     ShutdownCompleted,
+    /// The BUY of a fresh position was refused (a filter failure): trading again on the next
+    /// trade would only be refused again, so the symbol stops until its settings are fixed.
+    OrderRejected,
+}
+
+/// What a position had bought and not yet sold when trading stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsold {
+    pub position_id: u64,
+    /// Base quantity bought and not sold.
+    pub quantity: Decimal,
+    /// Average price it was bought at.
+    pub buy_price: Decimal,
 }
 
 /// Trading was switched off (status `off`).
@@ -65,6 +82,9 @@ pub struct TradingStopped {
     pub symbol: Symbol,
     #[serde(default)]
     pub reason: StopReason,
+    /// Inventory left behind by the positions the stop ended (their orders are cancelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsold: Vec<Unsold>,
 }
 
 /// A graceful stop was asked for (status `shutdown`): no new positions, open ones run out.
@@ -383,11 +403,17 @@ mod tests {
             trade().into(),
             TradingStarted {
                 symbol: sym.clone(),
+                after_trade_id: Some(41),
             }
             .into(),
             TradingStopped {
                 symbol: sym.clone(),
-                reason: StopReason::ShutdownCompleted,
+                reason: StopReason::Command,
+                unsold: vec![Unsold {
+                    position_id: 3,
+                    quantity: dec!(0.00100),
+                    buy_price: dec!(60000.01),
+                }],
             }
             .into(),
             TradingShutdownRequested {

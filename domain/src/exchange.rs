@@ -34,6 +34,93 @@ impl SymbolRules {
     pub fn is_trading(&self) -> bool {
         self.status == "TRADING"
     }
+
+    /// Checks a LIMIT order against PRICE_FILTER, LOT_SIZE and NOTIONAL the way Binance does,
+    /// so that an order the exchange would refuse is refused here first, with the same words.
+    pub fn check_limit_order(
+        &self,
+        price: Decimal,
+        quantity: Decimal,
+    ) -> Result<(), FilterFailure> {
+        let fail = |filter, detail: String| Err(FilterFailure { filter, detail });
+        if price <= Decimal::ZERO {
+            return fail("PRICE_FILTER", format!("price {price} is not positive"));
+        }
+        if !self.min_price.is_zero() && price < self.min_price {
+            return fail(
+                "PRICE_FILTER",
+                format!("price {price} is below minPrice {}", self.min_price),
+            );
+        }
+        if !self.max_price.is_zero() && price > self.max_price {
+            return fail(
+                "PRICE_FILTER",
+                format!("price {price} is above maxPrice {}", self.max_price),
+            );
+        }
+        if !on_grid(price, self.min_price, self.tick_size) {
+            return fail(
+                "PRICE_FILTER",
+                format!(
+                    "price {price} is not a multiple of tickSize {}",
+                    self.tick_size
+                ),
+            );
+        }
+        if quantity <= Decimal::ZERO || quantity < self.min_qty {
+            return fail(
+                "LOT_SIZE",
+                format!("quantity {quantity} is below minQty {}", self.min_qty),
+            );
+        }
+        if !self.max_qty.is_zero() && quantity > self.max_qty {
+            return fail(
+                "LOT_SIZE",
+                format!("quantity {quantity} is above maxQty {}", self.max_qty),
+            );
+        }
+        if !on_grid(quantity, self.min_qty, self.step_size) {
+            return fail(
+                "LOT_SIZE",
+                format!(
+                    "quantity {quantity} is not a multiple of stepSize {}",
+                    self.step_size
+                ),
+            );
+        }
+        let notional = price * quantity;
+        if notional < self.min_notional {
+            return fail(
+                "NOTIONAL",
+                format!(
+                    "notional {notional} is below minNotional {}",
+                    self.min_notional
+                ),
+            );
+        }
+        if let Some(max) = self.max_notional.filter(|m| !m.is_zero()) {
+            if notional > max {
+                return fail(
+                    "NOTIONAL",
+                    format!("notional {notional} is above maxNotional {max}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(value - base) % unit == 0`, Binance's grid rule; a zero unit disables it.
+fn on_grid(value: Decimal, base: Decimal, unit: Decimal) -> bool {
+    unit.is_zero() || ((value - base) % unit).is_zero()
+}
+
+/// An order the exchange's filters refuse, in Binance's words (`Filter failure: LOT_SIZE`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Filter failure: {filter} ({detail})")]
+pub struct FilterFailure {
+    pub filter: &'static str,
+    pub detail: String,
 }
 
 /// The rules of every symbol an exchange lists.
@@ -47,5 +134,59 @@ pub struct ExchangeRules {
 impl ExchangeRules {
     pub fn get(&self, symbol: &Symbol) -> Option<&SymbolRules> {
         self.symbols.get(symbol)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    /// BTCUSDT's filters in the bundled 2024-09-08 snapshot.
+    pub(crate) fn btcusdt() -> SymbolRules {
+        SymbolRules {
+            symbol: Symbol::parse("BTCUSDT").unwrap(),
+            status: "TRADING".into(),
+            base_asset: "BTC".into(),
+            quote_asset: "USDT".into(),
+            tick_size: dec!(0.01),
+            min_price: dec!(0.01),
+            max_price: dec!(1000000),
+            step_size: dec!(0.00001),
+            min_qty: dec!(0.00001),
+            max_qty: dec!(9000),
+            min_notional: dec!(5),
+            max_notional: Some(dec!(9000000)),
+        }
+    }
+
+    #[test]
+    fn filters_refuse_what_binance_refuses() {
+        let r = btcusdt();
+        r.check_limit_order(dec!(60000.01), dec!(0.001)).unwrap();
+        assert_eq!(
+            r.check_limit_order(dec!(60000.005), dec!(0.001))
+                .unwrap_err()
+                .filter,
+            "PRICE_FILTER"
+        );
+        assert_eq!(
+            r.check_limit_order(dec!(60000), dec!(0.000015))
+                .unwrap_err()
+                .filter,
+            "LOT_SIZE"
+        );
+        assert_eq!(
+            r.check_limit_order(dec!(60000), dec!(0))
+                .unwrap_err()
+                .filter,
+            "LOT_SIZE"
+        );
+        let err = r.check_limit_order(dec!(60000), dec!(0.00001)).unwrap_err();
+        assert_eq!(err.filter, "NOTIONAL");
+        assert!(
+            err.to_string().starts_with("Filter failure: NOTIONAL"),
+            "{err}"
+        );
     }
 }

@@ -7,8 +7,11 @@
 
 pub mod events;
 pub mod exchange;
+pub mod formula;
+pub mod paper_exchange;
 pub mod settings;
 pub mod streaming;
+pub mod trading;
 pub mod types;
 
 pub use events::Event;

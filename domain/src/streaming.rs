@@ -70,7 +70,11 @@ mod tests {
     #[test]
     fn foreign_events_are_refused() {
         let sym = Symbol::parse("BTCUSDT").unwrap();
-        let ev: Event = crate::events::TradingStarted { symbol: sym }.into();
+        let ev: Event = crate::events::TradingStarted {
+            symbol: sym,
+            after_trade_id: None,
+        }
+        .into();
         assert_eq!(
             apply(StreamingState::default(), &ev).unwrap_err(),
             ForeignEvent("TradingStarted")
