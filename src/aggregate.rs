@@ -5,8 +5,12 @@
 //! version. No decision lives here.
 
 use futures::future::BoxFuture;
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::exchange::SymbolRules;
+use hedgehog_domain::paper_exchange::{Execution, PaperExchange};
 use hedgehog_domain::streaming::{self, ForeignEvent, StreamingCommand, StreamingState};
-use hedgehog_domain::{Event, Symbol};
+use hedgehog_domain::trading::{self, ApplyError, Refusal, TradingState};
+use hedgehog_domain::{Event, Symbol, Timestamp};
 
 use crate::store::StreamId;
 
@@ -17,6 +21,12 @@ pub enum AggregateError {
     WrongStream(StreamId),
     #[error(transparent)]
     Foreign(#[from] ForeignEvent),
+    #[error("stream {stream} is not the trading stream of {symbol} (trading-{symbol})")]
+    WrongTradingStream { stream: StreamId, symbol: Symbol },
+    #[error("the trading stream cannot be rebuilt: {0}")]
+    Trading(#[from] ApplyError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// Extracts the symbol from a stream named `{prefix}-{SYMBOL}`.
@@ -65,5 +75,75 @@ mod tests {
         assert_eq!(symbol_of(&id, "streaming").unwrap().as_str(), "BTCUSDT");
         assert!(symbol_of(&id, "trading").is_none());
         assert!(symbol_of(&StreamId::new("streaming-").unwrap(), "streaming").is_none());
+    }
+}
+
+/// What goes into a symbol's trading aggregate.
+#[derive(Debug, Clone)]
+pub enum TradingInput {
+    /// A user's command, issued at `time`.
+    Command {
+        command: trading::Command,
+        time: Timestamp,
+    },
+    /// A market trade of the symbol.
+    Trade(TradeReceived),
+    /// Fills reported by a real exchange.
+    Executions(Vec<Execution>),
+}
+
+/// The naive strategy of one symbol, stored in `trading-SYMBOL`, with what it decides by: the
+/// symbol's filters and, when trading on paper, the paper exchange that fills its orders.
+#[derive(Debug, Clone)]
+pub struct TradingAggregate {
+    pub rules: SymbolRules,
+    /// `Some` for paper trading: trades fill the orders. `None`: a real exchange reports fills.
+    pub paper: Option<PaperExchange>,
+}
+
+impl TradingAggregate {
+    /// The events `input` decides on `state`; empty when it changes nothing.
+    pub fn decide(&self, state: &TradingState, input: TradingInput) -> Result<Vec<Event>, Refusal> {
+        Ok(match input {
+            TradingInput::Command { command, time } => {
+                trading::decide_command(state, &self.rules, command, time)?
+            }
+            TradingInput::Trade(trade) => {
+                trading::decide_trade(state, &self.rules, self.paper.as_ref(), &trade)
+            }
+            TradingInput::Executions(fills) => {
+                trading::decide_executions(state, &self.rules, &fills)
+            }
+        })
+    }
+}
+
+impl eventually::Aggregate for TradingAggregate {
+    type Id = StreamId;
+    type State = TradingState;
+    type Event = Event;
+    type Command = TradingInput;
+    type Error = AggregateError;
+
+    fn apply(state: TradingState, event: Event) -> Result<TradingState, AggregateError> {
+        Ok(trading::apply(state, &event)?)
+    }
+
+    fn handle<'a, 's: 'a>(
+        &'a self,
+        id: &'s StreamId,
+        state: &'s TradingState,
+        input: TradingInput,
+    ) -> BoxFuture<'a, Result<Option<Vec<Event>>, AggregateError>> {
+        Box::pin(async move {
+            if *id != StreamId::trading(&self.rules.symbol) {
+                return Err(AggregateError::WrongTradingStream {
+                    stream: id.clone(),
+                    symbol: self.rules.symbol.clone(),
+                });
+            }
+            let events = self.decide(state, input)?;
+            Ok((!events.is_empty()).then_some(events))
+        })
     }
 }

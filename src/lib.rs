@@ -3,11 +3,14 @@
 
 pub mod aggregate;
 pub mod binance;
+pub mod engine;
 pub mod exchange_info;
 pub mod import;
 pub mod replay_server;
 pub mod store;
 pub mod streamer;
 pub mod streaming;
+pub mod trader;
+pub mod trading;
 
 pub use hedgehog_domain as domain;

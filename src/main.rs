@@ -9,15 +9,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hedgehog::domain::exchange::SymbolRules;
+use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
-use hedgehog::domain::Symbol;
+use hedgehog::domain::trading::TradingState;
+use hedgehog::domain::{Event, Side, Symbol, Timestamp, TradingSettings, TradingStatus};
+use hedgehog::engine::{self, EngineOptions};
 use hedgehog::exchange_info;
 use hedgehog::import::{self, ImportOptions};
 use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog::streaming::Outcome;
+use hedgehog::trading::{self, Request, SettingsChange};
 use indicatif::{ProgressBar, ProgressStyle};
+use rust_decimal::Decimal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,6 +91,33 @@ enum Command {
         #[command(subcommand)]
         what: StreamingCommandArg,
     },
+    /// Switch a symbol's trading on, off, or into shutdown; show its status.
+    Trading {
+        #[command(subcommand)]
+        what: TradingCommandArg,
+    },
+    /// Show or change a symbol's strategy settings (they apply to positions opened after).
+    Settings {
+        #[command(subcommand)]
+        what: SettingsCommandArg,
+    },
+    /// Run the engine until SIGINT or SIGTERM: stream every symbol whose streaming is on and
+    /// paper-trade every symbol whose trading is on or in shutdown, following commands from any
+    /// process.
+    Run {
+        /// Binance's websocket base URL, or a replay server's.
+        #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
+        binance_ws_url: String,
+        /// Where orders go: the paper exchange, filled from the trade stream.
+        #[arg(long, value_enum, default_value_t = ExchangeArg::Paper)]
+        exchange: ExchangeArg,
+        /// When a trade fills a resting order: cross (price goes through it) or touch (at it).
+        #[arg(long, value_enum, default_value_t = FillArg::Cross)]
+        fill: FillArg,
+        /// Cap each paper fill at the trade's quantity.
+        #[arg(long)]
+        partial_fills: bool,
+    },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
         #[arg(required = true)]
@@ -114,6 +147,58 @@ enum StreamingCommandArg {
     Stop { symbol: Symbol },
     /// Every symbol with a streaming switch, and its state.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum TradingCommandArg {
+    /// Trade SYMBOL: the next trade opens a position.
+    Start { symbol: Symbol },
+    /// Stop at once: cancel every open order of SYMBOL and report what was left unsold.
+    Stop { symbol: Symbol },
+    /// No new positions for SYMBOL; trading turns off when the open ones have closed.
+    Shutdown { symbol: Symbol },
+    /// Status, open positions and profit of SYMBOL, or of every symbol traded so far.
+    Status { symbol: Option<Symbol> },
+}
+
+#[derive(Debug, Subcommand)]
+enum SettingsCommandArg {
+    /// Print SYMBOL's settings (the defaults until set).
+    Show { symbol: Symbol },
+    /// Change some of SYMBOL's settings; the others keep their values.
+    Set {
+        symbol: Symbol,
+        /// How many positions may be open at once; the budget is split evenly across them.
+        #[arg(long)]
+        chunks: Option<u32>,
+        /// Quote-asset budget (e.g. USDT).
+        #[arg(long, allow_hyphen_values = true)]
+        budget: Option<Decimal>,
+        /// How far below the trade price the BUY goes (0.0001 = 0.01 %).
+        #[arg(long, allow_hyphen_values = true)]
+        buy_down_interval: Option<Decimal>,
+        /// Profit wanted on top of both fees.
+        #[arg(long, allow_hyphen_values = true)]
+        profit_target: Option<Decimal>,
+        /// How far below the buy price a trade must go to open one more position.
+        #[arg(long, allow_hyphen_values = true)]
+        rebuy_interval: Option<Decimal>,
+        /// Fee rate per side (0.001 = 0.1 %).
+        #[arg(long, allow_hyphen_values = true)]
+        fee: Option<Decimal>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExchangeArg {
+    /// Hedgehog's paper exchange, filling orders from the trade stream.
+    Paper,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FillArg {
+    Cross,
+    Touch,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,14 +359,103 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::ReplayServer { .. } => unreachable!("handled before opening the store"),
-        Command::Streaming { what } => {
-            let (rules, rules_from) = match &cli.exchange_info {
-                Some(path) => (exchange_info::load(path)?, path.display().to_string()),
-                None => (
-                    exchange_info::bundled()?,
-                    "the bundled snapshot of 2024-09-08".to_owned(),
-                ),
+        Command::Trading { what } => {
+            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let (symbol, request) = match what {
+                TradingCommandArg::Start { symbol } => (symbol, Request::Start),
+                TradingCommandArg::Stop { symbol } => (symbol, Request::Stop),
+                TradingCommandArg::Shutdown { symbol } => (symbol, Request::Shutdown),
+                TradingCommandArg::Status { symbol } => {
+                    let states = match symbol {
+                        Some(symbol) => {
+                            trading::rules_for(&rules, &rules_from, &symbol)?;
+                            vec![(symbol.clone(), trading::state(&store, &symbol).await?.0)]
+                        }
+                        None => trading::status(&store).await?,
+                    };
+                    print_trading_status(&mut out, &rules, &states)?;
+                    return Ok(out.flush()?);
+                }
             };
+            let symbol_rules = trading::rules_for(&rules, &rules_from, &symbol)?;
+            let outcome = trading::command(&store, symbol_rules, request.clone(), now()).await?;
+            print_trading_outcome(&mut out, &store, symbol_rules, &request, &outcome).await?;
+        }
+        Command::Settings { what } => {
+            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            match what {
+                SettingsCommandArg::Show { symbol } => {
+                    trading::rules_for(&rules, &rules_from, &symbol)?;
+                    let (state, _) = trading::state(&store, &symbol).await?;
+                    print_settings(&mut out, &symbol, &state.settings)?;
+                }
+                SettingsCommandArg::Set {
+                    symbol,
+                    chunks,
+                    budget,
+                    buy_down_interval,
+                    profit_target,
+                    rebuy_interval,
+                    fee,
+                } => {
+                    let change = SettingsChange {
+                        chunks,
+                        budget,
+                        buy_down_interval,
+                        profit_target,
+                        rebuy_interval,
+                        fee,
+                    };
+                    anyhow::ensure!(
+                        change != SettingsChange::default(),
+                        "nothing to set: give at least one of --chunks, --budget, --buy-down-interval, --profit-target, --rebuy-interval, --fee"
+                    );
+                    let symbol_rules = trading::rules_for(&rules, &rules_from, &symbol)?;
+                    let request = Request::Settings(change);
+                    let outcome =
+                        trading::command(&store, symbol_rules, request.clone(), now()).await?;
+                    print_trading_outcome(&mut out, &store, symbol_rules, &request, &outcome)
+                        .await?;
+                }
+            }
+        }
+        Command::Run {
+            binance_ws_url,
+            exchange: ExchangeArg::Paper,
+            fill,
+            partial_fills,
+        } => {
+            let (rules, _) = exchange_rules(cli.exchange_info.as_deref())?;
+            let options = EngineOptions {
+                binance_ws_url,
+                paper: PaperExchange {
+                    fill: match fill {
+                        FillArg::Cross => FillModel::Cross,
+                        FillArg::Touch => FillModel::Touch,
+                    },
+                    partial_fills,
+                },
+                rules: Arc::new(rules),
+            };
+            let stats = Arc::new(StreamerStats::default());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let mut task = tokio::spawn(engine::run(
+                store.clone(),
+                options,
+                Arc::clone(&stats),
+                stopped,
+            ));
+            tokio::select! {
+                _ = stop_signal() => {
+                    let _ = stop.send(true);
+                    (&mut task).await??;
+                }
+                finished = &mut task => finished??,
+            }
+            writeln!(out, "{}", stats.summary())?;
+        }
+        Command::Streaming { what } => {
+            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
             let (symbol, command) = match what {
                 StreamingCommandArg::Start { symbol } => (symbol, StreamingCommand::Start),
                 StreamingCommandArg::Stop { symbol } => (symbol, StreamingCommand::Stop),
@@ -392,6 +566,163 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The exchange's symbols and filters, and where they came from (for error messages).
+fn exchange_rules(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<(hedgehog::domain::exchange::ExchangeRules, String)> {
+    Ok(match file {
+        Some(path) => (exchange_info::load(path)?, path.display().to_string()),
+        None => (
+            exchange_info::bundled()?,
+            "the bundled snapshot of 2024-09-08".to_owned(),
+        ),
+    })
+}
+
+/// The wall clock, read once at the edge: commands carry their time as data.
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+fn print_settings(out: &mut impl Write, symbol: &Symbol, s: &TradingSettings) -> io::Result<()> {
+    writeln!(out, "settings of {symbol}:")?;
+    writeln!(out, "  chunks             {}", s.chunks)?;
+    writeln!(out, "  budget             {}", s.budget)?;
+    writeln!(out, "  buy_down_interval  {}", s.buy_down_interval)?;
+    writeln!(out, "  profit_target      {}", s.profit_target)?;
+    writeln!(out, "  rebuy_interval     {}", s.rebuy_interval)?;
+    writeln!(out, "  fee                {}", s.fee)
+}
+
+async fn print_trading_outcome(
+    out: &mut impl Write,
+    store: &Store,
+    rules: &SymbolRules,
+    request: &Request,
+    outcome: &trading::Outcome,
+) -> anyhow::Result<()> {
+    let symbol = &rules.symbol;
+    let status = outcome.state.status;
+    if outcome.events.is_empty() {
+        match request {
+            Request::Settings(_) => writeln!(
+                out,
+                "the settings of {symbol} already have these values; nothing changed"
+            )?,
+            Request::Shutdown if status == TradingStatus::Off => {
+                writeln!(out, "trading of {symbol} is off; nothing to shut down")?
+            }
+            _ => writeln!(
+                out,
+                "trading of {symbol} was already {status}; nothing changed"
+            )?,
+        }
+        return Ok(());
+    }
+    for event in &outcome.events {
+        match event {
+            Event::OrderCancelled(c) => writeln!(
+                out,
+                "cancelled {} order {} of position {} ({} executed)",
+                side_name(c.side),
+                c.order_id,
+                c.position_id,
+                c.executed_quantity
+            )?,
+            Event::TradingStopped(s) => {
+                for u in &s.unsold {
+                    writeln!(
+                        out,
+                        "left unsold: position {}: {} {} bought at {} {}",
+                        u.position_id, u.quantity, rules.base_asset, u.buy_price, rules.quote_asset
+                    )?;
+                }
+            }
+            Event::SettingsUpdated(s) => print_settings(out, symbol, &s.settings)?,
+            _ => {}
+        }
+    }
+    match request {
+        Request::Settings(_) => writeln!(out, "positions opened from now on use these settings")?,
+        _ => writeln!(out, "trading of {symbol} is now {status}")?,
+    }
+    if matches!(request, Request::Start) {
+        let streaming = hedgehog::streaming::status(store)
+            .await?
+            .into_iter()
+            .any(|(s, on)| &s == symbol && on);
+        if !streaming {
+            writeln!(
+                out,
+                "note: streaming of {symbol} is off, so no trades arrive; `hedgehog streaming start {symbol}` switches it on"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "BUY",
+        Side::Sell => "SELL",
+    }
+}
+
+fn print_trading_status(
+    out: &mut impl Write,
+    rules: &hedgehog::domain::exchange::ExchangeRules,
+    states: &[(Symbol, TradingState)],
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<12} {:<9} {:>9} {:>11} {:>7} {:>16} {:>14}",
+        "SYMBOL", "STATUS", "POSITIONS", "OPEN ORDERS", "CLOSED", "REALIZED PROFIT", "FEES"
+    )?;
+    for (symbol, state) in states {
+        writeln!(
+            out,
+            "{:<12} {:<9} {:>9} {:>11} {:>7} {:>16} {:>14}",
+            symbol,
+            state.status.to_string(),
+            state.positions.len(),
+            state.open_orders().count(),
+            state.totals.positions_closed,
+            state.totals.realized_profit.round_dp(8).normalize(),
+            state.totals.fees.round_dp(8).normalize(),
+        )?;
+    }
+    for (symbol, state) in states {
+        let base = rules.get(symbol).map_or("", |r| r.base_asset.as_str());
+        for p in state.positions.values() {
+            let stage = match (&p.buy, &p.sell) {
+                (Some(b), None) if b.open => {
+                    format!("BUY {} @ {} ({} filled)", b.quantity, b.price, b.executed)
+                }
+                (_, Some(s)) => {
+                    format!("SELL {} @ {} ({} filled)", s.quantity, s.price, s.executed)
+                }
+                _ => match &p.sell_rejected {
+                    Some(reason) => {
+                        format!("holding {} {base}: SELL rejected: {reason}", p.bought())
+                    }
+                    None => format!("holding {} {base}", p.bought()),
+                },
+            };
+            writeln!(out, "  {symbol} position {}: {stage}", p.position_id)?;
+        }
+        if let Some(reason) = state
+            .stop_reason
+            .filter(|_| state.status == TradingStatus::Off)
+        {
+            writeln!(out, "  {symbol} last stopped: {reason:?}")?;
+        }
+    }
     Ok(())
 }
 

@@ -121,7 +121,8 @@ impl PaperExchange {
                 trade_id: Some(trade.trade_id),
                 price: order.price,
                 quantity,
-                fee: order.price * quantity * order.fee_rate,
+                // Exact, without the trailing zeros a product of scaled decimals carries.
+                fee: (order.price * quantity * order.fee_rate).normalize(),
                 time: trade.trade_time,
             });
         }

@@ -147,7 +147,7 @@ impl TradingState {
                 (quantity > Decimal::ZERO).then(|| Unsold {
                     position_id: p.position_id,
                     quantity,
-                    buy_price: p.average_buy_price(),
+                    buy_price: p.average_buy_price().normalize(),
                 })
             })
             .collect()
@@ -345,7 +345,7 @@ pub fn check_settings(settings: &TradingSettings, rules: &SymbolRules) -> Result
             budget: settings.budget,
             chunks: settings.chunks,
             chunk: chunk.normalize(),
-            min_notional: rules.min_notional,
+            min_notional: rules.min_notional.normalize(),
             quote: rules.quote_asset.clone(),
         });
     }
@@ -636,7 +636,7 @@ impl<'a> Decider<'a> {
             price: e.price,
             quantity,
             cumulative_quantity,
-            cumulative_quote_quantity: order.executed_quote + e.price * quantity,
+            cumulative_quote_quantity: (order.executed_quote + e.price * quantity).normalize(),
             fee: e.fee,
             fee_asset: self.rules.quote_asset.clone(),
             status,
@@ -694,10 +694,10 @@ impl<'a> Decider<'a> {
             symbol: self.symbol(),
             position_id: position.position_id,
             quantity: sell.executed,
-            buy_price: position.average_buy_price(),
-            sell_price: sell.executed_quote / sell.executed,
-            fees,
-            realized_profit: sell.executed_quote - buy.executed_quote - fees,
+            buy_price: position.average_buy_price().normalize(),
+            sell_price: (sell.executed_quote / sell.executed).normalize(),
+            fees: fees.normalize(),
+            realized_profit: (sell.executed_quote - buy.executed_quote - fees).normalize(),
             time,
         });
         self.closed_any = true;

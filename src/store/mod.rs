@@ -33,7 +33,7 @@ use uuid::Uuid;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
 
 /// How many events a subscription reads per query while catching up.
-const PAGE_SIZE: i64 = 10_000;
+pub const PAGE_SIZE: i64 = 10_000;
 
 /// The name of a stream: `trading-BTCUSDT`, `trades-BTCUSDT`, `streaming-BTCUSDT`, ...
 ///
@@ -423,6 +423,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// How often a subscriber re-reads the log when nothing woke it: the safety net.
     fn poll_interval(&self) -> Duration;
+
+    /// Position of the earliest stored market trade whose id is above `after` in `stream`.
+    async fn first_trade_after(
+        &self,
+        stream: &StreamId,
+        after: i64,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
 /// The event store. Cheap to clone; clones share one connection pool and one notifier.
@@ -571,6 +578,22 @@ impl Store {
     /// The position of the last committed event (0 when the log is empty).
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         self.backend.head_position().await
+    }
+
+    /// The global position of the earliest stored trade in market stream `stream` whose id is above
+    /// `after` (every trade when `None`): where a trading worker resumes deciding.
+    pub async fn first_trade_after(
+        &self,
+        stream: &StreamId,
+        after: Option<u64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let after = match after.map(i64::try_from) {
+            None => -1,
+            Some(Ok(id)) => id,
+            // No stored trade id can be above what the store cannot key.
+            Some(Err(_)) => return Ok(None),
+        };
+        self.backend.first_trade_after(stream, after).await
     }
 
     /// Every stream with its version.

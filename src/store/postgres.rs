@@ -242,6 +242,22 @@ impl Backend for PgBackend {
         .await?)
     }
 
+    async fn first_trade_after(
+        &self,
+        stream: &StreamId,
+        after: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        // The earliest *stored* of them, not the lowest id: a file may hold trades out of id
+        // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(position) FROM events WHERE stream_id = $1 AND trade_id > $2",
+        )
+        .bind(stream.as_str())
+        .bind(after)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn head_position(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::int8 FROM events")

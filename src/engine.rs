@@ -1,0 +1,165 @@
+//! The engine behind `hedgehog run`: the streamer and one trading worker per symbol, each
+//! supervised, all following the store.
+//!
+//! Autostart is the store's doing: at start-up every symbol with a trading stream gets a worker
+//! (idle while its trading is off, so a later `trading start` from any process wakes it), and a
+//! symbol started for the first time while the engine runs gets one as soon as its
+//! `TradingStarted` commits. A worker that fails (an error or a panic) is logged and restarted
+//! from its stream with capped exponential backoff; the others keep trading. A restart never
+//! re-executes a decision: decisions are in the store and the worker resumes after them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hedgehog_domain::exchange::ExchangeRules;
+use hedgehog_domain::paper_exchange::PaperExchange;
+use hedgehog_domain::{Event, Symbol};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aggregate::TradingAggregate;
+use crate::store::{Store, StoreError};
+use crate::streamer::StreamerStats;
+use crate::trader::Trader;
+use crate::trading::{self, TradingError};
+
+/// What the engine runs with.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Binance's websocket base URL, or a replay server's.
+    pub binance_ws_url: String,
+    /// The paper exchange that fills the orders.
+    pub paper: PaperExchange,
+    pub rules: Arc<ExchangeRules>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Trading(#[from] TradingError),
+}
+
+/// The longest wait between two restarts of a failing task.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` turns true, then lets every task finish its batch and returns.
+pub async fn run(
+    store: Store,
+    options: EngineOptions,
+    stats: Arc<StreamerStats>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), EngineError> {
+    let mut tasks = Vec::new();
+    {
+        let (store, url, stats) = (store.clone(), options.binance_ws_url.clone(), stats);
+        tasks.push(supervise(
+            "streamer".to_owned(),
+            shutdown.clone(),
+            move |stop| {
+                let (store, url, stats) = (store.clone(), url.clone(), Arc::clone(&stats));
+                async move { crate::streaming::follow(store, url, stats, stop).await }
+            },
+        ));
+    }
+    let head = store.head_position().await?;
+    let mut traders: BTreeMap<Symbol, JoinHandle<()>> = BTreeMap::new();
+    for (symbol, _) in trading::status(&store).await? {
+        start_trader(&store, &options, &symbol, &shutdown, &mut traders);
+    }
+    let mut log = store.subscribe_all(head);
+    let mut watch_shutdown = shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            _ = watch_shutdown.changed() => break,
+            next = log.next() => next,
+        };
+        match next {
+            Some(Ok(e)) => {
+                if let Event::TradingStarted(started) = &e.event {
+                    start_trader(&store, &options, &started.symbol, &shutdown, &mut traders);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "engine lost the log; re-reading from where it was");
+                log = store.subscribe_all(store.head_position().await?);
+            }
+            None => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    for task in tasks.into_iter().chain(traders.into_values()) {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+fn start_trader(
+    store: &Store,
+    options: &EngineOptions,
+    symbol: &Symbol,
+    shutdown: &watch::Receiver<bool>,
+    traders: &mut BTreeMap<Symbol, JoinHandle<()>>,
+) {
+    if traders.contains_key(symbol) {
+        return;
+    }
+    let Some(rules) = options.rules.get(symbol) else {
+        tracing::error!(%symbol, "not trading {symbol}: the exchange info does not list it");
+        return;
+    };
+    let aggregate = TradingAggregate {
+        rules: rules.clone(),
+        paper: Some(options.paper),
+    };
+    let store = store.clone();
+    let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
+        let (store, aggregate) = (store.clone(), aggregate.clone());
+        async move { Trader::load(store, aggregate).await?.run(stop).await }
+    });
+    traders.insert(symbol.clone(), task);
+}
+
+/// Runs `make(shutdown)` until it returns `Ok` (it does on shutdown), restarting it with
+/// backoff when it fails or panics.
+fn supervise<F, Fut, E>(name: String, shutdown: watch::Receiver<bool>, make: F) -> JoinHandle<()>
+where
+    F: Fn(watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        let mut shutdown = shutdown;
+        loop {
+            let started = Instant::now();
+            match tokio::spawn(make(shutdown.clone())).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::error!(task = %name, error = %e, "failed; restarting in {backoff:?}")
+                }
+                Err(e) if e.is_panic() => {
+                    tracing::error!(task = %name, "panicked; restarting in {backoff:?}")
+                }
+                Err(_) => return,
+            }
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    })
+}

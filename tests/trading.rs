@@ -1,0 +1,387 @@
+//! Trading end to end through the public API, on both backends: real ADAUSDT trades imported
+//! into the store, trading started by command, a trading worker feeding the trades through the
+//! paper exchange, and the decided events checked one by one against an independent,
+//! deliberately simple re-computation of the book's rules.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{symbol, TestDb};
+use hedgehog::aggregate::TradingAggregate;
+use hedgehog::domain::events::{StopReason, TradeReceived};
+use hedgehog::domain::exchange::SymbolRules;
+use hedgehog::domain::paper_exchange::PaperExchange;
+use hedgehog::domain::{Event, Side, Timestamp, TradingStatus};
+use hedgehog::import::{self, ImportOptions};
+use hedgehog::store::{RecordedEvent, Store, StreamId};
+use hedgehog::trader::Trader;
+use hedgehog::trading::{self, Request, SettingsChange};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+on_both_backends!(
+    trades_event_by_event,
+    stop_cancels_open_orders_and_reports_unsold,
+    shutdown_runs_positions_out_then_turns_off,
+    a_running_worker_follows_commands_from_another_store_handle,
+);
+
+/// The book's ADAUSDT dump: its first 2,000 rows, or the whole day (57,018 trades).
+fn fixture(whole_day: bool) -> PathBuf {
+    let name = if whole_day {
+        "ADAUSDT-2019-06-03.csv.gz"
+    } else {
+        "ADAUSDT-2019-06-03.head2000.csv.gz"
+    };
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn ada_rules() -> SymbolRules {
+    hedgehog::exchange_info::bundled()
+        .unwrap()
+        .get(&symbol("ADAUSDT"))
+        .unwrap()
+        .clone()
+}
+
+/// One chunk of 100 USDT, intervals tight enough for these 2,000 trades to run positions
+/// through (ADAUSDT's 0.0001 tick is 0.1 % of its 2019 price).
+fn one_chunk() -> SettingsChange {
+    SettingsChange {
+        chunks: Some(1),
+        budget: Some(dec!(100)),
+        buy_down_interval: Some(dec!(0.0001)),
+        profit_target: Some(dec!(0.0001)),
+        fee: Some(dec!(0.0002)),
+        ..SettingsChange::default()
+    }
+}
+
+async fn command(store: &Store, request: Request) -> trading::Outcome {
+    trading::command(store, &ada_rules(), request, Timestamp(1_559_520_000_000))
+        .await
+        .unwrap()
+}
+
+/// Sets the settings, starts trading, imports the trades; returns the imported trades' events.
+async fn prepared(
+    db: &TestDb,
+    settings: SettingsChange,
+    whole_day: bool,
+) -> (Store, Vec<RecordedEvent>) {
+    let store = db.open().await;
+    command(&store, Request::Settings(settings)).await;
+    let started = command(&store, Request::Start).await;
+    assert_eq!(started.state.status, TradingStatus::On);
+    let options = ImportOptions {
+        symbol: Some(symbol("ADAUSDT")),
+        ..ImportOptions::default()
+    };
+    import::import_trades(&store, &[fixture(whole_day)], &options, |_| {})
+        .await
+        .unwrap();
+    let trades = store
+        .read_stream_to_end(&StreamId::trades(&symbol("ADAUSDT")))
+        .await
+        .unwrap();
+    assert_eq!(trades.len(), if whole_day { 57_018 } else { 2000 });
+    (store, trades)
+}
+
+async fn trader(store: &Store) -> Trader {
+    let aggregate = TradingAggregate {
+        rules: ada_rules(),
+        paper: Some(PaperExchange::default()),
+    };
+    Trader::load(store.clone(), aggregate).await.unwrap()
+}
+
+async fn trading_events(store: &Store) -> Vec<Event> {
+    store
+        .read_stream_to_end(&StreamId::trading(&symbol("ADAUSDT")))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+fn trade_of(e: &RecordedEvent) -> &TradeReceived {
+    match &e.event {
+        Event::TradeReceived(t) => t,
+        other => panic!("not a trade: {other:?}"),
+    }
+}
+
+/// What the book's rules give for one chunk with cross fills and full fills, written as plainly
+/// as possible: (event type, trade id, side, price, quantity) per expected event.
+///
+/// The book's dump holds trades in insertion order, not trade-id order; a trade older than the
+/// newest one acted on is stale and ignored (the market has moved past it).
+fn expected_one_chunk(
+    trades: &[&TradeReceived],
+) -> Vec<(&'static str, u64, Option<Side>, Decimal, Decimal)> {
+    let tick = dec!(0.0001);
+    let step = dec!(0.1);
+    let floor = |x: Decimal, unit: Decimal| (x / unit).floor() * unit;
+    enum Stage {
+        Idle,
+        Buying { buy: Decimal, qty: Decimal },
+        Selling { sell: Decimal, qty: Decimal },
+    }
+    let mut stage = Stage::Idle;
+    let mut out = Vec::new();
+    let mut newest_acted_on = 0;
+    for t in trades {
+        if t.trade_id <= newest_acted_on {
+            continue;
+        }
+        let before = out.len();
+        let p = t.price;
+        stage = match stage {
+            // The trade that closed a position moved on to here: this one opens the next.
+            Stage::Idle => {
+                let buy = floor(p * (dec!(1) - dec!(0.0001)), tick);
+                let qty = floor(dec!(100) / buy, step);
+                out.push(("PositionOpened", t.trade_id, None, buy, qty));
+                out.push(("OrderPlaced", t.trade_id, Some(Side::Buy), buy, qty));
+                Stage::Buying { buy, qty }
+            }
+            Stage::Buying { buy, qty } if p < buy => {
+                let sell = floor(buy * dec!(1.0002) * dec!(1.0001) * dec!(1.0002), tick);
+                out.push(("OrderFilled", t.trade_id, Some(Side::Buy), buy, qty));
+                out.push(("OrderPlaced", t.trade_id, Some(Side::Sell), sell, qty));
+                Stage::Selling { sell, qty }
+            }
+            Stage::Selling { sell, qty } if p > sell => {
+                out.push(("OrderFilled", t.trade_id, Some(Side::Sell), sell, qty));
+                out.push(("PositionClosed", t.trade_id, None, sell, qty));
+                Stage::Idle
+            }
+            unchanged => unchanged,
+        };
+        if out.len() > before {
+            newest_acted_on = t.trade_id;
+        }
+    }
+    out
+}
+
+/// The same projection of the decided events, for comparing with [`expected_one_chunk`].
+fn observed(events: &[Event]) -> Vec<(&'static str, u64, Option<Side>, Decimal, Decimal)> {
+    let mut last_trade = 0;
+    events
+        .iter()
+        .filter_map(|e| {
+            Some(match e {
+                Event::PositionOpened(p) => {
+                    last_trade = p.trade_id;
+                    ("PositionOpened", p.trade_id, None, p.buy_price, p.quantity)
+                }
+                Event::OrderPlaced(o) => {
+                    ("OrderPlaced", last_trade, Some(o.side), o.price, o.quantity)
+                }
+                Event::OrderFilled(f) => {
+                    last_trade = f.trade_id.unwrap();
+                    ("OrderFilled", last_trade, Some(f.side), f.price, f.quantity)
+                }
+                Event::PositionClosed(c) => {
+                    ("PositionClosed", last_trade, None, c.sell_price, c.quantity)
+                }
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn trades_event_by_event(db: &TestDb) {
+        let (store, trades) = prepared(db, one_chunk(), true).await;
+        let mut worker = trader(&store).await;
+        for e in &trades {
+            worker.handle(e).await.unwrap();
+        }
+        let events = trading_events(&store).await;
+        assert!(matches!(
+            events[..2],
+            [Event::SettingsUpdated(_), Event::TradingStarted(_)]
+        ));
+        let trades: Vec<&TradeReceived> = trades.iter().map(trade_of).collect();
+        let expected = expected_one_chunk(&trades);
+        assert!(
+            expected.iter().filter(|e| e.0 == "PositionClosed").count() >= 10,
+            "the scenario runs several positions through"
+        );
+        assert_eq!(observed(&events[2..]), expected);
+        // Every fill was charged the fee rate on its quote value; closes add both sides up.
+        for e in &events {
+            match e {
+                Event::OrderFilled(f) => assert_eq!(f.fee, f.price * f.quantity * dec!(0.0002)),
+                Event::PositionClosed(c) => assert_eq!(
+                    c.realized_profit,
+                    c.quantity * (c.sell_price - c.buy_price) - c.fees
+                ),
+                _ => {}
+            }
+        }
+        // The state rebuilt from the store equals the worker's live state.
+        let (rebuilt, _) = trading::state(&store, &symbol("ADAUSDT")).await.unwrap();
+        assert_eq!(&rebuilt, worker.state());
+        // A restarted worker given the same trades again decides nothing new.
+        let mut again = trader(&store).await;
+        for e in &trades_of(&store).await {
+            again.handle(e).await.unwrap();
+        }
+        assert_eq!(trading_events(&store).await.len(), events.len());
+    }
+
+    pub async fn stop_cancels_open_orders_and_reports_unsold(db: &TestDb) {
+        let settings = SettingsChange {
+            chunks: Some(5),
+            ..one_chunk()
+        };
+        let (store, trades) = prepared(db, settings, false).await;
+        let mut worker = trader(&store).await;
+        // Trade until some position holds inventory and orders are open.
+        let mut fed = 0;
+        while worker.state().unsold().is_empty() || worker.state().open_orders().count() < 2 {
+            worker.handle(&trades[fed]).await.unwrap();
+            fed += 1;
+        }
+        let open: Vec<u64> = worker
+            .state()
+            .open_orders()
+            .map(|(_, o)| o.order_id)
+            .collect();
+        let unsold = worker.state().unsold();
+        let outcome = command(&store, Request::Stop).await;
+        let cancelled: Vec<u64> = outcome
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::OrderCancelled(c) => Some(c.order_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancelled, open, "every open order is cancelled");
+        let Some(Event::TradingStopped(stopped)) = outcome.events.last() else {
+            panic!("ends with TradingStopped: {:?}", outcome.events)
+        };
+        assert_eq!(stopped.reason, StopReason::Command);
+        assert_eq!(stopped.unsold, unsold);
+        // The worker takes the stop from the log and decides nothing on the later trades.
+        let before = trading_events(&store).await.len();
+        for e in store.read_all(1, 100_000).await.unwrap() {
+            worker.handle(&e).await.unwrap();
+        }
+        for e in &trades[fed..] {
+            worker.handle(e).await.unwrap();
+        }
+        assert_eq!(trading_events(&store).await.len(), before);
+        assert_eq!(worker.state().status, TradingStatus::Off);
+        // Stopping what is stopped changes nothing.
+        assert!(command(&store, Request::Stop).await.events.is_empty());
+    }
+
+    pub async fn shutdown_runs_positions_out_then_turns_off(db: &TestDb) {
+        let (store, trades) = prepared(db, one_chunk(), false).await;
+        let mut worker = trader(&store).await;
+        // Trade until the position's SELL is on the book.
+        let mut fed = 0;
+        while !worker
+            .state()
+            .open_orders()
+            .any(|(_, o)| o.side == Side::Sell)
+        {
+            worker.handle(&trades[fed]).await.unwrap();
+            fed += 1;
+        }
+        let outcome = command(&store, Request::Shutdown).await;
+        assert!(matches!(
+            outcome.events[..],
+            [Event::TradingShutdownRequested(_)]
+        ));
+        let at_shutdown = trading_events(&store).await.len();
+        for e in store.read_all(1, 100_000).await.unwrap() {
+            worker.handle(&e).await.unwrap();
+        }
+        for e in &trades[fed..] {
+            worker.handle(e).await.unwrap();
+        }
+        let after: Vec<&'static str> = trading_events(&store).await[at_shutdown..]
+            .iter()
+            .map(Event::event_type)
+            .collect();
+        assert_eq!(after, ["OrderFilled", "PositionClosed", "TradingStopped"]);
+        let events = trading_events(&store).await;
+        let Some(Event::TradingStopped(stopped)) = events.last() else {
+            unreachable!()
+        };
+        assert_eq!(stopped.reason, StopReason::ShutdownCompleted);
+        assert!(stopped.unsold.is_empty());
+        assert_eq!(worker.state().status, TradingStatus::Off);
+    }
+
+    pub async fn a_running_worker_follows_commands_from_another_store_handle(db: &TestDb) {
+        let (store, _) = prepared(db, one_chunk(), false).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(trader(&store).await.run(stopped));
+        // It decides on the imported trades by itself...
+        let other = db.open().await;
+        wait_until(|| async {
+            trading_events(&other)
+                .await
+                .iter()
+                .any(|e| matches!(e, Event::PositionClosed(_)))
+        })
+        .await;
+        // ...and a stop issued through another handle (another process, as far as the store
+        // knows) reaches it: what it holds is cancelled, and it decides nothing afterwards.
+        command(&other, Request::Stop).await;
+        let stopped_at = trading_events(&other).await.len();
+        let more: Vec<_> = (1..=50u64)
+            .map(|i| {
+                let mut t = common::trade("ADAUSDT", 20_000_000 + i);
+                t.price = dec!(0.0001) * Decimal::from(900 + i % 7);
+                hedgehog::store::NewEvent::new(t)
+            })
+            .collect();
+        other
+            .append(
+                &StreamId::trades(&symbol("ADAUSDT")),
+                hedgehog::store::ExpectedVersion::Any,
+                more,
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(trading_events(&other).await.len(), stopped_at);
+        stop.send(true).unwrap();
+        running.await.unwrap().unwrap();
+    }
+}
+
+async fn trades_of(store: &Store) -> Vec<RecordedEvent> {
+    store
+        .read_stream_to_end(&StreamId::trades(&symbol("ADAUSDT")))
+        .await
+        .unwrap()
+}
+
+async fn wait_until<F, Fut>(mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
