@@ -26,6 +26,8 @@ on_both_backends!(
     stop_cancels_open_orders_and_reports_unsold,
     shutdown_runs_positions_out_then_turns_off,
     a_running_worker_follows_commands_from_another_store_handle,
+    the_engine_resumes_symbols_trading_at_start_up,
+    racing_commands_cannot_both_win,
 );
 
 /// The book's ADAUSDT dump: its first 2,000 rows, or the whole day (57,018 trades).
@@ -199,6 +201,7 @@ fn observed(events: &[Event]) -> Vec<(&'static str, u64, Option<Side>, Decimal, 
 }
 
 mod cases {
+    pub use super::more_cases::*;
     use super::*;
 
     pub async fn trades_event_by_event(db: &TestDb) {
@@ -364,6 +367,114 @@ mod cases {
         assert_eq!(trading_events(&other).await.len(), stopped_at);
         stop.send(true).unwrap();
         running.await.unwrap().unwrap();
+    }
+}
+
+mod more_cases {
+    use super::*;
+    use eventually::{AggregateRootBuilder, Repository};
+    use hedgehog::aggregate::TradingInput;
+    use hedgehog::domain::trading::Command;
+    use hedgehog::engine::{self, EngineOptions};
+    use std::sync::Arc;
+
+    pub async fn the_engine_resumes_symbols_trading_at_start_up(db: &TestDb) {
+        // Trading is on and the trades are stored before any engine runs.
+        let (store, _) = prepared(db, one_chunk(), false).await;
+        assert_eq!(trading_events(&store).await.len(), 2);
+        let options = EngineOptions {
+            binance_ws_url: "ws://127.0.0.1:9".into(),
+            paper: PaperExchange::default(),
+            rules: Arc::new(hedgehog::exchange_info::bundled().unwrap()),
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stats = Arc::new(hedgehog::streamer::StreamerStats::default());
+        let engine = tokio::spawn(engine::run(store.clone(), options, stats, stopped));
+        wait_until(|| async {
+            trading_events(&store)
+                .await
+                .iter()
+                .any(|e| matches!(e, Event::PositionClosed(_)))
+        })
+        .await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), engine)
+            .await
+            .expect("the engine stops within seconds")
+            .unwrap()
+            .unwrap();
+    }
+
+    pub async fn racing_commands_cannot_both_win(db: &TestDb) {
+        let store = db.open().await;
+        let aggregate = TradingAggregate {
+            rules: ada_rules(),
+            paper: None,
+        };
+        let id = StreamId::trading(&symbol("ADAUSDT"));
+        // Two deciders load the same version and both decide...
+        let mut repository = Repository::new(AggregateRootBuilder::from(aggregate), store.clone());
+        let mut first = repository.get(id.clone()).await.unwrap();
+        let mut second = repository.get(id.clone()).await.unwrap();
+        let start = || TradingInput::Command {
+            command: Command::Start {
+                after_trade_id: None,
+            },
+            time: Timestamp(1),
+        };
+        first.handle(start()).await.unwrap();
+        second
+            .handle(TradingInput::Command {
+                command: Command::UpdateSettings(one_chunk().applied_to(&Default::default())),
+                time: Timestamp(2),
+            })
+            .await
+            .unwrap();
+        // ...the first to append wins, the second is refused and writes nothing.
+        repository.add(first).await.unwrap();
+        let err = repository.add(second).await.unwrap_err();
+        assert!(
+            matches!(err, eventually::repository::Error::Store(ref e) if e.is_conflict()),
+            "{err:?}"
+        );
+        assert_eq!(store.stream_version(&id).await.unwrap(), 1);
+
+        // Through the command API, concurrent commands each either win at a version of their
+        // own or report the conflict; the stream holds exactly the winners.
+        let budgets = [100, 200, 300, 400, 500, 600, 700, 800];
+        let results = futures::future::join_all(budgets.map(|budget| {
+            let store = store.clone();
+            async move {
+                let change = SettingsChange {
+                    budget: Some(Decimal::from(budget)),
+                    ..SettingsChange::default()
+                };
+                trading::command(
+                    &store,
+                    &ada_rules(),
+                    Request::Settings(change),
+                    Timestamp(3),
+                )
+                .await
+            }
+        }))
+        .await;
+        let mut won = 0;
+        for r in &results {
+            match r {
+                Ok(outcome) => {
+                    assert_eq!(outcome.events.len(), 1);
+                    won += 1;
+                }
+                Err(e) => assert!(
+                    e.to_string()
+                        .contains("at the same moment; nothing was written"),
+                    "{e}"
+                ),
+            }
+        }
+        assert!(won >= 1);
+        assert_eq!(store.stream_version(&id).await.unwrap(), 1 + won);
     }
 }
 
