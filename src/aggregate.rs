@@ -29,12 +29,6 @@ pub enum AggregateError {
     Refused(#[from] Refusal),
 }
 
-/// Extracts the symbol from a stream named `{prefix}-{SYMBOL}`.
-fn symbol_of(id: &StreamId, prefix: &str) -> Option<Symbol> {
-    let rest = id.as_str().strip_prefix(prefix)?.strip_prefix('-')?;
-    Symbol::parse(rest).ok()
-}
-
 /// The streaming switch of one symbol, stored in `streaming-SYMBOL`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StreamingAggregate;
@@ -57,7 +51,8 @@ impl eventually::Aggregate for StreamingAggregate {
         command: StreamingCommand,
     ) -> BoxFuture<'a, Result<Option<Vec<Event>>, AggregateError>> {
         Box::pin(async move {
-            let symbol = symbol_of(id, "streaming")
+            let symbol = id
+                .symbol_of("streaming")
                 .ok_or_else(|| AggregateError::WrongStream(id.clone()))?;
             let events = streaming::decide(state, &symbol, command);
             Ok((!events.is_empty()).then_some(events))
@@ -72,9 +67,12 @@ mod tests {
     #[test]
     fn symbols_come_from_stream_names() {
         let id = StreamId::new("streaming-BTCUSDT").unwrap();
-        assert_eq!(symbol_of(&id, "streaming").unwrap().as_str(), "BTCUSDT");
-        assert!(symbol_of(&id, "trading").is_none());
-        assert!(symbol_of(&StreamId::new("streaming-").unwrap(), "streaming").is_none());
+        assert_eq!(id.symbol_of("streaming").unwrap().as_str(), "BTCUSDT");
+        assert!(id.symbol_of("trading").is_none());
+        assert!(StreamId::new("streaming-")
+            .unwrap()
+            .symbol_of("streaming")
+            .is_none());
     }
 }
 

@@ -439,19 +439,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let stats = Arc::new(StreamerStats::default());
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let mut task = tokio::spawn(engine::run(
-                store.clone(),
-                options,
-                Arc::clone(&stats),
-                stopped,
-            ));
-            tokio::select! {
-                _ = stop_signal() => {
-                    let _ = stop.send(true);
-                    (&mut task).await??;
-                }
-                finished = &mut task => finished??,
-            }
+            let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);
+            let task = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
+            until_signal(task, stop).await?;
             writeln!(out, "{}", stats.summary())?;
         }
         Command::Streaming { what } => {
@@ -487,7 +477,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stats = Arc::new(StreamerStats::default());
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let mut task = if symbols.is_empty() {
+            let task = if symbols.is_empty() {
                 // Follow the streaming switches: autostart, and react to start / stop.
                 let follow = hedgehog::streaming::follow(
                     store.clone(),
@@ -501,15 +491,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let run = streamer::run(store.clone(), options, Arc::clone(&stats), stopped);
                 tokio::spawn(async move { run.await.map_err(anyhow::Error::from) })
             };
-            tokio::select! {
-                _ = stop_signal() => {
-                    // Stop taking trades, flush what is pending, then report.
-                    let _ = stop.send(true);
-                    (&mut task).await??;
-                }
-                // The streamer only returns by itself on a store error.
-                finished = &mut task => finished??,
-            }
+            until_signal(task, stop).await?;
             writeln!(out, "{}", stats.summary())?;
         }
         Command::Import {
@@ -724,6 +706,22 @@ fn print_trading_status(
         }
     }
     Ok(())
+}
+
+/// Waits for a long-running task: on SIGINT or SIGTERM it asks the task to stop (it stops taking
+/// input, flushes what is pending) and waits for it; a task that ends by itself (only on an
+/// error) ends the wait with its result.
+async fn until_signal(
+    mut task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = stop_signal() => {
+            let _ = stop.send(true);
+            (&mut task).await?
+        }
+        finished = &mut task => finished?,
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

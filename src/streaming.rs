@@ -86,11 +86,7 @@ fn repository_error(
 pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError> {
     let mut out = Vec::new();
     for (stream, _) in store.streams().await? {
-        let Some(symbol) = stream
-            .as_str()
-            .strip_prefix("streaming-")
-            .and_then(|s| Symbol::parse(s).ok())
-        else {
+        let Some(symbol) = stream.symbol_of("streaming") else {
             continue;
         };
         let events = store.read_stream_to_end(&stream).await?;

@@ -169,11 +169,7 @@ pub async fn state(store: &Store, symbol: &Symbol) -> Result<(TradingState, i64)
 pub async fn status(store: &Store) -> Result<Vec<(Symbol, TradingState)>, TradingError> {
     let mut out = Vec::new();
     for (stream, _) in store.streams().await? {
-        let Some(symbol) = stream
-            .as_str()
-            .strip_prefix("trading-")
-            .and_then(|s| Symbol::parse(s).ok())
-        else {
+        let Some(symbol) = stream.symbol_of("trading") else {
             continue;
         };
         let (state, _) = state(store, &symbol).await?;

@@ -4,31 +4,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::processes::{number, start_stream, stop, wait_for, Replay};
+use common::processes::{hedgehog, number, ok, start_stream, stop, wait_for, Replay};
 use common::{symbol, TestDb};
 use hedgehog::store::StreamId;
 
 on_both_backends!(switches_drive_a_running_streamer);
-
-fn hedgehog(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url])
-        .args(args)
-        .output()
-        .expect("run hedgehog")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 mod cases {
     use super::*;
@@ -54,9 +36,9 @@ mod cases {
         assert_eq!(store.stream_version(&stream).await.unwrap(), 0);
 
         // Switched on from another process: it reacts and streams everything.
-        let said = stdout(&hedgehog(db, &["streaming", "start", "btcusdt"]));
+        let said = ok(hedgehog(db, &["streaming", "start", "btcusdt"]));
         assert_eq!(said.trim(), "streaming of BTCUSDT is now on");
-        let said = stdout(&hedgehog(db, &["streaming", "start", "BTCUSDT"]));
+        let said = ok(hedgehog(db, &["streaming", "start", "BTCUSDT"]));
         assert_eq!(
             said.trim(),
             "streaming of BTCUSDT was already on; nothing changed"
@@ -73,9 +55,9 @@ mod cases {
         assert_eq!(number(&summary, "stored"), 0, "{summary}");
         assert_eq!(store.stream_version(&stream).await.unwrap(), 19_904);
 
-        let status = stdout(&hedgehog(db, &["streaming", "status"]));
+        let status = ok(hedgehog(db, &["streaming", "status"]));
         assert!(status.contains("BTCUSDT              on"), "{status}");
-        let said = stdout(&hedgehog(db, &["streaming", "stop", "BTCUSDT"]));
+        let said = ok(hedgehog(db, &["streaming", "stop", "BTCUSDT"]));
         assert_eq!(said.trim(), "streaming of BTCUSDT is now off");
 
         // Switched off: a new streamer does not connect at all.

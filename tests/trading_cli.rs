@@ -4,39 +4,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::processes::{hedgehog, ok, refused};
 use common::{symbol, TestDb};
 use hedgehog::store::StreamId;
 
 on_both_backends!(commands_drive_a_running_engine);
-
-fn hedgehog(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url])
-        .args(args)
-        .output()
-        .expect("run hedgehog")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn refused(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a refusal: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn start_engine(db: &TestDb) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))

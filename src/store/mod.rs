@@ -87,6 +87,12 @@ impl StreamId {
         StreamId(format!("streaming-{symbol}").into())
     }
 
+    /// The symbol of a per-symbol stream named `{prefix}-{SYMBOL}` (`trading`, `streaming`, ...).
+    pub fn symbol_of(&self, prefix: &str) -> Option<Symbol> {
+        let rest = self.0.strip_prefix(prefix)?.strip_prefix('-')?;
+        Symbol::parse(rest).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,7 +1,7 @@
 //! Helpers for tests that run the replay server and the streamer as real processes.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hedgehog::store::StreamId;
@@ -135,4 +135,33 @@ pub async fn wait_for(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs `hedgehog --database-url DB ARGS...` to completion.
+pub fn hedgehog(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url])
+        .args(args)
+        .output()
+        .expect("run hedgehog")
+}
+
+/// The stdout of a run that must have succeeded (its stderr shown if it did not).
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a run that must have been refused with a non-zero exit.
+pub fn refused(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a refusal: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
