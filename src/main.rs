@@ -168,25 +168,46 @@ enum SettingsCommandArg {
     /// Change some of SYMBOL's settings; the others keep their values.
     Set {
         symbol: Symbol,
-        /// How many positions may be open at once; the budget is split evenly across them.
-        #[arg(long)]
-        chunks: Option<u32>,
-        /// Quote-asset budget (e.g. USDT).
-        #[arg(long, allow_hyphen_values = true)]
-        budget: Option<Decimal>,
-        /// How far below the trade price the BUY goes (0.0001 = 0.01 %).
-        #[arg(long, allow_hyphen_values = true)]
-        buy_down_interval: Option<Decimal>,
-        /// Profit wanted on top of both fees.
-        #[arg(long, allow_hyphen_values = true)]
-        profit_target: Option<Decimal>,
-        /// How far below the buy price a trade must go to open one more position.
-        #[arg(long, allow_hyphen_values = true)]
-        rebuy_interval: Option<Decimal>,
-        /// Fee rate per side (0.001 = 0.1 %).
-        #[arg(long, allow_hyphen_values = true)]
-        fee: Option<Decimal>,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
+}
+
+/// The strategy's settings as flags; those not given keep their value. Shared by every command
+/// that takes settings.
+#[derive(Debug, Clone, clap::Args)]
+struct SettingsArgs {
+    /// How many positions may be open at once; the budget is split evenly across them.
+    #[arg(long)]
+    chunks: Option<u32>,
+    /// Quote-asset budget (e.g. USDT).
+    #[arg(long, allow_hyphen_values = true)]
+    budget: Option<Decimal>,
+    /// How far below the trade price the BUY goes (0.0001 = 0.01 %).
+    #[arg(long, allow_hyphen_values = true)]
+    buy_down_interval: Option<Decimal>,
+    /// Profit wanted on top of both fees.
+    #[arg(long, allow_hyphen_values = true)]
+    profit_target: Option<Decimal>,
+    /// How far below the buy price a trade must go to open one more position.
+    #[arg(long, allow_hyphen_values = true)]
+    rebuy_interval: Option<Decimal>,
+    /// Fee rate per side (0.001 = 0.1 %).
+    #[arg(long, allow_hyphen_values = true)]
+    fee: Option<Decimal>,
+}
+
+impl From<SettingsArgs> for SettingsChange {
+    fn from(a: SettingsArgs) -> Self {
+        SettingsChange {
+            chunks: a.chunks,
+            budget: a.budget,
+            buy_down_interval: a.buy_down_interval,
+            profit_target: a.profit_target,
+            rebuy_interval: a.rebuy_interval,
+            fee: a.fee,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -389,23 +410,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let (state, _) = trading::state(&store, &symbol).await?;
                     print_settings(&mut out, &symbol, &state.settings)?;
                 }
-                SettingsCommandArg::Set {
-                    symbol,
-                    chunks,
-                    budget,
-                    buy_down_interval,
-                    profit_target,
-                    rebuy_interval,
-                    fee,
-                } => {
-                    let change = SettingsChange {
-                        chunks,
-                        budget,
-                        buy_down_interval,
-                        profit_target,
-                        rebuy_interval,
-                        fee,
-                    };
+                SettingsCommandArg::Set { symbol, settings } => {
+                    let change = SettingsChange::from(settings);
                     anyhow::ensure!(
                         change != SettingsChange::default(),
                         "nothing to set: give at least one of --chunks, --budget, --buy-down-interval, --profit-target, --rebuy-interval, --fee"
