@@ -106,13 +106,18 @@ impl TradingAggregate {
             TradingInput::Command { command, time } => {
                 trading::decide_command(state, &self.rules, command, time)?
             }
-            TradingInput::Trade(trade) => {
-                trading::decide_trade(state, &self.rules, self.paper.as_ref(), &trade)
-            }
+            TradingInput::Trade(trade) => self.decide_trade(state, &trade),
             TradingInput::Executions(fills) => {
                 trading::decide_executions(state, &self.rules, &fills)
             }
         })
+    }
+}
+
+impl TradingAggregate {
+    /// What one market trade decides: the hot path of live trading and backtests, by reference.
+    pub fn decide_trade(&self, state: &TradingState, trade: &TradeReceived) -> Vec<Event> {
+        trading::decide_trade(state, &self.rules, self.paper.as_ref(), trade)
     }
 }
 

@@ -22,7 +22,7 @@ use hedgehog_domain::{Event, Symbol, TradingStatus};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::aggregate::{AggregateError, TradingAggregate, TradingInput};
+use crate::aggregate::{AggregateError, TradingAggregate};
 use crate::store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
 
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +130,7 @@ impl Trader {
     /// Decides one trade and appends the decision, retrying on a lost race.
     async fn trade(&mut self, trade: &TradeReceived, cause: Uuid) -> Result<(), TraderError> {
         loop {
-            let decided = self
-                .aggregate
-                .decide(&self.state, TradingInput::Trade(trade.clone()))
-                .map_err(|e| self.error(e.into()))?;
+            let decided = self.aggregate.decide_trade(&self.state, trade);
             if decided.is_empty() {
                 return Ok(());
             }
