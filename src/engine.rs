@@ -24,7 +24,7 @@ use crate::aggregate::TradingAggregate;
 use crate::store::{Store, StoreError};
 use crate::streamer::StreamerStats;
 use crate::trader::Trader;
-use crate::trading::{self, TradingError};
+use crate::trading::TradingError;
 
 /// What the engine runs with.
 #[derive(Debug, Clone)]
@@ -68,7 +68,8 @@ pub async fn run(
     }
     let head = store.head_position().await?;
     let mut traders: BTreeMap<Symbol, JoinHandle<()>> = BTreeMap::new();
-    for (symbol, _) in trading::status(&store).await? {
+    // Only the names: each worker rebuilds its own state when it starts.
+    for symbol in store.symbols_with("trading").await? {
         start_trader(&store, &options, &symbol, &shutdown, &mut traders);
     }
     let mut log = store.subscribe_all(head);

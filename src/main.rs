@@ -13,7 +13,7 @@ use hedgehog::domain::exchange::SymbolRules;
 use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
 use hedgehog::domain::trading::TradingState;
-use hedgehog::domain::{Event, Side, Symbol, Timestamp, TradingSettings, TradingStatus};
+use hedgehog::domain::{Event, Symbol, Timestamp, TradingSettings, TradingStatus};
 use hedgehog::engine::{self, EngineOptions};
 use hedgehog::exchange_info;
 use hedgehog::import::{self, ImportOptions};
@@ -618,10 +618,7 @@ async fn print_trading_outcome(
             Event::OrderCancelled(c) => writeln!(
                 out,
                 "cancelled {} order {} of position {} ({} executed)",
-                side_name(c.side),
-                c.order_id,
-                c.position_id,
-                c.executed_quantity
+                c.side, c.order_id, c.position_id, c.executed_quantity
             )?,
             Event::TradingStopped(s) => {
                 for u in &s.unsold {
@@ -640,26 +637,13 @@ async fn print_trading_outcome(
         Request::Settings(_) => writeln!(out, "positions opened from now on use these settings")?,
         _ => writeln!(out, "trading of {symbol} is now {status}")?,
     }
-    if matches!(request, Request::Start) {
-        let streaming = hedgehog::streaming::status(store)
-            .await?
-            .into_iter()
-            .any(|(s, on)| &s == symbol && on);
-        if !streaming {
-            writeln!(
-                out,
-                "note: streaming of {symbol} is off, so no trades arrive; `hedgehog streaming start {symbol}` switches it on"
-            )?;
-        }
+    if matches!(request, Request::Start) && !hedgehog::streaming::is_on(store, symbol).await? {
+        writeln!(
+            out,
+            "note: streaming of {symbol} is off, so no trades arrive; `hedgehog streaming start {symbol}` switches it on"
+        )?;
     }
     Ok(())
-}
-
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "BUY",
-        Side::Sell => "SELL",
-    }
 }
 
 fn print_trading_status(

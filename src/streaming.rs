@@ -82,21 +82,26 @@ fn repository_error(
     }
 }
 
+/// Whether `symbol`'s trades are streamed.
+pub async fn is_on(store: &Store, symbol: &Symbol) -> Result<bool, StreamingError> {
+    let events = store
+        .read_stream_to_end(&StreamId::streaming(symbol))
+        .await?;
+    let state = events
+        .iter()
+        .try_fold(StreamingState::default(), |s, e| {
+            streaming::apply(s, &e.event)
+        })
+        .map_err(AggregateError::from)?;
+    Ok(state.streaming)
+}
+
 /// Every symbol with a streaming stream, and whether it is on.
 pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError> {
     let mut out = Vec::new();
-    for (stream, _) in store.streams().await? {
-        let Some(symbol) = stream.symbol_of("streaming") else {
-            continue;
-        };
-        let events = store.read_stream_to_end(&stream).await?;
-        let state = events
-            .iter()
-            .try_fold(StreamingState::default(), |s, e| {
-                streaming::apply(s, &e.event)
-            })
-            .map_err(AggregateError::from)?;
-        out.push((symbol, state.streaming));
+    for symbol in store.symbols_with("streaming").await? {
+        let on = is_on(store, &symbol).await?;
+        out.push((symbol, on));
     }
     Ok(out)
 }

@@ -168,10 +168,7 @@ pub async fn state(store: &Store, symbol: &Symbol) -> Result<(TradingState, i64)
 /// Every symbol with a trading stream, with its state.
 pub async fn status(store: &Store) -> Result<Vec<(Symbol, TradingState)>, TradingError> {
     let mut out = Vec::new();
-    for (stream, _) in store.streams().await? {
-        let Some(symbol) = stream.symbol_of("trading") else {
-            continue;
-        };
+    for symbol in store.symbols_with("trading").await? {
         let (state, _) = state(store, &symbol).await?;
         out.push((symbol, state));
     }

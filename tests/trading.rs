@@ -86,10 +86,7 @@ async fn prepared(
     import::import_trades(&store, &[fixture(whole_day)], &options, |_| {})
         .await
         .unwrap();
-    let trades = store
-        .read_stream_to_end(&StreamId::trades(&symbol("ADAUSDT")))
-        .await
-        .unwrap();
+    let trades = trades_of(&store).await;
     assert_eq!(trades.len(), if whole_day { 57_018 } else { 2000 });
     (store, trades)
 }

@@ -138,6 +138,15 @@ impl TradingState {
         orders.into_iter()
     }
 
+    /// The open order with `order_id`, and its position.
+    pub fn open_order(&self, order_id: u64) -> Option<(&Position, &Order)> {
+        self.positions.values().find_map(|p| {
+            p.orders()
+                .find(|o| o.open && o.order_id == order_id)
+                .map(|o| (p, o))
+        })
+    }
+
     /// What the open positions bought and have not sold.
     pub fn unsold(&self) -> Vec<Unsold> {
         self.positions
@@ -611,8 +620,7 @@ impl<'a> Decider<'a> {
     fn execution(&mut self, e: &Execution) {
         let Some((position_id, order)) = self
             .state
-            .open_orders()
-            .find(|(_, o)| o.order_id == e.order_id)
+            .open_order(e.order_id)
             .map(|(p, o)| (p.position_id, o.clone()))
         else {
             return; // not an open order of ours (a late report for a cancelled one)

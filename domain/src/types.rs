@@ -106,6 +106,15 @@ pub enum Side {
 
 /// Order type. The naive strategy only places limit orders; the others exist so that orders
 /// imported from or reported by a real exchange can still be recorded faithfully.
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderType {

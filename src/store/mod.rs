@@ -602,6 +602,16 @@ impl Store {
         self.backend.first_trade_after(stream, after).await
     }
 
+    /// Every symbol that has a `{prefix}-SYMBOL` stream (`trading`, `streaming`, ...).
+    pub async fn symbols_with(&self, prefix: &str) -> Result<Vec<Symbol>, StoreError> {
+        Ok(self
+            .streams()
+            .await?
+            .into_iter()
+            .filter_map(|(stream, _)| stream.symbol_of(prefix))
+            .collect())
+    }
+
     /// Every stream with its version.
     pub async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
         self.backend.streams().await
