@@ -391,6 +391,9 @@ pub(crate) fn decode_row(
 pub(crate) trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
+    /// The database behind the log, for read models kept beside it.
+    fn database(&self) -> Database;
+
     /// One attempt at an atomic append: checks the expected version and assigns positions inside
     /// one write transaction that holds the log's write lock. With `look_up`, events already
     /// stored (by id or trade key) are found and dropped first; without, a duplicate surfaces as
@@ -438,6 +441,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> Result<Option<i64>, StoreError>;
 }
 
+/// The database that holds the log, for the read models kept in the same database (the
+/// projections), so that a read-model change and its checkpoint commit in one transaction.
+///
+/// Writers on SQLite must hold `write_lock` for the whole write transaction: it is the queue
+/// the store's own appends wait in, so writers in one process never spin on `SQLITE_BUSY`.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite {
+        pool: sqlx::SqlitePool,
+        write_lock: Arc<tokio::sync::Mutex<()>>,
+    },
+    Postgres {
+        pool: sqlx::PgPool,
+    },
+}
+
 /// The event store. Cheap to clone; clones share one connection pool and one notifier.
 #[derive(Clone)]
 pub struct Store {
@@ -476,6 +495,11 @@ impl Store {
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// The database behind the log; see [`Database`].
+    pub fn database(&self) -> Database {
+        self.backend.database()
     }
 
     /// Appends `events` to `stream` atomically; see the module's invariants.

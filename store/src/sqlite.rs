@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -158,7 +159,9 @@ fn parse<T: std::str::FromStr>(
 
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
-    write_lock: Mutex<()>,
+    /// Shared with read-model writers ([`crate::Database`]): one queue for every writer in the
+    /// process.
+    write_lock: Arc<Mutex<()>>,
 }
 
 impl SqliteBackend {
@@ -181,14 +184,14 @@ impl SqliteBackend {
         {
             let mut conn = pool.acquire().await?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-            sqlx::migrate!("migrations/sqlite")
+            sqlx::migrate!("../migrations/sqlite")
                 .run_direct(&mut *tx)
                 .await?;
             tx.commit().await?;
         }
         Ok(SqliteBackend {
             pool,
-            write_lock: Mutex::new(()),
+            write_lock: Arc::new(Mutex::new(())),
         })
     }
 }
@@ -197,6 +200,13 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn database(&self) -> crate::Database {
+        crate::Database::Sqlite {
+            pool: self.pool.clone(),
+            write_lock: Arc::clone(&self.write_lock),
+        }
     }
 
     async fn try_append(

@@ -64,7 +64,7 @@ impl PgBackend {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&pool)
             .await?;
@@ -87,6 +87,12 @@ fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
 impl Backend for PgBackend {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn database(&self) -> crate::Database {
+        crate::Database::Postgres {
+            pool: self.pool.clone(),
+        }
     }
 
     async fn try_append(
