@@ -1,5 +1,5 @@
-//! The engine behind `hedgehog run`: the streamer and one trading worker per symbol, each
-//! supervised, all following the store.
+//! The engine behind `hedgehog run`: the streamer, the projector and one trading worker per
+//! symbol, each supervised, all following the store.
 //!
 //! Autostart is the store's doing: at start-up every symbol with a trading stream gets a worker
 //! (idle while its trading is off, so a later `trading start` from any process wakes it), and a
@@ -17,7 +17,8 @@ use futures::StreamExt;
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::{Event, Symbol};
-use tokio::sync::watch;
+use hedgehog_projections::{ProjectionError, Projector, Update};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::aggregate::TradingAggregate;
@@ -34,6 +35,9 @@ pub struct EngineOptions {
     /// The paper exchange that fills the orders.
     pub paper: PaperExchange,
     pub rules: Arc<ExchangeRules>,
+    /// Where the projector publishes read-model updates (candles, orders, settings); `None`:
+    /// a channel nobody listens to.
+    pub updates: Option<broadcast::Sender<Update>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Trading(#[from] TradingError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
 }
 
 /// The longest wait between two restarts of a failing task.
@@ -63,6 +69,23 @@ pub async fn run(
             move |stop| {
                 let (store, url, stats) = (store.clone(), url.clone(), Arc::clone(&stats));
                 async move { crate::streaming::follow(store, url, stats, stop).await }
+            },
+        ));
+    }
+    {
+        let store = store.clone();
+        let updates = options.updates.clone().unwrap_or_else(Projector::channel);
+        tasks.push(supervise(
+            "projector".to_owned(),
+            shutdown.clone(),
+            move |mut stop| {
+                let projector = Projector::new(store.clone()).publishing_to(updates.clone());
+                async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    projector_run(projector, stopped).await
+                }
             },
         ));
     }
@@ -99,6 +122,13 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+async fn projector_run(
+    mut projector: Projector,
+    stopped: impl Future<Output = ()>,
+) -> Result<(), ProjectionError> {
+    projector.run(stopped).await
 }
 
 fn start_trader(

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod exchange_info;
 pub mod import;
 pub mod replay_server;
+pub use hedgehog_projections as projections;
 pub use hedgehog_store as store;
 pub mod streamer;
 pub mod streaming;

@@ -22,6 +22,9 @@ use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABA
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog::streaming::Outcome;
 use hedgehog::trading::{self, Request, SettingsChange};
+use hedgehog_projections::candles::Interval;
+use hedgehog_projections::query::{self, Window};
+use hedgehog_projections::Projector;
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 
@@ -118,6 +121,54 @@ enum Command {
         #[arg(long)]
         partial_fills: bool,
     },
+    /// The read models: where each projection stands, and rebuilding them from the log.
+    Projections {
+        #[command(subcommand)]
+        what: ProjectionsCommandArg,
+    },
+    /// OHLC candles of a symbol, with Binance's kline fields (from the `candles` read model).
+    Ohlc {
+        symbol: Symbol,
+        /// 1m, 5m, 15m, 1h, 4h or 1d.
+        #[arg(long, default_value = "1m")]
+        interval: Interval,
+        /// Candles opening at or after this time: ms since the epoch, 2024-08-08 or
+        /// 2024-08-08T10:00:00Z (UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
+        /// Candles opening at or before this time (same forms as --from).
+        #[arg(long, value_parser = parse_time)]
+        to: Option<i64>,
+        #[arg(long, value_enum, default_value_t = import::Market::Spot)]
+        market: import::Market,
+        /// table, csv (Binance's kline columns, times in ms) or json.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// Orders, from the `orders` read model, in the order they were placed.
+    Orders {
+        /// Only this symbol's.
+        symbol: Option<Symbol>,
+        /// Only orders in this status.
+        #[arg(long, value_enum)]
+        status: Option<OrderStatusArg>,
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// Stored market trades of a symbol by time, from the `trade_events` read model.
+    Trades {
+        symbol: Symbol,
+        /// Trades at or after this time (same forms as `ohlc --from`).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
+        /// Trades at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<i64>,
+        #[arg(long, value_enum, default_value_t = import::Market::Spot)]
+        market: import::Market,
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
         #[arg(required = true)]
@@ -137,6 +188,44 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<import::Format>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommandArg {
+    /// Each projection's checkpoint and how far behind the log it is.
+    Status,
+    /// Empty the named projections (all without a name) and project them again from position 0.
+    /// The store stays usable meanwhile; a running engine's projector follows along.
+    Rebuild {
+        /// trade_events, orders, trading_settings, streaming_settings or candles.
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OrderStatusArg {
+    New,
+    PartiallyFilled,
+    Filled,
+    Canceled,
+}
+
+impl OrderStatusArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            OrderStatusArg::New => "NEW",
+            OrderStatusArg::PartiallyFilled => "PARTIALLY_FILLED",
+            OrderStatusArg::Filled => "FILLED",
+            OrderStatusArg::Canceled => "CANCELED",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,10 +357,9 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
-                if io.kind() == io::ErrorKind::BrokenPipe {
-                    return ExitCode::SUCCESS;
-                }
+            if is_broken_pipe(&e) {
+                // The reader went away (`| head`): not an error of ours.
+                return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -442,6 +530,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     partial_fills,
                 },
                 rules: Arc::new(rules),
+                updates: None,
             };
             let stats = Arc::new(StreamerStats::default());
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -500,6 +589,103 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             until_signal(task, stop).await?;
             writeln!(out, "{}", stats.summary())?;
         }
+        Command::Projections { what } => match what {
+            ProjectionsCommandArg::Status => {
+                writeln!(
+                    out,
+                    "{:<20} {:>12} {:>12} {:>10} {:>10}  UPDATED",
+                    "PROJECTION", "POSITION", "HEAD", "BEHIND", "REBUILDS"
+                )?;
+                for p in Projector::status(&store).await? {
+                    writeln!(
+                        out,
+                        "{:<20} {:>12} {:>12} {:>10} {:>10}  {}",
+                        p.name,
+                        p.position,
+                        p.head,
+                        p.behind,
+                        p.generation,
+                        if p.updated_at == 0 {
+                            "never".to_owned()
+                        } else {
+                            format_time(p.updated_at)
+                        }
+                    )?;
+                }
+            }
+            ProjectionsCommandArg::Rebuild { names } => {
+                let models = hedgehog_projections::named(&names)?;
+                let listed: Vec<&str> = models.iter().map(|m| m.name()).collect();
+                let listed = listed.join(", ");
+                let started = Instant::now();
+                let bar = position_bar("rebuilding");
+                let mut projector = Projector::with(store.clone(), models);
+                let reached = projector
+                    .rebuild(|done, target| {
+                        bar.set_length(u64::try_from(target).unwrap_or(0));
+                        bar.set_position(u64::try_from(done).unwrap_or(0));
+                    })
+                    .await;
+                bar.finish_and_clear();
+                let reached = reached?;
+                writeln!(
+                    out,
+                    "rebuilt {listed} from {reached} events ({:.2} s)",
+                    started.elapsed().as_secs_f64()
+                )?;
+            }
+        },
+        Command::Ohlc {
+            symbol,
+            interval,
+            from,
+            to,
+            market,
+            format,
+        } => {
+            catch_up(&store).await?;
+            let candles = query::candles(
+                &store.database(),
+                projection_market(market),
+                &symbol,
+                interval,
+                Window { from, to },
+            )
+            .await?;
+            print_candles(&mut out, &candles, format)?;
+        }
+        Command::Orders {
+            symbol,
+            status,
+            format,
+        } => {
+            catch_up(&store).await?;
+            let orders = query::orders(
+                &store.database(),
+                symbol.as_ref(),
+                status.map(OrderStatusArg::as_str),
+            )
+            .await?;
+            print_orders(&mut out, &orders, format)?;
+        }
+        Command::Trades {
+            symbol,
+            from,
+            to,
+            market,
+            format,
+        } => {
+            catch_up(&store).await?;
+            print_trades(
+                &mut out,
+                &store,
+                projection_market(market),
+                &symbol,
+                Window { from, to },
+                format,
+            )
+            .await?;
+        }
         Command::Import {
             what:
                 ImportCommand::Trades {
@@ -537,6 +723,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let summary = result?;
             let secs = started.elapsed().as_secs_f64();
+            // Queries answer from the read models: bring them up to date before leaving.
+            catch_up(&store).await?;
             writeln!(
                 out,
                 "read {}, imported {}, already present {}, rejected {}, other lines skipped {} \
@@ -555,6 +743,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause.downcast_ref::<io::Error>().or_else(|| {
+            cause
+                .downcast_ref::<csv::Error>()
+                .and_then(|c| match c.kind() {
+                    csv::ErrorKind::Io(io) => Some(io),
+                    _ => None,
+                })
+        });
+        io.is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The exchange's symbols and filters, and where they came from (for error messages).
@@ -752,6 +954,255 @@ fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyho
                 "event": serde_json::from_str::<serde_json::Value>(&payload)?,
             });
             writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A bar over log positions, drawn on stderr only when it is a terminal.
+fn position_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{what} [{{bar:40}}] {{pos}}/{{len}} events ({{per_sec}}, eta {{eta}})"
+    )) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Projects whatever the read models have not seen yet, with a bar when that takes a while.
+async fn catch_up(store: &Store) -> anyhow::Result<()> {
+    let bar = position_bar("projecting");
+    let mut projector = Projector::new(store.clone());
+    let result = projector
+        .catch_up_with(|done, target| {
+            bar.set_length(u64::try_from(target).unwrap_or(0));
+            bar.set_position(u64::try_from(done).unwrap_or(0));
+        })
+        .await;
+    bar.finish_and_clear();
+    result.context("cannot bring the read models up to date")?;
+    Ok(())
+}
+
+fn projection_market(market: import::Market) -> hedgehog_projections::Market {
+    match market {
+        import::Market::Spot => hedgehog_projections::Market::Spot,
+        import::Market::UsdmFutures => hedgehog_projections::Market::Usdm,
+    }
+}
+
+/// A time on the command line: ms since the epoch, a date (midnight UTC) or an RFC 3339 time
+/// (UTC when it names no offset).
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    let time = humantime::parse_rfc3339_weak(&full).map_err(|e| {
+        format!("{e}: give ms since the epoch, a date like 2024-08-08 or a time like 2024-08-08T10:00:00Z")
+    })?;
+    let ms = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "times before 1970 are not supported".to_owned())?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| "that time is too far in the future".to_owned())
+}
+
+/// A time for people: RFC 3339 in UTC with milliseconds.
+fn format_time(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+fn print_candles(
+    out: &mut impl Write,
+    candles: &[hedgehog_projections::candles::Candle],
+    format: QueryFormat,
+) -> anyhow::Result<()> {
+    match format {
+        QueryFormat::Table => {
+            writeln!(
+                out,
+                "{:<24} {:>14} {:>14} {:>14} {:>14} {:>18} {:>8}  STATE",
+                "OPEN TIME (UTC)", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "TRADES"
+            )?;
+            for c in candles {
+                writeln!(
+                    out,
+                    "{:<24} {:>14} {:>14} {:>14} {:>14} {:>18} {:>8}  {}",
+                    format_time(c.open_time),
+                    c.bar.open,
+                    c.bar.high,
+                    c.bar.low,
+                    c.bar.close,
+                    c.bar.volume,
+                    c.bar.trade_count,
+                    if c.closed { "closed" } else { "open" }
+                )?;
+            }
+        }
+        QueryFormat::Csv => {
+            // Binance's kline columns, in its order (its last column is unused and always 0).
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "open_time",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "close_time",
+                "quote_volume",
+                "count",
+                "taker_buy_volume",
+                "taker_buy_quote_volume",
+                "ignore",
+            ])?;
+            for c in candles {
+                let b = &c.bar;
+                w.write_record([
+                    c.open_time.to_string(),
+                    b.open.to_string(),
+                    b.high.to_string(),
+                    b.low.to_string(),
+                    b.close.to_string(),
+                    b.volume.to_string(),
+                    c.close_time.to_string(),
+                    b.quote_volume.to_string(),
+                    b.trade_count.to_string(),
+                    b.taker_buy_base_volume.to_string(),
+                    b.taker_buy_quote_volume.to_string(),
+                    "0".to_owned(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        QueryFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, candles)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_orders(
+    out: &mut impl Write,
+    orders: &[hedgehog_projections::orders::OrderRow],
+    format: QueryFormat,
+) -> anyhow::Result<()> {
+    match format {
+        QueryFormat::Table => {
+            writeln!(
+                out,
+                "{:<12} {:>8} {:>8} {:<4} {:>14} {:>16} {:>16} {:<16} {:>14}  UPDATED (UTC)",
+                "SYMBOL",
+                "ORDER",
+                "POSITION",
+                "SIDE",
+                "PRICE",
+                "QUANTITY",
+                "EXECUTED",
+                "STATUS",
+                "FEES"
+            )?;
+            for o in orders {
+                writeln!(
+                    out,
+                    "{:<12} {:>8} {:>8} {:<4} {:>14} {:>16} {:>16} {:<16} {:>14}  {}",
+                    o.symbol,
+                    o.order_id,
+                    o.position_id,
+                    o.side,
+                    o.price,
+                    o.original_quantity,
+                    o.executed_quantity,
+                    o.status,
+                    o.fees,
+                    format_time(o.update_time)
+                )?;
+            }
+        }
+        QueryFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for o in orders {
+                w.serialize(o)?;
+            }
+            w.flush()?;
+        }
+        QueryFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, orders)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints trades a page at a time: a year of trades never sits in memory.
+async fn print_trades(
+    out: &mut impl Write,
+    store: &Store,
+    market: hedgehog_projections::Market,
+    symbol: &Symbol,
+    window: Window,
+    format: QueryFormat,
+) -> anyhow::Result<()> {
+    let mut pages = query::TradePages::new(store.database(), market, symbol.clone(), window);
+    match format {
+        QueryFormat::Table => {
+            writeln!(
+                out,
+                "{:>12} {:<24} {:>16} {:>18}  MAKER   KIND",
+                "TRADE ID", "TIME (UTC)", "PRICE", "QUANTITY"
+            )?;
+            while let Some(page) = pages.next_page().await? {
+                for t in &page {
+                    writeln!(
+                        out,
+                        "{:>12} {:<24} {:>16} {:>18}  {:<6}  {}",
+                        t.trade_id,
+                        format_time(t.trade_time),
+                        t.price,
+                        t.quantity,
+                        if t.buyer_market_maker {
+                            "buyer"
+                        } else {
+                            "seller"
+                        },
+                        t.kind
+                    )?;
+                }
+            }
+        }
+        QueryFormat::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            while let Some(page) = pages.next_page().await? {
+                for t in &page {
+                    w.serialize(t)?;
+                }
+            }
+            w.flush()?;
+        }
+        QueryFormat::Json => {
+            let mut first = true;
+            write!(out, "[")?;
+            while let Some(page) = pages.next_page().await? {
+                for t in &page {
+                    write!(out, "{}\n  ", if first { "" } else { "," })?;
+                    serde_json::to_writer(&mut *out, t)?;
+                    first = false;
+                }
+            }
+            writeln!(out, "{}]", if first { "" } else { "\n" })?;
         }
     }
     Ok(())

@@ -383,6 +383,7 @@ mod more_cases {
             binance_ws_url: "ws://127.0.0.1:9".into(),
             paper: PaperExchange::default(),
             rules: Arc::new(hedgehog::exchange_info::bundled().unwrap()),
+            updates: None,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog::streamer::StreamerStats::default());

@@ -123,6 +123,17 @@ pub enum OrderType {
     LimitMaker,
 }
 
+impl OrderType {
+    /// Binance's spelling, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Limit => "LIMIT",
+            OrderType::Market => "MARKET",
+            OrderType::LimitMaker => "LIMIT_MAKER",
+        }
+    }
+}
+
 /// Time in force, as Binance spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -132,12 +143,33 @@ pub enum TimeInForce {
     Fok,
 }
 
+impl TimeInForce {
+    /// Binance's spelling, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "GTC",
+            TimeInForce::Ioc => "IOC",
+            TimeInForce::Fok => "FOK",
+        }
+    }
+}
+
 /// Status of an order after a fill: partially or completely filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FillStatus {
     PartiallyFilled,
     Filled,
+}
+
+impl FillStatus {
+    /// Binance's spelling, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillStatus::PartiallyFilled => "PARTIALLY_FILLED",
+            FillStatus::Filled => "FILLED",
+        }
+    }
 }
 
 /// Trading status of a symbol (the book's `on` / `off` / `shutdown`).

@@ -1,0 +1,280 @@
+//! `orders`: one row per order, upserted by every event about it (the book's `orders` table,
+//! plus the position it belongs to and the fees paid).
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use hedgehog_domain::{Event, Symbol};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
+use crate::{Origin, ProjectionError, ReadModel, Update};
+
+/// A row of `orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub symbol: Symbol,
+    pub order_id: u64,
+    pub client_order_id: String,
+    pub position_id: u64,
+    pub side: String,
+    #[serde(rename = "type")]
+    pub order_type: String,
+    pub time_in_force: String,
+    pub price: Decimal,
+    pub original_quantity: Decimal,
+    pub executed_quantity: Decimal,
+    pub cumulative_quote_quantity: Decimal,
+    /// NEW, PARTIALLY_FILLED, FILLED or CANCELED, as Binance spells them.
+    pub status: String,
+    pub fees: Decimal,
+    pub fee_asset: Option<String>,
+    pub time: i64,
+    pub update_time: i64,
+    /// Log position of the last event applied to the row.
+    pub position: i64,
+}
+
+/// Applies an order event to the order's row (`None`: not placed yet).
+///
+/// Pure. Returns false for an event about an order the row does not know (a fill before its
+/// placement): a broken log, left for the caller to report; the row is not touched.
+pub fn apply_order_event(row: &mut Option<OrderRow>, position: i64, event: &Event) -> bool {
+    match (row.as_mut(), event) {
+        (_, Event::OrderPlaced(e)) => {
+            *row = Some(OrderRow {
+                symbol: e.symbol.clone(),
+                order_id: e.order_id,
+                client_order_id: e.client_order_id.clone(),
+                position_id: e.position_id,
+                side: e.side.to_string(),
+                order_type: e.order_type.as_str().to_owned(),
+                time_in_force: e.time_in_force.as_str().to_owned(),
+                price: e.price,
+                original_quantity: e.quantity,
+                executed_quantity: Decimal::ZERO,
+                cumulative_quote_quantity: Decimal::ZERO,
+                status: "NEW".to_owned(),
+                fees: Decimal::ZERO,
+                fee_asset: None,
+                time: e.time.millis(),
+                update_time: e.time.millis(),
+                position,
+            });
+            true
+        }
+        (Some(row), Event::OrderFilled(e)) => {
+            row.executed_quantity = e.cumulative_quantity;
+            row.cumulative_quote_quantity = e.cumulative_quote_quantity;
+            row.status = e.status.as_str().to_owned();
+            row.fees += e.fee;
+            row.fee_asset = Some(e.fee_asset.clone());
+            row.update_time = e.time.millis();
+            row.position = position;
+            true
+        }
+        (Some(row), Event::OrderCancelled(e)) => {
+            row.executed_quantity = e.executed_quantity;
+            row.status = "CANCELED".to_owned();
+            row.update_time = e.time.millis();
+            row.position = position;
+            true
+        }
+        (None, Event::OrderFilled(_) | Event::OrderCancelled(_)) => false,
+        _ => true,
+    }
+}
+
+fn order_key(event: &Event) -> Option<(Symbol, u64)> {
+    match event {
+        Event::OrderPlaced(e) => Some((e.symbol.clone(), e.order_id)),
+        Event::OrderFilled(e) => Some((e.symbol.clone(), e.order_id)),
+        Event::OrderCancelled(e) => Some((e.symbol.clone(), e.order_id)),
+        _ => None,
+    }
+}
+
+/// The `orders` read model. Orders are few next to trades, so each batch reads the rows it
+/// touches instead of caching them: nothing to go stale.
+#[derive(Debug, Default)]
+pub struct Orders {
+    pending: BTreeMap<(Symbol, u64), Vec<(i64, Event)>>,
+}
+
+impl Orders {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "symbol, order_id, client_order_id, position_id, side, \
+     type, time_in_force, price, original_quantity, executed_quantity, \
+     cumulative_quote_quantity, status, fees, fee_asset, time, update_time, position";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    symbol: String,
+    order_id: i64,
+    client_order_id: String,
+    position_id: i64,
+    side: String,
+    #[sqlx(rename = "type")]
+    order_type: String,
+    time_in_force: String,
+    price: String,
+    original_quantity: String,
+    executed_quantity: String,
+    cumulative_quote_quantity: String,
+    status: String,
+    fees: String,
+    fee_asset: Option<String>,
+    time: i64,
+    update_time: i64,
+    position: i64,
+}
+
+pub(crate) fn from_row(row: Row) -> Result<OrderRow, ProjectionError> {
+    let Row {
+        symbol: s,
+        order_id: id,
+        client_order_id: client,
+        position_id: pos_id,
+        side,
+        order_type: ty,
+        time_in_force: tif,
+        price: p,
+        original_quantity: oq,
+        executed_quantity: eq,
+        cumulative_quote_quantity: cq,
+        status,
+        fees,
+        fee_asset: asset,
+        time: t,
+        update_time: ut,
+        position: pos,
+    } = row;
+    Ok(OrderRow {
+        symbol: Symbol::parse(&s).map_err(|_| ProjectionError::Corrupt {
+            table: "orders",
+            column: "symbol",
+            value: s.clone(),
+        })?,
+        order_id: unsigned("orders", "order_id", id)?,
+        client_order_id: client,
+        position_id: unsigned("orders", "position_id", pos_id)?,
+        side,
+        order_type: ty,
+        time_in_force: tif,
+        price: decimal("orders", "price", &p)?,
+        original_quantity: decimal("orders", "original_quantity", &oq)?,
+        executed_quantity: decimal("orders", "executed_quantity", &eq)?,
+        cumulative_quote_quantity: decimal("orders", "cumulative_quote_quantity", &cq)?,
+        status,
+        fees: decimal("orders", "fees", &fees)?,
+        fee_asset: asset,
+        time: t,
+        update_time: ut,
+        position: pos,
+    })
+}
+
+impl ReadModel for Orders {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["orders"]
+    }
+
+    fn apply(&mut self, origin: &Origin, event: &Event) {
+        // Live trading streams only: a kept backtest run has streams of its own.
+        if origin.stream.symbol_of("trading").is_none() {
+            return;
+        }
+        if let Some(key) = order_key(event) {
+            self.pending
+                .entry(key)
+                .or_default()
+                .push((origin.position, event.clone()));
+        }
+    }
+
+    fn flush<'a>(
+        &'a mut self,
+        tx: &'a mut Tx,
+    ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
+        Box::pin(async move {
+            let mut updates = Vec::new();
+            for ((symbol, order_id), events) in std::mem::take(&mut self.pending) {
+                let sql = format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE symbol = $1 AND order_id = $2"
+                );
+                let stored: Option<Row> = on_tx!(tx, conn => {
+                    sqlx::query_as(&sql)
+                        .bind(symbol.as_str())
+                        .bind(to_i64(order_id))
+                        .fetch_optional(&mut *conn)
+                        .await?
+                });
+                let mut row = stored.map(from_row).transpose()?;
+                for (position, event) in &events {
+                    if !apply_order_event(&mut row, *position, event) {
+                        tracing::warn!(
+                            %symbol, order_id, position,
+                            "{} for an order that was never placed: skipped",
+                            event.event_type()
+                        );
+                    }
+                }
+                if let Some(row) = row {
+                    write_order(tx, &row).await?;
+                    updates.push(Update::Order(row));
+                }
+            }
+            Ok(updates)
+        })
+    }
+
+    fn forget(&mut self) {
+        self.pending.clear();
+    }
+}
+
+crate::eventually_projection!(Orders);
+
+async fn write_order(tx: &mut Tx, o: &OrderRow) -> Result<(), ProjectionError> {
+    let sql = format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (symbol, order_id) DO UPDATE SET \
+         executed_quantity = excluded.executed_quantity, \
+         cumulative_quote_quantity = excluded.cumulative_quote_quantity, \
+         status = excluded.status, fees = excluded.fees, fee_asset = excluded.fee_asset, \
+         update_time = excluded.update_time, position = excluded.position"
+    );
+    on_tx!(tx, conn => {
+        sqlx::query(&sql)
+            .bind(o.symbol.as_str())
+            .bind(to_i64(o.order_id))
+            .bind(o.client_order_id.as_str())
+            .bind(to_i64(o.position_id))
+            .bind(o.side.as_str())
+            .bind(o.order_type.as_str())
+            .bind(o.time_in_force.as_str())
+            .bind(o.price.to_string())
+            .bind(o.original_quantity.to_string())
+            .bind(o.executed_quantity.to_string())
+            .bind(o.cumulative_quote_quantity.to_string())
+            .bind(o.status.as_str())
+            .bind(o.fees.to_string())
+            .bind(o.fee_asset.as_deref())
+            .bind(o.time)
+            .bind(o.update_time)
+            .bind(o.position)
+            .execute(&mut *conn)
+            .await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The projector: runs read models over `$all` from their checkpoints.
+//!
+//! One reader feeds every read model (each event is decoded once), and each batch of the log is
+//! one transaction holding every model's changes and every advanced checkpoint. A checkpoint
+//! moves by compare-and-set on (position, generation): if another projector got there first, or
+//! a rebuild reset it, the transaction rolls back, the models forget what they cached, and the
+//! projector resumes from what is stored. That is what makes it safe to run one in the engine
+//! and one in an import at the same time, and to rebuild under a running engine.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use hedgehog_store::{Database, RecordedEvent, Store};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::db::{self, Checkpoint, Tx};
+use crate::{Origin, ProjectionError, ReadModel, Update};
+
+/// How many updates a slow subscriber may fall behind before it is told it lagged.
+const UPDATES_CAPACITY: usize = 16_384;
+
+struct Slot {
+    model: Box<dyn ReadModel>,
+    /// As last read or committed; `None` until read.
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Runs read models over the log. See the module docs.
+pub struct Projector {
+    store: Store,
+    db: Database,
+    slots: Vec<Slot>,
+    updates: broadcast::Sender<Update>,
+}
+
+/// A subscription to read-model updates; see [`Projector::updates`].
+pub type Updates = broadcast::Receiver<Update>;
+
+/// One projection's place, for `hedgehog projections status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    /// The last log position applied.
+    pub position: i64,
+    /// The log's head when asked.
+    pub head: i64,
+    /// Events not applied yet.
+    pub behind: i64,
+    /// How many times it was rebuilt.
+    pub generation: i64,
+    /// When it last advanced (ms since the epoch, the projector's clock; 0: never).
+    pub updated_at: i64,
+}
+
+/// What happened to one batch.
+enum Batch {
+    Committed,
+    /// Another projector (or a rebuild) moved a checkpoint first: nothing was written.
+    Lost,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Projector {
+    /// A projector for every read model.
+    pub fn new(store: Store) -> Self {
+        Self::with(store, crate::all())
+    }
+
+    /// A projector for the given read models.
+    pub fn with(store: Store, models: Vec<Box<dyn ReadModel>>) -> Self {
+        let (updates, _) = broadcast::channel(UPDATES_CAPACITY);
+        Projector {
+            db: store.database(),
+            store,
+            slots: models
+                .into_iter()
+                .map(|model| Slot {
+                    model,
+                    checkpoint: None,
+                })
+                .collect(),
+            updates,
+        }
+    }
+
+    /// Publishes to `updates` instead of a channel of its own: a projector restarted by a
+    /// supervisor keeps its subscribers.
+    pub fn publishing_to(mut self, updates: broadcast::Sender<Update>) -> Self {
+        self.updates = updates;
+        self
+    }
+
+    /// A channel for [`Projector::publishing_to`].
+    pub fn channel() -> broadcast::Sender<Update> {
+        broadcast::channel(UPDATES_CAPACITY).0
+    }
+
+    /// Every change this projector commits from now on, in commit order. A receiver that falls
+    /// more than 16,384 updates behind gets `RecvError::Lagged` and should re-query.
+    pub fn updates(&self) -> Updates {
+        self.updates.subscribe()
+    }
+
+    /// Projects everything appended up to now, then returns the position reached.
+    pub async fn catch_up(&mut self) -> Result<i64, ProjectionError> {
+        self.catch_up_with(|_, _| {}).await
+    }
+
+    /// [`Projector::catch_up`], reporting (position reached, target) after every batch.
+    pub async fn catch_up_with(
+        &mut self,
+        mut progress: impl FnMut(i64, i64) + Send,
+    ) -> Result<i64, ProjectionError> {
+        let target = self.store.head_position().await?;
+        self.project(Some(target), std::future::pending(), &mut progress)
+            .await?;
+        Ok(target)
+    }
+
+    /// Projects the log and then follows it until `shutdown` completes.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProjectionError> {
+        self.project(None, shutdown, &mut |_, _| {}).await
+    }
+
+    /// Empties the named read models (all when `names` is empty) and projects them again from
+    /// position 0. Each batch commits on its own, so the store stays usable throughout.
+    pub async fn rebuild(
+        &mut self,
+        mut progress: impl FnMut(i64, i64) + Send,
+    ) -> Result<i64, ProjectionError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let now = now_millis();
+        for slot in &self.slots {
+            db::reset(&mut tx, slot.model.name(), slot.model.tables(), now).await?;
+        }
+        tx.commit().await?;
+        self.forget();
+        let target = self.store.head_position().await?;
+        self.project(Some(target), std::future::pending(), &mut progress)
+            .await?;
+        Ok(target)
+    }
+
+    /// Where each read model stands.
+    pub async fn status(store: &Store) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let head = store.head_position().await?;
+        let db = store.database();
+        let mut out = Vec::new();
+        let mut tx = Tx::begin(&db).await?;
+        for name in crate::NAMES {
+            let cp = db::checkpoint(&mut tx, name).await?;
+            out.push(ProjectionStatus {
+                name,
+                position: cp.position,
+                head,
+                behind: head - cp.position,
+                generation: cp.generation,
+                updated_at: cp.updated_at,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    fn forget(&mut self) {
+        for slot in &mut self.slots {
+            slot.model.forget();
+            slot.checkpoint = None;
+        }
+    }
+
+    async fn load(&mut self) -> Result<i64, ProjectionError> {
+        if self.slots.iter().any(|s| s.checkpoint.is_none()) {
+            let mut tx = Tx::begin(&self.db).await?;
+            for slot in &mut self.slots {
+                slot.checkpoint = Some(db::checkpoint(&mut tx, slot.model.name()).await?);
+            }
+            tx.commit().await?;
+        }
+        Ok(self
+            .slots
+            .iter()
+            .filter_map(|s| s.checkpoint.map(|c| c.position))
+            .min()
+            .unwrap_or(0))
+    }
+
+    async fn project(
+        &mut self,
+        until: Option<i64>,
+        shutdown: impl Future<Output = ()>,
+        progress: &mut (dyn FnMut(i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        let mut shutdown = pin!(shutdown);
+        'resume: loop {
+            let from = self.load().await?;
+            if until.is_some_and(|target| from >= target) {
+                return Ok(());
+            }
+            let mut batches = self.store.subscribe_all_batches(from);
+            loop {
+                let batch = tokio::select! {
+                    batch = batches.next() => batch,
+                    () = &mut shutdown => return Ok(()),
+                };
+                let Some(batch) = batch else { return Ok(()) };
+                let batch = batch?;
+                let last = batch.last().map_or(from, |e| e.position);
+                match self.apply(&batch).await {
+                    Ok(Batch::Committed) => {}
+                    Ok(Batch::Lost) => {
+                        tracing::debug!("another projector advanced first; resuming from the stored checkpoints");
+                        self.forget();
+                        continue 'resume;
+                    }
+                    Err(e) => {
+                        self.forget();
+                        return Err(e);
+                    }
+                }
+                if let Some(target) = until {
+                    progress(last.min(target), target);
+                    if last >= target {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<Batch, ProjectionError> {
+        let Some(last) = batch.last().map(|e| e.position) else {
+            return Ok(Batch::Committed);
+        };
+        for event in batch {
+            let origin = Origin {
+                stream: event.stream_id.clone(),
+                position: event.position,
+            };
+            for slot in &mut self.slots {
+                if slot.checkpoint.is_some_and(|c| event.position > c.position) {
+                    slot.model.apply(&origin, &event.event);
+                }
+            }
+        }
+        let mut tx = Tx::begin(&self.db).await?;
+        let now = now_millis();
+        let mut updates = Vec::new();
+        for slot in &mut self.slots {
+            let Some(cp) = slot.checkpoint.filter(|c| c.position < last) else {
+                continue;
+            };
+            // The checkpoint first: it is the row two racing projectors meet on (PostgreSQL
+            // makes the second wait for the first's commit, then finds the position moved), so
+            // the loser stops before writing rows the winner already wrote.
+            if !db::advance(&mut tx, slot.model.name(), cp, last, now).await? {
+                return Ok(Batch::Lost);
+            }
+            updates.extend(slot.model.flush(&mut tx).await?);
+        }
+        tx.commit().await?;
+        for slot in &mut self.slots {
+            if let Some(cp) = &mut slot.checkpoint {
+                if cp.position < last {
+                    cp.position = last;
+                    cp.updated_at = now;
+                }
+            }
+        }
+        for update in updates {
+            // No receiver is fine: nobody is listening.
+            let _ = self.updates.send(update);
+        }
+        Ok(Batch::Committed)
+    }
+}
