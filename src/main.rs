@@ -155,7 +155,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
-    /// Stored market trades of a symbol by time, from the `trade_events` read model.
+    /// Stored market trades of a symbol in the exchange's order (trade id), from the
+    /// `trade_events` read model.
     Trades {
         symbol: Symbol,
         /// Trades at or after this time (same forms as `ohlc --from`).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::processes::{hedgehog, ok};
+use common::processes::{hedgehog, ok, refused};
 use common::{symbol, Backend, TestDb};
 use hedgehog::domain::{Event, Timestamp};
 use hedgehog::import::{self, ImportOptions};
@@ -26,6 +26,7 @@ on_both_backends!(
     orders_and_settings_follow_trading_and_a_rebuild_equals_the_live_tables,
     concurrent_projectors_apply_every_event_once,
     a_projector_killed_mid_way_resumes_to_the_same_tables,
+    the_cli_imports_then_answers_queries_in_every_format,
 );
 
 fn fixture(name: &str) -> PathBuf {
@@ -570,6 +571,125 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(tables(db).await, live);
+    }
+
+    pub async fn the_cli_imports_then_answers_queries_in_every_format(db: &TestDb) {
+        let file =
+            fixture("spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-vision.csv.gz");
+        let file = file.to_str().unwrap();
+        ok(hedgehog(
+            db,
+            &["import", "trades", file, "--symbol", "BTCUSDT"],
+        ));
+        // The import projected before it exited: nothing is behind.
+        let status = Projector::status(&db.open().await).await.unwrap();
+        assert!(
+            status.iter().all(|s| s.behind == 0 && s.position == 3_144),
+            "{status:?}"
+        );
+        let printed = ok(hedgehog(db, &["projections", "status"]));
+        assert!(
+            printed.contains("candles") && printed.contains("3144"),
+            "{printed}"
+        );
+
+        // CSV: Binance's kline columns in its order, times in ms.
+        let csv = ok(hedgehog(
+            db,
+            &["ohlc", "BTCUSDT", "--interval", "1m", "--format", "csv"],
+        ));
+        let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(
+            rows[0],
+            [
+                "open_time",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "close_time",
+                "quote_volume",
+                "count",
+                "taker_buy_volume",
+                "taker_buy_quote_volume",
+                "ignore"
+            ]
+        );
+        assert_eq!(
+            rows.len(),
+            1 + 8,
+            "trades from 23:59:59 to 00:06:54 span 8 minutes"
+        );
+        let count: u64 = rows[1..].iter().map(|r| r[8].parse::<u64>().unwrap()).sum();
+        assert_eq!(count, 3_144);
+        assert_eq!(rows[2][0], "1680652800000");
+        assert_eq!(rows[2][6], "1680652859999");
+
+        // JSON, with a window (both ends inclusive, dates and times accepted).
+        let json = ok(hedgehog(
+            db,
+            &[
+                "ohlc",
+                "BTCUSDT",
+                "--interval",
+                "5m",
+                "--from",
+                "2023-04-05",
+                "--to",
+                "2023-04-05T00:05:00Z",
+                "--format",
+                "json",
+            ],
+        ));
+        let candles: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let opens: Vec<i64> = candles
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["open_time"].as_i64().unwrap())
+            .collect();
+        assert_eq!(opens, [1_680_652_800_000, 1_680_653_100_000]);
+        assert_eq!(candles[1]["closed"], false, "the newest candle is open");
+
+        let table = ok(hedgehog(db, &["ohlc", "BTCUSDT", "--interval", "1h"]));
+        assert!(
+            table.contains("2023-04-05T00:00:00.000Z") && table.contains("open"),
+            "{table}"
+        );
+
+        // Trades, paged through the read model, in every format.
+        let trades = ok(hedgehog(db, &["trades", "BTCUSDT", "--format", "json"]));
+        let trades: serde_json::Value = serde_json::from_str(&trades).unwrap();
+        assert_eq!(trades.as_array().unwrap().len(), 3_144);
+        let window = ok(hedgehog(
+            db,
+            &[
+                "trades",
+                "BTCUSDT",
+                "--from",
+                "1680653210000",
+                "--format",
+                "csv",
+            ],
+        ));
+        assert!(window.lines().skip(1).all(|l| {
+            l.split(',').nth(7).unwrap().parse::<i64>().unwrap() >= 1_680_653_210_000
+        }));
+        assert!(window.lines().count() > 10);
+        let orders = ok(hedgehog(db, &["orders", "--format", "csv"]));
+        assert_eq!(orders.trim(), "", "no trading, no orders");
+
+        // Bad input: a clear message and a non-zero exit.
+        let err = refused(hedgehog(db, &["ohlc", "BTCUSDT", "--interval", "2m"]));
+        assert!(err.contains("unknown interval \"2m\""), "{err}");
+        let err = refused(hedgehog(db, &["ohlc", "BTCUSDT", "--from", "yesterday"]));
+        assert!(
+            err.contains("--from") && err.contains("2024-08-08"),
+            "{err}"
+        );
+        let err = refused(hedgehog(db, &["projections", "rebuild", "candle"]));
+        assert!(err.contains("unknown projection \"candle\""), "{err}");
     }
 
     pub async fn a_projector_killed_mid_way_resumes_to_the_same_tables(db: &TestDb) {

@@ -75,33 +75,32 @@ pub async fn orders(
     rows.into_iter().map(crate::orders::from_row).collect()
 }
 
-/// One page of a symbol's trades in `window` (by trade time), ordered by (trade time, trade id),
-/// starting after `after` (the last row of the previous page). Page until it comes back short.
+/// One page of a symbol's trades in `window` (by trade time), in trade-id order (the exchange's
+/// order), starting after trade id `after` (the last of the previous page). Page until it comes
+/// back short.
 pub async fn trades(
     db: &Database,
     market: Market,
     symbol: &Symbol,
     window: Window,
-    after: Option<&TradeRow>,
+    after: Option<u64>,
     limit: i64,
 ) -> Result<Vec<TradeRow>, ProjectionError> {
     let (from, to) = window.bounds();
-    let (after_time, after_id) =
-        after.map_or((i64::MIN, -1), |t| (t.trade_time, to_i64(t.trade_id)));
+    let after = after.map_or(-1, to_i64);
     let sql = format!(
         "SELECT {TRADE_COLUMNS} FROM trade_events \
-         WHERE symbol = $1 AND market = $2 AND trade_time >= $3 AND trade_time <= $4 \
-         AND (trade_time > $5 OR (trade_time = $5 AND trade_id > $6)) \
-         ORDER BY trade_time, trade_id LIMIT $7"
+         WHERE market = $1 AND symbol = $2 AND trade_id > $3 \
+         AND trade_time >= $4 AND trade_time <= $5 \
+         ORDER BY market, symbol, trade_id LIMIT $6"
     );
     let rows: Vec<crate::trade_events::Row> = on_pool!(db, pool => {
         sqlx::query_as(&sql)
-            .bind(symbol.as_str())
             .bind(market.as_str())
+            .bind(symbol.as_str())
+            .bind(after)
             .bind(from)
             .bind(to)
-            .bind(after_time)
-            .bind(after_id)
             .bind(limit)
             .fetch_all(pool)
             .await?
@@ -152,7 +151,7 @@ pub struct TradePages {
     symbol: Symbol,
     window: Window,
     page_size: i64,
-    after: Option<TradeRow>,
+    after: Option<u64>,
     done: bool,
 }
 
@@ -179,12 +178,12 @@ impl TradePages {
             self.market,
             &self.symbol,
             self.window,
-            self.after.as_ref(),
+            self.after,
             self.page_size,
         )
         .await?;
         self.done = (page.len() as i64) < self.page_size;
-        self.after = page.last().cloned();
+        self.after = page.last().map(|t| t.trade_id);
         Ok((!page.is_empty()).then_some(page))
     }
 }

@@ -47,6 +47,17 @@ enum Command {
         #[arg(long)]
         no_read: bool,
     },
+    /// Project stored trades into `trade_events` and the six candle intervals from position 0
+    /// (a rebuild), appending synthetic trades first if the store holds fewer than --events.
+    Project {
+        #[arg(long, value_enum)]
+        backend: BackendKind,
+        /// As for `append`; name a file to reuse its trades across runs.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -155,14 +166,68 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Append {
-        backend,
-        database_url,
-        events,
-        batch,
-        ack_log,
-        no_read,
-    } = cli.command;
+    match cli.command {
+        Command::Append {
+            backend,
+            database_url,
+            events,
+            batch,
+            ack_log,
+            no_read,
+        } => append(backend, database_url, events, batch, ack_log, no_read).await,
+        Command::Project {
+            backend,
+            database_url,
+            events,
+        } => project(backend, database_url, events).await,
+    }
+}
+
+async fn project(
+    backend: BackendKind,
+    database_url: Option<String>,
+    events: u64,
+) -> anyhow::Result<()> {
+    let mut db = BenchDb::new(backend, database_url).await?;
+    let store = Store::open(&db.url)
+        .await
+        .with_context(|| format!("open {}", redact_url(&db.url)))?;
+    let stream = StreamId::trades(&Symbol::parse("ADAUSDT")?);
+    let stored = store.stream_version(&stream).await? as u64;
+    if stored < events {
+        fill(&store, &stream, events - stored, 1_000, false).await?;
+    }
+    let trades = store.stream_version(&stream).await? as u64;
+    let models = hedgehog::projections::named(&["trade_events".into(), "candles".into()])?;
+    let mut projector = hedgehog::projections::Projector::with(store.clone(), models);
+    let head = store.head_position().await?;
+    let bar = progress(head as u64, "project");
+    let started = Instant::now();
+    projector
+        .rebuild(|done, _| bar.set_position(done as u64))
+        .await?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    println!(
+        "project {:>10} trades in {:>7.2} s = {:>10.0} trades/s  ({}, trade_events + candles 1m..1d, from position 0)",
+        trades,
+        elapsed.as_secs_f64(),
+        rate(trades, elapsed),
+        store.backend_name()
+    );
+    drop(store);
+    db.drop_schema().await?;
+    Ok(())
+}
+
+async fn append(
+    backend: BackendKind,
+    database_url: Option<String>,
+    events: u64,
+    batch: u64,
+    ack_log: bool,
+    no_read: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
     let mut db = BenchDb::new(backend, database_url).await?;
     let store = Store::open(&db.url)
@@ -170,51 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("open {}", redact_url(&db.url)))?;
     let symbol = Symbol::parse("ADAUSDT")?;
     let stream = StreamId::trades(&symbol);
-    let first_id = store.stream_version(&stream).await? as u64 + 1;
-
-    let bar = progress(events, "append");
-    let mut stdout = std::io::stdout().lock();
-    let started = Instant::now();
-    let end = first_id + events;
-    // Build and encode batch N + 1 on a blocking thread while batch N commits, as an importer
-    // does: the producer stays one batch ahead through a channel of one.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let producer_symbol = symbol.clone();
-    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut next = first_id;
-        while next < end {
-            let upto = (next + batch).min(end);
-            let events: Vec<NewEvent> = (next..upto)
-                .map(|id| NewEvent::new(trade(&producer_symbol, id)))
-                .collect();
-            let prepared = Store::prepare(events)?;
-            if tx.blocking_send(prepared).is_err() {
-                break;
-            }
-            next = upto;
-        }
-        Ok(())
-    });
-    while let Some(prepared) = rx.recv().await {
-        let n = prepared.len() as u64;
-        let out = store
-            .append_prepared(&stream, ExpectedVersion::Any, prepared)
-            .await
-            .context("append")?;
-        if ack_log {
-            writeln!(
-                stdout,
-                "ack {} {}",
-                out.stream_version,
-                out.last_position.unwrap_or(0)
-            )?;
-            stdout.flush()?;
-        }
-        bar.inc(n);
-    }
-    producer.await??;
-    let append_time = started.elapsed();
-    bar.finish_and_clear();
+    let append_time = fill(&store, &stream, events, batch, ack_log).await?;
     if !ack_log {
         println!(
             "append  {:>10} events in {:>7.2} s = {:>10.0} events/s  ({}, batches of {batch})",
@@ -224,7 +245,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.backend_name()
         );
     }
-
     if !no_read {
         let head = store.head_position().await?;
         let bar = progress(head as u64, "read");
@@ -255,4 +275,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     drop(store);
     db.drop_schema().await?;
     Ok(())
+}
+
+/// Appends `events` synthetic trades after those in `stream`, in batches, encoding one batch
+/// ahead on another thread as an importer does; returns the time it took.
+async fn fill(
+    store: &Store,
+    stream: &StreamId,
+    events: u64,
+    batch: u64,
+    ack_log: bool,
+) -> anyhow::Result<Duration> {
+    let symbol = stream
+        .symbol_of("trades")
+        .context("a trades-SYMBOL stream")?;
+    let first_id = store.stream_version(stream).await? as u64 + 1;
+    let bar = progress(events, "append");
+    let mut stdout = std::io::stdout().lock();
+    let started = Instant::now();
+    let end = first_id + events;
+    // Build and encode batch N + 1 on a blocking thread while batch N commits, as an importer
+    // does: the producer stays one batch ahead through a channel of one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let producer_symbol = symbol.clone();
+    let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut next = first_id;
+        while next < end {
+            let upto = (next + batch).min(end);
+            let events: Vec<NewEvent> = (next..upto)
+                .map(|id| NewEvent::new(trade(&producer_symbol, id)))
+                .collect();
+            let prepared = Store::prepare(events)?;
+            if tx.blocking_send(prepared).is_err() {
+                break;
+            }
+            next = upto;
+        }
+        Ok(())
+    });
+    while let Some(prepared) = rx.recv().await {
+        let n = prepared.len() as u64;
+        let out = store
+            .append_prepared(stream, ExpectedVersion::Any, prepared)
+            .await
+            .context("append")?;
+        if ack_log {
+            writeln!(
+                stdout,
+                "ack {} {}",
+                out.stream_version,
+                out.last_position.unwrap_or(0)
+            )?;
+            stdout.flush()?;
+        }
+        bar.inc(n);
+    }
+    producer.await??;
+    bar.finish_and_clear();
+    Ok(started.elapsed())
 }
