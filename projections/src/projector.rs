@@ -62,6 +62,19 @@ enum Batch {
     Lost,
 }
 
+/// A receiver of [`Update`]s as an async stream (see [`Projector::update_stream`]).
+pub fn updates_as_stream(
+    receiver: Updates,
+) -> impl futures::Stream<Item = Result<Update, u64>> + Send + 'static {
+    futures::stream::unfold(receiver, |mut rx| async move {
+        match rx.recv().await {
+            Ok(update) => Some((Ok(update), rx)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some((Err(missed), rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
 fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,6 +103,15 @@ impl Projector {
                 .collect(),
             updates,
         }
+    }
+
+    /// [`Projector::updates`] as an async stream. A subscriber that fell too far behind gets one
+    /// `Err(missed)` with the number of updates it missed, then the stream goes on; it should
+    /// re-query what it shows.
+    pub fn update_stream(
+        &self,
+    ) -> impl futures::Stream<Item = Result<Update, u64>> + Send + 'static {
+        updates_as_stream(self.updates.subscribe())
     }
 
     /// Publishes to `updates` instead of a channel of its own: a projector restarted by a
