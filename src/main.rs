@@ -132,18 +132,8 @@ enum Command {
         /// 1m, 5m, 15m, 1h, 4h or 1d.
         #[arg(long, default_value = "1m")]
         interval: Interval,
-        /// Candles opening at or after this time: ms since the epoch, 2024-08-08 or
-        /// 2024-08-08T10:00:00Z (UTC).
-        #[arg(long, value_parser = parse_time)]
-        from: Option<i64>,
-        /// Candles opening at or before this time (same forms as --from).
-        #[arg(long, value_parser = parse_time)]
-        to: Option<i64>,
-        #[arg(long, value_enum, default_value_t = import::Market::Spot)]
-        market: import::Market,
-        /// table, csv (Binance's kline columns, times in ms) or json.
-        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-        format: QueryFormat,
+        #[command(flatten)]
+        window: WindowArgs,
     },
     /// Orders, from the `orders` read model, in the order they were placed.
     Orders {
@@ -159,16 +149,8 @@ enum Command {
     /// `trade_events` read model.
     Trades {
         symbol: Symbol,
-        /// Trades at or after this time (same forms as `ohlc --from`).
-        #[arg(long, value_parser = parse_time)]
-        from: Option<i64>,
-        /// Trades at or before this time.
-        #[arg(long, value_parser = parse_time)]
-        to: Option<i64>,
-        #[arg(long, value_enum, default_value_t = import::Market::Spot)]
-        market: import::Market,
-        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
-        format: QueryFormat,
+        #[command(flatten)]
+        window: WindowArgs,
     },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
@@ -201,6 +183,32 @@ enum ProjectionsCommandArg {
         /// trade_events, orders, trading_settings, streaming_settings or candles.
         names: Vec<String>,
     },
+}
+
+/// A time window, a market and an output format: what the queries over time share.
+#[derive(Debug, Clone, clap::Args)]
+struct WindowArgs {
+    /// From this time on (candles by open time), inclusive: ms since the epoch, 2024-08-08 or
+    /// 2024-08-08T10:00:00Z (UTC).
+    #[arg(long, value_parser = parse_time)]
+    from: Option<i64>,
+    /// Up to this time, inclusive (same forms as --from).
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    #[arg(long, value_enum, default_value_t = import::Market::Spot)]
+    market: import::Market,
+    /// table, csv (for candles: Binance's kline columns, times in ms) or json.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+}
+
+impl WindowArgs {
+    fn window(&self) -> Window {
+        Window {
+            from: self.from,
+            to: self.to,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -639,21 +647,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ohlc {
             symbol,
             interval,
-            from,
-            to,
-            market,
-            format,
+            window,
         } => {
             catch_up(&store).await?;
             let candles = query::candles(
                 &store.database(),
-                projection_market(market),
+                projection_market(window.market),
                 &symbol,
                 interval,
-                Window { from, to },
+                window.window(),
             )
             .await?;
-            print_candles(&mut out, &candles, format)?;
+            print_candles(&mut out, &candles, window.format)?;
         }
         Command::Orders {
             symbol,
@@ -669,21 +674,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             print_orders(&mut out, &orders, format)?;
         }
-        Command::Trades {
-            symbol,
-            from,
-            to,
-            market,
-            format,
-        } => {
+        Command::Trades { symbol, window } => {
             catch_up(&store).await?;
             print_trades(
                 &mut out,
                 &store,
-                projection_market(market),
+                projection_market(window.market),
                 &symbol,
-                Window { from, to },
-                format,
+                window.window(),
+                window.format,
             )
             .await?;
         }
