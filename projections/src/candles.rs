@@ -253,17 +253,22 @@ impl Candles {
                 return;
             }
         }
-        if let Some((key, bar)) = self.current.take() {
-            merge_into(&mut self.minutes, key, &bar);
-        }
+        self.close_current_minute();
         self.current = Some(((market, trade.symbol.clone(), open_time), Bar::of(trade)));
     }
 
     /// The batch's bars for every interval, in a stable order.
-    fn batch_bars(&mut self) -> BTreeMap<(Series, i64), Bar> {
+    fn close_current_minute(&mut self) {
         if let Some((key, bar)) = self.current.take() {
-            merge_into(&mut self.minutes, key, &bar);
+            self.minutes
+                .entry(key)
+                .and_modify(|b| b.merge(&bar))
+                .or_insert(bar);
         }
+    }
+
+    fn batch_bars(&mut self) -> BTreeMap<(Series, i64), Bar> {
+        self.close_current_minute();
         let mut minutes: Vec<(MinuteKey, Bar)> = self.minutes.drain().collect();
         minutes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = BTreeMap::new();
@@ -274,35 +279,12 @@ impl Candles {
                     symbol: symbol.clone(),
                     interval,
                 };
-                merge_into(&mut out, (series, interval.open_time(minute)), &bar);
+                out.entry((series, interval.open_time(minute)))
+                    .and_modify(|b: &mut Bar| b.merge(&bar))
+                    .or_insert_with(|| bar.clone());
             }
         }
         out
-    }
-}
-
-fn merge_into<K: Eq + std::hash::Hash + Ord>(map: &mut impl MapLike<K>, key: K, bar: &Bar) {
-    map.merge(key, bar);
-}
-
-/// The two maps the bars are folded into.
-trait MapLike<K> {
-    fn merge(&mut self, key: K, bar: &Bar);
-}
-
-impl<K: Eq + std::hash::Hash> MapLike<K> for HashMap<K, Bar> {
-    fn merge(&mut self, key: K, bar: &Bar) {
-        self.entry(key)
-            .and_modify(|b| b.merge(bar))
-            .or_insert_with(|| bar.clone());
-    }
-}
-
-impl<K: Ord> MapLike<K> for BTreeMap<K, Bar> {
-    fn merge(&mut self, key: K, bar: &Bar) {
-        self.entry(key)
-            .and_modify(|b| b.merge(bar))
-            .or_insert_with(|| bar.clone());
     }
 }
 
