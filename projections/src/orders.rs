@@ -207,10 +207,9 @@ impl ReadModel for Orders {
     ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
         Box::pin(async move {
             let mut updates = Vec::new();
+            let sql =
+                format!("SELECT {ORDER_COLUMNS} FROM orders WHERE symbol = $1 AND order_id = $2");
             for ((symbol, order_id), events) in std::mem::take(&mut self.pending) {
-                let sql = format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE symbol = $1 AND order_id = $2"
-                );
                 let stored: Option<Row> = on_tx!(tx, conn => {
                     sqlx::query_as(&sql)
                         .bind(symbol.as_str())

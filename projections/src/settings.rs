@@ -153,11 +153,11 @@ impl ReadModel for TradingSettingsModel {
     ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
         Box::pin(async move {
             let mut updates = Vec::new();
+            let select =
+                format!("SELECT {TRADING_COLUMNS} FROM trading_settings WHERE symbol = $1");
             for (symbol, events) in std::mem::take(&mut self.pending) {
-                let sql =
-                    format!("SELECT {TRADING_COLUMNS} FROM trading_settings WHERE symbol = $1");
                 let stored: Option<TradingRow> = on_tx!(tx, conn => {
-                    sqlx::query_as(&sql)
+                    sqlx::query_as(&select)
                         .bind(symbol.as_str())
                         .fetch_optional(&mut *conn)
                         .await?
