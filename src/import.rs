@@ -338,19 +338,33 @@ pub fn read_trades(
     options: &ImportOptions,
 ) -> Result<Vec<(Market, TradeReceived)>, ImportError> {
     let mut trades = Vec::new();
-    let mut counts = ParseCounts::default();
     for file in files {
-        with_reader(file, &|_| {}, |reader| {
-            parse_one(file, reader, options, &mut counts, &mut |market, trade| {
-                trades.push((market, trade));
-                Ok(())
-            })
-        })??;
+        for_each_trade(file, options, &|_| {}, &mut |market, trade| {
+            trades.push((market, trade));
+            Ok(())
+        })?;
     }
     Ok(trades)
 }
 
-type Sink<'a> = dyn FnMut(Market, TradeReceived) -> Result<(), ImportError> + 'a;
+/// Streams the trades of one file to `sink` in file order, as the importer reads them (same
+/// formats, same errors); `progress` hears the input bytes consumed. Returns how many trades
+/// were read. A sink's error stops the reading and is returned.
+pub fn for_each_trade(
+    file: &Path,
+    options: &ImportOptions,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    sink: &mut Sink,
+) -> Result<u64, ImportError> {
+    let mut counts = ParseCounts::default();
+    with_reader(file, progress, |reader| {
+        parse_one(file, reader, options, &mut counts, sink)
+    })??;
+    Ok(counts.read)
+}
+
+/// Where parsed trades go, one by one.
+pub type Sink<'a> = dyn FnMut(Market, TradeReceived) -> Result<(), ImportError> + 'a;
 
 fn parse_one(
     file: &Path,
@@ -362,6 +376,7 @@ fn parse_one(
     let mut line = String::new();
     let mut number = 0u64;
     let mut format = options.format;
+    let mut symbols = SymbolCache::default();
     loop {
         line.clear();
         let n = reader
@@ -404,7 +419,10 @@ fn parse_one(
                     })
                 }
             },
-            Format::BookDump => on_market(options.market.unwrap_or_default(), book_dump_row(text)),
+            Format::BookDump => on_market(
+                options.market.unwrap_or_default(),
+                book_dump_row(text, &mut symbols),
+            ),
             Format::WsRecording => {
                 recording_row(text).and_then(|row| match (row, options.market) {
                     (Some((found, _)), Some(wanted)) if found != wanted => Err(RowError::Bad(
@@ -529,12 +547,18 @@ fn binance_trade_row(text: &str, symbol: &Symbol) -> Result<Option<TradeReceived
 
 /// `id;event_type;event_time;symbol;trade_id;price;quantity;buyer_order_id;seller_order_id;
 /// trade_time;buyer_market_maker;inserted_at;updated_at`
-fn book_dump_row(text: &str) -> Result<Option<TradeReceived>, RowError> {
-    let f: Vec<&str> = text.split(';').collect();
-    if f.len() != 13 {
+fn book_dump_row(text: &str, symbols: &mut SymbolCache) -> Result<Option<TradeReceived>, RowError> {
+    let mut f = [""; 13];
+    let mut n = 0;
+    for value in text.split(';') {
+        if n < f.len() {
+            f[n] = value;
+        }
+        n += 1;
+    }
+    if n != 13 {
         return Err(RowError::Bad(format!(
-            "expected 13 `;`-separated fields, found {}",
-            f.len()
+            "expected 13 `;`-separated fields, found {n}"
         )));
     }
     if f[1] != "trade" {
@@ -543,7 +567,7 @@ fn book_dump_row(text: &str) -> Result<Option<TradeReceived>, RowError> {
             f[1]
         )));
     }
-    let symbol = Symbol::parse(f[3]).map_err(|e| RowError::Bad(e.to_string()))?;
+    let symbol = symbols.get(f[3])?;
     let optional = |v: &str, name: &str| -> Result<Option<u64>, RowError> {
         if v.is_empty() {
             Ok(None)
@@ -563,6 +587,23 @@ fn book_dump_row(text: &str) -> Result<Option<TradeReceived>, RowError> {
         seller_order_id: optional(f[8], "seller_order_id")?,
         kind: TradeKind::Market,
     }))
+}
+
+/// The symbol of the previous row: a file is almost always one symbol, parsed once.
+#[derive(Default)]
+struct SymbolCache(Option<Symbol>);
+
+impl SymbolCache {
+    fn get(&mut self, text: &str) -> Result<Symbol, RowError> {
+        match &self.0 {
+            Some(s) if s.as_str() == text => Ok(s.clone()),
+            _ => {
+                let symbol = Symbol::parse(text).map_err(|e| RowError::Bad(e.to_string()))?;
+                self.0 = Some(symbol.clone());
+                Ok(symbol)
+            }
+        }
+    }
 }
 
 type Row = Option<(Market, TradeReceived)>;
@@ -608,7 +649,7 @@ mod tests {
     #[test]
     fn book_rows_keep_every_field() {
         let row = "797b185e-9d6a-4f6b-8a3c-6f1d1d1f1e1a;trade;1559520022520;ADAUSDT;14364025;0.09643000;1617.50000000;71181005;71180991;1559520022517;f;2019-06-03 00:00:22;2019-06-03 00:00:22";
-        let Ok(Some(t)) = book_dump_row(row) else {
+        let Ok(Some(t)) = book_dump_row(row, &mut SymbolCache::default()) else {
             panic!("row refused")
         };
         assert_eq!(t.symbol.as_str(), "ADAUSDT");
@@ -626,7 +667,7 @@ mod tests {
 
     #[test]
     fn bad_rows_say_which_field() {
-        let bad = |row| match book_dump_row(row) {
+        let bad = |row| match book_dump_row(row, &mut SymbolCache::default()) {
             Err(RowError::Bad(reason)) => reason,
             _ => panic!("accepted {row}"),
         };

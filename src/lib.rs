@@ -2,6 +2,7 @@
 //! the command line. See ARCHITECTURE.md for the map.
 
 pub mod aggregate;
+pub mod backtest;
 pub mod binance;
 pub mod engine;
 pub mod exchange_info;
@@ -11,6 +12,7 @@ pub use hedgehog_projections as projections;
 pub use hedgehog_store as store;
 pub mod streamer;
 pub mod streaming;
+pub mod time;
 pub mod trader;
 pub mod trading;
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hedgehog::backtest;
 use hedgehog::domain::exchange::SymbolRules;
 use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
@@ -21,6 +22,7 @@ use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog::streaming::Outcome;
+use hedgehog::time::{format_time, parse_time};
 use hedgehog::trading::{self, Request, SettingsChange};
 use hedgehog_projections::candles::Interval;
 use hedgehog_projections::query::{self, Window};
@@ -152,6 +154,10 @@ enum Command {
         #[command(flatten)]
         window: WindowArgs,
     },
+    /// Replay trades through the strategy and the paper exchange, as live trading would have
+    /// decided them, and report: from the store (the symbol's trades in the window), or from
+    /// files with --data. Deterministic: the same trades and settings give the same fingerprint.
+    Backtest(Box<BacktestArgs>),
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
         #[arg(required = true)]
@@ -314,6 +320,51 @@ enum ExchangeArg {
     Paper,
 }
 
+#[derive(Debug, clap::Args)]
+struct BacktestArgs {
+    #[arg(long)]
+    symbol: Symbol,
+    /// Only trades from this time on: ms since the epoch, 2019-06-03 or 2019-06-03T10:00:00Z.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<i64>,
+    /// Only trades up to this time, inclusive (same forms as --from).
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    /// Replay these files (any format `import trades` reads), in this order, instead of the
+    /// store's trades. Repeatable.
+    #[arg(long = "data")]
+    data: Vec<PathBuf>,
+    /// The files' format; detected from their first line when not given.
+    #[arg(long, value_enum, requires = "data")]
+    format: Option<import::Format>,
+    #[arg(long, value_enum, default_value_t = import::Market::Spot)]
+    market: import::Market,
+    /// The strategy's settings: the defaults (see `hedgehog settings show`) with these changed.
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// When a trade fills a resting order: cross (price goes through it) or touch (at it).
+    #[arg(long, value_enum, default_value_t = FillArg::Cross)]
+    fill: FillArg,
+    /// Cap each paper fill at the trade's quantity.
+    #[arg(long)]
+    partial_fills: bool,
+    /// Write the report as JSON, with every order and its fills (`-`: to stdout, instead of
+    /// the table).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Draw price, fills and equity as a self-contained HTML page.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// Store the run's decided events in the store, in a stream of their own
+    /// (backtest-RUN-SYMBOL), for inspection with `hedgehog events --stream`.
+    #[arg(long)]
+    keep: bool,
+    /// Pace the replay by the trades' times: 1 is real time, 60 a minute per second (watch a
+    /// kept run live with `hedgehog events`). Default: as fast as possible.
+    #[arg(long)]
+    speed: Option<f64>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FillArg {
     Cross,
@@ -416,9 +467,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let store = Store::open(&cli.database_url)
-        .await
-        .with_context(|| format!("cannot open the store at {}", redact_url(&cli.database_url)))?;
+    if let Command::Backtest(args) = cli.command {
+        // A run over files that keeps nothing never opens (or creates) a store.
+        let store = if args.data.is_empty() || args.keep {
+            Some(open_store(&cli.database_url).await?)
+        } else {
+            None
+        };
+        return backtest(store.as_ref(), cli.exchange_info.as_deref(), *args).await;
+    }
+    let store = open_store(&cli.database_url).await?;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Status => {
@@ -476,7 +534,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_event(&mut out, e, format)?;
             }
         }
-        Command::ReplayServer { .. } => unreachable!("handled before opening the store"),
+        Command::ReplayServer { .. } | Command::Backtest(_) => {
+            unreachable!("handled before opening the store")
+        }
         Command::Trading { what } => {
             let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
             let (symbol, request) = match what {
@@ -745,6 +805,138 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    Store::open(url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact_url(url)))
+}
+
+async fn backtest(
+    store: Option<&Store>,
+    exchange_info: Option<&std::path::Path>,
+    args: BacktestArgs,
+) -> anyhow::Result<()> {
+    let (rules, rules_from) = exchange_rules(exchange_info)?;
+    let rules = trading::rules_for(&rules, &rules_from, &args.symbol)?.clone();
+    if let Some(speed) = args.speed {
+        anyhow::ensure!(
+            speed > 0.0 && speed.is_finite(),
+            "--speed must be above 0, not {speed}"
+        );
+    }
+    if let Some(chart) = &args.chart {
+        let html = chart
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        anyhow::ensure!(
+            html,
+            "--chart {}: the chart is an HTML page; name the file FILE.html",
+            chart.display()
+        );
+    }
+    for file in &args.data {
+        anyhow::ensure!(file.is_file(), "--data {}: no such file", file.display());
+    }
+    let settings = SettingsChange::from(args.settings).applied_to(&TradingSettings::default());
+    let json_to_stdout = args.report.as_deref() == Some(std::path::Path::new("-"));
+    let (source, total) = if args.data.is_empty() {
+        let store = store.context("a backtest over stored trades needs the store")?;
+        let stream = args.market.trades_stream(&args.symbol);
+        (
+            backtest::Source::Store,
+            u64::try_from(store.stream_version(&stream).await?).unwrap_or(0),
+        )
+    } else {
+        let bytes = args
+            .data
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        (
+            backtest::Source::Files {
+                files: args.data.clone(),
+                format: args.format,
+            },
+            bytes,
+        )
+    };
+    let options = backtest::BacktestOptions {
+        symbol: args.symbol.clone(),
+        market: args.market,
+        source,
+        window: Window {
+            from: args.from,
+            to: args.to,
+        },
+        settings,
+        paper: PaperExchange {
+            fill: match args.fill {
+                FillArg::Cross => FillModel::Cross,
+                FillArg::Touch => FillModel::Touch,
+            },
+            partial_fills: args.partial_fills,
+        },
+        rules,
+        // The run id is the one value taken from the clock: it names the kept stream.
+        keep: args.keep.then(uuid::Uuid::now_v7),
+        speed: args.speed,
+        record_orders: args.report.is_some() || args.chart.is_some(),
+    };
+    let template = if args.data.is_empty() {
+        "backtesting [{bar:40}] {pos}/{len} trades ({per_sec}, eta {eta})"
+    } else {
+        "backtesting [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
+    };
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(template)?.progress_chars("=> "));
+    let progress = bar.clone();
+    let started = Instant::now();
+    let result = backtest::run(store, options, Arc::new(move |n| progress.inc(n))).await;
+    bar.finish_and_clear();
+    let mut outcome = result?;
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        trades = outcome.report.summary.trades,
+        secs,
+        "backtest finished"
+    );
+    if let Some(path) = &args.chart {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        let mut w = io::BufWriter::new(file);
+        backtest::chart::write_html(&mut w, &outcome.report, &mut outcome.orders)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+    }
+    let mut out = io::stdout().lock();
+    match &args.report {
+        Some(_) if json_to_stdout => {
+            backtest::report::write_json(&mut out, &outcome.report, &mut outcome.orders)?;
+        }
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+            let mut w = io::BufWriter::new(file);
+            backtest::report::write_json(&mut w, &outcome.report, &mut outcome.orders)
+                .and_then(|()| w.flush())
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        }
+        None => {}
+    }
+    if !json_to_stdout {
+        backtest::report::print_table(&mut out, &outcome.report)?;
+        writeln!(
+            out,
+            "  {:<16} {:.2} s ({:.0} trades/s)",
+            "took",
+            secs,
+            outcome.report.summary.trades as f64 / secs.max(1e-9)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         let io = cause.downcast_ref::<io::Error>().or_else(|| {
@@ -989,38 +1181,6 @@ fn projection_market(market: import::Market) -> hedgehog_projections::Market {
     match market {
         import::Market::Spot => hedgehog_projections::Market::Spot,
         import::Market::UsdmFutures => hedgehog_projections::Market::Usdm,
-    }
-}
-
-/// A time on the command line: ms since the epoch, a date (midnight UTC) or an RFC 3339 time
-/// (UTC when it names no offset).
-fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let full = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_owned()
-    };
-    let time = humantime::parse_rfc3339_weak(&full).map_err(|e| {
-        format!("{e}: give ms since the epoch, a date like 2024-08-08 or a time like 2024-08-08T10:00:00Z")
-    })?;
-    let ms = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| "times before 1970 are not supported".to_owned())?
-        .as_millis();
-    i64::try_from(ms).map_err(|_| "that time is too far in the future".to_owned())
-}
-
-/// A time for people: RFC 3339 in UTC with milliseconds.
-fn format_time(ms: i64) -> String {
-    match u64::try_from(ms) {
-        Ok(ms) => humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string(),
-        Err(_) => ms.to_string(),
     }
 }
 

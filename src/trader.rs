@@ -198,7 +198,7 @@ impl Trader {
 }
 
 /// The id of a decided event: the same decision at the same place always gets the same id.
-fn decision_id(stream: &StreamId, version: i64, event: &Event) -> Uuid {
+pub(crate) fn decision_id(stream: &StreamId, version: i64, event: &Event) -> Uuid {
     let payload = event.encode().unwrap_or_default();
     Uuid::new_v5(
         &DECISION_NAMESPACE,

@@ -5,6 +5,7 @@
 //! as live trading, byte for byte. The imperative shell (the `hedgehog` crate) feeds it events
 //! read from the store and appends the events it decides.
 
+pub mod backtest;
 pub mod events;
 pub mod exchange;
 pub mod formula;

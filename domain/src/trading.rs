@@ -206,6 +206,11 @@ pub fn apply(mut state: TradingState, event: &Event) -> Result<TradingState, App
     Ok(state)
 }
 
+/// Folds one event into the state in place (the hot path of a backtest: no state moves).
+pub fn apply_in_place(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> {
+    apply_mut(state, event)
+}
+
 fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> {
     match event {
         Event::TradingStarted(e) => {

@@ -4,16 +4,18 @@
 //! get into an event, whether it comes from a CLI flag, a CSV row or an old log.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// A Binance-style market symbol such as `BTCUSDT`: 1 to 20 ASCII letters or digits, upper case.
 ///
 /// Lower-case input (as used in Binance stream names, `btcusdt@trade`) is accepted and
-/// upper-cased, so the same market always has one spelling in the log.
+/// upper-cased, so the same market always has one spelling in the log. Cloning is cheap (a
+/// shared string): every event of a symbol carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Symbol(String);
+pub struct Symbol(Arc<str>);
 
 /// Why a symbol was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +42,7 @@ impl Symbol {
         if !input.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(err("only letters A-Z and digits 0-9 are allowed"));
         }
-        Ok(Symbol(input.to_ascii_uppercase()))
+        Ok(Symbol(input.to_ascii_uppercase().into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -57,7 +59,7 @@ impl TryFrom<String> for Symbol {
 
 impl From<Symbol> for String {
     fn from(value: Symbol) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 

@@ -23,6 +23,12 @@ pub struct Window {
 }
 
 impl Window {
+    /// Whether `time` (ms) falls in the window.
+    pub fn contains(self, time: i64) -> bool {
+        let (from, to) = self.bounds();
+        (from..=to).contains(&time)
+    }
+
     fn bounds(self) -> (i64, i64) {
         (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX))
     }

@@ -1,0 +1,521 @@
+//! `hedgehog backtest`: the live strategy and paper exchange replayed over stored or downloaded
+//! trades, on the trades' own clock, in a run of its own.
+//!
+//! The decisions are the domain's [`Backtest`], which is the live trading aggregate and nothing
+//! else: no second implementation to drift. This module is the shell around it, three stages
+//! joined by bounded channels so memory stays flat whatever the number of trades:
+//! 1. a *source* reads trades in batches: files, parsed on a blocking thread exactly as the
+//!    importer parses them, or the symbol's market stream in the store, page by page in stored
+//!    order (the order the live trading worker saw them in);
+//! 2. the *decider*, on a blocking thread of its own, feeds them to the run, paces them when
+//!    asked (`--speed`), and spills finished orders to a temporary file for the report;
+//! 3. with `--keep`, a *keeper* appends the decided events to the run's own stream,
+//!    `backtest-RUN-SYMBOL`, which no live worker or read model reads.
+//!
+//! Isolation: nothing but the keeper writes, and only to that stream.
+
+pub mod chart;
+pub mod report;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hedgehog_domain::backtest::{Backtest, OrderRecord};
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::exchange::SymbolRules;
+use hedgehog_domain::paper_exchange::PaperExchange;
+use hedgehog_domain::trading::Refusal;
+use hedgehog_domain::{Event, Symbol, TradingSettings};
+use hedgehog_projections::query::Window;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::import::{self, ImportError, ImportOptions, Market};
+use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId, PAGE_SIZE};
+use crate::trader::decision_id;
+pub use report::{FileInput, Inputs, Report};
+
+/// Trades per batch handed from the source to the decider.
+const BATCH: usize = 4096;
+/// Batches in flight between two stages: what bounds a run's memory. Deep enough for a
+/// reader to parse a day's file ahead while the decider is on the one before.
+const IN_FLIGHT: usize = 16;
+
+/// What a source hands the decider: trades, and the end of one input.
+enum Piece {
+    Trades(Vec<TradeReceived>),
+    End,
+}
+/// Decided events per append of a kept run (without `--speed`).
+const KEEP_BATCH: usize = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error("the settings cannot run: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no {market} trades of {symbol} {found_in}{window}; {hint}")]
+    NoTrades {
+        market: Market,
+        symbol: Symbol,
+        found_in: String,
+        window: String,
+        hint: &'static str,
+    },
+    #[error("the backtest stopped: {0}")]
+    Stopped(String),
+    #[error("{0} needs the event store")]
+    NoStore(&'static str),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BacktestError {
+    let what = what.into();
+    move |source| BacktestError::Io { what, source }
+}
+
+/// Where a backtest's trades come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Files in any format the importer reads, in the order given.
+    Files {
+        files: Vec<PathBuf>,
+        format: Option<import::Format>,
+    },
+    /// The symbol's market stream in the store.
+    Store,
+}
+
+/// Everything a run depends on.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    pub symbol: Symbol,
+    pub market: Market,
+    pub source: Source,
+    /// Only trades whose trade time falls in it.
+    pub window: Window,
+    pub settings: TradingSettings,
+    pub paper: PaperExchange,
+    pub rules: SymbolRules,
+    /// Keep the decided events under this run id.
+    pub keep: Option<Uuid>,
+    /// Pace the replay: 1 is the trades' own pace, 10 ten times faster. None: no pacing.
+    pub speed: Option<f64>,
+    /// Keep every order for the report (in a temporary file); off, only the counts remain.
+    pub record_orders: bool,
+}
+
+/// The stream a kept run's events go to.
+pub fn run_stream(run: Uuid, symbol: &Symbol) -> StreamId {
+    StreamId::new(&format!("backtest-{}-{symbol}", run.simple()))
+        .expect("a uuid and a symbol make a valid stream name")
+}
+
+/// A finished run: its report, and its orders when they were recorded.
+pub struct Outcome {
+    pub report: Report,
+    pub orders: Orders,
+}
+
+/// The orders of a run, in the order they finished, then those still open: a temporary file
+/// read back one order at a time.
+pub struct Orders {
+    file: Option<File>,
+}
+
+impl Orders {
+    /// Calls `f` with every order, in order.
+    pub fn for_each(
+        &mut self,
+        mut f: impl FnMut(OrderRecord) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.rewind()?;
+        let mut lines = BufReader::new(&*file).lines();
+        while let Some(line) = lines.next().transpose()? {
+            f(serde_json::from_str(&line)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a backtest. `progress` hears how far the source got: input bytes for files, trades for
+/// the store.
+pub async fn run(
+    store: Option<&Store>,
+    options: BacktestOptions,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<Outcome, BacktestError> {
+    let backtest = Backtest::start(
+        options.rules.clone(),
+        options.paper,
+        options.settings.clone(),
+    )?;
+    let mut sources = Vec::new();
+    let mut receivers = Vec::new();
+    let inputs = match &options.source {
+        Source::Files { files, format } => {
+            let import = ImportOptions {
+                symbol: Some(options.symbol.clone()),
+                format: *format,
+                market: Some(options.market),
+                ..ImportOptions::default()
+            };
+            // Files are parsed in parallel, file i by reader i % n, and decided in order.
+            let readers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, files.len().max(1));
+            for reader in 0..readers {
+                let (tx, rx) = mpsc::channel::<Piece>(IN_FLIGHT);
+                receivers.push(rx);
+                let mine: Vec<(usize, PathBuf)> = files
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .skip(reader)
+                    .step_by(readers)
+                    .collect();
+                let import = import.clone();
+                let window = options.window;
+                let progress = Arc::clone(&progress);
+                sources.push(tokio::task::spawn_blocking(move || {
+                    read_files(&mine, &import, window, &*progress, &tx)
+                }));
+            }
+            files.len()
+        }
+        Source::Store => {
+            let store = store
+                .ok_or(BacktestError::NoStore("a backtest over stored trades"))?
+                .clone();
+            let stream = options.market.trades_stream(&options.symbol);
+            let window = options.window;
+            let progress = Arc::clone(&progress);
+            let (tx, rx) = mpsc::channel::<Piece>(IN_FLIGHT);
+            receivers.push(rx);
+            sources.push(tokio::spawn(async move {
+                read_store(&store, &stream, window, &*progress, &tx).await?;
+                Ok(Vec::new())
+            }));
+            1
+        }
+    };
+    let (keep_tx, keeper) = match options.keep {
+        Some(run) => {
+            let (tx, rx) = mpsc::channel::<Vec<Event>>(IN_FLIGHT);
+            let stream = run_stream(run, &options.symbol);
+            let store = store
+                .ok_or(BacktestError::NoStore("keeping a run"))?
+                .clone();
+            (Some(tx), Some(tokio::spawn(keep(store, stream, run, rx))))
+        }
+        None => (None, None),
+    };
+    let decide_options = options.clone();
+    let decider = tokio::task::spawn_blocking(move || {
+        decide(
+            backtest,
+            &decide_options,
+            receivers,
+            inputs,
+            keep_tx.as_ref(),
+        )
+    });
+    let decided = decider.await;
+    // A source's error explains a decider that ran dry early: report it first.
+    let mut files = Vec::new();
+    for source in sources {
+        files.extend(joined(source.await)??);
+    }
+    files.sort_by_key(|(i, _)| *i);
+    let files = files.into_iter().map(|(_, f)| f).collect();
+    let (finished, orders) = joined(decided)??;
+    if let Some(keeper) = keeper {
+        joined(keeper.await)??;
+    }
+    if finished.summary.trades == 0 {
+        return Err(no_trades(&options));
+    }
+    let report = Report::new(&options, files, finished);
+    Ok(Outcome { report, orders })
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, BacktestError> {
+    r.map_err(|e| BacktestError::Stopped(e.to_string()))
+}
+
+fn no_trades(options: &BacktestOptions) -> BacktestError {
+    let (found_in, hint) = match &options.source {
+        Source::Files { files, .. } => (
+            format!(
+                "in {}",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "check --symbol, --market and the window",
+        ),
+        Source::Store => (
+            format!(
+                "in the store ({})",
+                options.market.trades_stream(&options.symbol)
+            ),
+            "import some with `hedgehog import trades`, stream them, or pass --data FILE",
+        ),
+    };
+    let window = match (options.window.from, options.window.to) {
+        (None, None) => String::new(),
+        (from, to) => format!(
+            " between {} and {}",
+            from.map_or("the start".to_owned(), |t| format!("{t} ms")),
+            to.map_or("the end".to_owned(), |t| format!("{t} ms"))
+        ),
+    };
+    BacktestError::NoTrades {
+        market: options.market,
+        symbol: options.symbol.clone(),
+        found_in,
+        window,
+        hint,
+    }
+}
+
+/// Files, hashed and parsed in turn, in batches down `tx`, each closed by an end mark;
+/// `files` carries each file's place in the run.
+fn read_files(
+    files: &[(usize, PathBuf)],
+    options: &ImportOptions,
+    window: Window,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    tx: &mpsc::Sender<Piece>,
+) -> Result<Vec<(usize, FileInput)>, BacktestError> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for (index, file) in files {
+        let (sha256, bytes) = hash_file(file)?;
+        let mut trades = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        let read = import::for_each_trade(file, options, progress, &mut |_, trade| {
+            if !window.contains(trade.trade_time.0) {
+                return Ok(());
+            }
+            trades += 1;
+            batch.push(trade);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                // The decider only goes away when it failed; its error is the one reported.
+                tx.blocking_send(Piece::Trades(full))
+                    .map_err(|_| ImportError::Stopped)?;
+            }
+            Ok(())
+        });
+        match read {
+            Ok(_) => {}
+            Err(ImportError::Stopped) => return Ok(inputs),
+            Err(e) => return Err(e.into()),
+        }
+        let sent = (batch.is_empty() || tx.blocking_send(Piece::Trades(batch)).is_ok())
+            && tx.blocking_send(Piece::End).is_ok();
+        inputs.push((
+            *index,
+            FileInput {
+                path: file.display().to_string(),
+                sha256,
+                bytes,
+                trades,
+            },
+        ));
+        if !sent {
+            return Ok(inputs);
+        }
+    }
+    Ok(inputs)
+}
+
+/// SHA-256 of a file's bytes as stored (compressed or not), and its size.
+fn hash_file(path: &Path) -> Result<(String, u64), BacktestError> {
+    let what = || format!("{}", path.display());
+    let mut file = File::open(path).map_err(io_error(what()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io_error(what()))?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok((format!("{:x}", hasher.finalize()), bytes))
+}
+
+/// The market stream in stored order, page by page down `tx`.
+async fn read_store(
+    store: &Store,
+    stream: &StreamId,
+    window: Window,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    tx: &mpsc::Sender<Piece>,
+) -> Result<(), BacktestError> {
+    let mut from = 1;
+    loop {
+        let page = store.read_stream(stream, from, PAGE_SIZE).await?;
+        let Some(last) = page.last() else {
+            let _ = tx.send(Piece::End).await;
+            return Ok(());
+        };
+        from = last.stream_version + 1;
+        let read = page.len();
+        progress(read as u64);
+        let trades: Vec<TradeReceived> = page
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::TradeReceived(t) if window.contains(t.trade_time.0) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if !trades.is_empty() && tx.send(Piece::Trades(trades)).await.is_err() {
+            return Ok(()); // the decider failed; its error is the one reported
+        }
+        if (read as i64) < PAGE_SIZE {
+            let _ = tx.send(Piece::End).await;
+            return Ok(());
+        }
+    }
+}
+
+/// Feeds every trade to the run; returns its end and its orders.
+fn decide(
+    mut backtest: Backtest,
+    options: &BacktestOptions,
+    mut sources: Vec<mpsc::Receiver<Piece>>,
+    inputs: usize,
+    keep: Option<&mpsc::Sender<Vec<Event>>>,
+) -> Result<(hedgehog_domain::backtest::Finished, Orders), BacktestError> {
+    let mut spill = if options.record_orders {
+        let file = tempfile::tempfile().map_err(io_error("a temporary file for the orders"))?;
+        Some(BufWriter::new(file))
+    } else {
+        None
+    };
+    let spill_error = io_error("writing the orders to a temporary file");
+    let mut kept: Vec<Event> = backtest.decided().to_vec();
+    let mut clock: Option<(Instant, i64)> = None;
+    let pace = options.speed.filter(|s| *s > 0.0);
+    let mut input = 0;
+    while input < inputs {
+        let n = sources.len();
+        let batch = match sources[input % n].blocking_recv() {
+            Some(Piece::Trades(batch)) => batch,
+            Some(Piece::End) => {
+                input += 1;
+                continue;
+            }
+            None => break, // its reader failed: the run reports that reader's error
+        };
+        for trade in &batch {
+            if let Some(speed) = pace {
+                let (start, first) = *clock.get_or_insert((Instant::now(), trade.trade_time.0));
+                let due = Duration::from_secs_f64(
+                    (trade.trade_time.0 - first).max(0) as f64 / 1000.0 / speed,
+                );
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    // Flush what was decided so far: a paced run is watched as it goes.
+                    send_kept(keep, &mut kept)?;
+                    std::thread::sleep(wait);
+                }
+            }
+            let decided = backtest.trade(trade);
+            if decided.is_empty() {
+                continue;
+            }
+            if keep.is_some() {
+                kept.extend_from_slice(decided);
+                if kept.len() >= KEEP_BATCH {
+                    send_kept(keep, &mut kept)?;
+                }
+            }
+            if let Some(w) = spill.as_mut() {
+                for order in backtest.take_finished() {
+                    write_order(w, &order)
+                        .map_err(io_error("writing the orders to a temporary file"))?;
+                }
+            } else {
+                backtest.take_finished();
+            }
+        }
+    }
+    send_kept(keep, &mut kept)?;
+    let finished = backtest.finish();
+    let file = match spill {
+        Some(mut w) => {
+            for order in &finished.open_orders {
+                write_order(&mut w, order)
+                    .map_err(io_error("writing the orders to a temporary file"))?;
+            }
+            Some(w.into_inner().map_err(|e| spill_error(e.into_error()))?)
+        }
+        None => None,
+    };
+    Ok((finished, Orders { file }))
+}
+
+fn write_order(w: &mut impl Write, order: &OrderRecord) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, order)?;
+    w.write_all(b"\n")
+}
+
+fn send_kept(
+    keep: Option<&mpsc::Sender<Vec<Event>>>,
+    kept: &mut Vec<Event>,
+) -> Result<(), BacktestError> {
+    if let Some(tx) = keep {
+        if !kept.is_empty() {
+            tx.blocking_send(std::mem::take(kept))
+                .map_err(|_| BacktestError::Stopped("storing the run's events failed".into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a kept run's events to its stream, batch by batch. Ids derive from the stream,
+/// version and content, as a live worker's do.
+async fn keep(
+    store: Store,
+    stream: StreamId,
+    run: Uuid,
+    mut rx: mpsc::Receiver<Vec<Event>>,
+) -> Result<(), BacktestError> {
+    let mut version = 0i64;
+    while let Some(events) = rx.recv().await {
+        let batch = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let id = decision_id(&stream, version + 1 + i as i64, &event);
+                NewEvent::new(event).with_id(id).caused_by(run, run)
+            })
+            .collect();
+        let outcome = store
+            .append(&stream, ExpectedVersion::Exact(version), batch)
+            .await?;
+        version = outcome.stream_version;
+    }
+    Ok(())
+}
