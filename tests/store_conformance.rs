@@ -24,6 +24,7 @@ on_both_backends!(
     eventually_store_views_map_versions_and_positions,
     append_only_at_the_database_level,
     many_processes_can_open_a_fresh_store_at_once,
+    first_trade_after_finds_where_a_worker_resumes,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -47,6 +48,56 @@ async fn take(
 
 mod cases {
     use super::*;
+
+    pub async fn first_trade_after_finds_where_a_worker_resumes(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        // Nothing stored: nowhere to resume (not an error, not position 0).
+        assert_eq!(store.first_trade_after(&stream, None).await.unwrap(), None);
+        assert_eq!(
+            store.first_trade_after(&stream, Some(5)).await.unwrap(),
+            None
+        );
+        // Stored out of id order: the earliest *stored* trade above the cursor.
+        let ids = [10u64, 12, 11, 13];
+        let events = ids
+            .iter()
+            .map(|id| NewEvent::new(common::trade("ADAUSDT", *id)))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        let position = |id: u64| {
+            let store = store.clone();
+            let stream = stream.clone();
+            async move {
+                store
+                    .read_stream_to_end(&stream)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|e| e.event.trade_id() == Some(id))
+                    .map(|e| e.position)
+            }
+        };
+        assert_eq!(
+            store.first_trade_after(&stream, None).await.unwrap(),
+            position(10).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(10)).await.unwrap(),
+            position(12).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(12)).await.unwrap(),
+            position(13).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(13)).await.unwrap(),
+            None
+        );
+    }
 
     pub async fn append_then_read_back_with_metadata(db: &TestDb) {
         let store = db.open().await;

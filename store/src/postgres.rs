@@ -255,12 +255,13 @@ impl Backend for PgBackend {
     ) -> Result<Option<i64>, StoreError> {
         // The earliest *stored* of them, not the lowest id: a file may hold trades out of id
         // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
-        Ok(sqlx::query_scalar(
+        // MIN over no rows is one row holding NULL: decoded as an Option, it is "none".
+        Ok(sqlx::query_scalar::<_, Option<i64>>(
             "SELECT MIN(position) FROM events WHERE stream_id = $1 AND trade_id > $2",
         )
         .bind(stream.as_str())
         .bind(after)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?)
     }
 
