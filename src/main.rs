@@ -352,7 +352,7 @@ struct BacktestArgs {
     /// the table).
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Draw price, fills and equity as a self-contained HTML page.
+    /// Draw price, fills and equity: FILE.html (a self-contained page) or FILE.png.
     #[arg(long)]
     chart: Option<PathBuf>,
     /// Store the run's decided events in the store, in a stream of their own
@@ -824,16 +824,22 @@ async fn backtest(
             "--speed must be above 0, not {speed}"
         );
     }
-    if let Some(chart) = &args.chart {
-        let html = chart
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-        anyhow::ensure!(
-            html,
-            "--chart {}: the chart is an HTML page; name the file FILE.html",
-            chart.display()
-        );
-    }
+    let png_chart = match &args.chart {
+        Some(chart) => {
+            let ext = chart
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            match ext.as_deref() {
+                Some("html" | "htm") => false,
+                Some("png") => true,
+                _ => anyhow::bail!(
+                    "--chart {}: name the file FILE.html (a web page) or FILE.png (an image)",
+                    chart.display()
+                ),
+            }
+        }
+        None => false,
+    };
     for file in &args.data {
         anyhow::ensure!(file.is_file(), "--data {}: no such file", file.display());
     }
@@ -904,9 +910,15 @@ async fn backtest(
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot write the chart to {}", path.display()))?;
         let mut w = io::BufWriter::new(file);
-        backtest::chart::write_html(&mut w, &outcome.report, &mut outcome.orders)
-            .and_then(|()| w.flush())
-            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        let context = || format!("cannot write the chart to {}", path.display());
+        if png_chart {
+            backtest::chart::write_png(&mut w, &outcome.report, &mut outcome.orders)
+                .with_context(context)?;
+        } else {
+            backtest::chart::write_html(&mut w, &outcome.report, &mut outcome.orders)
+                .with_context(context)?;
+        }
+        w.flush().with_context(context)?;
     }
     let mut out = io::stdout().lock();
     match &args.report {

@@ -1,5 +1,6 @@
-//! `--chart FILE.html`: price with the buy and sell fills marked, and equity below it, as one
-//! self-contained HTML page (inline SVG, no script, no network), readable offline and years on.
+//! `--chart FILE.html|FILE.png`: price with the buy and sell fills marked, and equity below it,
+//! as one self-contained HTML page (inline SVG, no script, no network: readable offline and
+//! years on) or as a PNG of the same drawing (rendered by resvg with the system's fonts).
 //!
 //! Coordinates are floating point: they are pixels, not money. The price line is the equity
 //! curve's samples (the last trade of each time bucket); fills are drawn where they happened,
@@ -69,8 +70,96 @@ impl Scale {
     }
 }
 
-/// Writes the chart page.
+/// Writes the chart as an HTML page.
 pub fn write_html(out: &mut impl Write, report: &Report, orders: &mut Orders) -> io::Result<()> {
+    let svg = svg(report, orders)?;
+    let s = &report.summary;
+    writeln!(
+        out,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}} code{{font-size:12px}}</style>
+</head><body>
+<p>{trades} trades, {from} .. {to}; orders placed {placed}, filled {filled}; positions closed {closed}; realized profit {profit} {q}; fees {fees} {q}.<br>
+fingerprint <code>{fp}</code>; trades sha256 <code>{ts}</code></p>
+{svg}</body></html>"#,
+        t = escape(&title(report)),
+        trades = s.trades,
+        from = s.first_trade_time.map_or("-".into(), |t| format_time(t.0)),
+        to = s.last_trade_time.map_or("-".into(), |t| format_time(t.0)),
+        placed = s.orders_placed,
+        filled = s.orders_filled,
+        closed = s.positions_closed,
+        profit = s.realized_profit,
+        fees = s.fees,
+        q = escape(&report.quote_asset),
+        fp = report.fingerprint,
+        ts = report.inputs.trades_sha256,
+    )
+}
+
+/// Why a PNG could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PngError {
+    #[error("cannot draw the chart: {0}")]
+    Svg(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Writes the chart as a PNG.
+pub fn write_png(
+    out: &mut impl Write,
+    report: &Report,
+    orders: &mut Orders,
+) -> Result<(), PngError> {
+    use resvg::{tiny_skia, usvg};
+    let svg = svg(report, orders)?;
+    let mut fonts = usvg::fontdb::Database::new();
+    fonts.load_system_fonts();
+    if fonts.is_empty() {
+        tracing::warn!("no system fonts found: the PNG chart is drawn without its labels");
+    }
+    let options = usvg::Options {
+        fontdb: std::sync::Arc::new(fonts),
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_str(&svg, &options).map_err(|e| PngError::Svg(e.to_string()))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| PngError::Svg("the image has no area".into()))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    let png = pixmap
+        .encode_png()
+        .map_err(|e| PngError::Svg(e.to_string()))?;
+    out.write_all(&png)?;
+    Ok(())
+}
+
+fn title(report: &Report) -> String {
+    let s = &report.summary;
+    format!(
+        "{} {} backtest: return {}, max drawdown {} {}",
+        report.symbol,
+        report.market,
+        s.return_on_budget.map_or("-".into(), |r| format!(
+            "{} %",
+            (r * Decimal::ONE_HUNDRED).round_dp(2)
+        )),
+        s.max_drawdown,
+        report.quote_asset
+    )
+}
+
+/// The drawing itself, as a standalone SVG document.
+fn svg(report: &Report, orders: &mut Orders) -> io::Result<String> {
+    let mut out = Vec::new();
+    draw(&mut out, report, orders)?;
+    String::from_utf8(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn draw(out: &mut impl Write, report: &Report, orders: &mut Orders) -> io::Result<()> {
     let mut fills = 0usize;
     orders.for_each(|o| {
         fills += o.fills.len();
@@ -118,41 +207,14 @@ pub fn write_html(out: &mut impl Write, report: &Report, orders: &mut Orders) ->
     let py = Scale::new(pmin, pmax, (PRICE_TOP + PRICE_HEIGHT, PRICE_TOP));
     let ey = Scale::new(emin, emax, (EQUITY_TOP + EQUITY_HEIGHT, EQUITY_TOP));
 
-    let title = format!(
-        "{} {} backtest: return {}, max drawdown {} {}",
-        report.symbol,
-        report.market,
-        s.return_on_budget.map_or("-".into(), |r| format!(
-            "{} %",
-            (r * Decimal::ONE_HUNDRED).round_dp(2)
-        )),
-        s.max_drawdown,
-        report.quote_asset
-    );
     writeln!(
         out,
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}} svg text{{font:12px system-ui,sans-serif;fill:#444}} code{{font-size:12px}}</style>
-</head><body>
-<h1 style="font-size:18px">{t}</h1>
-<p>{trades} trades, {from} .. {to}; orders placed {placed}, filled {filled}; positions closed {closed}; realized profit {profit} {q}; fees {fees} {q}.<br>
-fingerprint <code>{fp}</code>; trades sha256 <code>{ts}</code>{stride}</p>
-<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#,
-        t = escape(&title),
-        trades = s.trades,
-        from = s.first_trade_time.map_or("-".into(), |t| format_time(t.0)),
-        to = s.last_trade_time.map_or("-".into(), |t| format_time(t.0)),
-        placed = s.orders_placed,
-        filled = s.orders_filled,
-        closed = s.positions_closed,
-        profit = s.realized_profit,
-        fees = s.fees,
-        q = escape(&report.quote_asset),
-        fp = report.fingerprint,
-        ts = report.inputs.trades_sha256,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="#444">
+<rect width="{w}" height="{h}" fill="#fff"/>
+<text x="{LEFT}" y="24" font-size="15" fill="#222">{t}</text>{stride}"##,
+        t = escape(&title(report)),
         stride = if every > 1 {
-            format!("; {fills} fills, every {every}th drawn")
+            format!(r#"<text x="{LEFT}" y="42">{fills} fills, every {every}th drawn</text>"#)
         } else {
             String::new()
         },
@@ -231,7 +293,7 @@ fingerprint <code>{fp}</code>; trades sha256 <code>{ts}</code>{stride}</p>
         HEIGHT - 8.0,
         escape(&report.quote_asset)
     )?;
-    writeln!(out, "</svg>\n</body></html>")
+    writeln!(out, "</svg>")
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {

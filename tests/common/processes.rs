@@ -75,15 +75,22 @@ pub fn start_streamer(db: &TestDb, url: &str) -> Running {
 
 /// `hedgehog stream` with `args` (no `--symbol`: it follows the streaming switches).
 pub fn start_stream(db: &TestDb, url: &str, args: &[&str]) -> Running {
+    let mut all = vec!["stream"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--binance-ws-url", url]);
+    spawn(db, &all)
+}
+
+/// `hedgehog --database-url DB ARGS...` left running (stdout piped for [`stop`]).
+pub fn spawn(db: &TestDb, args: &[&str]) -> Running {
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url, "stream"])
+        .args(["--database-url", &db.url])
         .args(args)
-        .args(["--binance-ws-url", url])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map(|child| Running(Some(child)))
-        .expect("start the streamer")
+        .expect("start hedgehog")
 }
 
 /// SIGTERM, then the summary line the streamer prints after flushing.
