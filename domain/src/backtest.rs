@@ -510,6 +510,8 @@ impl Curve {
 
     fn record(&mut self, time: Timestamp, price: Decimal, equity: Decimal) {
         let bucket = self.bucket(time);
+        // Samples never go back in time, even when a trade prints a little late.
+        let time = self.points.last().map_or(time, |(_, s)| time.max(s.time));
         let sample = Sample {
             time,
             price,
@@ -538,7 +540,7 @@ impl Curve {
         let bucket = self.bucket(time);
         match self.points.last_mut() {
             Some((b, last)) if *b == bucket => {
-                last.time = time;
+                last.time = time.max(last.time);
                 last.price = price;
             }
             Some((_, last)) => {

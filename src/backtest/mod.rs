@@ -205,7 +205,7 @@ pub async fn run(
             let stream = options.market.trades_stream(&options.symbol);
             let window = options.window;
             let progress = Arc::clone(&progress);
-            let (tx, rx) = mpsc::channel::<Piece>(IN_FLIGHT);
+            let (tx, rx) = mpsc::channel::<Piece>(PAGES_AHEAD);
             receivers.push(rx);
             sources.push(tokio::spawn(async move {
                 read_store(&store, &stream, window, &*progress, &tx).await?;
@@ -365,7 +365,11 @@ fn hash_file(path: &Path) -> Result<(String, u64), BacktestError> {
     Ok((format!("{:x}", hasher.finalize()), bytes))
 }
 
-/// The market stream in stored order, page by page down `tx`.
+/// Pages of the market stream read at once: SQLite answers each on a connection of its own and
+/// decodes it on every core, so the next pages are ready while the decider works.
+const PAGES_AHEAD: usize = 2;
+
+/// The market stream in stored order, as it stood when the run began, page by page down `tx`.
 async fn read_store(
     store: &Store,
     stream: &StreamId,
@@ -373,16 +377,18 @@ async fn read_store(
     progress: &(dyn Fn(u64) + Send + Sync),
     tx: &mpsc::Sender<Piece>,
 ) -> Result<(), BacktestError> {
-    let mut from = 1;
-    loop {
-        let page = store.read_stream(stream, from, PAGE_SIZE).await?;
-        let Some(last) = page.last() else {
-            let _ = tx.send(Piece::End).await;
-            return Ok(());
-        };
-        from = last.stream_version + 1;
-        let read = page.len();
-        progress(read as u64);
+    use futures::StreamExt;
+    // Stream versions run 1..=version without gaps, so every page's range is known up front.
+    let version = store.stream_version(stream).await?;
+    let pages = (0..(version + PAGE_SIZE - 1) / PAGE_SIZE).map(|page| {
+        let from = 1 + page * PAGE_SIZE;
+        let limit = PAGE_SIZE.min(version - from + 1);
+        async move { store.read_stream(stream, from, limit).await }
+    });
+    let mut pages = futures::stream::iter(pages).buffered(PAGES_AHEAD);
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        progress(page.len() as u64);
         let trades: Vec<TradeReceived> = page
             .into_iter()
             .filter_map(|e| match e.event {
@@ -393,11 +399,9 @@ async fn read_store(
         if !trades.is_empty() && tx.send(Piece::Trades(trades)).await.is_err() {
             return Ok(()); // the decider failed; its error is the one reported
         }
-        if (read as i64) < PAGE_SIZE {
-            let _ = tx.send(Piece::End).await;
-            return Ok(());
-        }
     }
+    let _ = tx.send(Piece::End).await;
+    Ok(())
 }
 
 /// Feeds every trade to the run; returns its end and its orders.

@@ -171,7 +171,10 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-65536")
+            // 8 MiB a connection: the B-trees' inner pages fit, and a long scan (a backtest,
+            // a rebuild) does not grow every pooled connection's cache to a large, cold copy
+            // of the file; 64 MiB measured no faster and quadrupled the RSS of such scans.
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
