@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         no_read: bool,
     },
+    /// Write a synthetic trade file (gzipped Binance trade CSV, one symbol) for backtest runs
+    /// of any length: `hedgehog backtest --symbol BTCUSDT --data FILE`.
+    Synth {
+        #[arg(long, default_value_t = 10_000_000)]
+        trades: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Project stored trades into `trade_events` and the six candle intervals from position 0
     /// (a rebuild), appending synthetic trades first if the store holds fewer than --events.
     Project {
@@ -58,6 +68,52 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+}
+
+/// A deterministic pseudo-random walk (xorshift64*): the same seed gives the same file.
+struct Walk(u64);
+
+impl Walk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Writes `trades` synthetic trades as a gzipped Binance trade CSV: a random walk in steps of
+/// up to 30 cents around 30,000, one trade every 1 to 100 ms.
+fn synth(trades: u64, out: &std::path::Path, seed: u64) -> anyhow::Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("{}", out.display()))?;
+    let mut w = std::io::BufWriter::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    let mut walk = Walk(seed.max(1));
+    let mut cents: i64 = 3_000_000;
+    let mut time: i64 = 1_700_000_000_000;
+    for id in 1..=trades {
+        let r = walk.next();
+        // Steps of -30..=+30 cents, nudged back towards 30,000 so the walk stays in range.
+        let step = (r % 61) as i64 - 30 - (cents - 3_000_000).signum() * i64::from(r % 7 == 0);
+        cents = (cents + step).max(100);
+        time += 1 + (r >> 32) as i64 % 100;
+        let qty = 1 + (r >> 16) % 50_000;
+        let price = Decimal::new(cents, 2);
+        let quantity = Decimal::new(qty as i64, 5);
+        writeln!(
+            w,
+            "{id},{price:.8},{quantity:.8},{:.8},{time},{},true",
+            price * quantity,
+            if r & 1 == 0 { "True" } else { "False" }
+        )?;
+    }
+    w.into_inner()
+        .map_err(|e| e.into_error())?
+        .finish()?
+        .sync_all()?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +231,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ack_log,
             no_read,
         } => append(backend, database_url, events, batch, ack_log, no_read).await,
+        Command::Synth { trades, out, seed } => {
+            let started = Instant::now();
+            synth(trades, &out, seed)?;
+            println!(
+                "wrote {trades} trades to {} in {:.1} s",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Project {
             backend,
             database_url,

@@ -226,9 +226,13 @@ impl Backend for PgBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Versions are contiguous, so the page is a closed range: with the upper bound the
+        // planner walks the (stream_id, stream_version) index for `limit` rows even when its
+        // statistics are stale (right after a bulk import it chose a bitmap scan of the whole
+        // stream's tail and an on-disk sort, 200 ms a page).
         let sql = format!(
             "{SELECT_COLUMNS} WHERE stream_id = $1 AND stream_version >= $2 \
-             ORDER BY stream_version LIMIT $3"
+             AND stream_version < $2 + $3 ORDER BY stream_version LIMIT $3"
         );
         let rows: Vec<Row> = sqlx::query_as(&sql)
             .bind(stream.as_str())
