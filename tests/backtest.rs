@@ -126,22 +126,7 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
     // XRPUSDT (tick 0.0001, step 1, min notional 5), the book's settings: chunks 5 of a 100
     // USDT budget, buy 0.25 % down, 0.1 % profit, rebuy 0.1 % down, 0.1 % fee per side.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("xrp.csv");
-    let prices = [
-        "0.4300", "0.4295", "0.4288", "0.4280", "0.4302", "0.4260", "0.4290",
-    ];
-    let rows: Vec<String> = prices
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "{},{p},1000,430.00000000,{},false",
-                i + 1,
-                1_560_000_000_000 + i * 1000
-            )
-        })
-        .collect();
-    write_lines(&data, &rows);
+    let data = xrp_file(dir.path());
     let report = dir.path().join("report.json");
     let out = succeeded(run(
         NO_STORE,
@@ -426,6 +411,89 @@ fn the_table_and_chart_are_written_and_bad_input_is_refused_clearly() {
     ));
     assert!(err.contains("no spot trades of ADAUSDT"), "{err}");
     assert!(!Path::new("/nonexistent-hedgehog-dir").exists());
+}
+
+/// The book scenario's file: XRPUSDT trades one second apart.
+fn xrp_file(dir: &Path) -> PathBuf {
+    let data = dir.join("xrp.csv");
+    let prices = [
+        "0.4300", "0.4295", "0.4288", "0.4280", "0.4302", "0.4260", "0.4290",
+    ];
+    let rows: Vec<String> = prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{},{p},1000,430.00000000,{},false",
+                i + 1,
+                1_560_000_000_000 + i * 1000
+            )
+        })
+        .collect();
+    write_lines(&data, &rows);
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speed_paces_a_kept_run_so_it_can_be_watched_as_it_goes() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let data = xrp_file(dir.path());
+    let started = Instant::now();
+    // Six seconds of trades at four times their pace: a second and a half at least.
+    let mut running = spawn(
+        &db,
+        &[
+            "backtest",
+            "--symbol",
+            "XRPUSDT",
+            "--data",
+            data.to_str().unwrap(),
+            "--chunks",
+            "5",
+            "--budget",
+            "100",
+            "--buy-down-interval",
+            "0.0025",
+            "--profit-target",
+            "0.001",
+            "--keep",
+            "--speed",
+            "4",
+        ],
+    );
+    let store = db.open().await;
+    let mut seen = Vec::new();
+    while running.child().try_wait().unwrap().is_none() {
+        let kept = store.streams().await.unwrap();
+        if let Some((_, version)) = kept
+            .iter()
+            .find(|(s, _)| s.as_str().starts_with("backtest-"))
+        {
+            if seen.last() != Some(version) {
+                seen.push(*version);
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the run ends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running.child().wait().unwrap().success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "paced by the trades' clock: {:?}",
+        started.elapsed()
+    );
+    // Watched from another handle, the kept stream grew trade by trade, to all 18 decisions.
+    let (_, last) = store
+        .streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| s.as_str().starts_with("backtest-"))
+        .unwrap();
+    assert_eq!(last, 18);
+    assert!(seen.len() >= 3, "intermediate states seen: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
 
 async fn events_of(store: &Store, stream: &StreamId) -> Vec<Event> {
