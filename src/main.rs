@@ -144,6 +144,10 @@ enum Command {
         /// Only orders in this status.
         #[arg(long, value_enum)]
         status: Option<OrderStatusArg>,
+        /// The orders of this kept backtest run (`backtest --keep` prints its id) instead of the
+        /// live ones.
+        #[arg(long)]
+        run: Option<String>,
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
@@ -186,7 +190,7 @@ enum ProjectionsCommandArg {
     /// Empty the named projections (all without a name) and project them again from position 0.
     /// The store stays usable meanwhile; a running engine's projector follows along.
     Rebuild {
-        /// trade_events, orders, trading_settings, streaming_settings or candles.
+        /// trade_events, orders, backtest_orders, trading_settings, streaming_settings or candles.
         names: Vec<String>,
     },
 }
@@ -723,11 +727,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders {
             symbol,
             status,
+            run,
             format,
         } => {
             catch_up(&store).await?;
             let orders = query::orders(
                 &store.database(),
+                run.as_deref(),
                 symbol.as_ref(),
                 status.map(OrderStatusArg::as_str),
             )

@@ -574,6 +574,53 @@ mod cases {
             "[]",
             "the live orders read model ignores runs"
         );
+        // The run's own orders are projected into `backtest_orders`, as the report has them.
+        let run = store_run["run_id"].as_str().unwrap();
+        assert!(
+            table.contains(&format!("hedgehog orders --run {run}")),
+            "{table}"
+        );
+        let projected: Value = serde_json::from_str(&ok(hedgehog(
+            db,
+            &["orders", "--run", run, "--format", "json"],
+        )))
+        .unwrap();
+        let mut projected: Vec<(u64, String, String, Decimal)> = projected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                assert_eq!(o["run_id"], run);
+                (
+                    o["order_id"].as_u64().unwrap(),
+                    o["status"].as_str().unwrap().to_owned(),
+                    o["side"].as_str().unwrap().to_owned(),
+                    dec_of(&o["executed_quantity"]),
+                )
+            })
+            .collect();
+        let mut reported: Vec<(u64, String, String, Decimal)> = store_run["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["order_id"].as_u64().unwrap(),
+                    o["status"].as_str().unwrap().to_owned(),
+                    o["side"].as_str().unwrap().to_owned(),
+                    dec_of(&o["executed"]),
+                )
+            })
+            .collect();
+        projected.sort();
+        reported.sort();
+        assert!(!reported.is_empty());
+        assert_eq!(projected, reported);
+        let none = ok(hedgehog(
+            db,
+            &["orders", "--run", "nosuchrun", "--format", "json"],
+        ));
+        assert_eq!(none.trim(), "[]");
         let status = ok(hedgehog(db, &["trading", "status", "ADAUSDT"]));
         assert!(status.contains("off"), "{status}");
 

@@ -182,7 +182,7 @@ async fn catch_up(store: &Store) {
 
 /// Every read-model table as text rows in key order, for comparing two states.
 async fn tables(db: &TestDb) -> BTreeMap<&'static str, Vec<String>> {
-    let specs: [(&str, &str, &str); 5] = [
+    let specs: [(&str, &str, &str); 6] = [
         (
             "trade_events",
             "market, symbol, trade_id, price, quantity, buyer_order_id, seller_order_id, \
@@ -195,6 +195,13 @@ async fn tables(db: &TestDb) -> BTreeMap<&'static str, Vec<String>> {
              original_quantity, executed_quantity, cumulative_quote_quantity, status, fees, \
              fee_asset, time, update_time, position",
             "symbol, order_id",
+        ),
+        (
+            "backtest_orders",
+            "run_id, symbol, order_id, client_order_id, position_id, side, type, time_in_force, \
+             price, original_quantity, executed_quantity, cumulative_quote_quantity, status, \
+             fees, fee_asset, time, update_time, position",
+            "run_id, symbol, order_id",
         ),
         (
             "trading_settings",
@@ -480,7 +487,7 @@ mod cases {
             expected.values().any(|o| o.0 == "CANCELED"),
             "the stop cancels"
         );
-        let orders = query::orders(&store.database(), Some(&sym), None)
+        let orders = query::orders(&store.database(), None, Some(&sym), None)
             .await
             .unwrap();
         let got: BTreeMap<u64, (String, Decimal, Decimal)> = orders
@@ -488,7 +495,7 @@ mod cases {
             .map(|o| (o.order_id, (o.status.clone(), o.executed_quantity, o.fees)))
             .collect();
         assert_eq!(got, expected);
-        let filled = query::orders(&store.database(), None, Some("FILLED"))
+        let filled = query::orders(&store.database(), None, None, Some("FILLED"))
             .await
             .unwrap();
         assert_eq!(
@@ -531,6 +538,7 @@ mod cases {
             [
                 ("trade_events", 1),
                 ("orders", 1),
+                ("backtest_orders", 1),
                 ("trading_settings", 1),
                 ("streaming_settings", 1),
                 ("candles", 2)

@@ -115,7 +115,7 @@ pub enum ProjectionError {
         column: &'static str,
         value: String,
     },
-    #[error("unknown projection {0:?}: the projections are trade_events, orders, trading_settings, streaming_settings and candles")]
+    #[error("unknown projection {0:?}: the projections are trade_events, orders, backtest_orders, trading_settings, streaming_settings and candles")]
     UnknownProjection(String),
     #[error("unknown market {0:?}: use spot or usdm")]
     UnknownMarket(String),
@@ -178,6 +178,7 @@ pub fn all() -> Vec<Box<dyn ReadModel>> {
     vec![
         Box::new(trade_events::TradeEvents::new()),
         Box::new(orders::Orders::new()),
+        Box::new(orders::Orders::backtests()),
         Box::new(settings::TradingSettingsModel::new()),
         Box::new(settings::StreamingSettingsModel::new()),
         Box::new(candles::Candles::new()),
@@ -188,6 +189,7 @@ pub fn all() -> Vec<Box<dyn ReadModel>> {
 pub const NAMES: &[&str] = &[
     "trade_events",
     "orders",
+    "backtest_orders",
     "trading_settings",
     "streaming_settings",
     "candles",

@@ -1,5 +1,6 @@
 //! `orders`: one row per order, upserted by every event about it (the book's `orders` table,
-//! plus the position it belongs to and the fees paid).
+//! plus the position it belongs to and the fees paid). `backtest_orders`: the same for kept
+//! backtest runs (`backtest-RUN-SYMBOL` streams), keyed by run as well.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,9 @@ pub struct OrderRow {
     pub update_time: i64,
     /// Log position of the last event applied to the row.
     pub position: i64,
+    /// The kept backtest run it belongs to; none for live orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// Applies an order event to the order's row (`None`: not placed yet).
@@ -61,6 +65,7 @@ pub fn apply_order_event(row: &mut Option<OrderRow>, position: i64, event: &Even
                 time: e.time.millis(),
                 update_time: e.time.millis(),
                 position,
+                run_id: None,
             });
             true
         }
@@ -86,6 +91,12 @@ pub fn apply_order_event(row: &mut Option<OrderRow>, position: i64, event: &Even
     }
 }
 
+/// The run id of a kept backtest run's stream, `backtest-RUN-SYMBOL`.
+pub fn run_of(stream: &str) -> Option<&str> {
+    let (run, symbol) = stream.strip_prefix("backtest-")?.split_once('-')?;
+    (!run.is_empty() && !symbol.is_empty()).then_some(run)
+}
+
 fn order_key(event: &Event) -> Option<(Symbol, u64)> {
     match event {
         Event::OrderPlaced(e) => Some((e.symbol.clone(), e.order_id)),
@@ -95,16 +106,35 @@ fn order_key(event: &Event) -> Option<(Symbol, u64)> {
     }
 }
 
-/// The `orders` read model. Orders are few next to trades, so each batch reads the rows it
-/// touches instead of caching them: nothing to go stale.
+/// The `orders` read model (or, scoped to backtests, `backtest_orders`). Orders are few next to
+/// trades, so each batch reads the rows it touches instead of caching them: nothing to go stale.
 #[derive(Debug, Default)]
 pub struct Orders {
-    pending: BTreeMap<(Symbol, u64), Vec<(i64, Event)>>,
+    /// Keyed by run ("" for live orders), symbol and order id.
+    pending: BTreeMap<(String, Symbol, u64), Vec<(i64, Event)>>,
+    backtests: bool,
 }
 
 impl Orders {
+    /// Live orders, from `trading-SYMBOL` streams.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Orders of kept backtest runs, from `backtest-RUN-SYMBOL` streams.
+    pub fn backtests() -> Self {
+        Orders {
+            pending: BTreeMap::new(),
+            backtests: true,
+        }
+    }
+
+    fn table(&self) -> &'static str {
+        if self.backtests {
+            "backtest_orders"
+        } else {
+            "orders"
+        }
     }
 }
 
@@ -176,26 +206,38 @@ pub(crate) fn from_row(row: Row) -> Result<OrderRow, ProjectionError> {
         time: t,
         update_time: ut,
         position: pos,
+        run_id: None,
     })
 }
 
 impl ReadModel for Orders {
     fn name(&self) -> &'static str {
-        "orders"
+        self.table()
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["orders"]
+        if self.backtests {
+            &["backtest_orders"]
+        } else {
+            &["orders"]
+        }
     }
 
     fn apply(&mut self, origin: &Origin, event: &Event) {
-        // Live trading streams only: a kept backtest run has streams of its own.
-        if origin.stream.symbol_of("trading").is_none() {
+        // Live orders come from trading streams only, a kept run's from its own stream.
+        let run = if self.backtests {
+            match run_of(origin.stream.as_str()) {
+                Some(run) => run.to_owned(),
+                None => return,
+            }
+        } else if origin.stream.symbol_of("trading").is_some() {
+            String::new()
+        } else {
             return;
-        }
-        if let Some(key) = order_key(event) {
+        };
+        if let Some((symbol, order_id)) = order_key(event) {
             self.pending
-                .entry(key)
+                .entry((run, symbol, order_id))
                 .or_default()
                 .push((origin.position, event.clone()));
         }
@@ -207,15 +249,26 @@ impl ReadModel for Orders {
     ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
         Box::pin(async move {
             let mut updates = Vec::new();
-            let sql =
-                format!("SELECT {ORDER_COLUMNS} FROM orders WHERE symbol = $1 AND order_id = $2");
-            for ((symbol, order_id), events) in std::mem::take(&mut self.pending) {
+            let table = self.table();
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM {table} WHERE symbol = $1 AND order_id = $2{}",
+                if self.backtests {
+                    " AND run_id = $3"
+                } else {
+                    ""
+                }
+            );
+            for ((run, symbol, order_id), events) in std::mem::take(&mut self.pending) {
+                let run = (!run.is_empty()).then_some(run);
                 let stored: Option<Row> = on_tx!(tx, conn => {
-                    sqlx::query_as(&sql)
+                    let query = sqlx::query_as(&sql)
                         .bind(symbol.as_str())
-                        .bind(to_i64(order_id))
-                        .fetch_optional(&mut *conn)
-                        .await?
+                        .bind(to_i64(order_id));
+                    let query = match &run {
+                        Some(run) => query.bind(run.as_str()),
+                        None => query,
+                    };
+                    query.fetch_optional(&mut *conn).await?
                 });
                 let mut row = stored.map(from_row).transpose()?;
                 for (position, event) in &events {
@@ -227,8 +280,9 @@ impl ReadModel for Orders {
                         );
                     }
                 }
-                if let Some(row) = row {
-                    write_order(tx, &row).await?;
+                if let Some(mut row) = row {
+                    row.run_id = run;
+                    write_order(tx, table, &row).await?;
                     updates.push(Update::Order(row));
                 }
             }
@@ -243,18 +297,22 @@ impl ReadModel for Orders {
 
 crate::eventually_projection!(Orders);
 
-async fn write_order(tx: &mut Tx, o: &OrderRow) -> Result<(), ProjectionError> {
+async fn write_order(tx: &mut Tx, table: &str, o: &OrderRow) -> Result<(), ProjectionError> {
+    let (run_column, run_value, run_key) = match o.run_id {
+        Some(_) => (", run_id", ", $18", "run_id, "),
+        None => ("", "", ""),
+    };
     let sql = format!(
-        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (symbol, order_id) DO UPDATE SET \
+        "INSERT INTO {table} ({ORDER_COLUMNS}{run_column}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17{run_value}) \
+         ON CONFLICT ({run_key}symbol, order_id) DO UPDATE SET \
          executed_quantity = excluded.executed_quantity, \
          cumulative_quote_quantity = excluded.cumulative_quote_quantity, \
          status = excluded.status, fees = excluded.fees, fee_asset = excluded.fee_asset, \
          update_time = excluded.update_time, position = excluded.position"
     );
     on_tx!(tx, conn => {
-        sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(o.symbol.as_str())
             .bind(to_i64(o.order_id))
             .bind(o.client_order_id.as_str())
@@ -271,9 +329,12 @@ async fn write_order(tx: &mut Tx, o: &OrderRow) -> Result<(), ProjectionError> {
             .bind(o.fee_asset.as_deref())
             .bind(o.time)
             .bind(o.update_time)
-            .bind(o.position)
-            .execute(&mut *conn)
-            .await?;
+            .bind(o.position);
+        let query = match &o.run_id {
+            Some(run) => query.bind(run.as_str()),
+            None => query,
+        };
+        query.execute(&mut *conn).await?;
     });
     Ok(())
 }

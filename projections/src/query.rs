@@ -61,24 +61,41 @@ pub async fn candles(
 }
 
 /// Orders, optionally of one symbol and one status, in the order they were placed.
+///
+/// `run`: the orders of that kept backtest run (`backtest_orders`) instead of the live ones.
 pub async fn orders(
     db: &Database,
+    run: Option<&str>,
     symbol: Option<&Symbol>,
     status: Option<&str>,
 ) -> Result<Vec<OrderRow>, ProjectionError> {
+    let (table, by_run) = match run {
+        Some(_) => ("backtest_orders", " AND run_id = $3"),
+        None => ("orders", ""),
+    };
     let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders \
-         WHERE ($1 IS NULL OR symbol = $1) AND ($2 IS NULL OR status = $2) \
+        "SELECT {ORDER_COLUMNS} FROM {table} \
+         WHERE ($1 IS NULL OR symbol = $1) AND ($2 IS NULL OR status = $2){by_run} \
          ORDER BY time, symbol, order_id"
     );
     let rows: Vec<crate::orders::Row> = on_pool!(db, pool => {
-        sqlx::query_as(&sql)
+        let query = sqlx::query_as(&sql)
             .bind(symbol.map(Symbol::as_str))
-            .bind(status)
-            .fetch_all(pool)
-            .await?
+            .bind(status);
+        let query = match run {
+            Some(run) => query.bind(run),
+            None => query,
+        };
+        query.fetch_all(pool).await?
     });
-    rows.into_iter().map(crate::orders::from_row).collect()
+    rows.into_iter()
+        .map(|row| {
+            crate::orders::from_row(row).map(|mut o| {
+                o.run_id = run.map(str::to_owned);
+                o
+            })
+        })
+        .collect()
 }
 
 /// One page of a symbol's trades in `window` (by trade time), in trade-id order (the exchange's

@@ -277,8 +277,9 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
     for (label, value) in rows {
         writeln!(out, "  {label:<16} {value}")?;
     }
-    if let Some(stream) = &r.stream {
+    if let (Some(stream), Some(run)) = (&r.stream, &r.run_id) {
         writeln!(out, "  {:<16} {stream}", "kept in")?;
+        writeln!(out, "  {:<16} hedgehog orders --run {run}", "its orders")?;
     }
     Ok(())
 }
