@@ -25,6 +25,7 @@ on_both_backends!(
     append_only_at_the_database_level,
     many_processes_can_open_a_fresh_store_at_once,
     first_trade_after_finds_where_a_worker_resumes,
+    stream_events_read_without_metadata_match_the_full_read,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,6 +49,45 @@ async fn take(
 
 mod cases {
     use super::*;
+
+    pub async fn stream_events_read_without_metadata_match_the_full_read(db: &TestDb) {
+        let store = db.open().await;
+        let ada = StreamId::trades(&symbol("ADAUSDT"));
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        // Two streams interleaved in the global log, a page boundary inside each.
+        for chunk in 0..3u64 {
+            for (stream, sym) in [(&ada, "ADAUSDT"), (&eth, "ETHUSDT")] {
+                store
+                    .append(
+                        stream,
+                        ExpectedVersion::Any,
+                        common::trades(sym, chunk * 700..(chunk + 1) * 700),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        for (from, limit) in [(1, 2100), (1, 1000), (1001, 1000), (2001, 1000), (2101, 10)] {
+            let full = store.read_stream(&ada, from, limit).await.unwrap();
+            let slim = store.read_stream_events(&ada, from, limit).await.unwrap();
+            assert_eq!(slim.len(), full.len(), "from {from}");
+            for (s, f) in slim.iter().zip(&full) {
+                assert_eq!(
+                    (s.position, s.stream_version, &s.event),
+                    (f.position, f.stream_version, &f.event)
+                );
+            }
+        }
+        assert_eq!(
+            store.read_stream_events(&ada, 1, 5000).await.unwrap().len(),
+            2100
+        );
+        assert!(store
+            .read_stream_events(&ada, 2101, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 
     pub async fn first_trade_after_finds_where_a_worker_resumes(db: &TestDb) {
         let store = db.open().await;

@@ -383,7 +383,7 @@ async fn read_store(
     let pages = (0..(version + PAGE_SIZE - 1) / PAGE_SIZE).map(|page| {
         let from = 1 + page * PAGE_SIZE;
         let limit = PAGE_SIZE.min(version - from + 1);
-        async move { store.read_stream(stream, from, limit).await }
+        async move { store.read_stream_events(stream, from, limit).await }
     });
     let mut pages = futures::stream::iter(pages).buffered(PAGES_AHEAD);
     while let Some(page) = pages.next().await {

@@ -354,6 +354,30 @@ pub(crate) fn check_expected(
 }
 
 /// Turns raw columns into a [`RecordedEvent`], naming the position of anything corrupt.
+/// An event of a stream with where it is, without the rest of its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub position: i64,
+    pub stream_version: i64,
+    pub event: Event,
+}
+
+/// Decodes a stored event's payload (what every read path ends with).
+pub(crate) fn decode_event(
+    position: i64,
+    event_type: &str,
+    schema_version: i32,
+    payload: &str,
+) -> Result<Event, StoreError> {
+    let schema_version = u16::try_from(schema_version).map_err(|_| StoreError::Corrupt {
+        position,
+        column: "schema_version",
+        value: schema_version.to_string(),
+    })?;
+    Event::decode(event_type, schema_version, payload)
+        .map_err(|source| StoreError::Decode { position, source })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_row(
     position: i64,
@@ -367,13 +391,7 @@ pub(crate) fn decode_row(
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
 ) -> Result<RecordedEvent, StoreError> {
-    let schema_version = u16::try_from(schema_version).map_err(|_| StoreError::Corrupt {
-        position,
-        column: "schema_version",
-        value: schema_version.to_string(),
-    })?;
-    let event = Event::decode(event_type, schema_version, payload)
-        .map_err(|source| StoreError::Decode { position, source })?;
+    let event = decode_event(position, event_type, schema_version, payload)?;
     Ok(RecordedEvent {
         position,
         event_id,
@@ -418,6 +436,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// As `read_stream`, without the metadata (ids, times): the cheap read for replays.
+    async fn read_stream_events(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError>;
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError>;
 
@@ -579,6 +605,17 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.backend.read_stream(stream, from, limit).await
+    }
+
+    /// Reads a stream's events from version `from` (inclusive), at most `limit`, without their
+    /// metadata: about half the work of [`Store::read_stream`], for replaying a market stream.
+    pub async fn read_stream_events(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        self.backend.read_stream_events(stream, from, limit).await
     }
 
     /// Reads a whole stream (for rebuilding an aggregate).

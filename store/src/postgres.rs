@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    check_expected, decode_row, AppendOutcome, Backend, ExpectedVersion, PreparedBatch,
-    RecordedEvent, StoreError, StreamId,
+    check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
+    PreparedBatch, RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
@@ -241,6 +241,34 @@ impl Backend for PgBackend {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(decode).collect()
+    }
+
+    async fn read_stream_events(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        // A closed range, as in `read_stream`.
+        let rows: Vec<(i64, i64, String, i32, String)> = sqlx::query_as(
+            "SELECT position, stream_version, event_type, schema_version, payload FROM events \
+             WHERE stream_id = $1 AND stream_version >= $2 AND stream_version < $2 + $3 \
+             ORDER BY stream_version LIMIT $3",
+        )
+        .bind(stream.as_str())
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(position, stream_version, ty, schema, payload)| {
+                Ok(StreamEvent {
+                    position,
+                    stream_version,
+                    event: decode_event(position, &ty, schema, &payload)?,
+                })
+            })
+            .collect()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {

@@ -22,8 +22,8 @@ use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
 use super::{
-    check_expected, decode_row, AppendOutcome, Backend, ExpectedVersion, PreparedBatch,
-    RecordedEvent, StoreError, StreamId,
+    check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
+    PreparedBatch, RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
 /// Rows per INSERT statement: 11 parameters each, far below SQLite's 32,766 limit.
@@ -92,6 +92,47 @@ fn unpack_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
         records.into_iter().map(unpack).collect::<Result<_, _>>()?
     };
     events.sort_by_key(|e| e.position);
+    Ok(events)
+}
+
+/// Decodes a page of `read_stream_events`, in stream order.
+fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
+    use rayon::prelude::*;
+    let records: Vec<&str> = page.split(RECORD).collect();
+    let one = |record: &str| -> Result<StreamEvent, StoreError> {
+        let mut f = record.splitn(5, FIELD);
+        let mut next = |column: &'static str| {
+            f.next().ok_or_else(|| StoreError::Corrupt {
+                position: 0,
+                column,
+                value: record.chars().take(80).collect(),
+            })
+        };
+        let (position, version, ty, schema, payload) = (
+            next("position")?,
+            next("stream_version")?,
+            next("event_type")?,
+            next("schema_version")?,
+            next("payload")?,
+        );
+        let position: i64 = parse(0, "position", position)?;
+        Ok(StreamEvent {
+            position,
+            stream_version: parse(position, "stream_version", version)?,
+            event: decode_event(
+                position,
+                ty,
+                parse(position, "schema_version", schema)?,
+                payload,
+            )?,
+        })
+    };
+    let mut events: Vec<StreamEvent> = if records.len() >= PARALLEL_DECODE {
+        records.into_par_iter().map(one).collect::<Result<_, _>>()?
+    } else {
+        records.into_iter().map(one).collect::<Result<_, _>>()?
+    };
+    events.sort_by_key(|e| e.stream_version);
     Ok(events)
 }
 
@@ -329,6 +370,37 @@ impl Backend for SqliteBackend {
             .fetch_one(&self.pool)
             .await?;
         unpack_off_runtime(page).await
+    }
+
+    async fn read_stream_events(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        // The packed page of `read_stream` with four columns instead of ten: no ids to hex
+        // and parse back, half of SQLite's work.
+        let page: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(concat_ws(char(31), \
+                position, stream_version, event_type, schema_version, payload), char(30)) \
+             FROM (SELECT position, stream_version, event_type, schema_version, payload \
+                   FROM events WHERE stream_id = ? AND stream_version >= ? \
+                   ORDER BY stream_version LIMIT ?)",
+        )
+        .bind(stream.as_str())
+        .bind(from)
+        .bind(limit)
+        .fetch_one(&self.pool)
+        .await?;
+        match page {
+            Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
+                tokio::task::spawn_blocking(move || unpack_events(&p))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            }
+            Some(p) => unpack_events(&p),
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
