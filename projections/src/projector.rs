@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use hedgehog_store::{Database, RecordedEvent, Store};
+use hedgehog_store::{Database, Store, StreamEvent};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -228,7 +228,7 @@ impl Projector {
             if until.is_some_and(|target| from >= target) {
                 return Ok(());
             }
-            let mut batches = self.store.subscribe_all_batches(from);
+            let mut batches = self.store.subscribe_all_events_batches(from);
             loop {
                 let batch = tokio::select! {
                     batch = batches.next() => batch,
@@ -259,7 +259,7 @@ impl Projector {
         }
     }
 
-    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<Batch, ProjectionError> {
+    async fn apply(&mut self, batch: &[StreamEvent]) -> Result<Batch, ProjectionError> {
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(Batch::Committed);
         };

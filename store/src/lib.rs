@@ -354,10 +354,16 @@ pub(crate) fn check_expected(
 }
 
 /// Turns raw columns into a [`RecordedEvent`], naming the position of anything corrupt.
-/// An event of a stream with where it is, without the rest of its metadata.
+/// Reads a page of `$all` from a position (for [`Store`]'s subscriptions).
+type PageReader<T> =
+    fn(Arc<dyn Backend>, i64) -> futures::future::BoxFuture<'static, Result<Vec<T>, StoreError>>;
+
+/// An event with where it is (stream, version, position), without the rest of its metadata:
+/// what replays and projections need, at about half the cost of a [`RecordedEvent`] to read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     pub position: i64,
+    pub stream_id: StreamId,
     pub stream_version: i64,
     pub event: Event,
 }
@@ -436,6 +442,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// As `read_all`, without the metadata (ids, times).
+    async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError>;
 
     /// As `read_stream`, without the metadata (ids, times): the cheap read for replays.
     async fn read_stream_events(
@@ -702,6 +711,33 @@ impl Store {
         &self,
         after: i64,
     ) -> BoxStream<'static, Result<Vec<RecordedEvent>, StoreError>> {
+        self.subscribe_pages(
+            after,
+            |backend, from| Box::pin(async move { backend.read_all(from, PAGE_SIZE).await }),
+            |e| e.position,
+        )
+    }
+
+    /// As [`Store::subscribe_all_batches`], with [`StreamEvent`]s: no event ids, times or
+    /// correlation, for readers that need only what happened where (the projector).
+    pub fn subscribe_all_events_batches(
+        &self,
+        after: i64,
+    ) -> BoxStream<'static, Result<Vec<StreamEvent>, StoreError>> {
+        self.subscribe_pages(
+            after,
+            |backend, from| Box::pin(async move { backend.read_all_events(from, PAGE_SIZE).await }),
+            |e| e.position,
+        )
+    }
+
+    /// `$all` after `after`, page by page, then live: `read` fetches a page from a position.
+    fn subscribe_pages<T: Send + 'static>(
+        &self,
+        after: i64,
+        read: PageReader<T>,
+        position: fn(&T) -> i64,
+    ) -> BoxStream<'static, Result<Vec<T>, StoreError>> {
         let store = self.clone();
         Box::pin(async_stream::try_stream! {
             let mut woken = store.head.subscribe();
@@ -710,7 +746,7 @@ impl Store {
             let mut next = after.saturating_add(1);
             loop {
                 woken.borrow_and_update();
-                let mut page = store.backend.read_all(next, PAGE_SIZE).await?;
+                let mut page = read(Arc::clone(&store.backend), next).await?;
                 if page.is_empty() {
                     tokio::select! {
                         changed = woken.changed() => { let _ = changed; }
@@ -720,18 +756,16 @@ impl Store {
                 }
                 // Catching up: fetch the next page while this one is consumed.
                 while page.len() as i64 == PAGE_SIZE {
-                    let from = page[page.len() - 1].position + 1;
+                    let from = position(&page[page.len() - 1]) + 1;
                     next = from;
-                    let backend = Arc::clone(&store.backend);
-                    let prefetch =
-                        tokio::spawn(async move { backend.read_all(from, PAGE_SIZE).await });
+                    let prefetch = tokio::spawn(read(Arc::clone(&store.backend), from));
                     yield page;
                     page = prefetch
                         .await
                         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                 }
                 if let Some(last) = page.last() {
-                    next = last.position + 1;
+                    next = position(last) + 1;
                     yield page;
                 }
             }

@@ -33,6 +33,22 @@ use super::{
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
      schema_version, payload, recorded_at, correlation_id, causation_id FROM events";
 
+/// The columns of a [`StreamEvent`].
+const SLIM_COLUMNS: &str = "SELECT position, stream_id, stream_version, event_type, \
+     schema_version, payload FROM events";
+
+type SlimRow = (i64, String, i64, String, i32, String);
+
+fn decode_slim(row: SlimRow) -> Result<StreamEvent, StoreError> {
+    let (position, stream, stream_version, ty, schema, payload) = row;
+    Ok(StreamEvent {
+        position,
+        stream_id: StreamId(stream.into()),
+        stream_version,
+        event: decode_event(position, &ty, schema, &payload)?,
+    })
+}
+
 type Row = (
     i64,
     Uuid,
@@ -243,6 +259,17 @@ impl Backend for PgBackend {
         rows.into_iter().map(decode).collect()
     }
 
+    async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
+        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
+            "{SLIM_COLUMNS} WHERE position >= $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_slim).collect()
+    }
+
     async fn read_stream_events(
         &self,
         stream: &StreamId,
@@ -250,25 +277,16 @@ impl Backend for PgBackend {
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
         // A closed range, as in `read_stream`.
-        let rows: Vec<(i64, i64, String, i32, String)> = sqlx::query_as(
-            "SELECT position, stream_version, event_type, schema_version, payload FROM events \
-             WHERE stream_id = $1 AND stream_version >= $2 AND stream_version < $2 + $3 \
-             ORDER BY stream_version LIMIT $3",
-        )
+        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
+            "{SLIM_COLUMNS} WHERE stream_id = $1 AND stream_version >= $2 \
+             AND stream_version < $2 + $3 ORDER BY stream_version LIMIT $3"
+        ))
         .bind(stream.as_str())
         .bind(from)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(position, stream_version, ty, schema, payload)| {
-                Ok(StreamEvent {
-                    position,
-                    stream_version,
-                    event: decode_event(position, &ty, schema, &payload)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(decode_slim).collect()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {

@@ -95,12 +95,35 @@ fn unpack_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
     Ok(events)
 }
 
-/// Decodes a page of `read_stream_events`, in stream order.
+/// [`packed_page`] with six columns instead of ten: no ids to hex and parse back, about half
+/// of SQLite's work and less of ours.
+fn slim_page(filter: &str) -> String {
+    format!(
+        "SELECT group_concat(concat_ws(char(31), \
+            position, stream_id, stream_version, event_type, schema_version, payload), char(30)) \
+         FROM (SELECT position, stream_id, stream_version, event_type, schema_version, payload \
+               FROM events {filter})"
+    )
+}
+
+async fn unpack_events_off_runtime(page: Option<String>) -> Result<Vec<StreamEvent>, StoreError> {
+    match page {
+        Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
+            tokio::task::spawn_blocking(move || unpack_events(&p))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        }
+        Some(p) => unpack_events(&p),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Decodes a [`slim_page`], in log order.
 fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
     use rayon::prelude::*;
     let records: Vec<&str> = page.split(RECORD).collect();
     let one = |record: &str| -> Result<StreamEvent, StoreError> {
-        let mut f = record.splitn(5, FIELD);
+        let mut f = record.splitn(6, FIELD);
         let mut next = |column: &'static str| {
             f.next().ok_or_else(|| StoreError::Corrupt {
                 position: 0,
@@ -108,8 +131,9 @@ fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
                 value: record.chars().take(80).collect(),
             })
         };
-        let (position, version, ty, schema, payload) = (
+        let (position, stream, version, ty, schema, payload) = (
             next("position")?,
+            next("stream_id")?,
             next("stream_version")?,
             next("event_type")?,
             next("schema_version")?,
@@ -118,6 +142,7 @@ fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
         let position: i64 = parse(0, "position", position)?;
         Ok(StreamEvent {
             position,
+            stream_id: StreamId(stream.into()),
             stream_version: parse(position, "stream_version", version)?,
             event: decode_event(
                 position,
@@ -132,7 +157,7 @@ fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
     } else {
         records.into_iter().map(one).collect::<Result<_, _>>()?
     };
-    events.sort_by_key(|e| e.stream_version);
+    events.sort_by_key(|e| e.position);
     Ok(events)
 }
 
@@ -372,35 +397,32 @@ impl Backend for SqliteBackend {
         unpack_off_runtime(page).await
     }
 
+    async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
+        let sql = slim_page("WHERE position >= ? ORDER BY position LIMIT ?");
+        let page: Option<String> = sqlx::query_scalar(&sql)
+            .bind(from)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await?;
+        unpack_events_off_runtime(page).await
+    }
+
     async fn read_stream_events(
         &self,
         stream: &StreamId,
         from: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        // The packed page of `read_stream` with four columns instead of ten: no ids to hex
-        // and parse back, half of SQLite's work.
-        let page: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(concat_ws(char(31), \
-                position, stream_version, event_type, schema_version, payload), char(30)) \
-             FROM (SELECT position, stream_version, event_type, schema_version, payload \
-                   FROM events WHERE stream_id = ? AND stream_version >= ? \
-                   ORDER BY stream_version LIMIT ?)",
-        )
-        .bind(stream.as_str())
-        .bind(from)
-        .bind(limit)
-        .fetch_one(&self.pool)
-        .await?;
-        match page {
-            Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
-                tokio::task::spawn_blocking(move || unpack_events(&p))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-            }
-            Some(p) => unpack_events(&p),
-            None => Ok(Vec::new()),
-        }
+        let sql = slim_page(
+            "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
+        );
+        let page: Option<String> = sqlx::query_scalar(&sql)
+            .bind(stream.as_str())
+            .bind(from)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await?;
+        unpack_events_off_runtime(page).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
