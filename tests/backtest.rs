@@ -59,6 +59,23 @@ fn dec_of(v: &Value) -> Decimal {
         .unwrap()
 }
 
+/// The book's settings for the XRPUSDT scenario: chunks 5 of a 100 USDT budget, buy 0.25 %
+/// down, 0.1 % profit, rebuy 0.1 % down, 0.1 % fee per side.
+const BOOK_SETTINGS: [&str; 12] = [
+    "--chunks",
+    "5",
+    "--budget",
+    "100",
+    "--buy-down-interval",
+    "0.0025",
+    "--profit-target",
+    "0.001",
+    "--rebuy-interval",
+    "0.001",
+    "--fee",
+    "0.001",
+];
+
 /// Settings tight enough for one day of 2019 ADAUSDT to run many positions through.
 const ADA_SETTINGS: [&str; 12] = [
     "--chunks",
@@ -131,25 +148,11 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
     let out = succeeded(run(
         NO_STORE,
         &[
-            "--symbol",
-            "XRPUSDT",
-            "--data",
-            data.to_str().unwrap(),
-            "--chunks",
-            "5",
-            "--budget",
-            "100",
-            "--buy-down-interval",
-            "0.0025",
-            "--profit-target",
-            "0.001",
-            "--rebuy-interval",
-            "0.001",
-            "--fee",
-            "0.001",
-            "--report",
-            report.to_str().unwrap(),
-        ],
+            &["--symbol", "XRPUSDT", "--data", data.to_str().unwrap()][..],
+            &BOOK_SETTINGS,
+            &["--report", report.to_str().unwrap()],
+        ]
+        .concat(),
     ));
     assert!(out.contains("backtest of XRPUSDT (spot)"), "{out}");
     let r = read_json(&report);
@@ -444,23 +447,17 @@ async fn speed_paces_a_kept_run_so_it_can_be_watched_as_it_goes() {
     let mut running = spawn(
         &db,
         &[
-            "backtest",
-            "--symbol",
-            "XRPUSDT",
-            "--data",
-            data.to_str().unwrap(),
-            "--chunks",
-            "5",
-            "--budget",
-            "100",
-            "--buy-down-interval",
-            "0.0025",
-            "--profit-target",
-            "0.001",
-            "--keep",
-            "--speed",
-            "4",
-        ],
+            &[
+                "backtest",
+                "--symbol",
+                "XRPUSDT",
+                "--data",
+                data.to_str().unwrap(),
+            ][..],
+            &BOOK_SETTINGS,
+            &["--keep", "--speed", "4"],
+        ]
+        .concat(),
     );
     let store = db.open().await;
     let mut seen = Vec::new();
