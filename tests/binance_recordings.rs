@@ -107,3 +107,69 @@ fn usdm_futures_with_trade_kinds() {
     let market: Vec<TradeReceived> = market.into_iter().cloned().collect();
     assert_contiguous(&market);
 }
+
+/// Every recording of `../shared/data/binance-ws`, with its trade count from SOURCES.md. The two
+/// spot BTCUSDT 2024 files are fixtures whole; the others as their `@trade` lines only (the
+/// depth and bookTicker frames make up most of their size), byte for byte as recorded.
+const RECORDINGS: [(&str, usize, bool); 10] = [
+    ("spot_btcusdt_20230405.trades.gz", 3144, false),
+    ("spot_btcusdt_20240808.gz", 9757, false),
+    ("spot_btcusdt_20240809.gz", 10147, false),
+    ("spot_ethusdt_20240808.trades.gz", 6106, false),
+    ("spot_ethusdt_20240809.trades.gz", 8409, false),
+    ("usdm_btcusdt_20230404.trades.gz", 2197, true),
+    ("usdm_btcusdt_20230405.trades.gz", 10738, true),
+    ("usdm_btcusdt_20240718.trades.gz", 974, true),
+    ("usdm_btcusdt_20240719.trades.gz", 9727, true),
+    ("usdm_btcusdt_20240808.trades.gz", 21313, true),
+];
+
+#[test]
+fn every_recording_parses_to_the_trade_counts_of_sources_md() {
+    let mut previous: Option<(&str, u64)> = None;
+    let mut joined = 0;
+    for (name, count, futures) in RECORDINGS {
+        let p = parse_file(name);
+        assert_eq!(
+            p.trades.len(),
+            p.trade_lines,
+            "{name}: every trade line parses"
+        );
+        assert_eq!(p.trades.len(), count, "{name}: the count in SOURCES.md");
+        assert_eq!(p.futures, if futures { count } else { 0 }, "{name}: market");
+        // Ids are contiguous within each file (insurance-fund trades share the id sequence).
+        let market = &p.trades;
+        assert_contiguous(market);
+        // ... and across each pair of consecutive files of one symbol and market.
+        let prefix = &name[..name.find('_').unwrap() + 8];
+        let first = market[0].trade_id;
+        if let Some((prev, last)) = previous.filter(|(p, _)| p.starts_with(prefix)) {
+            let consecutive = matches!(
+                (prev, name),
+                ("spot_btcusdt_20240808.gz", "spot_btcusdt_20240809.gz")
+                    | (
+                        "spot_ethusdt_20240808.trades.gz",
+                        "spot_ethusdt_20240809.trades.gz"
+                    )
+                    | (
+                        "usdm_btcusdt_20230404.trades.gz",
+                        "usdm_btcusdt_20230405.trades.gz"
+                    )
+                    | (
+                        "usdm_btcusdt_20240718.trades.gz",
+                        "usdm_btcusdt_20240719.trades.gz"
+                    )
+            );
+            if consecutive {
+                joined += 1;
+                assert_eq!(
+                    first,
+                    last + 1,
+                    "{prev} then {name}: no gap between the files"
+                );
+            }
+        }
+        previous = Some((name, market[market.len() - 1].trade_id));
+    }
+    assert_eq!(joined, 4, "the four consecutive pairs were checked");
+}
