@@ -412,13 +412,7 @@ fn decide(
     inputs: usize,
     keep: Option<&mpsc::Sender<Vec<Event>>>,
 ) -> Result<(hedgehog_domain::backtest::Finished, Orders), BacktestError> {
-    let mut spill = if options.record_orders {
-        let file = tempfile::tempfile().map_err(io_error("a temporary file for the orders"))?;
-        Some(BufWriter::new(file))
-    } else {
-        None
-    };
-    let spill_error = io_error("writing the orders to a temporary file");
+    let mut spill = Spill::new(options.record_orders)?;
     let mut kept: Vec<Event> = backtest.decided().to_vec();
     let mut clock: Option<(Instant, i64)> = None;
     let pace = options.speed.filter(|s| *s > 0.0);
@@ -455,34 +449,51 @@ fn decide(
                     send_kept(keep, &mut kept)?;
                 }
             }
-            if let Some(w) = spill.as_mut() {
-                for order in backtest.take_finished() {
-                    write_order(w, &order)
-                        .map_err(io_error("writing the orders to a temporary file"))?;
-                }
-            } else {
-                backtest.take_finished();
-            }
+            spill.write(&backtest.take_finished())?;
         }
     }
     send_kept(keep, &mut kept)?;
     let finished = backtest.finish();
-    let file = match spill {
-        Some(mut w) => {
-            for order in &finished.open_orders {
-                write_order(&mut w, order)
-                    .map_err(io_error("writing the orders to a temporary file"))?;
-            }
-            Some(w.into_inner().map_err(|e| spill_error(e.into_error()))?)
-        }
-        None => None,
-    };
+    spill.write(&finished.open_orders)?;
+    let file = spill.finish()?;
     Ok((finished, Orders { file }))
 }
 
-fn write_order(w: &mut impl Write, order: &OrderRecord) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *w, order)?;
-    w.write_all(b"\n")
+/// Where a run's orders wait for the report: a temporary file of JSON lines, or nowhere.
+struct Spill(Option<BufWriter<File>>);
+
+impl Spill {
+    const WRITING: &'static str = "writing the orders to a temporary file";
+
+    fn new(record: bool) -> Result<Spill, BacktestError> {
+        if !record {
+            return Ok(Spill(None));
+        }
+        let file = tempfile::tempfile().map_err(io_error("a temporary file for the orders"))?;
+        Ok(Spill(Some(BufWriter::new(file))))
+    }
+
+    fn write(&mut self, orders: &[OrderRecord]) -> Result<(), BacktestError> {
+        let Some(w) = self.0.as_mut() else {
+            return Ok(());
+        };
+        for order in orders {
+            serde_json::to_writer(&mut *w, order)
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(io_error(Self::WRITING))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Option<File>, BacktestError> {
+        self.0
+            .map(|w| {
+                w.into_inner()
+                    .map_err(|e| io_error(Self::WRITING)(e.into_error()))
+            })
+            .transpose()
+    }
 }
 
 fn send_kept(
