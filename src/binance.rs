@@ -204,6 +204,7 @@ fn trade(json: &str, frame: &str) -> Result<Frame, FrameError> {
         buyer_is_maker: wire.buyer_is_maker,
         buyer_order_id: wire.buyer_order_id,
         seller_order_id: wire.seller_order_id,
+        first_trade_id: None,
         kind: wire.kind.map(TradeKind::from).unwrap_or_default(),
     };
     Ok(if futures {

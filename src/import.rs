@@ -3,6 +3,12 @@
 //! Formats (detected from the content, or named with `--format`):
 //! - `binance-trades`: Binance public data trade CSVs (`id,price,qty,quote_qty,time,
 //!   is_buyer_maker[,is_best_match]`), with or without a header. They carry no symbol.
+//! - `binance-agg-trades`: Binance public data aggTrades CSVs (`agg_trade_id,price,quantity,
+//!   first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]`), with or
+//!   without a header, no symbol either. Each row is stored as one `TradeReceived` keyed by its
+//!   last trade id, with `first_trade_id` set: it stands for trades first..=last at one price,
+//!   so candles count them all. Import a range as trades or as aggTrades, not both: the keys
+//!   would collide and the second import would store nothing of that range.
 //! - `book-dump`: the book's `trade_events` table dump, `;`-separated, 13 columns.
 //! - `ws-recording`: raw websocket recordings, `<timestamp> <json>` per line.
 //!
@@ -34,6 +40,7 @@ use crate::store::{ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     BinanceTrades,
+    BinanceAggTrades,
     BookDump,
     WsRecording,
 }
@@ -42,6 +49,7 @@ impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Format::BinanceTrades => "binance-trades",
+            Format::BinanceAggTrades => "binance-agg-trades",
             Format::BookDump => "book-dump",
             Format::WsRecording => "ws-recording",
         })
@@ -324,11 +332,20 @@ pub fn detect(first_line: &str) -> Option<Format> {
         return Some(Format::BookDump);
     }
     let fields: Vec<&str> = line.split(',').collect();
-    let header = fields.first().is_some_and(|f| f.trim() == "id");
-    let data = matches!(fields.len(), 6 | 7)
-        && fields[0].parse::<u64>().is_ok()
-        && fields[3].contains('.');
-    (header || data).then_some(Format::BinanceTrades)
+    match fields.first().map(|f| f.trim()) {
+        Some("id") => return Some(Format::BinanceTrades),
+        Some("agg_trade_id") => return Some(Format::BinanceAggTrades),
+        _ => {}
+    }
+    let integer = |i: usize| fields.get(i).is_some_and(|f| f.parse::<u64>().is_ok());
+    // The fourth field tells them apart: a trade's quote quantity, an aggregate's first id.
+    if matches!(fields.len(), 6 | 7) && integer(0) && fields[3].contains('.') {
+        return Some(Format::BinanceTrades);
+    }
+    if matches!(fields.len(), 7 | 8) && integer(0) && integer(3) && integer(4) {
+        return Some(Format::BinanceAggTrades);
+    }
+    None
 }
 
 /// Reads every trade of `files` into memory, in file order (for the replay server, whose inputs
@@ -407,10 +424,14 @@ fn parse_one(
         };
         let row = match format {
             // The rows carry no symbol: one is needed before the first row, header included.
-            Format::BinanceTrades => match &options.symbol {
+            Format::BinanceTrades | Format::BinanceAggTrades => match &options.symbol {
                 Some(symbol) => on_market(
                     options.market.unwrap_or_default(),
-                    binance_trade_row(text, symbol),
+                    if format == Format::BinanceTrades {
+                        binance_trade_row(text, symbol)
+                    } else {
+                        binance_agg_trade_row(text, symbol)
+                    },
                 ),
                 None => {
                     return Err(ImportError::NoSymbol {
@@ -541,6 +562,42 @@ fn binance_trade_row(text: &str, symbol: &Symbol) -> Result<Option<TradeReceived
         buyer_is_maker,
         buyer_order_id: None,
         seller_order_id: None,
+        first_trade_id: None,
+        kind: TradeKind::Market,
+    }))
+}
+
+/// `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker
+/// [,is_best_match]`; a header row is skipped.
+fn binance_agg_trade_row(text: &str, symbol: &Symbol) -> Result<Option<TradeReceived>, RowError> {
+    let mut f = text.split(',');
+    let first = f.next().unwrap_or_default();
+    if first.trim() == "agg_trade_id" {
+        return Ok(None);
+    }
+    let _aggregate: u64 = field(Some(first), "agg_trade_id")?;
+    let price = positive(field(f.next(), "price")?, "price")?;
+    let quantity = positive(field(f.next(), "quantity")?, "quantity")?;
+    let first_id: u64 = field(f.next(), "first_trade_id")?;
+    let last_id: u64 = field(f.next(), "last_trade_id")?;
+    if last_id < first_id {
+        return Err(RowError::Bad(format!(
+            "last_trade_id {last_id} is below first_trade_id {first_id}"
+        )));
+    }
+    let time = millis(field(f.next(), "transact_time")?);
+    let buyer_is_maker = flag(f.next(), "is_buyer_maker")?;
+    Ok(Some(TradeReceived {
+        symbol: symbol.clone(),
+        trade_id: last_id,
+        price,
+        quantity,
+        trade_time: time,
+        event_time: time,
+        buyer_is_maker,
+        buyer_order_id: None,
+        seller_order_id: None,
+        first_trade_id: (first_id != last_id).then_some(first_id),
         kind: TradeKind::Market,
     }))
 }
@@ -585,6 +642,7 @@ fn book_dump_row(text: &str, symbols: &mut SymbolCache) -> Result<Option<TradeRe
         buyer_is_maker: flag(Some(f[10]), "buyer_market_maker")?,
         buyer_order_id: optional(f[7], "buyer_order_id")?,
         seller_order_id: optional(f[8], "seller_order_id")?,
+        first_trade_id: None,
         kind: TradeKind::Market,
     }))
 }
@@ -643,6 +701,19 @@ mod tests {
             detect(r#"1680652800004107 {"stream":"btcusdt@trade","data":{}}"#),
             Some(Format::WsRecording)
         );
+        assert_eq!(
+            detect("agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"),
+            Some(Format::BinanceAggTrades)
+        );
+        assert_eq!(
+            detect("966492862,60759.60000000,0.00841000,1111480471,1111480473,1634944096633,False,True"),
+            Some(Format::BinanceAggTrades)
+        );
+        assert_eq!(
+            detect("966492862,60759.60000000,0.00841000,1111480471,1111480473,1634944096633,false"),
+            Some(Format::BinanceAggTrades),
+            "futures aggTrades have no is_best_match"
+        );
         assert_eq!(detect("hello,world"), None);
     }
 
@@ -675,6 +746,44 @@ mod tests {
         assert!(bad("a;trade;1;ADAUSDT;1;0;1;;;1;f;x;y").contains("not positive"));
         assert!(bad("a;trade;1;ADAUSDT;1;1;1;;;1;maybe;x;y").contains("buyer_market_maker"));
         assert!(bad("a;trade;1").contains("13"));
+    }
+
+    #[test]
+    fn an_aggregate_is_its_last_trade_with_the_first_beside_it() {
+        let sym = Symbol::parse("BTCUSDT").unwrap();
+        // The first row of Binance's documented REST aggTrades capture, as a CSV row.
+        let row =
+            "966492862,60759.60000000,0.00841000,1111480471,1111480471,1634944096633,false,true";
+        let Ok(Some(t)) = binance_agg_trade_row(row, &sym) else {
+            panic!("row refused")
+        };
+        assert_eq!(
+            (t.trade_id, t.first_trade_id, t.trade_count()),
+            (1111480471, None, 1)
+        );
+        assert_eq!(t.price.to_string(), "60759.60000000");
+        assert_eq!(t.quantity.to_string(), "0.00841000");
+        assert_eq!(t.trade_time, Timestamp(1634944096633));
+        assert!(!t.buyer_is_maker);
+        let row = "1,60759.6,0.5,1111480471,1111480475,1634944096633,true,true";
+        let Ok(Some(t)) = binance_agg_trade_row(row, &sym) else {
+            panic!("row refused")
+        };
+        assert_eq!(
+            (t.trade_id, t.first_trade_id, t.trade_count()),
+            (1111480475, Some(1111480471), 5)
+        );
+        assert!(matches!(
+            binance_agg_trade_row("agg_trade_id,price", &sym),
+            Ok(None)
+        ));
+        let bad = |row| match binance_agg_trade_row(row, &sym) {
+            Err(RowError::Bad(reason)) => reason,
+            _ => panic!("accepted {row}"),
+        };
+        assert!(bad("1,60759.6,0.5,9,8,1634944096633,true").contains("below first_trade_id"));
+        assert!(bad("1,60759.6,0.5,x,8,1634944096633,true").contains("`first_trade_id`"));
+        assert!(bad("1,60759.6,0,1,1,1634944096633,true").contains("not positive"));
     }
 
     #[test]

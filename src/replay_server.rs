@@ -271,6 +271,7 @@ mod tests {
             buyer_is_maker: true,
             buyer_order_id: None,
             seller_order_id: None,
+            first_trade_id: None,
             kind: hedgehog_domain::TradeKind::Market,
         };
         let (stream, frame) = combined_frame(Market::Spot, &t);

@@ -19,7 +19,48 @@ on_both_backends!(
     book_dumps_and_recordings_carry_their_own_symbols,
     whole_real_files_import_exactly,
     futures_files_go_to_their_own_market,
+    agg_trades_make_the_candles_their_trades_make,
 );
+
+/// Binance's aggTrades of the fixture's trades, built the way Binance builds them: a run of
+/// consecutive trades at one time, one price and one side becomes one row
+/// `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,
+/// is_best_match`, quantities summed (exactly, as text decimals).
+fn aggregate(trades: &[String]) -> Vec<String> {
+    use rust_decimal::Decimal;
+    let mut rows: Vec<(String, Decimal, u64, u64, String, String)> = Vec::new();
+    for line in trades {
+        let f: Vec<&str> = line.split(',').collect();
+        let (id, price, qty, time, maker) = (f[0], f[1], f[2], f[4], f[5]);
+        let id: u64 = id.parse().unwrap();
+        let qty: Decimal = qty.parse().unwrap();
+        match rows.last_mut() {
+            Some(last)
+                if last.0 == price && last.3 + 1 == id && last.4 == time && last.5 == maker =>
+            {
+                last.1 += qty;
+                last.3 = id;
+            }
+            _ => rows.push((
+                price.to_owned(),
+                qty,
+                id,
+                id,
+                time.to_owned(),
+                maker.to_owned(),
+            )),
+        }
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(i, (price, qty, first, last, time, maker))| {
+            format!(
+                "{},{price},{qty:.8},{first},{last},{time},{maker},True",
+                900_000 + i
+            )
+        })
+        .collect()
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
@@ -70,6 +111,90 @@ fn gzip(path: &Path, lines: &[String]) {
 
 mod cases {
     use super::*;
+
+    pub async fn agg_trades_make_the_candles_their_trades_make(db: &TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let trades = csv_lines();
+        let rows = aggregate(&trades);
+        assert!(
+            rows.len() < trades.len() * 9 / 10,
+            "real trades aggregate: {} rows of {} trades",
+            rows.len(),
+            trades.len()
+        );
+        // With Binance's header, then without (detected from the rows themselves).
+        let with_header = dir.path().join("aggTrades.csv.gz");
+        let mut lines = vec![
+            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"
+                .to_owned(),
+        ];
+        lines.extend(rows.iter().cloned());
+        gzip(&with_header, &lines);
+        let out = ok(&import(
+            db,
+            &["--symbol", "BTCUSDT", with_header.to_str().unwrap()],
+        ));
+        assert!(
+            out.contains(&format!("read {}, imported {}", rows.len(), rows.len())),
+            "{out}"
+        );
+        let bare = dir.path().join("bare.csv");
+        std::fs::write(&bare, rows.join("\n")).unwrap();
+        let again = ok(&import(
+            db,
+            &["--symbol", "BTCUSDT", bare.to_str().unwrap()],
+        ));
+        assert!(again.contains("imported 0"), "{again}");
+
+        // The same trades, not aggregated, in a store of their own: the same candles, trade
+        // counts, first and last trade ids and volumes included.
+        let raw = TestDb::sqlite();
+        ok(&import(
+            &raw,
+            &["--symbol", "BTCUSDT", &fixture(CSV).to_string_lossy()],
+        ));
+        let candles = |db: &TestDb| {
+            let db_url = db.url.clone();
+            std::thread::spawn(move || {
+                let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+                    .args(["--database-url", &db_url, "ohlc", "BTCUSDT", "--interval"])
+                    .arg("1m")
+                    .args(["--format", "csv"])
+                    .output()
+                    .unwrap();
+                String::from_utf8(out.stdout).unwrap()
+            })
+            .join()
+            .unwrap()
+        };
+        let (from_aggregates, from_trades) = (candles(db), candles(&raw));
+        // A header and eight minutes: 23:59 and 00:00 to 00:06.
+        assert_eq!(from_aggregates.lines().count(), 9, "{from_aggregates}");
+        assert_eq!(from_aggregates, from_trades);
+        let store = db.open().await;
+        assert_eq!(
+            store
+                .stream_version(&StreamId::trades(&symbol("BTCUSDT")))
+                .await
+                .unwrap(),
+            rows.len() as i64
+        );
+
+        // A row whose ids run backwards is refused with its line.
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(
+            &bad,
+            format!("{}\n1,1.0,1.0,20,10,1680652799999,True,True\n", rows[0]),
+        )
+        .unwrap();
+        let out = import(db, &["--symbol", "BTCUSDT", bad.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("bad.csv:2:") && err.contains("below first_trade_id"),
+            "{err}"
+        );
+    }
 
     pub async fn reimporting_stores_nothing_new(db: &TestDb) {
         let csv = fixture(CSV);

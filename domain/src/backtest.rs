@@ -590,6 +590,7 @@ mod tests {
             buyer_is_maker: false,
             buyer_order_id: None,
             seller_order_id: None,
+            first_trade_id: None,
             kind: TradeKind::Market,
         }
     }

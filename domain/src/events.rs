@@ -34,8 +34,27 @@ pub struct TradeReceived {
     pub buyer_order_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seller_order_id: Option<u64>,
+    /// For an aggregate trade (Binance's aggTrades: trades of one taker order at one price and
+    /// time, quantities summed), the first trade id it stands for; `trade_id` is the last.
+    /// Absent for a single trade. Optional with a default, so logs written before it existed
+    /// read as they are (no schema version change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_trade_id: Option<u64>,
     #[serde(default)]
     pub kind: TradeKind,
+}
+
+impl TradeReceived {
+    /// How many exchange trades this one stands for (more than one for an aggregate).
+    pub fn trade_count(&self) -> u64 {
+        self.first_trade_id
+            .map_or(1, |first| self.trade_id.saturating_sub(first) + 1)
+    }
+
+    /// The first exchange trade id it covers (its own id unless it is an aggregate).
+    pub fn first_id(&self) -> u64 {
+        self.first_trade_id.unwrap_or(self.trade_id)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,6 +401,7 @@ mod tests {
             buyer_is_maker: false,
             buyer_order_id: Some(71181005),
             seller_order_id: Some(71180991),
+            first_trade_id: None,
             kind: TradeKind::Market,
         }
     }

@@ -162,6 +162,7 @@ mod tests {
             buyer_is_maker: true,
             buyer_order_id: None,
             seller_order_id: None,
+            first_trade_id: None,
             kind: TradeKind::Market,
         }
     }

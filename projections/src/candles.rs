@@ -134,14 +134,14 @@ impl Bar {
             close: trade.price,
             volume: trade.quantity,
             quote_volume: quote,
-            trade_count: 1,
+            trade_count: trade.trade_count(),
             taker_buy_base_volume: if taker_buy {
                 trade.quantity
             } else {
                 Decimal::ZERO
             },
             taker_buy_quote_volume: if taker_buy { quote } else { Decimal::ZERO },
-            first_trade_id: trade.trade_id,
+            first_trade_id: trade.first_id(),
             last_trade_id: trade.trade_id,
         }
     }
@@ -149,8 +149,8 @@ impl Bar {
     /// Adds one trade: the same as `merge(&Bar::of(trade))`, without building the bar.
     pub fn add(&mut self, trade: &TradeReceived) {
         let quote = quote(trade);
-        if trade.trade_id < self.first_trade_id {
-            self.first_trade_id = trade.trade_id;
+        if trade.first_id() < self.first_trade_id {
+            self.first_trade_id = trade.first_id();
             self.open = trade.price;
         }
         if trade.trade_id > self.last_trade_id {
@@ -161,7 +161,7 @@ impl Bar {
         self.low = self.low.min(trade.price);
         self.volume += trade.quantity;
         self.quote_volume += quote;
-        self.trade_count += 1;
+        self.trade_count += trade.trade_count();
         if !trade.buyer_is_maker {
             self.taker_buy_base_volume += trade.quantity;
             self.taker_buy_quote_volume += quote;
@@ -581,6 +581,7 @@ mod tests {
             buyer_is_maker: maker,
             buyer_order_id: None,
             seller_order_id: None,
+            first_trade_id: None,
             kind: TradeKind::Market,
         }
     }

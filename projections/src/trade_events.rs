@@ -20,6 +20,9 @@ pub struct TradeRow {
     pub quantity: Decimal,
     pub buyer_order_id: Option<u64>,
     pub seller_order_id: Option<u64>,
+    /// The first trade id of an aggregate trade (`trade_id` is its last); none for a trade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_trade_id: Option<u64>,
     pub trade_time: i64,
     pub event_time: i64,
     pub buyer_market_maker: bool,
@@ -38,6 +41,7 @@ impl TradeRow {
             quantity: t.quantity,
             buyer_order_id: t.buyer_order_id,
             seller_order_id: t.seller_order_id,
+            first_trade_id: t.first_trade_id,
             trade_time: t.trade_time.millis(),
             event_time: t.event_time.millis(),
             buyer_market_maker: t.buyer_is_maker,
@@ -58,6 +62,7 @@ impl TradeRow {
             buyer_is_maker: self.buyer_market_maker,
             buyer_order_id: self.buyer_order_id,
             seller_order_id: self.seller_order_id,
+            first_trade_id: self.first_trade_id,
             kind: TradeKind::from(self.kind.clone()),
         }
     }
@@ -79,7 +84,8 @@ impl TradeEvents {
 const INSERT_ROWS: usize = 2_000;
 
 pub(crate) const TRADE_COLUMNS: &str = "market, symbol, trade_id, price, quantity, \
-     buyer_order_id, seller_order_id, trade_time, event_time, buyer_market_maker, kind, position";
+     buyer_order_id, seller_order_id, trade_time, event_time, buyer_market_maker, kind, position, \
+     first_trade_id";
 
 impl ReadModel for TradeEvents {
     fn name(&self) -> &'static str {
@@ -122,7 +128,8 @@ impl ReadModel for TradeEvents {
                             .push_bind(t.event_time)
                             .push_bind(t.buyer_market_maker)
                             .push_bind(t.kind.as_str())
-                            .push_bind(t.position);
+                            .push_bind(t.position)
+                            .push_bind(t.first_trade_id.map(to_i64));
                     });
                     q.build().execute(&mut *conn).await?;
                 });
@@ -153,10 +160,11 @@ pub(crate) type Row = (
     bool,
     String,
     i64,
+    Option<i64>,
 );
 
 pub(crate) fn from_row(row: Row) -> Result<TradeRow, ProjectionError> {
-    let (m, s, id, p, q, b, a, tt, et, maker, kind, position) = row;
+    let (m, s, id, p, q, b, a, tt, et, maker, kind, position, first) = row;
     let corrupt = |column, value: &str| ProjectionError::Corrupt {
         table: "trade_events",
         column,
@@ -173,6 +181,9 @@ pub(crate) fn from_row(row: Row) -> Result<TradeRow, ProjectionError> {
             .transpose()?,
         seller_order_id: a
             .map(|v| unsigned("trade_events", "seller_order_id", v))
+            .transpose()?,
+        first_trade_id: first
+            .map(|v| unsigned("trade_events", "first_trade_id", v))
             .transpose()?,
         trade_time: tt,
         event_time: et,

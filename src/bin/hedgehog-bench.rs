@@ -201,6 +201,7 @@ fn trade(symbol: &Symbol, id: u64) -> TradeReceived {
         buyer_is_maker: id % 3 == 0,
         buyer_order_id: Some(71_181_005 + id * 2),
         seller_order_id: Some(71_180_991 + id * 2),
+        first_trade_id: None,
         kind: TradeKind::Market,
     }
 }

@@ -142,6 +142,7 @@ pub fn trade(sym: &str, trade_id: u64) -> TradeReceived {
         buyer_is_maker: trade_id % 2 == 0,
         buyer_order_id: Some(71_181_005 + trade_id),
         seller_order_id: None,
+        first_trade_id: None,
         kind: TradeKind::Market,
     }
 }

@@ -36,6 +36,7 @@ fn trade(id: u64, price: Decimal) -> TradeReceived {
         buyer_is_maker: false,
         buyer_order_id: None,
         seller_order_id: None,
+        first_trade_id: None,
         kind: TradeKind::Market,
     }
 }
