@@ -61,6 +61,29 @@ fn packed_page(filter: &str) -> String {
     )
 }
 
+/// The pages of `$all` and of one stream, for [`packed_page`] and [`slim_page`].
+const ALL_PAGE: &str = "WHERE position >= ? ORDER BY position LIMIT ?";
+const STREAM_PAGE: &str =
+    "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?";
+
+impl SqliteBackend {
+    /// Runs a packed page query (`stream` binds first when the page is a stream's).
+    async fn page(
+        &self,
+        sql: &str,
+        stream: Option<&StreamId>,
+        from: i64,
+        limit: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let query = sqlx::query_scalar(sql);
+        let query = match stream {
+            Some(stream) => query.bind(stream.as_str()),
+            None => query,
+        };
+        Ok(query.bind(from).bind(limit).fetch_one(&self.pool).await?)
+    }
+}
+
 /// Decodes a page on the blocking pool (a large page is milliseconds of CPU, too long to hold an
 /// async worker), small pages in place.
 async fn unpack_off_runtime(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -370,12 +393,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = packed_page("WHERE position >= ? ORDER BY position LIMIT ?");
-        let page: Option<String> = sqlx::query_scalar(&sql)
-            .bind(from)
-            .bind(limit)
-            .fetch_one(&self.pool)
-            .await?;
+        let page = self.page(&packed_page(ALL_PAGE), None, from, limit).await?;
         unpack_off_runtime(page).await
     }
 
@@ -385,25 +403,14 @@ impl Backend for SqliteBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = packed_page(
-            "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
-        );
-        let page: Option<String> = sqlx::query_scalar(&sql)
-            .bind(stream.as_str())
-            .bind(from)
-            .bind(limit)
-            .fetch_one(&self.pool)
+        let page = self
+            .page(&packed_page(STREAM_PAGE), Some(stream), from, limit)
             .await?;
         unpack_off_runtime(page).await
     }
 
     async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
-        let sql = slim_page("WHERE position >= ? ORDER BY position LIMIT ?");
-        let page: Option<String> = sqlx::query_scalar(&sql)
-            .bind(from)
-            .bind(limit)
-            .fetch_one(&self.pool)
-            .await?;
+        let page = self.page(&slim_page(ALL_PAGE), None, from, limit).await?;
         unpack_events_off_runtime(page).await
     }
 
@@ -413,14 +420,8 @@ impl Backend for SqliteBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        let sql = slim_page(
-            "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
-        );
-        let page: Option<String> = sqlx::query_scalar(&sql)
-            .bind(stream.as_str())
-            .bind(from)
-            .bind(limit)
-            .fetch_one(&self.pool)
+        let page = self
+            .page(&slim_page(STREAM_PAGE), Some(stream), from, limit)
             .await?;
         unpack_events_off_runtime(page).await
     }
