@@ -326,6 +326,7 @@ enum ExchangeArg {
 
 #[derive(Debug, clap::Args)]
 struct BacktestArgs {
+    /// The symbol to trade (e.g. ADAUSDT); its filters come from the exchange info.
     #[arg(long)]
     symbol: Symbol,
     /// Only trades from this time on: ms since the epoch, 2019-06-03 or 2019-06-03T10:00:00Z.
@@ -341,6 +342,7 @@ struct BacktestArgs {
     /// The files' format; detected from their first line when not given.
     #[arg(long, value_enum, requires = "data")]
     format: Option<import::Format>,
+    /// The market of the trades: its stream in the store, and what files must hold.
     #[arg(long, value_enum, default_value_t = import::Market::Spot)]
     market: import::Market,
     /// The strategy's settings: the defaults (see `hedgehog settings show`) with these changed.
