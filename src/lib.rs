@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod binance;
 pub mod engine;
 pub mod exchange_info;
+pub mod http;
 pub mod import;
 pub mod replay_server;
 pub use hedgehog_projections as projections;

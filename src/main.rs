@@ -122,6 +122,16 @@ enum Command {
         /// Cap each paper fill at the trade's quantity.
         #[arg(long)]
         partial_fills: bool,
+        /// Serve the HTTP command API here (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// Do not serve the HTTP API.
+        #[arg(long, conflicts_with = "http")]
+        no_http: bool,
+        /// Bearer token required on the API's mutating requests; required to bind anything but
+        /// a loopback address.
+        #[arg(long, env = "HEDGEHOG_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
     },
     /// The read models: where each projection stands, and rebuilding them from the log.
     Projections {
@@ -593,8 +603,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             exchange: ExchangeArg::Paper,
             fill,
             partial_fills,
+            http,
+            no_http,
+            api_token,
         } => {
-            let (rules, _) = exchange_rules(cli.exchange_info.as_deref())?;
+            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let rules = Arc::new(rules);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let server = if no_http {
+                None
+            } else {
+                hedgehog::http::check_bind(http, api_token.as_deref())?;
+                let listener = tokio::net::TcpListener::bind(http)
+                    .await
+                    .with_context(|| format!("cannot serve the HTTP API on {http} (--http)"))?;
+                writeln!(out, "http API on http://{}", listener.local_addr()?)?;
+                out.flush()?;
+                let api = hedgehog::http::Api {
+                    store: store.clone(),
+                    rules: Arc::clone(&rules),
+                    rules_from,
+                    token: api_token,
+                    clock: now,
+                };
+                let mut stopping = stop.subscribe();
+                let shutdown = async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                };
+                Some(tokio::spawn(hedgehog::http::serve(listener, api, shutdown)))
+            };
             let options = EngineOptions {
                 binance_ws_url,
                 paper: PaperExchange {
@@ -604,14 +641,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     partial_fills,
                 },
-                rules: Arc::new(rules),
+                rules,
                 updates: None,
             };
             let stats = Arc::new(StreamerStats::default());
-            let (stop, stopped) = tokio::sync::watch::channel(false);
             let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);
             let task = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
-            until_signal(task, stop).await?;
+            let ran = until_signal(task, stop.clone()).await;
+            let _ = stop.send(true);
+            if let Some(server) = server {
+                server.await?.context("the HTTP API failed")?;
+            }
+            ran?;
             writeln!(out, "{}", stats.summary())?;
         }
         Command::Streaming { what } => {

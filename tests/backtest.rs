@@ -697,7 +697,7 @@ mod cases {
         ok(hedgehog(db, &["trading", "start", "BTCUSDT"]));
         ok(hedgehog(db, &["streaming", "start", "BTCUSDT"]));
         let replay = Replay::start(&files, 0);
-        let engine = spawn(db, &["run", "--binance-ws-url", &replay.url]);
+        let engine = spawn(db, &["run", "--no-http", "--binance-ws-url", &replay.url]);
         let trading = StreamId::trading(&symbol("BTCUSDT"));
         let trades = StreamId::trades(&symbol("BTCUSDT"));
         let started = Instant::now();

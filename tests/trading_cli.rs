@@ -15,7 +15,7 @@ on_both_backends!(commands_drive_a_running_engine);
 
 fn start_engine(db: &TestDb) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url, "run"])
+        .args(["--database-url", &db.url, "run", "--no-http"])
         // Nothing listens there; no symbol streams, so nothing connects.
         .args(["--binance-ws-url", "ws://127.0.0.1:9"])
         .stdout(Stdio::piped())

@@ -1,0 +1,344 @@
+//! The HTTP command API of `hedgehog run`: the CLI's trading, streaming and settings commands
+//! as JSON over HTTP, through the very same command path (`trading::command`,
+//! `streaming::command`), so validation, races and events are the CLI's.
+//!
+//! Every answer is JSON; every error is `{"error": {"status": N, "message": "..."}}` with the
+//! CLI's message: 404 for an unknown symbol, 409 for a lost race, 422 for settings refused, 400
+//! for a malformed body, 401 without the token, 413 for a body over 64 KiB.
+//!
+//! Security: `run` binds 127.0.0.1 by default and refuses another address unless a token is
+//! set (`HEDGEHOG_API_TOKEN`); with a token, every mutating request must carry
+//! `Authorization: Bearer TOKEN`. The token is compared in constant time and never logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hedgehog_domain::exchange::ExchangeRules;
+use hedgehog_domain::streaming::StreamingCommand;
+use hedgehog_domain::{Event, Symbol, Timestamp, TradingSettings};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::store::Store;
+use crate::streaming::{self, StreamingError};
+use crate::trading::{self, Request, SettingsChange, TradingError};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Store,
+    pub rules: Arc<ExchangeRules>,
+    /// Where the rules came from, for error messages.
+    pub rules_from: String,
+    /// Required on mutating requests when set.
+    pub token: Option<String>,
+    /// The wall clock, read at the edge: commands carry their time as data.
+    pub clock: fn() -> Timestamp,
+}
+
+/// Why `run` will not serve on an address.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to serve the HTTP API on {0} without a token: set HEDGEHOG_API_TOKEN, or bind 127.0.0.1")]
+pub struct InsecureBind(pub SocketAddr);
+
+/// Checks that a non-loopback address comes with a token.
+pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), InsecureBind> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(InsecureBind(addr))
+    }
+}
+
+/// The API's routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route(
+            "/api/symbols/{symbol}/trading/{action}",
+            post(trading_action),
+        )
+        .route(
+            "/api/symbols/{symbol}/streaming/{action}",
+            post(streaming_action),
+        )
+        .route(
+            "/api/symbols/{symbol}/settings",
+            get(get_settings).put(put_settings),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(api)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"status": self.status.as_u16(), "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<TradingError> for ApiError {
+    fn from(e: TradingError) -> Self {
+        let status = match &e {
+            TradingError::UnknownSymbol { .. } => StatusCode::NOT_FOUND,
+            TradingError::Conflict(_) => StatusCode::CONFLICT,
+            TradingError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TradingError::Store(_) | TradingError::Aggregate(_) => {
+                tracing::error!("trading command failed: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<StreamingError> for ApiError {
+    fn from(e: StreamingError) -> Self {
+        let status = match &e {
+            StreamingError::UnknownSymbol { .. } => StatusCode::NOT_FOUND,
+            StreamingError::Conflict(_) => StatusCode::CONFLICT,
+            StreamingError::Store(_) | StreamingError::Aggregate(_) => {
+                tracing::error!("streaming command failed: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::new(e.status(), e.body_text())
+    }
+}
+
+impl Api {
+    /// Refuses a mutating request without the token, when one is set.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this request needs the API token: send `Authorization: Bearer TOKEN`",
+            ))
+        }
+    }
+
+    fn symbol_rules(
+        &self,
+        symbol: &str,
+    ) -> Result<&hedgehog_domain::exchange::SymbolRules, ApiError> {
+        let symbol = parse_symbol(symbol)?;
+        Ok(trading::rules_for(&self.rules, &self.rules_from, &symbol)?)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_symbol(text: &str) -> Result<Symbol, ApiError> {
+    Symbol::parse(text).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+}
+
+async fn health(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
+    let head = api.store.head_position().await.map_err(|e| {
+        tracing::error!("health: {e}");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    })?;
+    Ok(Json(json!({"status": "ok", "head": head})))
+}
+
+/// The answer to a command: what it appended (nothing: it was so already) and where it left
+/// the symbol.
+#[derive(Debug, Serialize)]
+struct CommandAnswer {
+    symbol: Symbol,
+    changed: bool,
+    status: String,
+    events: Vec<Event>,
+}
+
+async fn trading_action(
+    State(api): State<Api>,
+    Path((symbol, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<CommandAnswer>, ApiError> {
+    api.authorize(&headers)?;
+    let request = match action.as_str() {
+        "start" => Request::Start,
+        "stop" => Request::Stop,
+        "shutdown" => Request::Shutdown,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no trading action {other:?}: use start, stop or shutdown"),
+            ))
+        }
+    };
+    let rules = api.symbol_rules(&symbol)?;
+    let outcome = trading::command(&api.store, rules, request, (api.clock)()).await?;
+    Ok(Json(CommandAnswer {
+        symbol: rules.symbol.clone(),
+        changed: !outcome.events.is_empty(),
+        status: outcome.state.status.to_string(),
+        events: outcome.events,
+    }))
+}
+
+async fn streaming_action(
+    State(api): State<Api>,
+    Path((symbol, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    api.authorize(&headers)?;
+    let (command, state) = match action.as_str() {
+        "start" => (StreamingCommand::Start, "on"),
+        "stop" => (StreamingCommand::Stop, "off"),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no streaming action {other:?}: use start or stop"),
+            ))
+        }
+    };
+    let symbol = parse_symbol(&symbol)?;
+    let outcome =
+        streaming::command(&api.store, &api.rules, &api.rules_from, &symbol, command).await?;
+    Ok(Json(json!({
+        "symbol": symbol,
+        "changed": outcome == streaming::Outcome::Changed,
+        "streaming": state,
+    })))
+}
+
+async fn get_settings(
+    State(api): State<Api>,
+    Path(symbol): Path<String>,
+) -> Result<Json<TradingSettings>, ApiError> {
+    let rules = api.symbol_rules(&symbol)?;
+    let (state, _) = trading::state(&api.store, &rules.symbol).await?;
+    Ok(Json(state.settings))
+}
+
+/// A change to some settings; fields left out keep their values. Unknown fields are refused,
+/// so a misspelt setting is an error, not a silent no-op.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    chunks: Option<u32>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    budget: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    buy_down_interval: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    profit_target: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    rebuy_interval: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    fee: Option<Decimal>,
+}
+
+async fn put_settings(
+    State(api): State<Api>,
+    Path(symbol): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<SettingsBody>, JsonRejection>,
+) -> Result<Json<CommandAnswer>, ApiError> {
+    api.authorize(&headers)?;
+    let Json(body) = body?;
+    let change = SettingsChange {
+        chunks: body.chunks,
+        budget: body.budget,
+        buy_down_interval: body.buy_down_interval,
+        profit_target: body.profit_target,
+        rebuy_interval: body.rebuy_interval,
+        fee: body.fee,
+    };
+    if change == SettingsChange::default() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing to set: give at least one of chunks, budget, buy_down_interval, profit_target, rebuy_interval, fee",
+        ));
+    }
+    let rules = api.symbol_rules(&symbol)?;
+    let outcome =
+        trading::command(&api.store, rules, Request::Settings(change), (api.clock)()).await?;
+    Ok(Json(CommandAnswer {
+        symbol: rules.symbol.clone(),
+        changed: !outcome.events.is_empty(),
+        status: outcome.state.status.to_string(),
+        events: outcome.events,
+    }))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_binds_without_a_token() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(check_bind(local, None).is_ok());
+        assert!(check_bind(open, None).is_err());
+        assert!(check_bind(open, Some("")).is_err());
+        assert!(check_bind(open, Some("s3cret")).is_ok());
+        let message = check_bind(open, None).unwrap_err().to_string();
+        assert!(message.contains("HEDGEHOG_API_TOKEN"), "{message}");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,221 @@
+//! The HTTP command API of `hedgehog run`, through the real binary on both backends: commands
+//! go through the store like the CLI's, errors are 4xx with a JSON body, the token guards every
+//! mutating request, and a non-loopback bind without a token is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::processes::{hedgehog, ok};
+use common::TestDb;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+on_both_backends!(commands_over_http_reach_the_store_and_errors_are_json);
+
+const TOKEN: &str = "s3cret-token";
+
+/// `hedgehog run` with the API on a free port, and its base URL.
+fn start(db: &TestDb) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "run", "--http", "127.0.0.1:0"])
+        .args(["--binance-ws-url", "ws://127.0.0.1:9"])
+        .env("HEDGEHOG_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the engine");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+fn terminate(mut engine: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = engine.try_wait().unwrap() {
+            assert!(status.success(), "the engine exits 0 on SIGTERM: {status}");
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = engine.kill();
+            panic!("the engine did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Status and JSON body of a response; a body that is not JSON fails the test.
+async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, body)
+}
+
+fn error_message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error body: {body}"))
+}
+
+#[test]
+fn a_public_bind_without_a_token_is_refused() {
+    let db = TestDb::sqlite();
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "run", "--http", "0.0.0.0:0"])
+        .env_remove("HEDGEHOG_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0.0.0.0:0") && err.contains("HEDGEHOG_API_TOKEN"),
+        "{err}"
+    );
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn commands_over_http_reach_the_store_and_errors_are_json(db: &TestDb) {
+        let (engine, base) = start(db);
+        let http = reqwest::Client::new();
+        let api = |path: &str| format!("{base}{path}");
+        let authed = |r: reqwest::RequestBuilder| r.bearer_auth(TOKEN);
+
+        let (status, body) = answer(http.get(api("/api/health")).send().await.unwrap()).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("ok"))
+        );
+
+        // Without the token, nothing changes.
+        let start = api("/api/symbols/ADAUSDT/trading/start");
+        let (status, body) = answer(http.post(&start).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(error_message(&body).contains("Authorization: Bearer"));
+        let wrong = http.post(&start).bearer_auth("guess").send().await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+        // Settings: refused with the CLI's reasons, then set.
+        let settings = api("/api/symbols/ADAUSDT/settings");
+        let put = |body: String| {
+            authed(http.put(&settings))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let (status, body) = answer(put(json!({"chunks": 0}).to_string()).await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error_message(&body).contains("chunks"), "{body}");
+        let (status, body) = answer(
+            put(json!({"budget": "10", "chunks": 5}).to_string())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            error_message(&body).contains("minimum order value"),
+            "{body}"
+        );
+        let (status, body) = answer(put("{".to_owned()).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = answer(put(json!({"budgte": "100"}).to_string()).await.unwrap()).await;
+        assert!(status.is_client_error(), "{status}");
+        assert!(error_message(&body).contains("budgte"), "{body}");
+        let (status, _) = answer(
+            put(format!("{{\"fee\": \"{}\"}}", "1".repeat(70_000)))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = answer(
+            put(json!({"budget": "100", "chunks": 1}).to_string())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["changed"], true);
+        assert_eq!(body["events"][0]["type"], "SettingsUpdated");
+        let (status, body) = answer(http.get(&settings).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (body["chunks"].as_u64(), body["budget"].as_str()),
+            (Some(1), Some("100"))
+        );
+
+        // Trading and streaming switches, each through the store.
+        let (status, body) = answer(authed(http.post(&start)).send().await.unwrap()).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("on"))
+        );
+        assert_eq!(body["events"][0]["type"], "TradingStarted");
+        let (_, again) = answer(authed(http.post(&start)).send().await.unwrap()).await;
+        assert_eq!(again["changed"], false);
+        let stream = api("/api/symbols/ADAUSDT/streaming/start");
+        let (status, body) = answer(authed(http.post(&stream)).send().await.unwrap()).await;
+        assert_eq!(
+            (status, body["changed"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
+        let cli = ok(hedgehog(db, &["trading", "status", "ADAUSDT"]));
+        assert!(cli.contains("ADAUSDT") && cli.contains(" on "), "{cli}");
+        let cli = ok(hedgehog(db, &["streaming", "status"]));
+        assert!(cli.contains("ADAUSDT") && cli.contains("on"), "{cli}");
+        let shutdown = api("/api/symbols/ADAUSDT/trading/shutdown");
+        let (_, body) = answer(authed(http.post(&shutdown)).send().await.unwrap()).await;
+        assert_eq!(
+            body["status"], "off",
+            "no open positions: shutdown completes: {body}"
+        );
+
+        // What does not exist is a 404 with a JSON body.
+        let (status, body) = answer(
+            authed(http.post(api("/api/symbols/NOPEUSDT/trading/start")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            error_message(&body).contains("unknown symbol NOPEUSDT"),
+            "{body}"
+        );
+        let (status, body) = answer(
+            authed(http.post(api("/api/symbols/ADAUSDT/trading/pause")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            error_message(&body).contains("start, stop or shutdown"),
+            "{body}"
+        );
+        let (status, _) = answer(http.get(api("/api/nothing")).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        terminate(engine);
+    }
+}
