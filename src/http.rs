@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +27,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::projections::candles::{Candle, Interval};
+use crate::projections::orders::OrderRow;
+use crate::projections::query::{self, Window};
+use crate::projections::trade_events::TradeRow;
+use crate::projections::{Market, ProjectionError};
 use crate::store::Store;
 use crate::streaming::{self, StreamingError};
 use crate::trading::{self, Request, SettingsChange, TradingError};
@@ -76,6 +82,10 @@ pub fn router(api: Api) -> Router {
             "/api/symbols/{symbol}/settings",
             get(get_settings).put(put_settings),
         )
+        .route("/api/symbols/{symbol}", get(symbol_status))
+        .route("/api/orders", get(orders))
+        .route("/api/trades", get(trades))
+        .route("/api/ohlc", get(ohlc))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
@@ -130,6 +140,26 @@ impl From<StreamingError> for ApiError {
             }
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            ProjectionError::UnknownProjection(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            e => {
+                tracing::error!("query failed: {e}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
     }
 }
 
@@ -306,6 +336,181 @@ async fn put_settings(
         status: outcome.state.status.to_string(),
         events: outcome.events,
     }))
+}
+
+fn bad_request(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("query parameter `{field}`: {why}"),
+    )
+}
+
+fn time_param(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| crate::time::parse_time(v).map_err(|e| bad_request(field, e)))
+        .transpose()
+}
+
+fn market_param(value: Option<&str>) -> Result<Market, ApiError> {
+    value
+        .unwrap_or("spot")
+        .parse()
+        .map_err(|e| bad_request("market", e))
+}
+
+/// `?symbol=&status=&run=`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrdersQuery {
+    symbol: Option<String>,
+    status: Option<String>,
+    run: Option<String>,
+}
+
+async fn orders(
+    State(api): State<Api>,
+    query: Result<Query<OrdersQuery>, QueryRejection>,
+) -> Result<Json<Vec<OrderRow>>, ApiError> {
+    let Query(q) = query?;
+    let symbol = q
+        .symbol
+        .as_deref()
+        .map(|s| Symbol::parse(s).map_err(|e| bad_request("symbol", e)))
+        .transpose()?;
+    let status = q.status.map(|s| s.to_ascii_uppercase());
+    if let Some(s) = &status {
+        if !["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED"].contains(&s.as_str()) {
+            return Err(bad_request(
+                "status",
+                format!("{s:?} is not NEW, PARTIALLY_FILLED, FILLED or CANCELED"),
+            ));
+        }
+    }
+    let db = api.store.database();
+    Ok(Json(
+        query::orders(&db, q.run.as_deref(), symbol.as_ref(), status.as_deref()).await?,
+    ))
+}
+
+/// `?symbol=&market=&from=&to=&after=&limit=`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TradesQuery {
+    symbol: String,
+    market: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<u64>,
+    limit: Option<i64>,
+}
+
+/// Most trades one `/api/trades` page holds.
+const TRADES_PAGE: i64 = 10_000;
+
+async fn trades(
+    State(api): State<Api>,
+    query: Result<Query<TradesQuery>, QueryRejection>,
+) -> Result<Json<Vec<TradeRow>>, ApiError> {
+    let Query(q) = query?;
+    let symbol = Symbol::parse(&q.symbol).map_err(|e| bad_request("symbol", e))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=TRADES_PAGE).contains(&limit) {
+        return Err(bad_request(
+            "limit",
+            format!("{limit} is not within 1..={TRADES_PAGE}"),
+        ));
+    }
+    let window = Window {
+        from: time_param("from", q.from.as_deref())?,
+        to: time_param("to", q.to.as_deref())?,
+    };
+    let market = market_param(q.market.as_deref())?;
+    let db = api.store.database();
+    Ok(Json(
+        query::trades(&db, market, &symbol, window, q.after, limit).await?,
+    ))
+}
+
+/// `?symbol=&interval=&market=&from=&to=`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OhlcQuery {
+    symbol: String,
+    interval: Option<String>,
+    market: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn ohlc(
+    State(api): State<Api>,
+    query: Result<Query<OhlcQuery>, QueryRejection>,
+) -> Result<Json<Vec<Candle>>, ApiError> {
+    let Query(q) = query?;
+    let symbol = Symbol::parse(&q.symbol).map_err(|e| bad_request("symbol", e))?;
+    let interval: Interval = q
+        .interval
+        .as_deref()
+        .unwrap_or("1m")
+        .parse()
+        .map_err(|e| bad_request("interval", e))?;
+    let window = Window {
+        from: time_param("from", q.from.as_deref())?,
+        to: time_param("to", q.to.as_deref())?,
+    };
+    let market = market_param(q.market.as_deref())?;
+    let db = api.store.database();
+    Ok(Json(
+        query::candles(&db, market, &symbol, interval, window).await?,
+    ))
+}
+
+/// A symbol at a glance: trading status and settings, open positions, profit so far, streaming.
+async fn symbol_status(
+    State(api): State<Api>,
+    Path(symbol): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rules = api.symbol_rules(&symbol)?;
+    let (state, version) = trading::state(&api.store, &rules.symbol).await?;
+    let streaming = streaming::is_on(&api.store, &rules.symbol).await?;
+    let order = |o: &hedgehog_domain::trading::Order| {
+        json!({
+            "order_id": o.order_id,
+            "side": o.side,
+            "price": o.price,
+            "quantity": o.quantity,
+            "executed": o.executed,
+            "open": o.open,
+        })
+    };
+    let positions: Vec<serde_json::Value> = state
+        .positions
+        .values()
+        .map(|p| {
+            json!({
+                "position_id": p.position_id,
+                "buy_price": p.buy_price,
+                "quantity": p.quantity,
+                "bought": p.bought(),
+                "sold": p.sold(),
+                "buy": p.buy.as_ref().map(order),
+                "sell": p.sell.as_ref().map(order),
+                "sell_rejected": p.sell_rejected,
+                "opened_at": p.opened_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "symbol": rules.symbol,
+        "status": state.status.to_string(),
+        "streaming": if streaming { "on" } else { "off" },
+        "settings": state.settings,
+        "positions": positions,
+        "positions_closed": state.totals.positions_closed,
+        "realized_profit": state.totals.realized_profit,
+        "fees": state.totals.fees,
+        "version": version,
+    })))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -13,7 +13,15 @@ use common::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-on_both_backends!(commands_over_http_reach_the_store_and_errors_are_json);
+on_both_backends!(
+    commands_over_http_reach_the_store_and_errors_are_json,
+    queries_answer_what_the_cli_answers,
+);
+
+const ADA_DAY_HEAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ADAUSDT-2019-06-03.head2000.csv.gz"
+);
 
 const TOKEN: &str = "s3cret-token";
 
@@ -91,6 +99,112 @@ fn a_public_bind_without_a_token_is_refused() {
 
 mod cases {
     use super::*;
+
+    pub async fn queries_answer_what_the_cli_answers(db: &TestDb) {
+        let (engine, base) = start(db);
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            async move { answer(http.get(url).send().await.unwrap()).await }
+        };
+        // One chunk with tight intervals: these 2,000 trades run positions through.
+        ok(hedgehog(
+            db,
+            &[
+                "settings",
+                "set",
+                "ADAUSDT",
+                "--chunks",
+                "1",
+                "--budget",
+                "100",
+                "--buy-down-interval",
+                "0.0001",
+                "--profit-target",
+                "0.0001",
+                "--fee",
+                "0.0002",
+            ],
+        ));
+        ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+        ok(hedgehog(db, &["import", "trades", ADA_DAY_HEAD]));
+
+        // The engine trades them and projects live; the API answers from the same read models
+        // as the CLI, once the engine is done.
+        let cli =
+            |args: &[&str]| -> Value { serde_json::from_str(&ok(hedgehog(db, args))).unwrap() };
+        let started = Instant::now();
+        loop {
+            let (_, orders) = get("/api/orders?symbol=ADAUSDT".into()).await;
+            let expected = cli(&["orders", "ADAUSDT", "--format", "json"]);
+            let settled = orders.as_array().is_some_and(|o| o.len() >= 4)
+                && orders == expected
+                && get("/api/orders?symbol=ADAUSDT".into()).await.1 == orders;
+            if settled {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "orders: {orders}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (status, candles) = get("/api/ohlc?symbol=ADAUSDT&interval=5m".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            candles,
+            cli(&["ohlc", "ADAUSDT", "--interval", "5m", "--format", "json"])
+        );
+        assert!(candles.as_array().unwrap().len() > 3);
+        let (status, page) = get("/api/trades?symbol=ADAUSDT&limit=5&from=2019-06-03".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<u64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trade_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 5);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let after = ids[4];
+        let (_, next) = get(format!("/api/trades?symbol=ADAUSDT&limit=1&after={after}")).await;
+        assert!(next[0]["trade_id"].as_u64().unwrap() > after);
+        let (status, filled) = get("/api/orders?status=filled".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(filled
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "FILLED"));
+        let (status, glance) = get("/api/symbols/ADAUSDT".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(glance["status"], "on");
+        assert_eq!(glance["settings"]["chunks"], 1);
+        assert!(
+            glance["positions_closed"].as_u64().unwrap() >= 1,
+            "{glance}"
+        );
+        assert!(glance["realized_profit"].as_str().is_some(), "{glance}");
+
+        // Bad parameters are 400s naming the parameter.
+        for (path, names) in [
+            ("/api/ohlc?symbol=ADAUSDT&interval=7m", "interval"),
+            ("/api/ohlc?symbol=ADAUSDT&from=yesterday", "from"),
+            ("/api/trades?symbol=ADAUSDT&limit=0", "limit"),
+            ("/api/trades?symbol=ADAUSDT&market=moon", "market"),
+            ("/api/orders?status=maybe", "status"),
+            ("/api/orders?colour=red", "colour"),
+            ("/api/trades", "symbol"),
+        ] {
+            let (status, body) = get(path.into()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert!(error_message(&body).contains(names), "{path}: {body}");
+        }
+        let (status, _) = get("/api/symbols/NOPEUSDT".into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        terminate(engine);
+    }
 
     pub async fn commands_over_http_reach_the_store_and_errors_are_json(db: &TestDb) {
         let (engine, base) = start(db);
