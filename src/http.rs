@@ -17,6 +17,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,13 +27,15 @@ use hedgehog_domain::{Event, Symbol, Timestamp, TradingSettings};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::{broadcast, watch};
 
 use crate::projections::candles::{Candle, Interval};
 use crate::projections::orders::OrderRow;
 use crate::projections::query::{self, Window};
 use crate::projections::trade_events::TradeRow;
+use crate::projections::Update;
 use crate::projections::{Market, ProjectionError};
-use crate::store::Store;
+use crate::store::{RecordedEvent, Store};
 use crate::streaming::{self, StreamingError};
 use crate::trading::{self, Request, SettingsChange, TradingError};
 
@@ -50,6 +53,11 @@ pub struct Api {
     pub token: Option<String>,
     /// The wall clock, read at the edge: commands carry their time as data.
     pub clock: fn() -> Timestamp,
+    /// The projector's read-model updates, for `/api/updates`.
+    pub updates: broadcast::Sender<Update>,
+    /// Turns true when the server stops: subscriptions end then, so shutdown never waits on
+    /// a client that keeps listening.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// Why `run` will not serve on an address.
@@ -86,6 +94,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/orders", get(orders))
         .route("/api/trades", get(trades))
         .route("/api/ohlc", get(ohlc))
+        .route("/api/events", get(events))
+        .route("/api/updates", get(updates))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
@@ -511,6 +521,128 @@ async fn symbol_status(
         "fees": state.totals.fees,
         "version": version,
     })))
+}
+
+/// `?after=&symbol=&type=`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<i64>,
+    symbol: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+}
+
+type SseStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<SseEvent, std::convert::Infallible>> + Send>,
+>;
+
+/// Ends `stream` when the server stops.
+fn until_stopping(api: &Api, stream: SseStream) -> SseStream {
+    use futures::StreamExt;
+    let mut stopping = api.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    Box::pin(stream.take_until(Box::pin(stopped)))
+}
+
+/// The log as Server-Sent Events: every stored event after `after` (or after the
+/// `Last-Event-ID` a reconnecting client sends, or from now), then live, optionally only one
+/// symbol's and one type's. Each event's SSE id is its log position, so a client that reconnects
+/// with its last id resumes without a gap or a repeat.
+async fn events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    let Query(q) = query?;
+    let symbol = q
+        .symbol
+        .as_deref()
+        .map(|s| Symbol::parse(s).map_err(|e| bad_request("symbol", e)))
+        .transpose()?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| bad_request("Last-Event-ID", format!("{v:?} is not a position")))
+        })
+        .transpose()?;
+    let after = match resume.or(q.after) {
+        Some(after) => after,
+        None => api
+            .store
+            .head_position()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?,
+    };
+    let wanted = move |e: &RecordedEvent| {
+        symbol.as_ref().is_none_or(|s| e.event.symbol() == s)
+            && q.event_type
+                .as_deref()
+                .is_none_or(|t| e.event.event_type() == t)
+    };
+    let stream = api.store.subscribe_all(after).filter_map(move |r| {
+        let out = match r {
+            Ok(e) if !wanted(&e) => None,
+            Ok(e) => Some(
+                SseEvent::default()
+                    .id(e.position.to_string())
+                    .event(e.event.event_type())
+                    .json_data(json!({
+                        "position": e.position,
+                        "stream": e.stream_id.as_str(),
+                        "version": e.stream_version,
+                        "recorded_at": e.recorded_at,
+                        "event": e.event,
+                    }))
+                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+            ),
+            Err(e) => {
+                tracing::error!("event subscription failed: {e}");
+                Some(SseEvent::default().event("error").data(e.to_string()))
+            }
+        };
+        std::future::ready(out.map(Ok))
+    });
+    Ok(Sse::new(until_stopping(&api, Box::pin(stream)))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Read-model updates (candles, orders, settings) as Server-Sent Events, as the projector
+/// commits them. They carry no position: a client that falls behind gets a `lagged` event
+/// saying how many it missed, and should read the queries again.
+async fn updates(State(api): State<Api>) -> Response {
+    let mut rx = api.updates.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            match rx.recv().await {
+                Ok(update) => {
+                    let kind = match &update {
+                        Update::Candle(_) => "candle",
+                        Update::Order(_) => "order",
+                        Update::TradingSettings(_) => "trading_settings",
+                        Update::StreamingSettings(_) => "streaming_settings",
+                    };
+                    if let Ok(event) = SseEvent::default().event(kind).json_data(&update) {
+                        yield Ok(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    yield Ok(SseEvent::default().event("lagged").data(missed.to_string()));
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    Sse::new(until_stopping(&api, Box::pin(stream)))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

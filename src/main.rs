@@ -610,6 +610,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
             let rules = Arc::new(rules);
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            let updates = Projector::channel();
             let server = if no_http {
                 None
             } else {
@@ -625,6 +626,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     rules_from,
                     token: api_token,
                     clock: now,
+                    updates: updates.clone(),
+                    stopping: stop.subscribe(),
                 };
                 let mut stopping = stop.subscribe();
                 let shutdown = async move {
@@ -642,7 +645,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     partial_fills,
                 },
                 rules,
-                updates: None,
+                updates: Some(updates),
             };
             let stats = Arc::new(StreamerStats::default());
             let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);

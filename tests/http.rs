@@ -67,6 +67,63 @@ fn terminate(mut engine: Child) {
     }
 }
 
+/// A Server-Sent Events connection, read frame by frame (`id`, `event`, JSON `data`).
+struct Sse {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(request: reqwest::RequestBuilder) -> Sse {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        use futures::StreamExt;
+        Sse {
+            body: Box::pin(
+                response
+                    .bytes_stream()
+                    .map(|chunk| chunk.map(|b| b.to_vec())),
+            ),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame with data (keep-alive comments skipped), within 30 s.
+    async fn next(&mut self) -> (i64, String, Value) {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (-1, String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().unwrap_or(-1);
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    let value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                    return (id, event, value);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream stays open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 /// Status and JSON body of a response; a body that is not JSON fails the test.
 async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
@@ -203,6 +260,62 @@ mod cases {
         }
         let (status, _) = get("/api/symbols/NOPEUSDT".into()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // The log as SSE: the stored OrderPlaced events of ADAUSDT, each with its position as id.
+        let store = db.open().await;
+        let placed: Vec<i64> = store
+            .read_stream_to_end(&hedgehog::store::StreamId::trading(&common::symbol(
+                "ADAUSDT",
+            )))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.event_type() == "OrderPlaced")
+            .map(|e| e.position)
+            .collect();
+        assert!(placed.len() >= 4);
+        let url = format!("{base}/api/events?after=0&symbol=ADAUSDT&type=OrderPlaced");
+        let mut first = Sse::open(http.get(&url)).await;
+        let mut seen = Vec::new();
+        for _ in 0..placed.len() {
+            let (id, event, data) = first.next().await;
+            assert_eq!(event, "OrderPlaced");
+            assert_eq!(data["event"]["type"], "OrderPlaced");
+            assert_eq!(data["position"].as_i64(), Some(id));
+            seen.push(id);
+        }
+        assert_eq!(seen, placed);
+        // A client reconnecting with its last id resumes right after it.
+        let mut resumed = Sse::open(
+            http.get(&url)
+                .header("Last-Event-ID", placed[1].to_string()),
+        )
+        .await;
+        assert_eq!(resumed.next().await.0, placed[2]);
+        // Live: a settings change arrives on the log and as a read-model update.
+        let mut live = Sse::open(http.get(format!("{base}/api/events?type=SettingsUpdated"))).await;
+        let mut updates = Sse::open(http.get(format!("{base}/api/updates"))).await;
+        let changed = http
+            .put(format!("{base}/api/symbols/ADAUSDT/settings"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"fee": "0.0003"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
+        let (_, event, data) = live.next().await;
+        assert_eq!(
+            (event.as_str(), data["event"]["settings"]["fee"].as_str()),
+            ("SettingsUpdated", Some("0.0003"))
+        );
+        loop {
+            let (_, kind, data) = updates.next().await;
+            if kind == "trading_settings" {
+                assert_eq!(data["symbol"], "ADAUSDT");
+                break;
+            }
+        }
+        // Open subscriptions do not hold the shutdown up.
         terminate(engine);
     }
 
