@@ -89,6 +89,14 @@ pub async fn run(
             },
         ));
     }
+    {
+        let store = store.clone();
+        tasks.push(supervise(
+            "status".to_owned(),
+            shutdown.clone(),
+            move |stop| report_status(store.clone(), STATUS_EVERY, stop),
+        ));
+    }
     let head = store.head_position().await?;
     let mut traders: BTreeMap<Symbol, JoinHandle<()>> = BTreeMap::new();
     // Only the names: each worker rebuilds its own state when it starts.
@@ -122,6 +130,37 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// How often the engine logs a status line per traded symbol.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs one line per symbol with a trading stream every `every`: status, open positions and
+/// orders, profit and fees so far. Read from the store, so it says what is recorded.
+async fn report_status(
+    store: Store,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), TradingError> {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        for (symbol, state) in crate::trading::status(&store).await? {
+            tracing::info!(
+                %symbol,
+                status = %state.status,
+                positions = state.positions.len(),
+                open_orders = state.open_orders().count(),
+                closed = state.totals.positions_closed,
+                realized_profit = %state.totals.realized_profit,
+                fees = %state.totals.fees,
+                "status"
+            );
+        }
+    }
 }
 
 async fn projector_run(
@@ -193,4 +232,65 @@ where
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tracing::instrument::WithSubscriber;
+
+    /// A log sink the test can read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_status_line_per_traded_symbol_each_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let rules = crate::exchange_info::bundled().unwrap();
+        let ada = rules.get(&Symbol::parse("ADAUSDT").unwrap()).unwrap();
+        crate::trading::command(
+            &store,
+            ada,
+            crate::trading::Request::Start,
+            hedgehog_domain::Timestamp(1),
+        )
+        .await
+        .unwrap();
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(
+            report_status(store.clone(), Duration::from_millis(30), stopped)
+                .with_subscriber(subscriber),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("status")).collect();
+        assert!(lines.len() >= 3, "one line a period: {log}");
+        assert!(
+            lines.iter().all(|l| l.contains("symbol=ADAUSDT")
+                && l.contains("status=on")
+                && l.contains("realized_profit=0")),
+            "{log}"
+        );
+    }
 }
