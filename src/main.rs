@@ -422,10 +422,17 @@ enum Format {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The engine is a service: its own info lines (start-up, the minute's status) show by
+    // default; one-shot commands say only what went wrong. RUST_LOG overrides both.
+    let default_filter = if matches!(cli.command, Command::Run { .. }) {
+        "warn,hedgehog=info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
