@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::processes::{hedgehog, ok};
+use common::processes::{hedgehog, ok, terminate};
 use common::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -45,26 +45,6 @@ fn start(db: &TestDb) -> (Child, String) {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
     (child, url)
-}
-
-fn terminate(mut engine: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &engine.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = engine.try_wait().unwrap() {
-            assert!(status.success(), "the engine exits 0 on SIGTERM: {status}");
-            return;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = engine.kill();
-            panic!("the engine did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A Server-Sent Events connection, read frame by frame (`id`, `event`, JSON `data`).

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::processes::{hedgehog, ok, refused};
+use common::processes::{hedgehog, ok, refused, terminate};
 use common::{symbol, TestDb};
 use hedgehog::store::StreamId;
 
@@ -22,26 +22,6 @@ fn start_engine(db: &TestDb) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the engine")
-}
-
-fn terminate(mut engine: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &engine.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = engine.try_wait().unwrap() {
-            assert!(status.success(), "the engine exits 0 on SIGTERM: {status}");
-            return;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = engine.kill();
-            panic!("the engine did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 mod cases {

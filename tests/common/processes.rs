@@ -172,3 +172,24 @@ pub fn refused(out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// SIGTERM to an engine (or any long-running command), then its exit: 0 within 10 s.
+pub fn terminate(mut engine: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = engine.try_wait().unwrap() {
+            assert!(status.success(), "the engine exits 0 on SIGTERM: {status}");
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = engine.kill();
+            panic!("the engine did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
