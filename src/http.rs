@@ -235,6 +235,17 @@ struct CommandAnswer {
     events: Vec<Event>,
 }
 
+impl CommandAnswer {
+    fn of(symbol: &Symbol, outcome: trading::Outcome) -> Self {
+        CommandAnswer {
+            symbol: symbol.clone(),
+            changed: !outcome.events.is_empty(),
+            status: outcome.state.status.to_string(),
+            events: outcome.events,
+        }
+    }
+}
+
 async fn trading_action(
     State(api): State<Api>,
     Path((symbol, action)): Path<(String, String)>,
@@ -254,12 +265,7 @@ async fn trading_action(
     };
     let rules = api.symbol_rules(&symbol)?;
     let outcome = trading::command(&api.store, rules, request, (api.clock)()).await?;
-    Ok(Json(CommandAnswer {
-        symbol: rules.symbol.clone(),
-        changed: !outcome.events.is_empty(),
-        status: outcome.state.status.to_string(),
-        events: outcome.events,
-    }))
+    Ok(Json(CommandAnswer::of(&rules.symbol, outcome)))
 }
 
 async fn streaming_action(
@@ -340,12 +346,7 @@ async fn put_settings(
     let rules = api.symbol_rules(&symbol)?;
     let outcome =
         trading::command(&api.store, rules, Request::Settings(change), (api.clock)()).await?;
-    Ok(Json(CommandAnswer {
-        symbol: rules.symbol.clone(),
-        changed: !outcome.events.is_empty(),
-        status: outcome.state.status.to_string(),
-        events: outcome.events,
-    }))
+    Ok(Json(CommandAnswer::of(&rules.symbol, outcome)))
 }
 
 fn bad_request(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -353,6 +354,10 @@ fn bad_request(field: &str, why: impl std::fmt::Display) -> ApiError {
         StatusCode::BAD_REQUEST,
         format!("query parameter `{field}`: {why}"),
     )
+}
+
+fn symbol_param(value: &str) -> Result<Symbol, ApiError> {
+    Symbol::parse(value).map_err(|e| bad_request("symbol", e))
 }
 
 fn time_param(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
@@ -382,11 +387,7 @@ async fn orders(
     query: Result<Query<OrdersQuery>, QueryRejection>,
 ) -> Result<Json<Vec<OrderRow>>, ApiError> {
     let Query(q) = query?;
-    let symbol = q
-        .symbol
-        .as_deref()
-        .map(|s| Symbol::parse(s).map_err(|e| bad_request("symbol", e)))
-        .transpose()?;
+    let symbol = q.symbol.as_deref().map(symbol_param).transpose()?;
     let status = q.status.map(|s| s.to_ascii_uppercase());
     if let Some(s) = &status {
         if !["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED"].contains(&s.as_str()) {
@@ -422,7 +423,7 @@ async fn trades(
     query: Result<Query<TradesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TradeRow>>, ApiError> {
     let Query(q) = query?;
-    let symbol = Symbol::parse(&q.symbol).map_err(|e| bad_request("symbol", e))?;
+    let symbol = symbol_param(&q.symbol)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=TRADES_PAGE).contains(&limit) {
         return Err(bad_request(
@@ -457,7 +458,7 @@ async fn ohlc(
     query: Result<Query<OhlcQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Candle>>, ApiError> {
     let Query(q) = query?;
-    let symbol = Symbol::parse(&q.symbol).map_err(|e| bad_request("symbol", e))?;
+    let symbol = symbol_param(&q.symbol)?;
     let interval: Interval = q
         .interval
         .as_deref()
@@ -558,11 +559,7 @@ async fn events(
 ) -> Result<Response, ApiError> {
     use futures::StreamExt;
     let Query(q) = query?;
-    let symbol = q
-        .symbol
-        .as_deref()
-        .map(|s| Symbol::parse(s).map_err(|e| bad_request("symbol", e)))
-        .transpose()?;
+    let symbol = q.symbol.as_deref().map(symbol_param).transpose()?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -71,7 +71,13 @@ impl Backtest {
             // Commands carry the time they were issued; these two decide no timed event.
             let events =
                 trading::decide_command(&run.state, &run.rules, command, Timestamp::default())?;
-            run.record(&events);
+            for event in &events {
+                if let Err(e) = trading::apply_in_place(&mut run.state, event) {
+                    // `decide_command` decides only what its own state takes.
+                    panic!("a backtest decided an event its own state refuses: {e} ({event:?})");
+                }
+            }
+            run.note(&events);
             first.extend(events);
         }
         run.last = first;
@@ -81,8 +87,9 @@ impl Backtest {
     /// Feeds one trade: returns what it decided (often nothing).
     pub fn trade(&mut self, trade: &TradeReceived) -> &[Event] {
         self.hash_trade(trade);
-        let events = trading::decide_trade(&self.state, &self.rules, Some(&self.paper), trade);
-        self.record(&events);
+        let events =
+            trading::decide_trade_in_place(&mut self.state, &self.rules, Some(&self.paper), trade);
+        self.note(&events);
         if trade.symbol == self.rules.symbol && trade.kind.is_market() {
             self.tally.market(trade, &events);
         }
@@ -129,12 +136,9 @@ impl Backtest {
         }
     }
 
-    fn record(&mut self, events: &[Event]) {
+    /// Takes decided events (already in the state) into the fingerprint and the tally.
+    fn note(&mut self, events: &[Event]) {
         for event in events {
-            if let Err(e) = trading::apply_in_place(&mut self.state, event) {
-                // `decide_*` applied these very events to a copy of this state already.
-                panic!("a backtest decided an event its own state refuses: {e} ({event:?})");
-            }
             // The on-disk encoding: what a kept run stores, so what the fingerprint vouches for.
             let encoded = event.encode().unwrap_or_default();
             self.decisions.update(encoded.as_bytes());

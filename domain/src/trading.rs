@@ -423,8 +423,37 @@ pub fn decide_trade(
     paper: Option<&PaperExchange>,
     trade: &TradeReceived,
 ) -> Vec<Event> {
+    decider_for_trade(state, rules, paper, trade).map_or_else(Vec::new, |d| d.events)
+}
+
+/// As [`decide_trade`], and moves `state` on to what it decided: the decider's working copy
+/// becomes the state, so a caller that keeps no store in between (a backtest) does not fold the
+/// same events a second time.
+pub fn decide_trade_in_place(
+    state: &mut TradingState,
+    rules: &SymbolRules,
+    paper: Option<&PaperExchange>,
+    trade: &TradeReceived,
+) -> Vec<Event> {
+    match decider_for_trade(state, rules, paper, trade) {
+        Some(d) => {
+            *state = d.state;
+            d.events
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The decisions one trade makes, as a decider holding them and the state after them; `None`
+/// when the trade decides nothing (the common case, which clones nothing).
+fn decider_for_trade<'a>(
+    state: &TradingState,
+    rules: &'a SymbolRules,
+    paper: Option<&PaperExchange>,
+    trade: &TradeReceived,
+) -> Option<Decider<'a>> {
     if trade.symbol != rules.symbol || !trade.kind.is_market() || state.has_seen(trade.trade_id) {
-        return Vec::new();
+        return None;
     }
     let fills = match paper {
         Some(exchange) if state.positions.values().any(|p| p.orders().any(|o| o.open)) => {
@@ -450,7 +479,7 @@ pub fn decide_trade(
             .values()
             .any(|p| rebuy_candidate(p, trade.price));
     if fills.is_empty() && !opens && !rebuys {
-        return Vec::new();
+        return None;
     }
 
     let mut d = Decider::new(state, rules);
@@ -485,7 +514,7 @@ pub fn decide_trade(
             }
         }
     }
-    d.events
+    Some(d)
 }
 
 /// Decides fills reported by an exchange (a live venue's execution reports).
