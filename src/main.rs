@@ -185,6 +185,9 @@ enum Command {
         /// Cut the connection after this many messages, to exercise reconnects (0: never).
         #[arg(long, default_value_t = 0)]
         drop_every: u64,
+        /// Messages a new connection repeats from before where the last one was cut.
+        #[arg(long, default_value_t = hedgehog::replay_server::RESUME_OVERLAP)]
+        resume_overlap: usize,
         /// Symbol for files whose rows carry none.
         #[arg(long)]
         symbol: Option<Symbol>,
@@ -456,6 +459,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         port,
         speed,
         drop_every,
+        resume_overlap,
         symbol,
         format,
     } = cli.command
@@ -468,6 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
             speed,
             drop_every,
+            resume_overlap,
             import: ImportOptions {
                 symbol,
                 format,

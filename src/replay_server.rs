@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::binance::Market;
 use crate::import::{read_trades, ImportError, ImportOptions};
 
-/// How many messages a resumed connection repeats from before the cut.
-const RESUME_OVERLAP: usize = 25;
+/// How many messages a resumed connection repeats from before the cut, by default.
+pub const RESUME_OVERLAP: usize = 25;
 
 /// What to play and how.
 #[derive(Debug, Clone)]
@@ -38,6 +38,10 @@ pub struct ReplayOptions {
     pub speed: f64,
     /// Drop the connection after this many messages (0: never).
     pub drop_every: u64,
+    /// How many messages a new connection repeats from before where the last one was cut.
+    /// Binance repeats none; a large overlap lets a test check that a client killed with
+    /// trades in flight stores every one exactly once when they come again.
+    pub resume_overlap: usize,
     pub import: ImportOptions,
 }
 
@@ -212,7 +216,9 @@ async fn play(
     // Answer pings and notice a client that goes away, while playing.
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
 
-    let start = cursor.load(Ordering::SeqCst).saturating_sub(RESUME_OVERLAP);
+    let start = cursor
+        .load(Ordering::SeqCst)
+        .saturating_sub(options.resume_overlap);
     let mut sent_here = 0u64;
     let mut previous: Option<i64> = None;
     for (i, trade) in trades.iter().enumerate().skip(start) {
