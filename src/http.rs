@@ -90,12 +90,14 @@ pub fn router(api: Api) -> Router {
             "/api/symbols/{symbol}/settings",
             get(get_settings).put(put_settings),
         )
+        .route("/api/symbols", get(symbols))
         .route("/api/symbols/{symbol}", get(symbol_status))
         .route("/api/orders", get(orders))
         .route("/api/trades", get(trades))
         .route("/api/ohlc", get(ohlc))
         .route("/api/events", get(events))
         .route("/api/updates", get(updates))
+        .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
@@ -473,6 +475,27 @@ async fn ohlc(
     let db = api.store.database();
     Ok(Json(
         query::candles(&db, market, &symbol, interval, window).await?,
+    ))
+}
+
+/// Every symbol with settings: its trading and streaming status, from the read models.
+async fn symbols(State(api): State<Api>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let db = api.store.database();
+    let mut all = std::collections::BTreeMap::new();
+    for row in query::trading_settings(&db).await? {
+        all.insert(row.symbol.to_string(), (row.status, "off".to_owned()));
+    }
+    for row in query::streaming_settings(&db).await? {
+        all.entry(row.symbol.to_string())
+            .or_insert_with(|| ("off".to_owned(), String::new()))
+            .1 = row.status;
+    }
+    Ok(Json(
+        all.into_iter()
+            .map(|(symbol, (trading, streaming))| {
+                json!({"symbol": symbol, "trading": trading, "streaming": streaming})
+            })
+            .collect(),
     ))
 }
 

@@ -1,0 +1,310 @@
+// Hedgehog's dashboard: draws what the API serves, then follows /api/updates.
+//
+// Nothing here polls: the page loads candles, orders and the symbol's status once, then applies
+// each update the server pushes. When the subscription drops or reports that it lagged, the
+// page loads everything again, so what it shows is never a partial picture.
+"use strict";
+
+const LC = window.LightweightCharts;
+const $ = (id) => document.getElementById(id);
+const MINUTES = { "1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440 };
+
+const view = { symbol: "", interval: "1m", market: "spot" };
+let bars = new Map(); // candle open time (s) -> bar
+let orders = new Map(); // order id -> order row
+let loading = null; // the load in flight; updates wait for it
+let generation = 0; // bumps on every reload, so a stale load drops its result
+
+const chart = LC.createChart($("chart"), {
+  autoSize: true,
+  layout: { background: { color: "#131722" }, textColor: "#d1d4dc" },
+  grid: { vertLines: { color: "#1f2433" }, horzLines: { color: "#1f2433" } },
+  timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 4, barSpacing: 12 },
+});
+const series = chart.addSeries(LC.CandlestickSeries, {
+  upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
+  wickUpColor: "#26a69a", wickDownColor: "#ef5350",
+});
+const markers = LC.createSeriesMarkers(series, []);
+
+// --- helpers --------------------------------------------------------------------------------
+
+// Decimals come as strings with the exchange's trailing zeros ("61602.02000000").
+function trim(text) {
+  const s = String(text);
+  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+}
+
+function decimals(text) {
+  const s = trim(text);
+  const dot = s.indexOf(".");
+  return dot < 0 ? 0 : s.length - dot - 1;
+}
+
+function bar(candle) {
+  return {
+    time: candle.open_time / 1000,
+    open: Number(candle.open), high: Number(candle.high),
+    low: Number(candle.low), close: Number(candle.close),
+  };
+}
+
+function bucket(ms) {
+  const width = MINUTES[view.interval] * 60000;
+  return Math.floor(ms / width) * width / 1000;
+}
+
+function shows(candle) {
+  return candle.symbol === view.symbol && candle.interval === view.interval &&
+    candle.market === view.market;
+}
+
+function time(ms) {
+  return new Date(ms).toISOString().replace("T", " ").slice(0, 19);
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+}
+
+function say(text, error) {
+  const message = $("message");
+  message.textContent = text;
+  message.className = error ? "error" : "";
+}
+
+async function json(url, init) {
+  const response = await fetch(url, init);
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const why = body && body.error ? body.error.message : response.statusText;
+    throw new Error(`${response.status}: ${why}`);
+  }
+  return body;
+}
+
+function query(params) {
+  return new URLSearchParams(params).toString();
+}
+
+// --- drawing --------------------------------------------------------------------------------
+
+function drawBars() {
+  const sorted = [...bars.values()].sort((a, b) => a.time - b.time);
+  series.setData(sorted);
+  $("chart").dataset.candles = String(sorted.length);
+}
+
+function drawOrders() {
+  const all = [...orders.values()].sort((a, b) => b.time - a.time || b.order_id - a.order_id);
+  const body = $("orders").tBodies[0];
+  body.replaceChildren();
+  for (const o of all.slice(0, 200)) {
+    const row = document.createElement("tr");
+    row.className = `order ${o.side} ${o.status}`;
+    row.dataset.orderId = String(o.order_id);
+    cell(row, time(o.time).slice(11));
+    row.title = `${time(o.time)} UTC, order ${o.order_id}, position ${o.position_id}`;
+    cell(row, o.side);
+    cell(row, trim(o.price));
+    cell(row, trim(o.original_quantity));
+    cell(row, trim(o.executed_quantity));
+    cell(row, o.status);
+    body.appendChild(row);
+  }
+  const fills = all
+    .filter((o) => Number(o.executed_quantity) > 0)
+    .map((o) => {
+      const buy = o.side === "BUY";
+      return {
+        time: bucket(o.update_time),
+        position: buy ? "belowBar" : "aboveBar",
+        color: buy ? "#26a69a" : "#ef5350",
+        shape: buy ? "arrowUp" : "arrowDown",
+        text: buy ? "B" : "S",
+        id: String(o.order_id),
+      };
+    })
+    .sort((a, b) => a.time - b.time);
+  markers.setMarkers(fills);
+  $("chart").dataset.fills = String(fills.length);
+}
+
+function drawStatus(s) {
+  $("title").textContent = s.symbol;
+  $("trading").textContent = s.status;
+  $("streaming").textContent = s.streaming;
+  $("profit").textContent = trim(s.realized_profit);
+  $("fees").textContent = trim(s.fees);
+  $("closed").textContent = String(s.positions_closed);
+  const body = $("positions").tBodies[0];
+  body.replaceChildren();
+  for (const p of s.positions) {
+    const row = document.createElement("tr");
+    cell(row, String(p.position_id));
+    cell(row, trim(p.buy_price));
+    cell(row, trim(p.quantity));
+    cell(row, trim(p.bought));
+    cell(row, trim(p.sold));
+    cell(row, p.sell ? trim(p.sell.price) : "-");
+    body.appendChild(row);
+  }
+}
+
+// --- loading --------------------------------------------------------------------------------
+
+async function loadStatus() {
+  if (!view.symbol) return;
+  try {
+    drawStatus(await json(`/api/symbols/${encodeURIComponent(view.symbol)}`));
+  } catch (e) {
+    say(String(e.message), true);
+  }
+}
+
+let statusTimer = null;
+function refreshStatus() {
+  clearTimeout(statusTimer);
+  statusTimer = setTimeout(loadStatus, 250);
+}
+
+async function load() {
+  const mine = ++generation;
+  if (!view.symbol) return;
+  const params = { symbol: view.symbol, interval: view.interval, market: view.market };
+  const [candles, rows] = await Promise.all([
+    json(`/api/ohlc?${query(params)}`),
+    json(`/api/orders?${query({ symbol: view.symbol })}`),
+  ]);
+  if (mine !== generation) return;
+  bars = new Map(candles.map((c) => [c.open_time / 1000, bar(c)]));
+  orders = new Map(rows.map((o) => [o.order_id, o]));
+  if (candles.length > 0) {
+    const precision = Math.max(2, ...candles.slice(-50).map((c) => decimals(c.close)));
+    series.applyOptions({ priceFormat: { type: "price", precision, minMove: 10 ** -precision } });
+  }
+  drawBars();
+  drawOrders();
+  if (bars.size < 150) chart.timeScale().fitContent();
+  else chart.timeScale().scrollToRealTime();
+  await loadStatus();
+  document.body.dataset.loaded = String(mine);
+}
+
+function reload() {
+  loading = load().catch((e) => say(`could not load ${view.symbol}: ${e.message}`, true));
+  return loading;
+}
+
+// --- live updates ---------------------------------------------------------------------------
+
+async function onCandle(candle) {
+  await loading;
+  if (!shows(candle)) return;
+  const b = bar(candle);
+  const last = bars.size ? Math.max(...bars.keys()) : -Infinity;
+  bars.set(b.time, b);
+  if (b.time >= last) {
+    series.update(b);
+    $("chart").dataset.candles = String(bars.size);
+  } else {
+    drawBars();
+  }
+}
+
+async function onOrder(order) {
+  await loading;
+  if (order.symbol !== view.symbol) return;
+  orders.set(order.order_id, order);
+  drawOrders();
+  refreshStatus();
+}
+
+function subscribe() {
+  const source = new EventSource("/api/updates");
+  const live = $("live");
+  let dropped = false;
+  source.onopen = () => {
+    live.textContent = "live";
+    live.className = "live on";
+    if (dropped) reload(); // whatever happened while we were away
+    dropped = false;
+  };
+  source.onerror = () => {
+    dropped = true;
+    live.textContent = "reconnecting";
+    live.className = "live off";
+  };
+  source.addEventListener("candle", (e) => onCandle(JSON.parse(e.data)));
+  source.addEventListener("order", (e) => onOrder(JSON.parse(e.data)));
+  const settings = (e) => {
+    if (JSON.parse(e.data).symbol === view.symbol) refreshStatus();
+  };
+  source.addEventListener("trading_settings", settings);
+  source.addEventListener("streaming_settings", settings);
+  source.addEventListener("lagged", () => reload());
+}
+
+// --- commands -------------------------------------------------------------------------------
+
+async function command(path) {
+  if (!view.symbol) return say("choose a symbol first", true);
+  const headers = {};
+  const token = $("token").value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    const answer = await json(`/api/symbols/${encodeURIComponent(view.symbol)}/${path}`, {
+      method: "POST", headers,
+    });
+    say(`${path.replace("/", " ")}: ${answer.changed ? "done" : "already so"} (${answer.status})`);
+    refreshStatus();
+  } catch (e) {
+    say(`${path.replace("/", " ")}: ${e.message}`, true);
+  }
+}
+
+// --- wiring ---------------------------------------------------------------------------------
+
+function pick() {
+  view.symbol = $("symbol").value.trim().toUpperCase();
+  view.interval = $("interval").value;
+  view.market = $("market").value;
+  history.replaceState(null, "", `?${query(view)}`);
+  reload();
+}
+
+async function start() {
+  const url = new URLSearchParams(location.search);
+  $("interval").value = url.get("interval") || "1m";
+  $("market").value = url.get("market") || "spot";
+  $("token").value = localStorage.getItem("hedgehog-token") || "";
+  $("token").addEventListener("change", () =>
+    localStorage.setItem("hedgehog-token", $("token").value.trim()));
+  let symbols = [];
+  try {
+    symbols = await json("/api/symbols");
+  } catch (e) {
+    say(String(e.message), true);
+  }
+  const list = $("symbols");
+  for (const s of symbols) {
+    const option = document.createElement("option");
+    option.value = s.symbol;
+    list.appendChild(option);
+  }
+  const trading = symbols.find((s) => s.trading !== "off") || symbols[0];
+  $("symbol").value = url.get("symbol") || (trading ? trading.symbol : "");
+  $("pick").addEventListener("submit", (e) => {
+    e.preventDefault();
+    pick();
+  });
+  for (const button of document.querySelectorAll("button[data-command]")) {
+    button.addEventListener("click", () => command(button.dataset.command));
+  }
+  pick();
+  subscribe();
+}
+
+start();
