@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::http::{answer, error_message, start_engine, Sse, TOKEN};
 use common::processes::{hedgehog, ok, terminate};
 use common::TestDb;
 use reqwest::StatusCode;
@@ -22,101 +22,6 @@ const ADA_DAY_HEAD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/ADAUSDT-2019-06-03.head2000.csv.gz"
 );
-
-const TOKEN: &str = "s3cret-token";
-
-/// `hedgehog run` with the API on a free port, and its base URL.
-fn start(db: &TestDb) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url, "run", "--http", "127.0.0.1:0"])
-        .args(["--binance-ws-url", "ws://127.0.0.1:9"])
-        .env("HEDGEHOG_API_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the engine");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (child, url)
-}
-
-/// A Server-Sent Events connection, read frame by frame (`id`, `event`, JSON `data`).
-struct Sse {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(request: reqwest::RequestBuilder) -> Sse {
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream"));
-        use futures::StreamExt;
-        Sse {
-            body: Box::pin(
-                response
-                    .bytes_stream()
-                    .map(|chunk| chunk.map(|b| b.to_vec())),
-            ),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next frame with data (keep-alive comments skipped), within 30 s.
-    async fn next(&mut self) -> (i64, String, Value) {
-        use futures::StreamExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let frame: String = self.buffer.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (-1, String::new(), String::new());
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        id = v.parse().unwrap_or(-1);
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if !data.is_empty() {
-                    let value = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                    return (id, event, value);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next())
-                .await
-                .expect("an event within 30 s")
-                .expect("the stream stays open")
-                .unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-}
-
-/// Status and JSON body of a response; a body that is not JSON fails the test.
-async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    (status, body)
-}
-
-fn error_message(body: &Value) -> &str {
-    body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error body: {body}"))
-}
 
 #[test]
 fn a_public_bind_without_a_token_is_refused() {
@@ -138,7 +43,7 @@ mod cases {
     use super::*;
 
     pub async fn queries_answer_what_the_cli_answers(db: &TestDb) {
-        let (engine, base) = start(db);
+        let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let http = reqwest::Client::new();
         let get = |path: String| {
             let http = http.clone();
@@ -300,7 +205,7 @@ mod cases {
     }
 
     pub async fn commands_over_http_reach_the_store_and_errors_are_json(db: &TestDb) {
-        let (engine, base) = start(db);
+        let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let http = reqwest::Client::new();
         let api = |path: &str| format!("{base}{path}");
         let authed = |r: reqwest::RequestBuilder| r.bearer_auth(TOKEN);

@@ -4,24 +4,21 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::processes::{hedgehog, ok, refused, terminate};
+use common::processes::{hedgehog, ok, refused, spawn, terminate, Running};
 use common::{symbol, TestDb};
 use hedgehog::store::StreamId;
 
 on_both_backends!(commands_drive_a_running_engine);
 
-fn start_engine(db: &TestDb) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args(["--database-url", &db.url, "run", "--no-http"])
-        // Nothing listens there; no symbol streams, so nothing connects.
-        .args(["--binance-ws-url", "ws://127.0.0.1:9"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the engine")
+/// The engine without HTTP. Nothing listens at its feed's address; no symbol streams, so
+/// nothing connects.
+fn start_engine(db: &TestDb) -> Running {
+    spawn(
+        db,
+        &["run", "--no-http", "--binance-ws-url", "ws://127.0.0.1:9"],
+    )
 }
 
 mod cases {

@@ -17,17 +17,19 @@ pub struct Replay {
 
 impl Replay {
     pub fn start(files: &[&str], drop_every: u64) -> Replay {
+        Replay::launch(
+            files,
+            &["--speed", "0", "--drop-every", &drop_every.to_string()],
+        )
+    }
+
+    /// Plays `files` (names in the fixtures) on a free port with further `args`.
+    pub fn launch(files: &[&str], args: &[&str]) -> Replay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
             .arg("replay-server")
             .args(files.iter().map(|f| format!("{WS}/{f}")))
-            .args([
-                "--port",
-                "0",
-                "--speed",
-                "0",
-                "--drop-every",
-                &drop_every.to_string(),
-            ])
+            .args(["--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the replay server");
@@ -55,6 +57,10 @@ impl Drop for Replay {
 pub struct Running(Option<Child>);
 
 impl Running {
+    pub fn new(child: Child) -> Running {
+        Running(Some(child))
+    }
+
     pub fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("still running")
     }
@@ -174,7 +180,8 @@ pub fn refused(out: Output) -> String {
 }
 
 /// SIGTERM to an engine (or any long-running command), then its exit: 0 within 10 s.
-pub fn terminate(mut engine: Child) {
+pub fn terminate(mut running: Running) {
+    let mut engine = running.0.take().expect("still running");
     let status = Command::new("kill")
         .args(["-TERM", &engine.id().to_string()])
         .status()

@@ -1,0 +1,169 @@
+//! Driving `hedgehog run` over HTTP: starting it, reading its answers and its Server-Sent
+//! Events.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::processes::Running;
+use super::TestDb;
+
+pub const TOKEN: &str = "s3cret-token";
+
+/// `hedgehog run` with the API on a free port and the token set, streaming from `ws_url`, and
+/// its base URL.
+pub fn start_engine(db: &TestDb, ws_url: &str) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "run", "--http", "127.0.0.1:0"])
+        .args(["--binance-ws-url", ws_url])
+        .env("HEDGEHOG_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the engine");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (Running::new(child), url)
+}
+
+/// A Server-Sent Events connection, read frame by frame (`id`, `event`, JSON `data`).
+pub struct Sse {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+impl Sse {
+    pub async fn open(request: reqwest::RequestBuilder) -> Sse {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        use futures::StreamExt;
+        Sse {
+            body: Box::pin(
+                response
+                    .bytes_stream()
+                    .map(|chunk| chunk.map(|b| b.to_vec())),
+            ),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame with data (keep-alive comments skipped), within 30 s.
+    pub async fn next(&mut self) -> (i64, String, Value) {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (-1, String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().unwrap_or(-1);
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    let value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                    return (id, event, value);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream stays open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// Status and JSON body of a response; a body that is not JSON fails the test.
+pub async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, body)
+}
+
+pub fn error_message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error body: {body}"))
+}
+
+/// The API of one engine, with the token on every request.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api {
+            client: reqwest::Client::new(),
+            url: url.to_owned(),
+        }
+    }
+
+    /// GET `path`, which must answer 200 with JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = answer(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// POST `path` with the token; the status and JSON answer.
+    pub async fn post(&self, path: &str) -> (StatusCode, Value) {
+        answer(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// PUT `body` to `path` with the token; the status and JSON answer.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        answer(
+            self.client
+                .put(format!("{}{path}", self.url))
+                .bearer_auth(TOKEN)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A subscription to `path` (`/api/events?...` or `/api/updates`).
+    pub async fn subscribe(&self, path: &str) -> Sse {
+        Sse::open(self.client.get(format!("{}{path}", self.url))).await
+    }
+}

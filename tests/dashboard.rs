@@ -1,0 +1,173 @@
+//! The dashboard in headless Chromium: the page is loaded while the replay server feeds trades
+//! to `hedgehog run`; candles and orders appear on it, and keep coming from the subscription
+//! (the page does not reload them); its Stop button stops trading through the API. A
+//! screenshot is saved under `target/tmp/dashboard.png`.
+//!
+//! It needs Debian's `chromium` (`.ci/run` installs it). Without a browser the test fails,
+//! saying so, unless `HEDGEHOG_SKIP_BROWSER=1` asks to skip it (CI never sets it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::Page;
+use common::http::{start_engine, Api, TOKEN};
+use common::processes::{terminate, Replay};
+use common::TestDb;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The browser the test drives: `HEDGEHOG_CHROMIUM`, or Chromium/Chrome found on the PATH.
+async fn launch(profile: &std::path::Path) -> Option<(Browser, tokio::task::JoinHandle<()>)> {
+    if std::env::var("HEDGEHOG_SKIP_BROWSER").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: browser test skipped because HEDGEHOG_SKIP_BROWSER=1");
+        return None;
+    }
+    let executable = match std::env::var("HEDGEHOG_CHROMIUM") {
+        Ok(path) => path.into(),
+        Err(_) => {
+            chromiumoxide::detection::default_executable(Default::default()).unwrap_or_else(|e| {
+                panic!(
+                    "no Chromium to test the dashboard with ({e}): install Debian's `chromium` \
+                 package, set HEDGEHOG_CHROMIUM to a Chrome binary, or skip with \
+                 HEDGEHOG_SKIP_BROWSER=1"
+                )
+            })
+        }
+    };
+    let config = BrowserConfig::builder()
+        .chrome_executable(executable)
+        .no_sandbox()
+        .user_data_dir(profile)
+        .window_size(1400, 900)
+        .viewport(None)
+        .build()
+        .unwrap();
+    let (browser, mut handler) = Browser::launch(config).await.expect("launch Chromium");
+    // The handler drives the DevTools connection; messages it cannot parse (a newer browser's
+    // events) come out as errors and are not fatal.
+    let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    Some((browser, driver))
+}
+
+async fn eval(page: &Page, script: &str) -> Value {
+    page.evaluate(script)
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
+        .into_value()
+        .unwrap_or(Value::Null)
+}
+
+/// What the page shows, as the test reads it.
+const READ_PAGE: &str = r##"(() => ({
+    loaded: document.body.dataset.loaded || null,
+    candles: Number(document.getElementById("chart").dataset.candles),
+    fills: Number(document.getElementById("chart").dataset.fills),
+    orders: document.querySelectorAll("#orders tr.order").length,
+    trading: document.getElementById("trading").textContent,
+    live: document.getElementById("live").textContent,
+    message: document.getElementById("message").textContent,
+}))()"##;
+
+/// Reads the page until `done` holds (up to 60 s).
+async fn until(page: &Page, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let seen = eval(page, READ_PAGE).await;
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the page never showed {what}: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_live_candles_and_orders_and_drives_trading() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((mut browser, driver)) = launch(profile.path()).await else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    // About six minutes of BTCUSDT at 15 times real pace: the page loads while trades come.
+    let replay = Replay::launch(&["spot_btcusdt_20240808.gz"], &["--speed", "15"]);
+    let (engine, url) = start_engine(&db, &replay.url);
+    let api = Api::new(&url);
+    let settings = json!({
+        "budget": "100",
+        "buy_down_interval": "0.00002",
+        "profit_target": "0.00001",
+        "fee": "0.0001",
+    });
+    let (status, body) = api.put("/api/symbols/BTCUSDT/settings", &settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for command in ["trading/start", "streaming/start"] {
+        let (status, body) = api.post(&format!("/api/symbols/BTCUSDT/{command}")).await;
+        assert_eq!(status, StatusCode::OK, "{command}: {body}");
+    }
+
+    // A blank page first: navigating a fresh target straight to a URL can wait forever on
+    // newer Chromium builds.
+    let page = browser.new_page("about:blank").await.unwrap();
+    page.goto(format!("{url}/?symbol=BTCUSDT&interval=1m"))
+        .await
+        .unwrap();
+
+    let first = until(&page, "a candle", |p| {
+        p["loaded"].is_string() && p["live"] == "live" && p["candles"].as_u64() >= Some(1)
+    })
+    .await;
+    // More candles and an order arrive without the page loading anything again.
+    let later = until(&page, "new candles, an order and a fill", |p| {
+        p["candles"].as_u64() > first["candles"].as_u64().max(Some(2))
+            && p["orders"] != 0
+            && p["fills"] != 0
+    })
+    .await;
+    assert_eq!(
+        later["loaded"], first["loaded"],
+        "updates came from the subscription, not a reload"
+    );
+    assert_eq!(later["trading"], "on");
+
+    // The page agrees with the API.
+    let orders = api.get("/api/orders?symbol=BTCUSDT").await;
+    assert!(orders.as_array().unwrap().len() as u64 >= later["orders"].as_u64().unwrap());
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    page.save_screenshot(ScreenshotParams::builder().build(), &shot)
+        .await
+        .unwrap();
+    eprintln!("dashboard screenshot: {}", shot.display());
+
+    // Its Stop button, with the token typed in, stops trading through the API.
+    eval(
+        &page,
+        &format!(
+            r#"(() => {{
+                document.getElementById("token").value = "{TOKEN}";
+                document.querySelector('button[data-command="trading/stop"]').click();
+                return true;
+            }})()"#
+        ),
+    )
+    .await;
+    let stopped = until(&page, "trading stopped", |p| p["trading"] == "off").await;
+    assert!(
+        stopped["message"].as_str().unwrap().contains("done"),
+        "{stopped}"
+    );
+    let status = api.get("/api/symbols/BTCUSDT").await;
+    assert_eq!(status["status"], "off");
+
+    browser.close().await.unwrap();
+    let _ = browser.wait().await;
+    driver.abort();
+    terminate(engine);
+}
