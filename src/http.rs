@@ -35,8 +35,9 @@ use crate::projections::query::{self, Window};
 use crate::projections::trade_events::TradeRow;
 use crate::projections::Update;
 use crate::projections::{Market, ProjectionError};
-use crate::store::{RecordedEvent, Store};
+use crate::store::Store;
 use crate::streaming::{self, StreamingError};
+use crate::tail::{Frame, Tail};
 use crate::trading::{self, Request, SettingsChange, TradingError};
 
 /// Largest request body accepted.
@@ -53,6 +54,8 @@ pub struct Api {
     pub token: Option<String>,
     /// The wall clock, read at the edge: commands carry their time as data.
     pub clock: fn() -> Timestamp,
+    /// The log's live end, shared by `/api/events` subscribers.
+    pub tail: Tail,
     /// The projector's read-model updates, for `/api/updates`.
     pub updates: broadcast::Sender<Update>,
     /// Turns true when the server stops: subscriptions end then, so shutdown never waits on
@@ -600,27 +603,18 @@ async fn events(
             .await
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?,
     };
-    let wanted = move |e: &RecordedEvent| {
-        symbol.as_ref().is_none_or(|s| e.event.symbol() == s)
-            && q.event_type
-                .as_deref()
-                .is_none_or(|t| e.event.event_type() == t)
+    let wanted = move |f: &Frame| {
+        symbol.as_ref().is_none_or(|s| &f.symbol == s)
+            && q.event_type.as_deref().is_none_or(|t| f.event_type == t)
     };
-    let stream = api.store.subscribe_all(after).filter_map(move |r| {
+    let stream = api.tail.follow(after).filter_map(move |r| {
         let out = match r {
-            Ok(e) if !wanted(&e) => None,
-            Ok(e) => Some(
+            Ok(f) if !wanted(&f) => None,
+            Ok(f) => Some(
                 SseEvent::default()
-                    .id(e.position.to_string())
-                    .event(e.event.event_type())
-                    .json_data(json!({
-                        "position": e.position,
-                        "stream": e.stream_id.as_str(),
-                        "version": e.stream_version,
-                        "recorded_at": e.recorded_at,
-                        "event": e.event,
-                    }))
-                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+                    .id(f.position.to_string())
+                    .event(f.event_type)
+                    .data(&*f.data),
             ),
             Err(e) => {
                 tracing::error!("event subscription failed: {e}");

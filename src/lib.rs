@@ -14,6 +14,7 @@ pub use hedgehog_projections as projections;
 pub use hedgehog_store as store;
 pub mod streamer;
 pub mod streaming;
+pub mod tail;
 pub mod time;
 pub mod trader;
 pub mod trading;

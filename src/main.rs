@@ -638,6 +638,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     rules_from,
                     token: api_token,
                     clock: now,
+                    tail: hedgehog::tail::Tail::start(store.clone(), stop.subscribe()).await?,
                     updates: updates.clone(),
                     stopping: stop.subscribe(),
                 };
