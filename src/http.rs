@@ -100,6 +100,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/ohlc", get(ohlc))
         .route("/api/events", get(events))
         .route("/api/updates", get(updates))
+        .route("/api/openapi.json", get(openapi))
         .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -659,6 +660,16 @@ async fn updates(State(api): State<Api>) -> Response {
         .into_response()
 }
 
+/// The API's description (OpenAPI 3.1), kept at the repository's root.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -684,6 +695,27 @@ mod tests {
         assert!(check_bind(open, Some("s3cret")).is_ok());
         let message = check_bind(open, None).unwrap_err().to_string();
         assert!(message.contains("HEDGEHOG_API_TOKEN"), "{message}");
+    }
+
+    /// Every route the router serves is described in openapi.json, and every path described
+    /// there is routed: the document cannot drift from the code unnoticed.
+    #[test]
+    fn openapi_describes_every_route() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        let documented: std::collections::BTreeSet<&str> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let sources = [include_str!("http.rs"), include_str!("dashboard/mod.rs")];
+        let routed: std::collections::BTreeSet<&str> = sources
+            .iter()
+            .flat_map(|source| source.split(".route(").skip(1))
+            .filter_map(|call| call.trim_start().strip_prefix('"')?.split('"').next())
+            .filter(|path| path.starts_with('/') && !path.starts_with("/assets/"))
+            .collect();
+        assert_eq!(documented, routed);
     }
 
     #[test]
