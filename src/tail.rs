@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 use crate::store::{RecordedEvent, Store, StoreError};
 
 /// Batches the channel holds for a subscriber that is behind.
-const BUFFERED_BATCHES: usize = 512;
+const BUFFERED_BATCHES: usize = 32;
 /// Events per catch-up read.
 const CATCH_UP_PAGE: i64 = 1000;
 

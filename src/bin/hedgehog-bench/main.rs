@@ -5,6 +5,8 @@
 //! acknowledged batch (`ack STREAM_VERSION LAST_POSITION`) and flushes it, which is what the
 //! crash test reads before it kills the process.
 
+mod load;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,6 +70,10 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// Load-test `hedgehog run`: SYMBOLS symbols replayed at full speed while CLIENTS
+    /// Server-Sent-Events clients listen for SECONDS; reports errors, lost events and the
+    /// engine's memory over time.
+    Load(load::LoadOptions),
 }
 
 /// A deterministic pseudo-random walk (xorshift64*): the same seed gives the same file.
@@ -247,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             events,
         } => project(backend, database_url, events).await,
+        Command::Load(options) => load::run(options).await,
     }
 }
 
