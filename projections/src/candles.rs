@@ -449,7 +449,7 @@ async fn write_candles(tx: &mut Tx, rows: &[Candle]) -> Result<(), ProjectionErr
                  first_trade_id = excluded.first_trade_id, \
                  last_trade_id = excluded.last_trade_id, closed = excluded.closed",
             );
-            q.build().execute(&mut *conn).await?;
+            q.build().persistent(chunk.len() == INSERT_ROWS).execute(&mut *conn).await?;
         });
     }
     Ok(())

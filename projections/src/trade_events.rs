@@ -131,7 +131,7 @@ impl ReadModel for TradeEvents {
                             .push_bind(t.position)
                             .push_bind(t.first_trade_id.map(to_i64));
                     });
-                    q.build().execute(&mut *conn).await?;
+                    q.build().persistent(chunk.len() == INSERT_ROWS).execute(&mut *conn).await?;
                 });
             }
             // Trades are not published one by one: the candles they make are.

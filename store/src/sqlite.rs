@@ -27,6 +27,10 @@ use super::{
 };
 
 /// Rows per INSERT statement: 11 parameters each, far below SQLite's 32,766 limit.
+// Statements of a full chunk are cached (sqlx prepares them once per connection); those of
+// a partial chunk, whose SQL differs with every row count, are not: a cache of a hundred
+// multi-row statements of assorted sizes per connection grew `run` by hundreds of MiB under load
+// (BENCHMARKS.md, "Load").
 const INSERT_ROWS: usize = 1_000;
 /// Keys per `IN (...)` look-up.
 const LOOKUP_KEYS: usize = 1_000;
@@ -322,7 +326,12 @@ impl Backend for SqliteBackend {
                     list.push_bind(e.event_id);
                 }
                 q.push(")");
-                stored_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *tx).await?);
+                stored_ids.extend(
+                    q.build_query_scalar::<Uuid>()
+                        .persistent(chunk.len() == LOOKUP_KEYS)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
             }
             let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
             let mut stored_trades = HashSet::new();
@@ -336,7 +345,12 @@ impl Backend for SqliteBackend {
                     list.push_bind(*id);
                 }
                 q.push(")");
-                stored_trades.extend(q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
+                stored_trades.extend(
+                    q.build_query_scalar::<i64>()
+                        .persistent(chunk.len() == LOOKUP_KEYS)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
             }
             duplicates = batch.drop_stored(&stored_ids, &stored_trades);
         }
@@ -381,7 +395,10 @@ impl Backend for SqliteBackend {
                     .push_bind(e.causation_id)
                     .push_bind(e.trade_id);
             });
-            q.build().execute(&mut *tx).await?;
+            q.build()
+                .persistent(chunk.len() == INSERT_ROWS)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(AppendOutcome {
