@@ -276,23 +276,19 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         mib(*after_warmup.iter().min().unwrap_or(&0)),
         mib(*after_warmup.iter().max().unwrap_or(&0)),
     )?;
-    writeln!(
-        out,
-        "  engine RSS MiB each 5 s: {}",
-        rss.iter()
+    let every_5_s = |samples: &[u64]| {
+        samples
+            .iter()
             .step_by(5)
             .map(|k| format!("{:.0}", mib(*k)))
             .collect::<Vec<_>>()
             .join(" ")
-    )?;
+    };
+    writeln!(out, "  engine RSS MiB each 5 s: {}", every_5_s(&rss))?;
     writeln!(
         out,
         "  of which anonymous (heap) MiB each 5 s: {}",
-        anon.iter()
-            .step_by(5)
-            .map(|k| format!("{:.0}", mib(*k)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        every_5_s(&anon)
     )?;
     writeln!(
         out,
