@@ -11,6 +11,7 @@ const MINUTES = { "1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440 }
 
 const view = { symbol: "", interval: "1m", market: "spot" };
 let bars = new Map(); // candle open time (s) -> bar
+let latest = -Infinity; // open time (s) of the newest bar drawn
 let orders = new Map(); // order id -> order row
 let loading = null; // the load in flight; updates wait for it
 let generation = 0; // bumps on every reload, so a stale load drops its result
@@ -94,6 +95,7 @@ function query(params) {
 function drawBars() {
   const sorted = [...bars.values()].sort((a, b) => a.time - b.time);
   series.setData(sorted);
+  latest = sorted.length ? sorted[sorted.length - 1].time : -Infinity;
   $("chart").dataset.candles = String(sorted.length);
 }
 
@@ -204,10 +206,11 @@ async function onCandle(candle) {
   await loading;
   if (!shows(candle)) return;
   const b = bar(candle);
-  const last = bars.size ? Math.max(...bars.keys()) : -Infinity;
   bars.set(b.time, b);
-  if (b.time >= last) {
+  if (b.time >= latest) {
+    // The series takes a new bar or a change to its last one; anything older means redrawing.
     series.update(b);
+    latest = b.time;
     $("chart").dataset.candles = String(bars.size);
   } else {
     drawBars();
