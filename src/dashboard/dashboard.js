@@ -20,7 +20,9 @@ const chart = LC.createChart($("chart"), {
   autoSize: true,
   layout: { background: { color: "#131722" }, textColor: "#d1d4dc" },
   grid: { vertLines: { color: "#1f2433" }, horzLines: { color: "#1f2433" } },
-  timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 4, barSpacing: 12 },
+  // A few bars stay a readable width instead of filling the chart, so the next ones fit too.
+  timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 4, barSpacing: 12,
+               maxBarSpacing: 30 },
 });
 const series = chart.addSeries(LC.CandlestickSeries, {
   upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
