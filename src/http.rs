@@ -629,22 +629,66 @@ async fn events(
         .into_response())
 }
 
+/// `?symbol=&kind=&interval=`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatesQuery {
+    symbol: Option<String>,
+    kind: Option<String>,
+    interval: Option<String>,
+}
+
+/// The SSE event name of an update.
+fn update_kind(update: &Update) -> &'static str {
+    match update {
+        Update::Candle(_) => "candle",
+        Update::Order(_) => "order",
+        Update::TradingSettings(_) => "trading_settings",
+        Update::StreamingSettings(_) => "streaming_settings",
+    }
+}
+
 /// Read-model updates (candles, orders, settings) as Server-Sent Events, as the projector
-/// commits them. They carry no position: a client that falls behind gets a `lagged` event
-/// saying how many it missed, and should read the queries again.
-async fn updates(State(api): State<Api>) -> Response {
+/// commits them, optionally only one symbol's, one kind's, and candles of one interval. They
+/// carry no position: a client that falls behind gets a `lagged` event saying how many it
+/// missed, and should read the queries again.
+async fn updates(
+    State(api): State<Api>,
+    query: Result<Query<UpdatesQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let symbol = q.symbol.as_deref().map(symbol_param).transpose()?;
+    const KINDS: [&str; 4] = ["candle", "order", "trading_settings", "streaming_settings"];
+    if let Some(kind) = q.kind.as_deref().filter(|k| !KINDS.contains(k)) {
+        return Err(bad_request(
+            "kind",
+            format!("{kind:?} is not candle, order, trading_settings or streaming_settings"),
+        ));
+    }
+    let interval: Option<Interval> = q
+        .interval
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| bad_request("interval", e))?;
+    let wanted = move |update: &Update| {
+        let (of, candle_interval) = match update {
+            Update::Candle(c) => (&c.symbol, Some(c.interval)),
+            Update::Order(o) => (&o.symbol, None),
+            Update::TradingSettings(t) => (&t.symbol, None),
+            Update::StreamingSettings(t) => (&t.symbol, None),
+        };
+        symbol.as_ref().is_none_or(|s| s == of)
+            && q.kind.as_deref().is_none_or(|k| k == update_kind(update))
+            && interval.is_none_or(|i| candle_interval.is_none_or(|c| c == i))
+    };
     let mut rx = api.updates.subscribe();
     let stream = async_stream::stream! {
         loop {
             match rx.recv().await {
+                Ok(update) if !wanted(&update) => {}
                 Ok(update) => {
-                    let kind = match &update {
-                        Update::Candle(_) => "candle",
-                        Update::Order(_) => "order",
-                        Update::TradingSettings(_) => "trading_settings",
-                        Update::StreamingSettings(_) => "streaming_settings",
-                    };
-                    if let Ok(event) = SseEvent::default().event(kind).json_data(&update) {
+                    if let Ok(event) = SseEvent::default().event(update_kind(&update)).json_data(&update) {
                         yield Ok(event);
                     }
                 }
@@ -655,9 +699,9 @@ async fn updates(State(api): State<Api>) -> Response {
             }
         }
     };
-    Sse::new(until_stopping(&api, Box::pin(stream)))
+    Ok(Sse::new(until_stopping(&api, Box::pin(stream)))
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 /// The API's description (OpenAPI 3.1), kept at the repository's root.

@@ -112,6 +112,9 @@ mod cases {
             .subscribe("/api/events?symbol=BTCUSDT&type=OrderPlaced&after=0")
             .await;
         let mut updates = api.subscribe("/api/updates").await;
+        let mut five_minute = api
+            .subscribe("/api/updates?symbol=BTCUSDT&kind=candle&interval=5m")
+            .await;
 
         let (status, body) = api.put("/api/symbols/BTCUSDT/settings", &settings()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -160,7 +163,23 @@ mod cases {
                 _ => {}
             }
         }
-        drop((placed, updates));
+        // A filtered subscription gets only what it asked for.
+        for _ in 0..3 {
+            let (_, kind, data) = five_minute.next().await;
+            assert_eq!(kind, "candle", "{data}");
+            assert_eq!(
+                (&data["symbol"], &data["interval"]),
+                (&json!("BTCUSDT"), &json!("5m"))
+            );
+        }
+        let bad = api
+            .client
+            .get(format!("{url}/api/updates?kind=trade"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        drop((placed, updates, five_minute));
 
         // A graceful shutdown, then a restart with no market feed: everything is as it was.
         terminate(engine);
