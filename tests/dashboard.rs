@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
-use common::http::{start_engine, Api, TOKEN};
+use common::http::{start_engine, trade_btcusdt, Api, TOKEN};
 use common::processes::{terminate, Replay};
 use common::TestDb;
 use futures::StreamExt;
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The browser the test drives: `HEDGEHOG_CHROMIUM`, or Chromium/Chrome found on the PATH.
 async fn launch(profile: &std::path::Path) -> Option<(Browser, tokio::task::JoinHandle<()>)> {
@@ -99,18 +98,7 @@ async fn the_dashboard_shows_live_candles_and_orders_and_drives_trading() {
     let replay = Replay::launch(&["spot_btcusdt_20240808.gz"], &["--speed", "15"]);
     let (engine, url) = start_engine(&db, &replay.url);
     let api = Api::new(&url);
-    let settings = json!({
-        "budget": "100",
-        "buy_down_interval": "0.00002",
-        "profit_target": "0.00001",
-        "fee": "0.0001",
-    });
-    let (status, body) = api.put("/api/symbols/BTCUSDT/settings", &settings).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    for command in ["trading/start", "streaming/start"] {
-        let (status, body) = api.post(&format!("/api/symbols/BTCUSDT/{command}")).await;
-        assert_eq!(status, StatusCode::OK, "{command}: {body}");
-    }
+    trade_btcusdt(&api).await;
 
     // A blank page first: navigating a fresh target straight to a URL can wait forever on
     // newer Chromium builds.

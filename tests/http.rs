@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http::{answer, error_message, start_engine, Sse, TOKEN};
+use common::http::{error_message, start_engine, Api, Sse};
 use common::processes::{hedgehog, ok, terminate};
 use common::TestDb;
 use reqwest::StatusCode;
@@ -44,12 +44,7 @@ mod cases {
 
     pub async fn queries_answer_what_the_cli_answers(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
-        let http = reqwest::Client::new();
-        let get = |path: String| {
-            let http = http.clone();
-            let url = format!("{base}{path}");
-            async move { answer(http.get(url).send().await.unwrap()).await }
-        };
+        let api = Api::new(&base);
         // One chunk with tight intervals: these 2,000 trades run positions through.
         ok(hedgehog(
             db,
@@ -78,11 +73,11 @@ mod cases {
             |args: &[&str]| -> Value { serde_json::from_str(&ok(hedgehog(db, args))).unwrap() };
         let started = Instant::now();
         loop {
-            let (_, orders) = get("/api/orders?symbol=ADAUSDT".into()).await;
+            let (_, orders) = api.fetch("/api/orders?symbol=ADAUSDT").await;
             let expected = cli(&["orders", "ADAUSDT", "--format", "json"]);
             let settled = orders.as_array().is_some_and(|o| o.len() >= 4)
                 && orders == expected
-                && get("/api/orders?symbol=ADAUSDT".into()).await.1 == orders;
+                && api.fetch("/api/orders?symbol=ADAUSDT").await.1 == orders;
             if settled {
                 break;
             }
@@ -92,15 +87,15 @@ mod cases {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (status, candles) = get("/api/ohlc?symbol=ADAUSDT&interval=5m".into()).await;
-        assert_eq!(status, StatusCode::OK);
+        let candles = api.get("/api/ohlc?symbol=ADAUSDT&interval=5m").await;
         assert_eq!(
             candles,
             cli(&["ohlc", "ADAUSDT", "--interval", "5m", "--format", "json"])
         );
         assert!(candles.as_array().unwrap().len() > 3);
-        let (status, page) = get("/api/trades?symbol=ADAUSDT&limit=5&from=2019-06-03".into()).await;
-        assert_eq!(status, StatusCode::OK);
+        let page = api
+            .get("/api/trades?symbol=ADAUSDT&limit=5&from=2019-06-03")
+            .await;
         let ids: Vec<u64> = page
             .as_array()
             .unwrap()
@@ -110,17 +105,17 @@ mod cases {
         assert_eq!(ids.len(), 5);
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         let after = ids[4];
-        let (_, next) = get(format!("/api/trades?symbol=ADAUSDT&limit=1&after={after}")).await;
+        let next = api
+            .get(&format!("/api/trades?symbol=ADAUSDT&limit=1&after={after}"))
+            .await;
         assert!(next[0]["trade_id"].as_u64().unwrap() > after);
-        let (status, filled) = get("/api/orders?status=filled".into()).await;
-        assert_eq!(status, StatusCode::OK);
+        let filled = api.get("/api/orders?status=filled").await;
         assert!(filled
             .as_array()
             .unwrap()
             .iter()
             .all(|o| o["status"] == "FILLED"));
-        let (status, glance) = get("/api/symbols/ADAUSDT".into()).await;
-        assert_eq!(status, StatusCode::OK);
+        let glance = api.get("/api/symbols/ADAUSDT").await;
         assert_eq!(glance["status"], "on");
         assert_eq!(glance["settings"]["chunks"], 1);
         assert!(
@@ -139,11 +134,11 @@ mod cases {
             ("/api/orders?colour=red", "colour"),
             ("/api/trades", "symbol"),
         ] {
-            let (status, body) = get(path.into()).await;
+            let (status, body) = api.fetch(path).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
             assert!(error_message(&body).contains(names), "{path}: {body}");
         }
-        let (status, _) = get("/api/symbols/NOPEUSDT".into()).await;
+        let (status, _) = api.fetch("/api/symbols/NOPEUSDT").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // The log as SSE: the stored OrderPlaced events of ADAUSDT, each with its position as id.
@@ -159,8 +154,8 @@ mod cases {
             .map(|e| e.position)
             .collect();
         assert!(placed.len() >= 4);
-        let url = format!("{base}/api/events?after=0&symbol=ADAUSDT&type=OrderPlaced");
-        let mut first = Sse::open(http.get(&url)).await;
+        let events = "/api/events?after=0&symbol=ADAUSDT&type=OrderPlaced";
+        let mut first = api.subscribe(events).await;
         let mut seen = Vec::new();
         for _ in 0..placed.len() {
             let (id, event, data) = first.next().await;
@@ -172,22 +167,19 @@ mod cases {
         assert_eq!(seen, placed);
         // A client reconnecting with its last id resumes right after it.
         let mut resumed = Sse::open(
-            http.get(&url)
+            api.client
+                .get(api.url(events))
                 .header("Last-Event-ID", placed[1].to_string()),
         )
         .await;
         assert_eq!(resumed.next().await.0, placed[2]);
         // Live: a settings change arrives on the log and as a read-model update.
-        let mut live = Sse::open(http.get(format!("{base}/api/events?type=SettingsUpdated"))).await;
-        let mut updates = Sse::open(http.get(format!("{base}/api/updates"))).await;
-        let changed = http
-            .put(format!("{base}/api/symbols/ADAUSDT/settings"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"fee": "0.0003"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(changed.status(), StatusCode::OK);
+        let mut live = api.subscribe("/api/events?type=SettingsUpdated").await;
+        let mut updates = api.subscribe("/api/updates").await;
+        let (status, _) = api
+            .put("/api/symbols/ADAUSDT/settings", &json!({"fee": "0.0003"}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
         let (_, event, data) = live.next().await;
         assert_eq!(
             (event.as_str(), data["event"]["settings"]["fee"].as_str()),
@@ -206,85 +198,65 @@ mod cases {
 
     pub async fn commands_over_http_reach_the_store_and_errors_are_json(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
-        let http = reqwest::Client::new();
-        let api = |path: &str| format!("{base}{path}");
-        let authed = |r: reqwest::RequestBuilder| r.bearer_auth(TOKEN);
+        let api = Api::new(&base);
 
-        let (status, body) = answer(http.get(api("/api/health")).send().await.unwrap()).await;
-        assert_eq!(
-            (status, body["status"].as_str()),
-            (StatusCode::OK, Some("ok"))
-        );
+        let health = api.get("/api/health").await;
+        assert_eq!(health["status"], "ok");
 
         // Without the token, nothing changes.
-        let start = api("/api/symbols/ADAUSDT/trading/start");
-        let (status, body) = answer(http.post(&start).send().await.unwrap()).await;
+        let start = "/api/symbols/ADAUSDT/trading/start";
+        let (status, body) = api.send(api.client.post(api.url(start))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(error_message(&body).contains("Authorization: Bearer"));
-        let wrong = http.post(&start).bearer_auth("guess").send().await.unwrap();
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let (status, _) = api
+            .send(api.client.post(api.url(start)).bearer_auth("guess"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
 
         // Settings: refused with the CLI's reasons, then set.
-        let settings = api("/api/symbols/ADAUSDT/settings");
-        let put = |body: String| {
-            authed(http.put(&settings))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-        };
-        let (status, body) = answer(put(json!({"chunks": 0}).to_string()).await.unwrap()).await;
+        let settings = "/api/symbols/ADAUSDT/settings";
+        let (status, body) = api.put(settings, &json!({"chunks": 0})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(error_message(&body).contains("chunks"), "{body}");
-        let (status, body) = answer(
-            put(json!({"budget": "10", "chunks": 5}).to_string())
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api
+            .put(settings, &json!({"budget": "10", "chunks": 5}))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(
             error_message(&body).contains("minimum order value"),
             "{body}"
         );
-        let (status, body) = answer(put("{".to_owned()).await.unwrap()).await;
+        let (status, body) = api.put_raw(settings, "{".to_owned()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        let (status, body) = answer(put(json!({"budgte": "100"}).to_string()).await.unwrap()).await;
+        let (status, body) = api.put(settings, &json!({"budgte": "100"})).await;
         assert!(status.is_client_error(), "{status}");
         assert!(error_message(&body).contains("budgte"), "{body}");
-        let (status, _) = answer(
-            put(format!("{{\"fee\": \"{}\"}}", "1".repeat(70_000)))
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _) = api
+            .put_raw(settings, format!("{{\"fee\": \"{}\"}}", "1".repeat(70_000)))
+            .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        let (status, body) = answer(
-            put(json!({"budget": "100", "chunks": 1}).to_string())
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api
+            .put(settings, &json!({"budget": "100", "chunks": 1}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["changed"], true);
         assert_eq!(body["events"][0]["type"], "SettingsUpdated");
-        let (status, body) = answer(http.get(&settings).send().await.unwrap()).await;
-        assert_eq!(status, StatusCode::OK);
+        let body = api.get(settings).await;
         assert_eq!(
             (body["chunks"].as_u64(), body["budget"].as_str()),
             (Some(1), Some("100"))
         );
 
         // Trading and streaming switches, each through the store.
-        let (status, body) = answer(authed(http.post(&start)).send().await.unwrap()).await;
+        let (status, body) = api.post(start).await;
         assert_eq!(
             (status, body["status"].as_str()),
             (StatusCode::OK, Some("on"))
         );
         assert_eq!(body["events"][0]["type"], "TradingStarted");
-        let (_, again) = answer(authed(http.post(&start)).send().await.unwrap()).await;
+        let (_, again) = api.post(start).await;
         assert_eq!(again["changed"], false);
-        let stream = api("/api/symbols/ADAUSDT/streaming/start");
-        let (status, body) = answer(authed(http.post(&stream)).send().await.unwrap()).await;
+        let (status, body) = api.post("/api/symbols/ADAUSDT/streaming/start").await;
         assert_eq!(
             (status, body["changed"].as_bool()),
             (StatusCode::OK, Some(true))
@@ -293,39 +265,26 @@ mod cases {
         assert!(cli.contains("ADAUSDT") && cli.contains(" on "), "{cli}");
         let cli = ok(hedgehog(db, &["streaming", "status"]));
         assert!(cli.contains("ADAUSDT") && cli.contains("on"), "{cli}");
-        let shutdown = api("/api/symbols/ADAUSDT/trading/shutdown");
-        let (_, body) = answer(authed(http.post(&shutdown)).send().await.unwrap()).await;
+        let (_, body) = api.post("/api/symbols/ADAUSDT/trading/shutdown").await;
         assert_eq!(
             body["status"], "off",
             "no open positions: shutdown completes: {body}"
         );
 
         // What does not exist is a 404 with a JSON body.
-        let (status, body) = answer(
-            authed(http.post(api("/api/symbols/NOPEUSDT/trading/start")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api.post("/api/symbols/NOPEUSDT/trading/start").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(
             error_message(&body).contains("unknown symbol NOPEUSDT"),
             "{body}"
         );
-        let (status, body) = answer(
-            authed(http.post(api("/api/symbols/ADAUSDT/trading/pause")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api.post("/api/symbols/ADAUSDT/trading/pause").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(
             error_message(&body).contains("start, stop or shutdown"),
             "{body}"
         );
-        let (status, _) = answer(http.get(api("/api/nothing")).send().await.unwrap()).await;
+        let (status, _) = api.fetch("/api/nothing").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         terminate(engine);

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::http::{start_engine, Api, Sse};
+use common::http::{start_engine, tight_btc_settings, trade_btcusdt, Api, Sse};
 use common::processes::{terminate, Replay, Running};
 use common::{symbol, TestDb};
 use hedgehog::domain::Event;
@@ -22,16 +22,6 @@ on_both_backends!(run_trades_over_http_and_resumes_after_shutdown_and_sigkill);
 /// Trades in each day's recording (tests/binance_recordings.rs checks them against SOURCES.md).
 const DAY_ONE: (&str, u64) = ("spot_btcusdt_20240808.gz", 9757);
 const DAY_TWO: (&str, u64) = ("spot_btcusdt_20240809.gz", 10147);
-
-/// Settings tight enough for these few minutes of BTC to place, fill and close positions.
-fn settings() -> Value {
-    json!({
-        "budget": "100",
-        "buy_down_interval": "0.00002",
-        "profit_target": "0.00001",
-        "fee": "0.0001",
-    })
-}
 
 /// Trades counted by the 1d candles of BTCUSDT: what the projector has stored.
 async fn projected_trades(api: &Api) -> u64 {
@@ -116,13 +106,7 @@ mod cases {
             .subscribe("/api/updates?symbol=BTCUSDT&kind=candle&interval=5m")
             .await;
 
-        let (status, body) = api.put("/api/symbols/BTCUSDT/settings", &settings()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        for command in ["trading/start", "streaming/start"] {
-            let (status, body) = api.post(&format!("/api/symbols/BTCUSDT/{command}")).await;
-            assert_eq!(status, StatusCode::OK, "{command}: {body}");
-            assert_eq!(body["changed"], true, "{command}: {body}");
-        }
+        trade_btcusdt(&api).await;
         until_projected(&api, &mut engine, DAY_ONE.1).await;
 
         // Orders and candles over HTTP.
@@ -208,7 +192,7 @@ mod cases {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut acknowledged = settings();
+        let mut acknowledged = tight_btc_settings();
         acknowledged["budget"] = json!("150");
         let (status, body) = api
             .put("/api/symbols/BTCUSDT/settings", &acknowledged)
@@ -260,7 +244,7 @@ mod cases {
         // day two's placements, none of day one's again.
         let mut resumed = Sse::open(
             api.client
-                .get(format!("{url}/api/events?symbol=BTCUSDT&type=OrderPlaced"))
+                .get(api.url("/api/events?symbol=BTCUSDT&type=OrderPlaced"))
                 .header("Last-Event-ID", last.to_string()),
         )
         .await;

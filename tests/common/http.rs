@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::processes::Running;
 use super::TestDb;
@@ -121,49 +121,78 @@ impl Api {
         }
     }
 
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Sends `request`; the status and JSON answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// GET `path`; the status and JSON answer, whatever the status.
+    pub async fn fetch(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(self.url(path))).await
+    }
+
     /// GET `path`, which must answer 200 with JSON.
     pub async fn get(&self, path: &str) -> Value {
-        let (status, body) = answer(
-            self.client
-                .get(format!("{}{path}", self.url))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = self.fetch(path).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
         body
     }
 
     /// POST `path` with the token; the status and JSON answer.
     pub async fn post(&self, path: &str) -> (StatusCode, Value) {
-        answer(
-            self.client
-                .post(format!("{}{path}", self.url))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.send(self.client.post(self.url(path)).bearer_auth(TOKEN))
+            .await
     }
 
     /// PUT `body` to `path` with the token; the status and JSON answer.
     pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        answer(
+        self.put_raw(path, body.to_string()).await
+    }
+
+    /// PUT `body`, as given, as JSON to `path` with the token: for malformed and oversized
+    /// bodies.
+    pub async fn put_raw(&self, path: &str, body: String) -> (StatusCode, Value) {
+        self.send(
             self.client
-                .put(format!("{}{path}", self.url))
+                .put(self.url(path))
                 .bearer_auth(TOKEN)
-                .json(body)
-                .send()
-                .await
-                .unwrap(),
+                .header("content-type", "application/json")
+                .body(body),
         )
         .await
     }
 
     /// A subscription to `path` (`/api/events?...` or `/api/updates`).
     pub async fn subscribe(&self, path: &str) -> Sse {
-        Sse::open(self.client.get(format!("{}{path}", self.url))).await
+        Sse::open(self.client.get(self.url(path))).await
+    }
+}
+
+/// BTCUSDT settings tight enough for a few minutes of the recordings to place, fill and close
+/// positions.
+pub fn tight_btc_settings() -> Value {
+    json!({
+        "budget": "100",
+        "buy_down_interval": "0.00002",
+        "profit_target": "0.00001",
+        "fee": "0.0001",
+    })
+}
+
+/// Over HTTP: BTCUSDT gets [`tight_btc_settings`], then its trading and streaming are switched on.
+pub async fn trade_btcusdt(api: &Api) {
+    let (status, body) = api
+        .put("/api/symbols/BTCUSDT/settings", &tight_btc_settings())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for command in ["trading/start", "streaming/start"] {
+        let (status, body) = api.post(&format!("/api/symbols/BTCUSDT/{command}")).await;
+        assert_eq!(status, StatusCode::OK, "{command}: {body}");
+        assert_eq!(body["changed"], true, "{command}: {body}");
     }
 }
