@@ -3,8 +3,9 @@
 //! Without it each subscriber would poll the store on every append: two hundred dashboards
 //! would mean two hundred queries per batch of trades, and as many JSON encodings of each event.
 //! Here one task follows `$all` from where the server started and publishes each batch, already
-//! encoded, on a bounded broadcast channel. A subscriber first catches up from the store on its
-//! own, then takes the shared batches, skipping what it has already sent.
+//! encoded, on a bounded broadcast channel (while nobody subscribes it encodes nothing). A
+//! subscriber first catches up from the store on its own, then takes the shared batches,
+//! skipping what it has already sent.
 //!
 //! Invariant: a subscriber sees every event after its starting position exactly once, in
 //! position order. It subscribes to the channel *before* catching up, and the task publishes
@@ -95,8 +96,11 @@ impl Tail {
                             if let Some(e) = batch.last() {
                                 last = e.position;
                             }
-                            // Nobody listening is fine: the next subscriber catches up.
-                            let _ = published.send(batch.iter().map(Frame::of).collect());
+                            // Nobody listening: nothing to encode; the next subscriber
+                            // catches up from the store.
+                            if published.receiver_count() > 0 {
+                                let _ = published.send(batch.iter().map(Frame::of).collect());
+                            }
                         }
                         Some(Err(e)) => {
                             tracing::error!(
