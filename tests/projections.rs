@@ -359,8 +359,9 @@ mod cases {
             )
             .await
             .unwrap();
-        let first = next_candle(&mut updates, Interval::M1).await;
+        let first = next_candles(&mut updates, Interval::M1).await.remove(0);
         assert!(!first.closed);
+        assert_eq!(first.position, 30, "its last trade's place in the log");
         let base = first.open_time;
         let mut later = common::trade("ADAUSDT", 100_000);
         later.trade_time = Timestamp(base + 60_000 + 5);
@@ -375,10 +376,13 @@ mod cases {
         // The new minute's candle opens and the previous one is published closed.
         let mut seen = BTreeMap::new();
         while seen.len() < 2 {
-            let c = next_candle(&mut updates, Interval::M1).await;
-            seen.insert(c.open_time, c);
+            for c in next_candles(&mut updates, Interval::M1).await {
+                seen.insert(c.open_time, c);
+            }
         }
         assert!(seen[&base].closed, "the earlier minute closed");
+        assert_eq!(seen[&base].position, 31, "closed by the trade at 31");
+        assert_eq!(seen[&(base + 60_000)].position, 31);
         assert_eq!(seen[&base].bar.trade_count, 30);
         assert!(!seen[&(base + 60_000)].closed);
         // The same updates arrive as an async stream.
@@ -762,16 +766,28 @@ mod cases {
     }
 }
 
-async fn next_candle(updates: &mut hedgehog::projections::Updates, interval: Interval) -> Candle {
+/// The candles of `interval` in the next published batch that has any.
+async fn next_candles(
+    updates: &mut hedgehog::projections::Updates,
+    interval: Interval,
+) -> Vec<Candle> {
     loop {
-        let update = tokio::time::timeout(Duration::from_secs(30), updates.recv())
+        let batch = tokio::time::timeout(Duration::from_secs(30), updates.recv())
             .await
             .expect("an update within 30 s")
             .expect("no lag");
-        if let Update::Candle(c) = update {
-            if c.interval == interval {
-                return c;
+        let mut candles = Vec::new();
+        for update in &batch.updates {
+            if let Update::Candle(c) = update {
+                // Every row of a batch changed at or before the batch's position.
+                assert!(c.position <= batch.position, "{c:?} in {}", batch.position);
+                if c.interval == interval {
+                    candles.push(c.clone());
+                }
             }
+        }
+        if !candles.is_empty() {
+            return candles;
         }
     }
 }

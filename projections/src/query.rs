@@ -13,7 +13,7 @@ use crate::settings::{
     trading_from_row, StreamingSettingsRow, TradingRow, TradingSettingsRow, TRADING_COLUMNS,
 };
 use crate::trade_events::{TradeRow, TRADE_COLUMNS};
-use crate::{Market, ProjectionError};
+use crate::{Market, ProjectionError, Update};
 
 /// A time window in ms since the epoch, both ends inclusive, either open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,11 +154,7 @@ pub async fn streaming_settings(
     rows.into_iter()
         .map(|(s, status, position)| {
             Ok(StreamingSettingsRow {
-                symbol: Symbol::parse(&s).map_err(|_| ProjectionError::Corrupt {
-                    table: "streaming_settings",
-                    column: "symbol",
-                    value: s.clone(),
-                })?,
+                symbol: streaming_symbol(s)?,
                 status,
                 position,
             })
@@ -208,5 +204,216 @@ impl TradePages {
         self.done = (page.len() as i64) < self.page_size;
         self.after = page.last().map(|t| t.trade_id);
         Ok((!page.is_empty()).then_some(page))
+    }
+}
+
+/// A kind of read-model row, as `/api/updates` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpdateKind {
+    Candle,
+    Order,
+    TradingSettings,
+    StreamingSettings,
+}
+
+impl UpdateKind {
+    pub const ALL: [UpdateKind; 4] = [
+        UpdateKind::TradingSettings,
+        UpdateKind::StreamingSettings,
+        UpdateKind::Order,
+        UpdateKind::Candle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Candle => "candle",
+            UpdateKind::Order => "order",
+            UpdateKind::TradingSettings => "trading_settings",
+            UpdateKind::StreamingSettings => "streaming_settings",
+        }
+    }
+
+    pub fn of(update: &Update) -> UpdateKind {
+        match update {
+            Update::Candle(_) => UpdateKind::Candle,
+            Update::Order(_) => UpdateKind::Order,
+            Update::TradingSettings(_) => UpdateKind::TradingSettings,
+            Update::StreamingSettings(_) => UpdateKind::StreamingSettings,
+        }
+    }
+
+    /// The projection whose checkpoint says how far rows of this kind are.
+    fn projection(self) -> &'static str {
+        match self {
+            UpdateKind::Candle => "candles",
+            UpdateKind::Order => "orders",
+            UpdateKind::TradingSettings => "trading_settings",
+            UpdateKind::StreamingSettings => "streaming_settings",
+        }
+    }
+}
+
+impl std::str::FromStr for UpdateKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UpdateKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("{s:?} is not candle, order, trading_settings or streaming_settings")
+            })
+    }
+}
+
+/// Which updates a subscriber wants: one symbol's, one kind's, candles of one interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateFilter {
+    pub symbol: Option<Symbol>,
+    pub kind: Option<UpdateKind>,
+    pub interval: Option<Interval>,
+}
+
+impl UpdateFilter {
+    pub fn wants(&self, update: &Update) -> bool {
+        let (symbol, interval) = match update {
+            Update::Candle(c) => (&c.symbol, Some(c.interval)),
+            Update::Order(o) => (&o.symbol, None),
+            Update::TradingSettings(t) => (&t.symbol, None),
+            Update::StreamingSettings(t) => (&t.symbol, None),
+        };
+        self.symbol.as_ref().is_none_or(|s| s == symbol)
+            && self.kind.is_none_or(|k| k == UpdateKind::of(update))
+            && self
+                .interval
+                .is_none_or(|i| interval.is_none_or(|c| c == i))
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = UpdateKind> + '_ {
+        UpdateKind::ALL
+            .into_iter()
+            .filter(|k| self.kind.is_none_or(|want| want == *k))
+    }
+}
+
+/// How far the read models a filter reads are projected: the lowest of their checkpoints (0
+/// for one never run). Rows read after this say at least as much as every update published up
+/// to it. A plain read: it never waits on the writers.
+pub async fn projected_position(
+    db: &Database,
+    filter: &UpdateFilter,
+) -> Result<i64, ProjectionError> {
+    let rows: Vec<(String, i64)> = on_pool!(db, pool => {
+        sqlx::query_as("SELECT name, position FROM projection_checkpoints")
+            .fetch_all(pool)
+            .await?
+    });
+    Ok(filter
+        .kinds()
+        .map(|kind| {
+            rows.iter()
+                .find(|(name, _)| name == kind.projection())
+                .map_or(0, |(_, position)| *position)
+        })
+        .min()
+        .unwrap_or(0))
+}
+
+/// Up to `limit` rows of one kind that changed after log position `after` and pass `filter`,
+/// in position order, as updates. Page with the last row's position until a page comes back
+/// short; rows changed while paging move to a later page (a position only grows), so none is
+/// missed.
+pub async fn changed_after(
+    db: &Database,
+    kind: UpdateKind,
+    filter: &UpdateFilter,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Update>, ProjectionError> {
+    let symbol = filter.symbol.as_ref().map(Symbol::as_str);
+    let by_symbol = "($2 IS NULL OR symbol = $2)";
+    let tail = "ORDER BY position LIMIT $3";
+    match kind {
+        UpdateKind::Candle => {
+            let sql = select_candles(&format!(
+                "WHERE position > $1 AND {by_symbol} AND ($4 IS NULL OR interval = $4) {tail}"
+            ));
+            let interval = filter.interval.map(Interval::as_str);
+            let rows: Vec<CandleRow> = on_pool!(db, pool => {
+                sqlx::query_as(&sql)
+                    .bind(after)
+                    .bind(symbol)
+                    .bind(limit)
+                    .bind(interval)
+                    .fetch_all(pool)
+                    .await?
+            });
+            rows.into_iter()
+                .map(|r| candle_from_row(r).map(Update::Candle))
+                .collect()
+        }
+        UpdateKind::Order => {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE position > $1 AND {by_symbol} {tail}"
+            );
+            let rows: Vec<crate::orders::Row> = on_pool!(db, pool => {
+                sqlx::query_as(&sql).bind(after).bind(symbol).bind(limit).fetch_all(pool).await?
+            });
+            rows.into_iter()
+                .map(|r| crate::orders::from_row(r).map(Update::Order))
+                .collect()
+        }
+        UpdateKind::TradingSettings => {
+            let sql = format!(
+                "SELECT {TRADING_COLUMNS} FROM trading_settings \
+                 WHERE position > $1 AND {by_symbol} {tail}"
+            );
+            let rows: Vec<TradingRow> = on_pool!(db, pool => {
+                sqlx::query_as(&sql).bind(after).bind(symbol).bind(limit).fetch_all(pool).await?
+            });
+            rows.into_iter()
+                .map(|r| trading_from_row(r).map(Update::TradingSettings))
+                .collect()
+        }
+        UpdateKind::StreamingSettings => {
+            let rows: Vec<(String, String, i64)> = on_pool!(db, pool => {
+                sqlx::query_as(
+                    "SELECT symbol, status, position FROM streaming_settings \
+                     WHERE position > $1 AND ($2 IS NULL OR symbol = $2) \
+                     ORDER BY position LIMIT $3",
+                )
+                .bind(after)
+                .bind(symbol)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            });
+            rows.into_iter()
+                .map(|(s, status, position)| {
+                    Ok(Update::StreamingSettings(StreamingSettingsRow {
+                        symbol: streaming_symbol(s)?,
+                        status,
+                        position,
+                    }))
+                })
+                .collect()
+        }
+    }
+}
+
+fn streaming_symbol(s: String) -> Result<Symbol, ProjectionError> {
+    Symbol::parse(&s).map_err(|_| ProjectionError::Corrupt {
+        table: "streaming_settings",
+        column: "symbol",
+        value: s,
+    })
+}
+
+/// The log position of the last change to the row an update carries.
+pub fn update_position(update: &Update) -> i64 {
+    match update {
+        Update::Candle(c) => c.position,
+        Update::Order(o) => o.position,
+        Update::TradingSettings(t) => t.position,
+        Update::StreamingSettings(s) => s.position,
     }
 }
