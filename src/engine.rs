@@ -17,7 +17,7 @@ use futures::StreamExt;
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::{Event, Symbol};
-use hedgehog_projections::{ProjectionError, Projector, Update};
+use hedgehog_projections::{ProjectionError, Projector, Published};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -37,7 +37,7 @@ pub struct EngineOptions {
     pub rules: Arc<ExchangeRules>,
     /// Where the projector publishes read-model updates (candles, orders, settings); `None`:
     /// a channel nobody listens to.
-    pub updates: Option<broadcast::Sender<Update>>,
+    pub updates: Option<broadcast::Sender<std::sync::Arc<Published>>>,
 }
 
 #[derive(Debug, thiserror::Error)]

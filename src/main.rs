@@ -199,7 +199,10 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ProjectionsCommandArg {
     /// Each projection's checkpoint and how far behind the log it is.
-    Status,
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Empty the named projections (all without a name) and project them again from position 0.
     /// The store stays usable meanwhile; a running engine's projector follows along.
     Rebuild {
@@ -722,7 +725,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "{}", stats.summary())?;
         }
         Command::Projections { what } => match what {
-            ProjectionsCommandArg::Status => {
+            ProjectionsCommandArg::Status {
+                format: Format::Json,
+            } => {
+                let status = Projector::status(&store).await?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            }
+            ProjectionsCommandArg::Status {
+                format: Format::Table,
+            } => {
                 writeln!(
                     out,
                     "{:<20} {:>12} {:>12} {:>10} {:>10}  UPDATED",

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -19,8 +20,8 @@ use tokio::sync::broadcast;
 use crate::db::{self, Checkpoint, Tx};
 use crate::{Origin, ProjectionError, ReadModel, Update};
 
-/// How many updates a slow subscriber may fall behind before it is told it lagged.
-const UPDATES_CAPACITY: usize = 16_384;
+/// How many committed batches a slow subscriber may fall behind before it is told it lagged.
+const UPDATES_CAPACITY: usize = 1_024;
 
 struct Slot {
     model: Box<dyn ReadModel>,
@@ -33,11 +34,26 @@ pub struct Projector {
     store: Store,
     db: Database,
     slots: Vec<Slot>,
-    updates: broadcast::Sender<Update>,
+    updates: broadcast::Sender<Arc<Published>>,
+}
+
+/// The read-model changes of one projector transaction, as subscribers receive them after it
+/// committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The log position the batch ended at: every change it holds came from an event at or
+    /// before it, and every row changed by a later event has a greater `position`. A subscriber
+    /// that saw this batch whole can resume after it with [`crate::query::changed_after`].
+    pub position: i64,
+    pub updates: Vec<Update>,
+    /// Another process (an import, a CLI command, another engine) projected the log up to
+    /// `position` first, so this projector has no updates for it: a subscriber should re-read
+    /// the rows changed after the last batch it saw.
+    pub elsewhere: bool,
 }
 
 /// A subscription to read-model updates; see [`Projector::updates`].
-pub type Updates = broadcast::Receiver<Update>;
+pub type Updates = broadcast::Receiver<Arc<Published>>;
 
 /// One projection's place, for `hedgehog projections status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,17 +78,22 @@ enum Batch {
     Lost,
 }
 
-/// A receiver of [`Update`]s as an async stream (see [`Projector::update_stream`]).
+/// A receiver of [`Published`] batches as an async stream of their updates (see
+/// [`Projector::update_stream`]). `Err(missed)` says the subscriber missed updates (`missed`
+/// batches, or 0 when another process projected them) and should re-read what it shows.
 pub fn updates_as_stream(
     receiver: Updates,
 ) -> impl futures::Stream<Item = Result<Update, u64>> + Send + 'static {
     futures::stream::unfold(receiver, |mut rx| async move {
-        match rx.recv().await {
-            Ok(update) => Some((Ok(update), rx)),
-            Err(broadcast::error::RecvError::Lagged(missed)) => Some((Err(missed), rx)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
+        let items: Vec<Result<Update, u64>> = match rx.recv().await {
+            Ok(batch) if batch.elsewhere => vec![Err(0)],
+            Ok(batch) => batch.updates.iter().cloned().map(Ok).collect(),
+            Err(broadcast::error::RecvError::Lagged(missed)) => vec![Err(missed)],
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((futures::stream::iter(items), rx))
     })
+    .flatten()
 }
 
 fn now_millis() -> i64 {
@@ -105,9 +126,9 @@ impl Projector {
         }
     }
 
-    /// [`Projector::updates`] as an async stream. A subscriber that fell too far behind gets one
-    /// `Err(missed)` with the number of updates it missed, then the stream goes on; it should
-    /// re-query what it shows.
+    /// [`Projector::updates`] as an async stream of single updates. A subscriber that fell too far
+    /// behind gets one `Err(missed)` with the number of batches it missed, then the stream goes
+    /// on; it should re-query what it shows.
     pub fn update_stream(
         &self,
     ) -> impl futures::Stream<Item = Result<Update, u64>> + Send + 'static {
@@ -116,18 +137,19 @@ impl Projector {
 
     /// Publishes to `updates` instead of a channel of its own: a projector restarted by a
     /// supervisor keeps its subscribers.
-    pub fn publishing_to(mut self, updates: broadcast::Sender<Update>) -> Self {
+    pub fn publishing_to(mut self, updates: broadcast::Sender<Arc<Published>>) -> Self {
         self.updates = updates;
         self
     }
 
     /// A channel for [`Projector::publishing_to`].
-    pub fn channel() -> broadcast::Sender<Update> {
+    pub fn channel() -> broadcast::Sender<Arc<Published>> {
         broadcast::channel(UPDATES_CAPACITY).0
     }
 
-    /// Every change this projector commits from now on, in commit order. A receiver that falls
-    /// more than 16,384 updates behind gets `RecvError::Lagged` and should re-query.
+    /// Every batch of changes this projector commits from now on, in commit order. A receiver
+    /// that falls more than 1,024 batches behind gets `RecvError::Lagged` and should re-query,
+    /// or resume with [`crate::query::changed_after`] from the last batch it saw.
     pub fn updates(&self) -> Updates {
         self.updates.subscribe()
     }
@@ -172,25 +194,35 @@ impl Projector {
         Ok(target)
     }
 
-    /// Where each read model stands.
+    /// Where each read model stands. A plain read: it never waits on the writers, so it can
+    /// be asked while an import or an engine projects.
     pub async fn status(store: &Store) -> Result<Vec<ProjectionStatus>, ProjectionError> {
         let head = store.head_position().await?;
         let db = store.database();
-        let mut out = Vec::new();
-        let mut tx = Tx::begin(&db).await?;
-        for name in crate::NAMES {
-            let cp = db::checkpoint(&mut tx, name).await?;
-            out.push(ProjectionStatus {
-                name,
-                position: cp.position,
-                head,
-                behind: head - cp.position,
-                generation: cp.generation,
-                updated_at: cp.updated_at,
-            });
-        }
-        tx.commit().await?;
-        Ok(out)
+        let rows: Vec<(String, i64, i64, i64)> = crate::db::on_pool!(&db, pool => {
+            sqlx::query_as(
+                "SELECT name, position, generation, updated_at FROM projection_checkpoints",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(crate::NAMES
+            .iter()
+            .map(|name| {
+                let (position, generation, updated_at) = rows
+                    .iter()
+                    .find(|r| r.0 == *name)
+                    .map_or((0, 0, 0), |r| (r.1, r.2, r.3));
+                ProjectionStatus {
+                    name,
+                    position,
+                    head,
+                    behind: head - position,
+                    generation,
+                    updated_at,
+                }
+            })
+            .collect())
     }
 
     fn forget(&mut self) {
@@ -223,8 +255,16 @@ impl Projector {
         progress: &mut (dyn FnMut(i64, i64) + Send),
     ) -> Result<(), ProjectionError> {
         let mut shutdown = pin!(shutdown);
+        let mut lost = false;
         'resume: loop {
             let from = self.load().await?;
+            if std::mem::take(&mut lost) {
+                let _ = self.updates.send(Arc::new(Published {
+                    position: from,
+                    updates: Vec::new(),
+                    elsewhere: true,
+                }));
+            }
             if until.is_some_and(|target| from >= target) {
                 return Ok(());
             }
@@ -242,6 +282,7 @@ impl Projector {
                     Ok(Batch::Lost) => {
                         tracing::debug!("another projector advanced first; resuming from the stored checkpoints");
                         self.forget();
+                        lost = true;
                         continue 'resume;
                     }
                     Err(e) => {
@@ -298,9 +339,13 @@ impl Projector {
                 }
             }
         }
-        for update in updates {
+        if !updates.is_empty() {
             // No receiver is fine: nobody is listening.
-            let _ = self.updates.send(update);
+            let _ = self.updates.send(Arc::new(Published {
+                position: last,
+                updates,
+                elsewhere: false,
+            }));
         }
         Ok(Batch::Committed)
     }
