@@ -31,10 +31,10 @@ use tokio::sync::{broadcast, watch};
 
 use crate::projections::candles::{Candle, Interval};
 use crate::projections::orders::OrderRow;
-use crate::projections::query::{self, Window};
+use crate::projections::query::{self, UpdateFilter, UpdateKind, Window};
 use crate::projections::trade_events::TradeRow;
-use crate::projections::Update;
 use crate::projections::{Market, ProjectionError};
+use crate::projections::{Published, Update};
 use crate::store::Store;
 use crate::streaming::{self, StreamingError};
 use crate::tail::{Frame, Tail};
@@ -57,7 +57,7 @@ pub struct Api {
     /// The log's live end, shared by `/api/events` subscribers.
     pub tail: Tail,
     /// The projector's read-model updates, for `/api/updates`.
-    pub updates: broadcast::Sender<Update>,
+    pub updates: broadcast::Sender<Arc<Published>>,
     /// Turns true when the server stops: subscriptions end then, so shutdown never waits on
     /// a client that keeps listening.
     pub stopping: watch::Receiver<bool>,
@@ -587,16 +587,7 @@ async fn events(
     use futures::StreamExt;
     let Query(q) = query?;
     let symbol = q.symbol.as_deref().map(symbol_param).transpose()?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| bad_request("Last-Event-ID", format!("{v:?} is not a position")))
-        })
-        .transpose()?;
-    let after = match resume.or(q.after) {
+    let after = match last_event_id(&headers)?.or(q.after) {
         Some(after) => after,
         None => api
             .store
@@ -629,72 +620,141 @@ async fn events(
         .into_response())
 }
 
-/// `?symbol=&kind=&interval=`
+/// `?symbol=&kind=&interval=&after=`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdatesQuery {
     symbol: Option<String>,
     kind: Option<String>,
     interval: Option<String>,
+    after: Option<i64>,
 }
 
-/// The SSE event name of an update.
-fn update_kind(update: &Update) -> &'static str {
-    match update {
-        Update::Candle(_) => "candle",
-        Update::Order(_) => "order",
-        Update::TradingSettings(_) => "trading_settings",
-        Update::StreamingSettings(_) => "streaming_settings",
-    }
+/// Rows per page when catching a subscriber up.
+const CATCH_UP_PAGE: i64 = 1_000;
+
+/// The `Last-Event-ID` a reconnecting client sends, if any.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| bad_request("Last-Event-ID", format!("{v:?} is not a position")))
+        })
+        .transpose()
+}
+
+/// An update as an SSE event named after its kind.
+fn update_event(update: &Update) -> Option<SseEvent> {
+    SseEvent::default()
+        .event(UpdateKind::of(update).as_str())
+        .json_data(update)
+        .ok()
 }
 
 /// Read-model updates (candles, orders, settings) as Server-Sent Events, as the projector
-/// commits them, optionally only one symbol's, one kind's, and candles of one interval. They
-/// carry no position: a client that falls behind gets a `lagged` event saying how many it
-/// missed, and should read the queries again.
+/// commits them, optionally only one symbol's, one kind's, and candles of one interval.
+///
+/// The last event of each committed batch a client receives carries the batch's log position
+/// as its SSE id. A client that reconnects with it (`Last-Event-ID`, as browsers do), or that
+/// asks for `?after=P`, first gets every row changed after that position, in its current
+/// state, then a `caught_up` event whose id is the position the rows reflect, then the live
+/// batches after it: nothing is missed, and a row is at worst sent again in a newer state. A
+/// subscriber that falls behind the live batches is caught up the same way, from its last
+/// batch.
 async fn updates(
     State(api): State<Api>,
+    headers: HeaderMap,
     query: Result<Query<UpdatesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let symbol = q.symbol.as_deref().map(symbol_param).transpose()?;
-    const KINDS: [&str; 4] = ["candle", "order", "trading_settings", "streaming_settings"];
-    if let Some(kind) = q.kind.as_deref().filter(|k| !KINDS.contains(k)) {
-        return Err(bad_request(
-            "kind",
-            format!("{kind:?} is not candle, order, trading_settings or streaming_settings"),
-        ));
-    }
-    let interval: Option<Interval> = q
-        .interval
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| bad_request("interval", e))?;
-    let wanted = move |update: &Update| {
-        let (of, candle_interval) = match update {
-            Update::Candle(c) => (&c.symbol, Some(c.interval)),
-            Update::Order(o) => (&o.symbol, None),
-            Update::TradingSettings(t) => (&t.symbol, None),
-            Update::StreamingSettings(t) => (&t.symbol, None),
-        };
-        symbol.as_ref().is_none_or(|s| s == of)
-            && q.kind.as_deref().is_none_or(|k| k == update_kind(update))
-            && interval.is_none_or(|i| candle_interval.is_none_or(|c| c == i))
+    let filter = UpdateFilter {
+        symbol: q.symbol.as_deref().map(symbol_param).transpose()?,
+        kind: q
+            .kind
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| bad_request("kind", e))?,
+        interval: q
+            .interval
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| bad_request("interval", e))?,
     };
+    let resume = last_event_id(&headers)?.or(q.after);
+    // Subscribe before reading where the read models stand, so no batch falls between.
     let mut rx = api.updates.subscribe();
+    let db = api.store.database();
+    let unavailable =
+        |e: ProjectionError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    // What the client has: everything up to `seen`, or (live only) nothing it asked for yet.
+    let (mut seen, mut behind) = match resume {
+        Some(after) => (after, true),
+        None => (
+            query::projected_position(&db, &filter)
+                .await
+                .map_err(unavailable)?,
+            false,
+        ),
+    };
     let stream = async_stream::stream! {
         loop {
-            match rx.recv().await {
-                Ok(update) if !wanted(&update) => {}
-                Ok(update) => {
-                    if let Ok(event) = SseEvent::default().event(update_kind(&update)).json_data(&update) {
-                        yield Ok(event);
+            if behind {
+                behind = false;
+                let position = match query::projected_position(&db, &filter).await {
+                    Ok(position) => position,
+                    Err(e) => {
+                        yield Ok(failed(e));
+                        break;
+                    }
+                };
+                for kind in filter.kinds() {
+                    let mut cursor = seen;
+                    loop {
+                        match catch_up_page(&db, kind, &filter, cursor).await {
+                            Ok((page, next, more)) => {
+                                for event in page.iter().filter_map(update_event) {
+                                    yield Ok(event);
+                                }
+                                cursor = next;
+                                if !more {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                yield Ok(failed(e));
+                                return;
+                            }
+                        }
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    yield Ok(SseEvent::default().event("lagged").data(missed.to_string()));
+                seen = seen.max(position);
+                yield Ok(SseEvent::default()
+                    .id(seen.to_string())
+                    .event("caught_up")
+                    .data(format!("{{\"position\":{seen}}}")));
+            }
+            match rx.recv().await {
+                // Projected by another process: the rows say what changed.
+                Ok(batch) if batch.elsewhere => behind = true,
+                Ok(batch) if batch.position <= seen => {}
+                Ok(batch) => {
+                    let wanted: Vec<&Update> =
+                        batch.updates.iter().filter(|u| filter.wants(u)).collect();
+                    for (i, update) in wanted.iter().enumerate() {
+                        let Some(mut event) = update_event(update) else { continue };
+                        if i + 1 == wanted.len() {
+                            event = event.id(batch.position.to_string());
+                        }
+                        yield Ok(event);
+                    }
+                    seen = batch.position;
                 }
+                Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
@@ -702,6 +762,37 @@ async fn updates(
     Ok(Sse::new(until_stopping(&api, Box::pin(stream)))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// An `error` event for a subscription that cannot go on.
+fn failed(e: ProjectionError) -> SseEvent {
+    tracing::error!("update subscription failed to catch up: {e}");
+    SseEvent::default().event("error").data(e.to_string())
+}
+
+/// One page of the rows of `kind` the filter wants that changed after `cursor`, the cursor
+/// for the next page, and whether there may be more. A full page ends before its last
+/// position, whose rows the next page starts with (unless the whole page shares it, which no
+/// batch of ours comes near: a trade changes at most twelve candles).
+async fn catch_up_page(
+    db: &crate::store::Database,
+    kind: UpdateKind,
+    filter: &UpdateFilter,
+    cursor: i64,
+) -> Result<(Vec<Update>, i64, bool), ProjectionError> {
+    let mut page = query::changed_after(db, kind, filter, cursor, CATCH_UP_PAGE).await?;
+    let full = page.len() as i64 == CATCH_UP_PAGE;
+    if let (true, Some(last)) = (full, page.last().map(query::update_position)) {
+        let keep = page
+            .iter()
+            .position(|u| query::update_position(u) == last)
+            .unwrap_or(page.len());
+        if keep > 0 {
+            page.truncate(keep);
+        }
+    }
+    let next = page.last().map_or(cursor, query::update_position);
+    Ok((page, next, full))
 }
 
 /// The API's description (OpenAPI 3.1), kept at the repository's root.

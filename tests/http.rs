@@ -16,12 +16,51 @@ use serde_json::{json, Value};
 on_both_backends!(
     commands_over_http_reach_the_store_and_errors_are_json,
     queries_answer_what_the_cli_answers,
+    updates_resume_after_a_reconnect_without_a_gap,
 );
 
 const ADA_DAY_HEAD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/ADAUSDT-2019-06-03.head2000.csv.gz"
 );
+
+const ADA_DAY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/ADAUSDT-2019-06-03.csv.gz"
+);
+
+/// What a subscriber to `/api/updates` holds: each row by its key, in its latest state.
+#[derive(Default)]
+struct Mirror {
+    candles: std::collections::BTreeMap<(String, i64), Value>,
+    orders: std::collections::BTreeMap<u64, Value>,
+    trading: Option<Value>,
+}
+
+impl Mirror {
+    fn apply(&mut self, kind: &str, data: Value) {
+        match kind {
+            "candle" => {
+                let key = (
+                    data["interval"].as_str().unwrap().to_owned(),
+                    data["open_time"].as_i64().unwrap(),
+                );
+                self.candles.insert(key, data);
+            }
+            "order" => {
+                self.orders.insert(data["order_id"].as_u64().unwrap(), data);
+            }
+            "trading_settings" => self.trading = Some(data),
+            _ => {}
+        }
+    }
+}
+
+/// The row of `/api/updates` data as the queries show it (updates carry their kind).
+fn without_kind(mut row: Value) -> Value {
+    row.as_object_mut().unwrap().remove("kind");
+    row
+}
 
 #[test]
 fn a_public_bind_without_a_token_is_refused() {
@@ -41,6 +80,138 @@ fn a_public_bind_without_a_token_is_refused() {
 
 mod cases {
     use super::*;
+
+    /// A client of `/api/updates` that drops off and reconnects with its `Last-Event-ID` ends
+    /// with exactly what the queries show: the rows changed while it was away come first, then
+    /// the live batches. `?after=0` serves the whole read model, then live.
+    pub async fn updates_resume_after_a_reconnect_without_a_gap(db: &TestDb) {
+        let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
+        let api = Api::new(&base);
+        ok(hedgehog(
+            db,
+            &[
+                "settings",
+                "set",
+                "ADAUSDT",
+                "--chunks",
+                "1",
+                "--budget",
+                "100",
+                "--buy-down-interval",
+                "0.0001",
+                "--profit-target",
+                "0.0001",
+                "--fee",
+                "0.0002",
+            ],
+        ));
+        ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+        let mut mirror = Mirror::default();
+        let mut live = api.subscribe("/api/updates?symbol=ADAUSDT").await;
+        ok(hedgehog(db, &["import", "trades", ADA_DAY_HEAD]));
+        // Read up to the end of a committed batch (its last frame carries the id), and go.
+        let last_id = loop {
+            let (id, kind, data) = live.next().await;
+            mirror.apply(&kind, data);
+            if id >= 0 && !mirror.candles.is_empty() {
+                break id;
+            }
+        };
+        drop(live);
+
+        // While it is away: the rest of the day, and the trades' orders.
+        ok(hedgehog(db, &["import", "trades", ADA_DAY]));
+        let projected = |db: &TestDb| {
+            let status: Value = serde_json::from_str(&ok(hedgehog(
+                db,
+                &["projections", "status", "--format", "json"],
+            )))
+            .unwrap();
+            status.as_array().unwrap().iter().all(|p| p["behind"] == 0)
+        };
+        let started = Instant::now();
+        while !projected(db) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "projections lag"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        let mut resumed = Sse::open(
+            api.client
+                .get(api.url("/api/updates?symbol=ADAUSDT"))
+                .header("Last-Event-ID", last_id.to_string()),
+        )
+        .await;
+        let caught_up = loop {
+            let (id, kind, data) = resumed.next().await;
+            if kind == "caught_up" {
+                assert_eq!(data["position"].as_i64(), Some(id));
+                break id;
+            }
+            assert!(
+                data["position"].as_i64().unwrap() > last_id,
+                "only rows changed after {last_id}: {data}"
+            );
+            mirror.apply(&kind, data);
+        };
+        assert!(caught_up > last_id);
+
+        // Exactly what the queries show, every interval.
+        for interval in ["1m", "5m", "15m", "1h", "4h", "1d"] {
+            let candles = api
+                .get(&format!("/api/ohlc?symbol=ADAUSDT&interval={interval}"))
+                .await;
+            let mirrored: Vec<Value> = mirror
+                .candles
+                .iter()
+                .filter(|((i, _), _)| i == interval)
+                .map(|(_, c)| without_kind(c.clone()))
+                .collect();
+            assert_eq!(Value::Array(mirrored), candles, "{interval} candles");
+        }
+        let orders = api.get("/api/orders?symbol=ADAUSDT").await;
+        assert!(orders.as_array().unwrap().len() >= 4, "{orders}");
+        let mut mirrored: Vec<Value> = mirror.orders.values().cloned().map(without_kind).collect();
+        let mut queried = orders.as_array().unwrap().clone();
+        let by_id = |o: &Value| o["order_id"].as_u64().unwrap();
+        mirrored.sort_by_key(by_id);
+        queried.sort_by_key(by_id);
+        assert_eq!(mirrored, queried);
+
+        // Then live: a command's change arrives with an id past the catch-up.
+        let (status, _) = api.post("/api/symbols/ADAUSDT/trading/stop").await;
+        assert_eq!(status, StatusCode::OK);
+        loop {
+            let (id, kind, data) = resumed.next().await;
+            if kind == "trading_settings" {
+                assert_eq!(data["status"], "off", "{data}");
+                assert!(id > caught_up, "a live batch after the catch-up: {id}");
+                break;
+            }
+        }
+
+        // A snapshot from the start, then live: the 1h candles whole.
+        let mut snapshot = api
+            .subscribe("/api/updates?symbol=ADAUSDT&kind=candle&interval=1h&after=0")
+            .await;
+        let mut hours = Vec::new();
+        loop {
+            let (_, kind, data) = snapshot.next().await;
+            match kind.as_str() {
+                "caught_up" => break,
+                "candle" => hours.push(without_kind(data)),
+                other => panic!("only 1h candles asked for, got {other}"),
+            }
+        }
+        hours.sort_by_key(|c| c["open_time"].as_i64().unwrap());
+        assert_eq!(
+            Value::Array(hours),
+            api.get("/api/ohlc?symbol=ADAUSDT&interval=1h").await
+        );
+        terminate(engine);
+    }
 
     pub async fn queries_answer_what_the_cli_answers(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");

@@ -1,8 +1,10 @@
 // Hedgehog's dashboard: draws what the API serves, then follows /api/updates.
 //
 // Nothing here polls: the page loads candles, orders and the symbol's status once, then applies
-// each update the server pushes. When the subscription drops or reports that it lagged, the
-// page loads everything again, so what it shows is never a partial picture.
+// each update the server pushes. When the subscription drops, the browser reconnects with the
+// last event id it saw and the server first sends every row changed since (then `caught_up`);
+// only a subscription that dropped before it saw any id makes the page load everything again,
+// so what it shows is never a partial picture.
 "use strict";
 
 const LC = window.LightweightCharts;
@@ -231,10 +233,11 @@ function subscribe() {
   const source = new EventSource("/api/updates");
   const live = $("live");
   let dropped = false;
+  let resumable = false; // an id was seen: a reconnect resumes from it
   source.onopen = () => {
     live.textContent = "live";
     live.className = "live on";
-    if (dropped) reload(); // whatever happened while we were away
+    if (dropped && !resumable) reload(); // whatever happened while we were away
     dropped = false;
   };
   source.onerror = () => {
@@ -242,14 +245,24 @@ function subscribe() {
     live.textContent = "reconnecting";
     live.className = "live off";
   };
-  source.addEventListener("candle", (e) => onCandle(JSON.parse(e.data)));
-  source.addEventListener("order", (e) => onOrder(JSON.parse(e.data)));
+  const seen = (e) => {
+    if (e.lastEventId) resumable = true;
+  };
+  source.addEventListener("candle", (e) => {
+    seen(e);
+    onCandle(JSON.parse(e.data));
+  });
+  source.addEventListener("order", (e) => {
+    seen(e);
+    onOrder(JSON.parse(e.data));
+  });
+  source.addEventListener("caught_up", seen);
   const settings = (e) => {
+    seen(e);
     if (JSON.parse(e.data).symbol === view.symbol) refreshStatus();
   };
   source.addEventListener("trading_settings", settings);
   source.addEventListener("streaming_settings", settings);
-  source.addEventListener("lagged", () => reload());
 }
 
 // --- commands -------------------------------------------------------------------------------

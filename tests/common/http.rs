@@ -64,6 +64,8 @@ impl Sse {
     /// The next frame with data (keep-alive comments skipped), within 30 s.
     pub async fn next(&mut self) -> (i64, String, Value) {
         use futures::StreamExt;
+        // One deadline for the call: keep-alive comments must not extend it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let frame: String = self.buffer.drain(..end + 2).collect();
@@ -83,7 +85,7 @@ impl Sse {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next())
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
                 .expect("an event within 30 s")
                 .expect("the stream stays open")

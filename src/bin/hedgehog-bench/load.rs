@@ -47,8 +47,9 @@ pub struct LoadOptions {
 struct Seen {
     frames: u64,
     bytes: u64,
-    /// `/api/updates` only: frames saying the client fell behind the broadcast.
-    lagged: u64,
+    /// `/api/updates` only: catch-ups from the read models after the client fell behind the
+    /// broadcast (or another process projected first).
+    catch_ups: u64,
     /// `/api/events` only: the positions received, in order.
     positions: Vec<i64>,
     errors: Vec<String>,
@@ -232,7 +233,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     let errors: Vec<&String> = seen.iter().flat_map(|(_, s)| &s.errors).collect();
     let frames: u64 = seen.iter().map(|(_, s)| s.frames).sum();
     let bytes: u64 = seen.iter().map(|(_, s)| s.bytes).sum();
-    let lagged: u64 = seen.iter().map(|(_, s)| s.lagged).sum();
+    let catch_ups: u64 = seen.iter().map(|(_, s)| s.catch_ups).sum();
     let mib = |kib: u64| kib as f64 / 1024.0;
     let tenth = (rss.len() / 10).max(1);
     let early = rss[..tenth.min(rss.len())].iter().sum::<u64>() / tenth as u64;
@@ -256,7 +257,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  SSE frames delivered {frames} ({:.0}/s, {:.1} MiB); lagged notices on /api/updates {lagged}",
+        "  SSE frames delivered {frames} ({:.0}/s, {:.1} MiB); catch-ups on /api/updates {catch_ups}",
         frames as f64 / o.seconds as f64,
         bytes as f64 / 1048576.0
     )?;
@@ -372,7 +373,7 @@ async fn listen(request: reqwest::RequestBuilder, mut stopping: watch::Receiver<
             }
             seen.frames += 1;
             match event {
-                "lagged" => seen.lagged += 1,
+                "caught_up" => seen.catch_ups += 1,
                 "error" => seen.errors.push(frame.clone()),
                 _ => {}
             }
