@@ -7,6 +7,8 @@
 //! (without them), and USD-M futures (with the trade kind `X`). Frames of other streams
 //! (`bookTicker`, `depth`, `markPrice`) and REST snapshots are recognised and skipped, not errors.
 
+pub mod rest;
+
 use std::borrow::Cow;
 
 use hedgehog_domain::events::TradeReceived;

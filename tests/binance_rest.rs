@@ -1,0 +1,313 @@
+//! The Binance REST adapter against a mock Binance on 127.0.0.1 that answers with Binance's own
+//! payloads and checks every request's key, signature, timestamp, parameters and filters.
+
+#[path = "common/binance_mock.rs"]
+mod binance_mock;
+
+use std::time::{Duration, Instant};
+
+use binance_mock::{Mock, Scripted, API_KEY, SECRET};
+use hedgehog::binance::rest::{
+    Credentials, NewOrder, OrderRef, OrderStatus, RateLimit, RateLimitType, RestClient, RestError,
+};
+use hedgehog::domain::{Side, Symbol};
+use rust_decimal_macros::dec;
+use serde_json::json;
+
+fn btcusdt() -> Symbol {
+    Symbol::parse("BTCUSDT").unwrap()
+}
+
+fn client(mock: &Mock, timeout: Duration) -> RestClient {
+    RestClient::new(&mock.url, Some(Credentials::new(API_KEY, SECRET)), timeout)
+}
+
+fn buy(client_order_id: &str) -> NewOrder {
+    NewOrder {
+        symbol: btcusdt(),
+        side: Side::Buy,
+        price: dec!(60000.50),
+        quantity: dec!(0.00100),
+        client_order_id: client_order_id.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn signed_requests_carry_key_timestamp_window_and_signature_and_decode_real_payloads() {
+    // The mock's clock runs 40 s ahead: without measuring it, every signed request would be
+    // refused (-1021).
+    let mock = Mock::start(40_000).await;
+    let rest = client(&mock, Duration::from_secs(5));
+    rest.ping().await.unwrap();
+    let offset = rest.sync_time().await.unwrap();
+    assert!((offset - 40_000).abs() < 1_000, "offset {offset}");
+
+    let (rules, limits) = rest.exchange_info().await.unwrap();
+    let btc = rules
+        .get(&btcusdt())
+        .expect("BTCUSDT in the captured exchangeInfo");
+    assert_eq!(btc.symbol, btcusdt());
+    assert!(limits
+        .iter()
+        .any(|l| l.rate_limit_type == RateLimitType::RequestWeight && l.limit == 1200));
+    // The client keeps to the limits exchangeInfo gave.
+    assert!(rest
+        .limits()
+        .iter()
+        .any(|l| l.header == "x-mbx-used-weight-1m" && l.limit == 1200));
+
+    let placed = rest
+        .place_limit_order(&buy("hh-BTCUSDT-1-B"))
+        .await
+        .unwrap();
+    assert_eq!(placed.status, OrderStatus::New);
+    assert_eq!(placed.client_order_id, "hh-BTCUSDT-1-B");
+    assert_eq!(
+        (placed.price, placed.orig_qty),
+        (dec!(60000.5), dec!(0.001))
+    );
+    assert!(placed.fills.is_empty());
+
+    let seen = mock.seen();
+    let post = seen.iter().find(|s| s.method == "POST").unwrap();
+    assert_eq!(post.api_key.as_deref(), Some(API_KEY));
+    for (key, value) in [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.001"),
+        ("price", "60000.5"),
+        ("newClientOrderId", "hh-BTCUSDT-1-B"),
+        ("recvWindow", "5000"),
+    ] {
+        assert_eq!(
+            post.params.get(key).map(String::as_str),
+            Some(value),
+            "{key}"
+        );
+    }
+    let timestamp: i64 = post.params["timestamp"].parse().unwrap();
+    assert!(
+        (post.at - timestamp).abs() < 2_000,
+        "timestamp on Binance's clock"
+    );
+    assert!(post.params.contains_key("signature"));
+    // Public endpoints carry no key and no signature.
+    let ping = seen.iter().find(|s| s.path == "/api/v3/ping").unwrap();
+    assert!(ping.api_key.is_none() && ping.params.is_empty());
+
+    let by_client = OrderRef::ClientId("hh-BTCUSDT-1-B".into());
+    let queried = rest.query_order(&btcusdt(), &by_client).await.unwrap();
+    assert_eq!(queried.order_id, placed.order_id);
+    let open = rest.open_orders(&btcusdt()).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let cancelled = rest
+        .cancel_order(&btcusdt(), &OrderRef::Id(placed.order_id))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Canceled);
+    assert!(rest.open_orders(&btcusdt()).await.unwrap().is_empty());
+
+    let account = rest.account().await.unwrap();
+    assert!(account.can_trade);
+    assert_eq!(account.balance("BTC").0, dec!(4723846.89208129));
+    assert_eq!(account.commission_rates.unwrap().maker, dec!(0.0015));
+
+    // The weight Binance reported is what the client counts.
+    let used = rest
+        .limits()
+        .into_iter()
+        .find(|l| l.header == "x-mbx-used-weight-1m")
+        .unwrap()
+        .used;
+    assert!(
+        used >= 1 + 1 + 20 + 1 + 4 + 6 + 1 + 6 + 20,
+        "weight used {used}"
+    );
+}
+
+#[tokio::test]
+async fn binance_errors_are_typed_and_name_the_endpoint() {
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_secs(5));
+
+    // Real filter failures, from BTCUSDT's filters: a price off the tick, a quantity off the step.
+    let mut off_tick = buy("hh-1");
+    off_tick.price = dec!(60000.505);
+    let e = rest.place_limit_order(&off_tick).await.unwrap_err();
+    assert!(matches!(e, RestError::FilterFailure { .. }), "{e}");
+    assert!(e.to_string().contains("PRICE_FILTER"), "{e}");
+    let mut off_step = buy("hh-2");
+    off_step.quantity = dec!(0.0000001);
+    let e = rest.place_limit_order(&off_step).await.unwrap_err();
+    assert!(
+        e.to_string().contains("LOT_SIZE") && e.to_string().contains("POST /api/v3/order"),
+        "{e}"
+    );
+
+    mock.script(
+        "POST",
+        "/api/v3/order",
+        Scripted::Error(
+            400,
+            -2010,
+            "Account has insufficient balance for requested action.",
+        ),
+    );
+    let e = rest.place_limit_order(&buy("hh-3")).await.unwrap_err();
+    assert!(matches!(e, RestError::InsufficientBalance { .. }), "{e}");
+
+    let e = rest
+        .cancel_order(&btcusdt(), &OrderRef::Id(999))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RestError::UnknownOrder { .. }), "{e}");
+    let e = rest
+        .query_order(&btcusdt(), &OrderRef::ClientId("nope".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RestError::UnknownOrder { .. }), "{e}");
+
+    // A wrong secret: Binance's -1022, told as a key problem.
+    let wrong = RestClient::new(
+        &mock.url,
+        Some(Credentials::new(API_KEY, "not-the-secret")),
+        Duration::from_secs(5),
+    );
+    let e = wrong.account().await.unwrap_err();
+    assert!(matches!(e, RestError::BadSignature { .. }), "{e}");
+    assert!(e.to_string().contains("BINANCE_API_SECRET"), "{e}");
+    // No keys at all: refused before any request.
+    let before = mock.seen().len();
+    let keyless = RestClient::new(&mock.url, None, Duration::from_secs(5));
+    let e = keyless.account().await.unwrap_err();
+    assert!(matches!(e, RestError::NoCredentials { .. }), "{e}");
+    assert_eq!(mock.seen().len(), before);
+    // Nothing was placed by any of it.
+    assert!(mock.orders().is_empty());
+}
+
+#[tokio::test]
+async fn a_clock_that_drifts_is_measured_again_once() {
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_secs(5));
+    mock.script(
+        "GET",
+        "/api/v3/account",
+        Scripted::Error(
+            400,
+            -1021,
+            "Timestamp for this request is outside of the recvWindow.",
+        ),
+    );
+    rest.account().await.unwrap();
+    let paths: Vec<String> = mock.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/api/v3/account", "/api/v3/time", "/api/v3/account"]
+    );
+}
+
+#[tokio::test]
+async fn a_429_pauses_for_retry_after_and_a_418_halts_without_touching_the_network() {
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_secs(5));
+    mock.script("GET", "/api/v3/openOrders", Scripted::TooMany(1));
+    let started = Instant::now();
+    rest.open_orders(&btcusdt()).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let opens = mock
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v3/openOrders")
+        .count();
+    assert_eq!(opens, 2, "retried once after Retry-After");
+
+    mock.script("GET", "/api/v3/account", Scripted::Teapot(120));
+    let e = rest.account().await.unwrap_err();
+    assert!(matches!(e, RestError::Banned { .. }), "{e}");
+    assert!(e.to_string().contains("418"), "{e}");
+    let before = mock.seen().len();
+    let e = rest.place_limit_order(&buy("hh-ban")).await.unwrap_err();
+    assert!(matches!(e, RestError::Banned { .. }), "{e}");
+    assert_eq!(mock.seen().len(), before, "no request while banned");
+}
+
+#[tokio::test]
+async fn the_client_waits_for_the_next_window_rather_than_exceed_an_order_limit() {
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_secs(5));
+    rest.set_rate_limits(&[RateLimit {
+        rate_limit_type: RateLimitType::Orders,
+        interval: "SECOND".into(),
+        interval_num: 10,
+        limit: 2,
+    }]);
+    for i in 0..3 {
+        rest.place_limit_order(&buy(&format!("hh-w-{i}")))
+            .await
+            .unwrap();
+    }
+    let posts: Vec<i64> = mock
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.at)
+        .collect();
+    assert_eq!(posts.len(), 3);
+    let window = |t: i64| t - t.rem_euclid(10_000);
+    // Never more than two orders in one 10-second window.
+    assert!(
+        window(posts[2]) > window(posts[0]),
+        "third order at {} in the window of the first ({})",
+        posts[2],
+        posts[0]
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_twice() {
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_millis(300));
+
+    // The order lands but its answer is lost: found by its client order id, placed once.
+    mock.script(
+        "POST",
+        "/api/v3/order",
+        Scripted::LoseAnswer(Duration::from_secs(1)),
+    );
+    let placed = rest.place_limit_order(&buy("hh-lost-1")).await.unwrap();
+    assert_eq!(placed.client_order_id, "hh-lost-1");
+    let posts = |mock: &Mock, id: &str| {
+        mock.seen()
+            .iter()
+            .filter(|s| s.method == "POST" && s.params["newClientOrderId"] == id)
+            .count()
+    };
+    assert_eq!(posts(&mock, "hh-lost-1"), 1);
+    assert_eq!(mock.orders().len(), 1);
+
+    // The request never lands: the lookup says unknown, and it is placed again, once.
+    mock.script(
+        "POST",
+        "/api/v3/order",
+        Scripted::Hang(Duration::from_secs(1)),
+    );
+    let placed = rest.place_limit_order(&buy("hh-lost-2")).await.unwrap();
+    assert_eq!(placed.client_order_id, "hh-lost-2");
+    assert_eq!(posts(&mock, "hh-lost-2"), 2);
+    let orders = mock.orders();
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        orders
+            .iter()
+            .filter(|o| o["clientOrderId"] == json!("hh-lost-2"))
+            .count(),
+        1
+    );
+}
