@@ -8,6 +8,7 @@
 //! (`bookTicker`, `depth`, `markPrice`) and REST snapshots are recognised and skipped, not errors.
 
 pub mod rest;
+pub mod user_data;
 
 use std::borrow::Cow;
 
