@@ -29,6 +29,30 @@ const ADA_DAY: &str = concat!(
     "/tests/fixtures/ADAUSDT-2019-06-03.csv.gz"
 );
 
+/// ADAUSDT trading with one chunk and tight intervals, so a few thousand trades run positions
+/// through.
+fn trade_adausdt(db: &TestDb) {
+    ok(hedgehog(
+        db,
+        &[
+            "settings",
+            "set",
+            "ADAUSDT",
+            "--chunks",
+            "1",
+            "--budget",
+            "100",
+            "--buy-down-interval",
+            "0.0001",
+            "--profit-target",
+            "0.0001",
+            "--fee",
+            "0.0002",
+        ],
+    ));
+    ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+}
+
 /// What a subscriber to `/api/updates` holds: each row by its key, in its latest state.
 #[derive(Default)]
 struct Mirror {
@@ -87,25 +111,7 @@ mod cases {
     pub async fn updates_resume_after_a_reconnect_without_a_gap(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let api = Api::new(&base);
-        ok(hedgehog(
-            db,
-            &[
-                "settings",
-                "set",
-                "ADAUSDT",
-                "--chunks",
-                "1",
-                "--budget",
-                "100",
-                "--buy-down-interval",
-                "0.0001",
-                "--profit-target",
-                "0.0001",
-                "--fee",
-                "0.0002",
-            ],
-        ));
-        ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+        trade_adausdt(db);
         let mut mirror = Mirror::default();
         let mut live = api.subscribe("/api/updates?symbol=ADAUSDT").await;
         ok(hedgehog(db, &["import", "trades", ADA_DAY_HEAD]));
@@ -216,26 +222,7 @@ mod cases {
     pub async fn queries_answer_what_the_cli_answers(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let api = Api::new(&base);
-        // One chunk with tight intervals: these 2,000 trades run positions through.
-        ok(hedgehog(
-            db,
-            &[
-                "settings",
-                "set",
-                "ADAUSDT",
-                "--chunks",
-                "1",
-                "--budget",
-                "100",
-                "--buy-down-interval",
-                "0.0001",
-                "--profit-target",
-                "0.0001",
-                "--fee",
-                "0.0002",
-            ],
-        ));
-        ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+        trade_adausdt(db);
         ok(hedgehog(db, &["import", "trades", ADA_DAY_HEAD]));
 
         // The engine trades them and projects live; the API answers from the same read models

@@ -486,6 +486,11 @@ impl RestClient {
         }
     }
 
+    /// The limits' use (a poisoned lock still holds counts worth keeping).
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Binance's time now, by our clock and the measured offset.
     pub fn server_now(&self) -> i64 {
         local_millis() + self.offset_ms.load(Ordering::Relaxed)
@@ -498,7 +503,7 @@ impl RestClient {
 
     /// Each limit's use as last counted.
     pub fn limits(&self) -> Vec<LimitUse> {
-        let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = self.usage();
         usage
             .windows
             .iter()
@@ -512,7 +517,7 @@ impl RestClient {
 
     /// Keeps to these limits from now on (from `exchangeInfo.rateLimits`).
     pub fn set_rate_limits(&self, limits: &[RateLimit]) {
-        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut usage = self.usage();
         usage.set_limits(limits);
     }
 
@@ -792,7 +797,7 @@ impl RestClient {
             let status = response.status();
             let headers = response.headers().clone();
             {
-                let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                let mut usage = self.usage();
                 usage.record(self.server_now(), &headers);
             }
             let body = response
@@ -811,7 +816,7 @@ impl RestClient {
             match status {
                 StatusCode::TOO_MANY_REQUESTS => {
                     {
-                        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut usage = self.usage();
                         usage.paused_until = self.server_now().saturating_add(retry_ms);
                     }
                     tracing::warn!(%endpoint, ?retry_after, "rate limited by Binance (429): pausing requests");
@@ -827,7 +832,7 @@ impl RestClient {
                 StatusCode::IM_A_TEAPOT => {
                     let until_ms = self.server_now().saturating_add(retry_ms);
                     {
-                        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut usage = self.usage();
                         usage.banned_until = until_ms;
                     }
                     tracing::error!(%endpoint, ?retry_after, "Binance banned this IP (418): every request fails until the ban ends");
@@ -894,7 +899,7 @@ impl RestClient {
         loop {
             let now = self.server_now();
             let wait = {
-                let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                let mut usage = self.usage();
                 if usage.banned_until > now {
                     return Err(RestError::Banned {
                         endpoint: endpoint.to_owned(),

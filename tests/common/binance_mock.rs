@@ -213,7 +213,7 @@ async fn handle(
             );
             (s, b, None)
         }
-        Some(Scripted::LoseAnswer(delay)) => {
+        Some(Scripted::LoseAnswer(_)) | None => {
             let (s, b) = answer(
                 &mock,
                 &method,
@@ -224,20 +224,9 @@ async fn handle(
                 signed,
                 now,
             );
-            tokio::time::sleep(delay).await;
-            (s, b, None)
-        }
-        None => {
-            let (s, b) = answer(
-                &mock,
-                &method,
-                &path,
-                &params,
-                &query,
-                api_key.as_deref(),
-                signed,
-                now,
-            );
+            if let Some(Scripted::LoseAnswer(delay)) = scripted {
+                tokio::time::sleep(delay).await;
+            }
             (s, b, None)
         }
     };
