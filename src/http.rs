@@ -691,7 +691,10 @@ async fn updates(
     let db = api.store.database();
     let unavailable =
         |e: ProjectionError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    // What the client has: everything up to `seen`, or (live only) nothing it asked for yet.
+    // What the client has: everything up to `seen` (where a catch-up after a lag starts). Live
+    // batches at or before `skip_through` are already in what a catch-up sent; a live-only
+    // client skips none, so a batch committed while it connected still reaches it.
+    let mut skip_through = i64::MIN;
     let (mut seen, mut behind) = match resume {
         Some(after) => (after, true),
         None => (
@@ -733,6 +736,7 @@ async fn updates(
                     }
                 }
                 seen = seen.max(position);
+                skip_through = seen;
                 yield Ok(SseEvent::default()
                     .id(seen.to_string())
                     .event("caught_up")
@@ -741,7 +745,7 @@ async fn updates(
             match rx.recv().await {
                 // Projected by another process: the rows say what changed.
                 Ok(batch) if batch.elsewhere => behind = true,
-                Ok(batch) if batch.position <= seen => {}
+                Ok(batch) if batch.position <= skip_through => {}
                 Ok(batch) => {
                     let wanted: Vec<&Update> =
                         batch.updates.iter().filter(|u| filter.wants(u)).collect();
@@ -752,7 +756,7 @@ async fn updates(
                         }
                         yield Ok(event);
                     }
-                    seen = batch.position;
+                    seen = seen.max(batch.position);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
                 Err(broadcast::error::RecvError::Closed) => break,
