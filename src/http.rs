@@ -718,13 +718,13 @@ async fn updates(
                 for kind in filter.kinds() {
                     let mut cursor = seen;
                     loop {
-                        match catch_up_page(&db, kind, &filter, cursor).await {
-                            Ok((page, next, more)) => {
-                                for event in page.iter().filter_map(update_event) {
+                        match query::changed_after(&db, kind, &filter, cursor, CATCH_UP_PAGE).await {
+                            Ok(page) => {
+                                for event in page.updates.iter().filter_map(update_event) {
                                     yield Ok(event);
                                 }
-                                cursor = next;
-                                if !more {
+                                cursor = page.next;
+                                if !page.more {
                                     break;
                                 }
                             }
@@ -772,31 +772,6 @@ async fn updates(
 fn failed(e: ProjectionError) -> SseEvent {
     tracing::error!("update subscription failed to catch up: {e}");
     SseEvent::default().event("error").data(e.to_string())
-}
-
-/// One page of the rows of `kind` the filter wants that changed after `cursor`, the cursor
-/// for the next page, and whether there may be more. A full page ends before its last
-/// position, whose rows the next page starts with (unless the whole page shares it, which no
-/// batch of ours comes near: a trade changes at most twelve candles).
-async fn catch_up_page(
-    db: &crate::store::Database,
-    kind: UpdateKind,
-    filter: &UpdateFilter,
-    cursor: i64,
-) -> Result<(Vec<Update>, i64, bool), ProjectionError> {
-    let mut page = query::changed_after(db, kind, filter, cursor, CATCH_UP_PAGE).await?;
-    let full = page.len() as i64 == CATCH_UP_PAGE;
-    if let (true, Some(last)) = (full, page.last().map(query::update_position)) {
-        let keep = page
-            .iter()
-            .position(|u| query::update_position(u) == last)
-            .unwrap_or(page.len());
-        if keep > 0 {
-            page.truncate(keep);
-        }
-    }
-    let next = page.last().map_or(cursor, query::update_position);
-    Ok((page, next, full))
 }
 
 /// The API's description (OpenAPI 3.1), kept at the repository's root.

@@ -318,11 +318,49 @@ pub async fn projected_position(
         .unwrap_or(0))
 }
 
-/// Up to `limit` rows of one kind that changed after log position `after` and pass `filter`,
-/// in position order, as updates. Page with the last row's position until a page comes back
-/// short; rows changed while paging move to a later page (a position only grows), so none is
-/// missed.
+/// One page of [`changed_after`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedPage {
+    /// The rows, in position order, as updates.
+    pub updates: Vec<Update>,
+    /// Where the next page starts (pass it as `after`).
+    pub next: i64,
+    /// Whether there may be more.
+    pub more: bool,
+}
+
+/// A page of the rows of one kind that changed after log position `after` and pass `filter`,
+/// in position order, as updates. Page with `next` until `more` is false; rows changed while
+/// paging move to a later page (a position only grows), so none is missed. A full page ends
+/// before its last position, whose rows the next page starts with (unless the whole page shares
+/// it, which no batch comes near: a trade changes at most twelve candles).
 pub async fn changed_after(
+    db: &Database,
+    kind: UpdateKind,
+    filter: &UpdateFilter,
+    after: i64,
+    limit: i64,
+) -> Result<ChangedPage, ProjectionError> {
+    let mut updates = changed_rows(db, kind, filter, after, limit).await?;
+    let more = updates.len() as i64 == limit;
+    if let (true, Some(last)) = (more, updates.last().map(update_position)) {
+        let keep = updates
+            .iter()
+            .position(|u| update_position(u) == last)
+            .unwrap_or(updates.len());
+        if keep > 0 {
+            updates.truncate(keep);
+        }
+    }
+    let next = updates.last().map_or(after, update_position);
+    Ok(ChangedPage {
+        updates,
+        next,
+        more,
+    })
+}
+
+async fn changed_rows(
     db: &Database,
     kind: UpdateKind,
     filter: &UpdateFilter,

@@ -105,6 +105,12 @@ pub enum RestError {
 }
 
 impl RestError {
+    /// Whether a placement that ended this way must be looked up before anything else: its
+    /// outcome is unknown, or Binance says an order with its client id is already open.
+    fn unresolved(&self) -> bool {
+        self.outcome_unknown() || matches!(self, RestError::DuplicateOrder { .. })
+    }
+
     /// Whether the request may have taken effect although no success came back: a timeout, a
     /// dropped connection or a 5xx. An order in that state must be looked up, never re-sent blind.
     pub fn outcome_unknown(&self) -> bool {
@@ -438,6 +444,49 @@ enum Security {
     Signed,
 }
 
+/// One REST endpoint: how it is called and what it costs against the limits.
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    security: Security,
+    /// Request weight, as Binance's documentation gives it.
+    weight: u32,
+    /// Whether it counts against the order limits.
+    order: bool,
+}
+
+impl Endpoint {
+    /// `GET /api/v3/order`: how errors name it.
+    fn name(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+macro_rules! endpoints {
+    ($($name:ident = $method:ident $path:literal, $security:ident, weight $weight:literal $(, $order:ident)?;)*) => {
+        $(static $name: Endpoint = Endpoint {
+            method: Method::$method,
+            path: $path,
+            security: Security::$security,
+            weight: $weight,
+            order: endpoints!(@order $($order)?),
+        };)*
+    };
+    (@order order) => { true };
+    (@order) => { false };
+}
+
+endpoints! {
+    PING = GET "/api/v3/ping", None, weight 1;
+    TIME = GET "/api/v3/time", None, weight 1;
+    EXCHANGE_INFO = GET "/api/v3/exchangeInfo", None, weight 20;
+    NEW_ORDER = POST "/api/v3/order", Signed, weight 1, order;
+    QUERY_ORDER = GET "/api/v3/order", Signed, weight 4;
+    CANCEL_ORDER = DELETE "/api/v3/order", Signed, weight 1;
+    OPEN_ORDERS = GET "/api/v3/openOrders", Signed, weight 6;
+    ACCOUNT = GET "/api/v3/account", Signed, weight 20;
+}
+
 /// The local clock in ms: read here, at the edge, and corrected by the server's offset.
 fn local_millis() -> i64 {
     SystemTime::now()
@@ -523,16 +572,7 @@ impl RestClient {
 
     /// `GET /api/v3/ping`.
     pub async fn ping(&self) -> Result<(), RestError> {
-        let _: serde_json::Value = self
-            .send(
-                Method::GET,
-                "/api/v3/ping",
-                vec![],
-                Security::None,
-                1,
-                false,
-            )
-            .await?;
+        let _: serde_json::Value = self.send(&PING, vec![]).await?;
         Ok(())
     }
 
@@ -544,11 +584,12 @@ impl RestClient {
         struct Time {
             server_time: i64,
         }
-        let endpoint = "GET /api/v3/time";
-        self.wait_for_room(endpoint, 1, false).await?;
+        let endpoint = &TIME.name();
+        self.wait_for_room(endpoint, TIME.weight, TIME.order)
+            .await?;
         let response = self
             .http
-            .get(self.url("/api/v3/time", ""))
+            .get(self.url(TIME.path, ""))
             .send()
             .await
             .map_err(|e| self.transport(endpoint, e))?;
@@ -582,18 +623,8 @@ impl RestClient {
     /// `GET /api/v3/exchangeInfo`: the symbols' filters, and the rate limits, which the client
     /// keeps to from now on.
     pub async fn exchange_info(&self) -> Result<(ExchangeRules, Vec<RateLimit>), RestError> {
-        let endpoint = "GET /api/v3/exchangeInfo";
-        let body = self
-            .send_raw(
-                Method::GET,
-                "/api/v3/exchangeInfo",
-                vec![],
-                Security::None,
-                20,
-                false,
-            )
-            .await?;
-        let origin = format!("{}/api/v3/exchangeInfo", self.base);
+        let body = self.send_raw(&EXCHANGE_INFO, vec![]).await?;
+        let origin = format!("{}{}", self.base, EXCHANGE_INFO.path);
         let rules = crate::exchange_info::parse(&body, &origin)?;
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -601,7 +632,7 @@ impl RestClient {
             #[serde(default)]
             rate_limits: Vec<RateLimit>,
         }
-        let limits: Limits = decode(endpoint, &body)?;
+        let limits: Limits = decode(&EXCHANGE_INFO.name(), &body)?;
         if !limits.rate_limits.is_empty() {
             self.set_rate_limits(&limits.rate_limits);
         }
@@ -622,15 +653,7 @@ impl RestClient {
             ("newClientOrderId", order.client_order_id.clone()),
             ("newOrderRespType", "FULL".to_owned()),
         ];
-        self.send(
-            Method::POST,
-            "/api/v3/order",
-            params,
-            Security::Signed,
-            1,
-            true,
-        )
-        .await
+        self.send(&NEW_ORDER, params).await
     }
 
     /// Places `order` exactly once, whatever the network does: when the answer is lost (a
@@ -641,7 +664,7 @@ impl RestClient {
     pub async fn place_limit_order(&self, order: &NewOrder) -> Result<Order, RestError> {
         let by_client_id = OrderRef::ClientId(order.client_order_id.clone());
         let mut last = match self.new_limit_order(order).await {
-            Err(e) if e.outcome_unknown() || matches!(e, RestError::DuplicateOrder { .. }) => e,
+            Err(e) if e.unresolved() => e,
             answer => return answer,
         };
         for attempt in 0..LOOKUPS {
@@ -655,11 +678,7 @@ impl RestClient {
             match self.query_order(&order.symbol, &by_client_id).await {
                 Ok(found) => return Ok(found),
                 Err(RestError::UnknownOrder { .. }) => match self.new_limit_order(order).await {
-                    Err(e)
-                        if e.outcome_unknown() || matches!(e, RestError::DuplicateOrder { .. }) =>
-                    {
-                        last = e
-                    }
+                    Err(e) if e.unresolved() => last = e,
                     answer => return answer,
                 },
                 Err(e) if e.outcome_unknown() => last = e,
@@ -672,15 +691,7 @@ impl RestClient {
     /// `GET /api/v3/order`.
     pub async fn query_order(&self, symbol: &Symbol, order: &OrderRef) -> Result<Order, RestError> {
         let params = order_params(symbol, order);
-        self.send(
-            Method::GET,
-            "/api/v3/order",
-            params,
-            Security::Signed,
-            4,
-            false,
-        )
-        .await
+        self.send(&QUERY_ORDER, params).await
     }
 
     /// `DELETE /api/v3/order`.
@@ -690,72 +701,44 @@ impl RestClient {
         order: &OrderRef,
     ) -> Result<Order, RestError> {
         let params = order_params(symbol, order);
-        self.send(
-            Method::DELETE,
-            "/api/v3/order",
-            params,
-            Security::Signed,
-            1,
-            false,
-        )
-        .await
+        self.send(&CANCEL_ORDER, params).await
     }
 
     /// `GET /api/v3/openOrders` of one symbol.
     pub async fn open_orders(&self, symbol: &Symbol) -> Result<Vec<Order>, RestError> {
         let params = vec![("symbol", symbol.as_str().to_owned())];
-        self.send(
-            Method::GET,
-            "/api/v3/openOrders",
-            params,
-            Security::Signed,
-            6,
-            false,
-        )
-        .await
+        self.send(&OPEN_ORDERS, params).await
     }
 
     /// `GET /api/v3/account`: balances (non-zero only) and commission rates.
     pub async fn account(&self) -> Result<Account, RestError> {
         let params = vec![("omitZeroBalances", "true".to_owned())];
-        self.send(
-            Method::GET,
-            "/api/v3/account",
-            params,
-            Security::Signed,
-            20,
-            false,
-        )
-        .await
+        self.send(&ACCOUNT, params).await
     }
 
     async fn send<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
+        endpoint: &Endpoint,
         params: Vec<(&str, String)>,
-        security: Security,
-        weight: u32,
-        order: bool,
     ) -> Result<T, RestError> {
-        let endpoint = format!("{method} {path}");
-        let body = self
-            .send_raw(method, path, params, security, weight, order)
-            .await?;
-        decode(&endpoint, &body)
+        let body = self.send_raw(endpoint, params).await?;
+        decode(&endpoint.name(), &body)
     }
 
     /// Sends one request within the limits and returns the body of a 2xx answer.
     async fn send_raw(
         &self,
-        method: Method,
-        path: &str,
+        spec: &Endpoint,
         params: Vec<(&str, String)>,
-        security: Security,
-        weight: u32,
-        order: bool,
     ) -> Result<String, RestError> {
-        let endpoint = format!("{method} {path}");
+        let &Endpoint {
+            ref method,
+            path,
+            security,
+            weight,
+            order,
+        } = spec;
+        let endpoint = spec.name();
         let mut rate_limited = 0;
         let mut resynced = false;
         loop {
