@@ -7,7 +7,7 @@
 use futures::future::BoxFuture;
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::exchange::SymbolRules;
-use hedgehog_domain::paper_exchange::{Execution, PaperExchange};
+use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::streaming::{self, ForeignEvent, StreamingCommand, StreamingState};
 use hedgehog_domain::trading::{self, ApplyError, Refusal, TradingState};
 use hedgehog_domain::{Event, Symbol, Timestamp};
@@ -86,8 +86,8 @@ pub enum TradingInput {
     },
     /// A market trade of the symbol.
     Trade(TradeReceived),
-    /// Fills reported by a real exchange.
-    Executions(Vec<Execution>),
+    /// What a live exchange reported about one of the symbol's orders.
+    Report(trading::Report),
 }
 
 /// The naive strategy of one symbol, stored in `trading-SYMBOL`, with what it decides by: the
@@ -107,9 +107,7 @@ impl TradingAggregate {
                 trading::decide_command(state, &self.rules, command, time)?
             }
             TradingInput::Trade(trade) => self.decide_trade(state, &trade),
-            TradingInput::Executions(fills) => {
-                trading::decide_executions(state, &self.rules, &fills)
-            }
+            TradingInput::Report(report) => self.decide_report(state, &report),
         })
     }
 }
@@ -118,6 +116,11 @@ impl TradingAggregate {
     /// What one market trade decides: the hot path of live trading and backtests, by reference.
     pub fn decide_trade(&self, state: &TradingState, trade: &TradeReceived) -> Vec<Event> {
         trading::decide_trade(state, &self.rules, self.paper.as_ref(), trade)
+    }
+
+    /// What a live exchange's report about one of the symbol's orders decides.
+    pub fn decide_report(&self, state: &TradingState, report: &trading::Report) -> Vec<Event> {
+        trading::decide_report(state, &self.rules, report)
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod rest;
 pub mod user_data;
+pub mod user_stream;
 
 use std::borrow::Cow;
 

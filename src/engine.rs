@@ -22,6 +22,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::aggregate::TradingAggregate;
+use crate::binance::rest::Credentials;
+use crate::binance::user_stream;
+use crate::live::Venue;
 use crate::store::{Store, StoreError};
 use crate::streamer::StreamerStats;
 use crate::trader::Trader;
@@ -38,6 +41,27 @@ pub struct EngineOptions {
     /// Where the projector publishes read-model updates (candles, orders, settings); `None`:
     /// a channel nobody listens to.
     pub updates: Option<broadcast::Sender<std::sync::Arc<Published>>>,
+    /// Trade on Binance instead of on paper: orders go there, fills come from its user data
+    /// stream, and `paper` is not used.
+    pub live: Option<LiveOptions>,
+}
+
+/// What live trading needs.
+#[derive(Clone)]
+pub struct LiveOptions {
+    pub venue: Venue,
+    /// The WebSocket API that carries the user data stream.
+    pub ws_api_url: String,
+    pub credentials: Credentials,
+}
+
+impl std::fmt::Debug for LiveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOptions")
+            .field("ws_api_url", &self.ws_api_url)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +112,16 @@ pub async fn run(
                 }
             },
         ));
+    }
+    if let Some(live) = &options.live {
+        let live = live.clone();
+        tasks.push(tokio::spawn(user_stream::follow(
+            live.ws_api_url,
+            Arc::clone(&live.venue.rest),
+            live.credentials,
+            live.venue.feed,
+            shutdown.clone(),
+        )));
     }
     {
         let store = store.clone();
@@ -186,12 +220,20 @@ fn start_trader(
     };
     let aggregate = TradingAggregate {
         rules: rules.clone(),
-        paper: Some(options.paper),
+        // Live, the exchange fills the orders: trades only drive the strategy.
+        paper: options.live.is_none().then_some(options.paper),
     };
     let store = store.clone();
+    let venue = options.live.as_ref().map(|l| l.venue.clone());
     let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
-        let (store, aggregate) = (store.clone(), aggregate.clone());
-        async move { Trader::load(store, aggregate).await?.run(stop).await }
+        let (store, aggregate, venue) = (store.clone(), aggregate.clone(), venue.clone());
+        async move {
+            let trader = Trader::load(store, aggregate).await?;
+            match venue {
+                Some(venue) => trader.on_venue(venue).run(stop).await,
+                None => trader.run(stop).await,
+            }
+        }
     });
     traders.insert(symbol.clone(), task);
 }

@@ -95,6 +95,11 @@ enum WireFilter {
 
 /// The bundled snapshot.
 pub fn bundled() -> Result<ExchangeRules, ExchangeInfoError> {
+    parse(&bundled_json()?, "bundled exchange info")
+}
+
+/// The bundled snapshot as Binance sent it (what `hedgehog exchange serve` answers).
+pub fn bundled_json() -> Result<String, ExchangeInfoError> {
     let mut json = String::new();
     GzDecoder::new(BUNDLED)
         .read_to_string(&mut json)
@@ -102,11 +107,16 @@ pub fn bundled() -> Result<ExchangeRules, ExchangeInfoError> {
             file: "bundled exchange info".into(),
             source,
         })?;
-    parse(&json, "bundled exchange info")
+    Ok(json)
 }
 
 /// Reads an exchangeInfo response from a file, plain or gzip-compressed.
 pub fn load(path: &Path) -> Result<ExchangeRules, ExchangeInfoError> {
+    parse(&load_json(path)?, &path.display().to_string())
+}
+
+/// The text of an exchangeInfo file, plain or gzip-compressed.
+pub fn load_json(path: &Path) -> Result<String, ExchangeInfoError> {
     let file = path.display().to_string();
     let io = |source| ExchangeInfoError::Io {
         file: file.clone(),
@@ -122,7 +132,7 @@ pub fn load(path: &Path) -> Result<ExchangeRules, ExchangeInfoError> {
         json = String::from_utf8(raw)
             .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     }
-    parse(&json, &file)
+    Ok(json)
 }
 
 /// Parses an exchangeInfo response; `origin` names it in errors.

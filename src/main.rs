@@ -7,22 +7,22 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hedgehog::backtest;
 use hedgehog::domain::exchange::SymbolRules;
 use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
 use hedgehog::domain::trading::TradingState;
-use hedgehog::domain::{Event, Symbol, Timestamp, TradingSettings, TradingStatus};
-use hedgehog::engine::{self, EngineOptions};
+use hedgehog::domain::{Event, Symbol, TradingSettings, TradingStatus};
+use hedgehog::engine::{self, EngineOptions, LiveOptions};
 use hedgehog::exchange_info;
 use hedgehog::import::{self, ImportOptions};
 use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog::streaming::Outcome;
-use hedgehog::time::{format_time, parse_time};
+use hedgehog::time::{format_time, now, parse_time};
 use hedgehog::trading::{self, Request, SettingsChange};
 use hedgehog_projections::candles::Interval;
 use hedgehog_projections::query::{self, Window};
@@ -113,9 +113,22 @@ enum Command {
         /// Binance's websocket base URL, or a replay server's.
         #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
         binance_ws_url: String,
-        /// Where orders go: the paper exchange, filled from the trade stream.
+        /// Where orders go: the paper exchange (filled from the trade stream), Binance, or
+        /// Binance's spot testnet. Binance needs --live and BINANCE_API_KEY / BINANCE_API_SECRET.
         #[arg(long, value_enum, default_value_t = ExchangeArg::Paper)]
         exchange: ExchangeArg,
+        /// Confirms that orders go to the exchange for real (with --exchange binance or
+        /// binance-testnet).
+        #[arg(long)]
+        live: bool,
+        /// Binance's REST base URL (default: the chosen exchange's), e.g. a `hedgehog exchange
+        /// serve` on 127.0.0.1.
+        #[arg(long, env = "HEDGEHOG_BINANCE_API_URL")]
+        binance_api_url: Option<String>,
+        /// Binance's WebSocket API URL, which carries the user data stream (default: the
+        /// chosen exchange's).
+        #[arg(long, env = "HEDGEHOG_BINANCE_WS_API_URL")]
+        binance_ws_api_url: Option<String>,
         /// When a trade fills a resting order: cross (price goes through it) or touch (at it).
         #[arg(long, value_enum, default_value_t = FillArg::Cross)]
         fill: FillArg,
@@ -172,6 +185,11 @@ enum Command {
     /// decided them, and report: from the store (the symbol's trades in the window), or from
     /// files with --data. Deterministic: the same trades and settings give the same fingerprint.
     Backtest(Box<BacktestArgs>),
+    /// The paper exchange behind Binance's spot API on 127.0.0.1, for any Binance client.
+    Exchange {
+        #[command(subcommand)]
+        what: ExchangeCommandArg,
+    },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
     ReplayServer {
         #[arg(required = true)]
@@ -194,6 +212,60 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<import::Format>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExchangeCommandArg {
+    /// Serve REST (/api/v3: ping, time, exchangeInfo, order, openOrders, account, myTrades),
+    /// the trade stream (/stream, /ws) and the user data stream (/ws-api/v3) on one port,
+    /// filling orders from the recorded trades it plays (once the first trade-stream client
+    /// connects).
+    Serve {
+        /// Recorded trades to play (any format `import trades` reads); none: orders rest.
+        files: Vec<PathBuf>,
+        /// Port to listen on (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 9080)]
+        port: u16,
+        /// 1 plays at real pace, 10 ten times faster, 0 as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// What the account holds at start, as ASSET=AMOUNT (repeatable).
+        #[arg(long = "balance", value_parser = parse_balance, default_values = ["USDT=10000"])]
+        balances: Vec<(String, Decimal)>,
+        /// Commission rate per fill, charged in the asset received.
+        #[arg(long, default_value = "0.001")]
+        commission: Decimal,
+        /// The API key clients must send (default: a fresh one, printed).
+        #[arg(long, env = "HEDGEHOG_EXCHANGE_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// The secret they sign with (default: a fresh one, printed).
+        #[arg(long, env = "HEDGEHOG_EXCHANGE_API_SECRET", hide_env_values = true)]
+        api_secret: Option<String>,
+        /// Symbol for files whose rows carry none.
+        #[arg(long)]
+        symbol: Option<Symbol>,
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+    },
+}
+
+/// `ASSET=AMOUNT`, as `--balance` takes it.
+fn parse_balance(text: &str) -> Result<(String, Decimal), String> {
+    let (asset, amount) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected ASSET=AMOUNT (e.g. USDT=10000), got {text:?}"))?;
+    let amount: Decimal = amount
+        .parse()
+        .map_err(|e| format!("the amount of {asset} ({amount:?}) is not a number: {e}"))?;
+    if asset.is_empty() || !asset.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("{asset:?} is not an asset name (e.g. USDT)"));
+    }
+    if amount < Decimal::ZERO {
+        return Err(format!(
+            "the amount of {asset} must not be negative, got {amount}"
+        ));
+    }
+    Ok((asset.to_ascii_uppercase(), amount))
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +410,153 @@ impl From<SettingsArgs> for SettingsChange {
 enum ExchangeArg {
     /// Hedgehog's paper exchange, filling orders from the trade stream.
     Paper,
+    /// Binance spot: real orders, real money.
+    Binance,
+    /// Binance's spot testnet: real orders with test funds.
+    BinanceTestnet,
+}
+
+impl ExchangeArg {
+    fn name(self) -> &'static str {
+        match self {
+            ExchangeArg::Paper => "paper",
+            ExchangeArg::Binance => "binance",
+            ExchangeArg::BinanceTestnet => "binance-testnet",
+        }
+    }
+}
+
+/// `hedgehog exchange serve`: fills in what the options leave open (the exchange info, fresh
+/// keys), binds, says where, and serves until a signal.
+async fn exchange_serve(
+    exchange_info_file: Option<&std::path::Path>,
+    mut options: hedgehog::exchange_server::ExchangeOptions,
+    port: u16,
+) -> anyhow::Result<()> {
+    use hedgehog::exchange_server::ExchangeServer;
+    anyhow::ensure!(
+        options.speed >= 0.0 && options.speed.is_finite(),
+        "--speed must be 0 or more, not {}",
+        options.speed
+    );
+    anyhow::ensure!(
+        options.commission >= Decimal::ZERO && options.commission < Decimal::ONE,
+        "--commission must be in [0, 1), not {}",
+        options.commission
+    );
+    let (json, origin) = match exchange_info_file {
+        Some(path) => (exchange_info::load_json(path)?, path.display().to_string()),
+        None => (
+            exchange_info::bundled_json()?,
+            "bundled exchange info".to_owned(),
+        ),
+    };
+    options.rules = exchange_info::parse(&json, &origin)?;
+    options.exchange_info_json = json;
+    let mut fresh = Vec::new();
+    let mut fresh_secret = |value: &mut String, what: &'static str| {
+        if value.is_empty() {
+            use rand::distr::{Alphanumeric, SampleString};
+            *value = Alphanumeric.sample_string(&mut rand::rng(), 64);
+            fresh.push(what);
+        }
+    };
+    fresh_secret(&mut options.api_key, "api key");
+    fresh_secret(&mut options.secret, "api secret");
+    let server = ExchangeServer::bind(([127, 0, 0, 1], port).into(), options.clone()).await?;
+    let addr = server.local_addr()?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "paper exchange on http://{addr} ({} trades to play)",
+        server.trades()
+    )?;
+    writeln!(out, "  REST              http://{addr}/api/v3")?;
+    writeln!(
+        out,
+        "  trade stream      ws://{addr}/stream?streams=<symbol>@trade"
+    )?;
+    writeln!(out, "  user data stream  ws://{addr}/ws-api/v3")?;
+    // Keys this exchange issued itself are shown once, to whoever started it.
+    if fresh.contains(&"api key") {
+        writeln!(out, "  api key           {}", options.api_key)?;
+    }
+    if fresh.contains(&"api secret") {
+        writeln!(out, "  api secret        {}", options.secret)?;
+    }
+    out.flush()?;
+    drop(out);
+    server.serve(stop_signal()).await;
+    Ok(())
+}
+
+/// Live trading's set-up, or why it is refused: it needs a Binance exchange, `--live`, and both
+/// keys. Then it checks the venue before anything trades: the clock offset, the symbols'
+/// filters (which replace the bundled ones), and that the key may trade.
+async fn live_venue(
+    exchange: ExchangeArg,
+    live: bool,
+    api_url: Option<String>,
+    ws_api_url: Option<String>,
+) -> anyhow::Result<Option<(LiveOptions, hedgehog_domain::exchange::ExchangeRules)>> {
+    use hedgehog::binance::rest::{Credentials, RestClient, SPOT_TESTNET_URL, SPOT_URL};
+    use hedgehog::binance::user_stream::{SPOT_TESTNET_WS_API_URL, SPOT_WS_API_URL};
+    let (rest_default, ws_default) = match exchange {
+        ExchangeArg::Paper => {
+            anyhow::ensure!(
+                !live,
+                "--live sends real orders, but --exchange is paper: add --exchange binance (or binance-testnet) to trade live, or drop --live"
+            );
+            return Ok(None);
+        }
+        ExchangeArg::Binance => (SPOT_URL, SPOT_WS_API_URL),
+        ExchangeArg::BinanceTestnet => (SPOT_TESTNET_URL, SPOT_TESTNET_WS_API_URL),
+    };
+    let name = exchange.name();
+    anyhow::ensure!(
+        live,
+        "refusing to trade on {name} without --live: its orders are real (on the testnet, with test funds); add --live to confirm, or use --exchange paper"
+    );
+    let credentials = Credentials::from_env()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "refusing to trade on {name}: BINANCE_API_KEY and BINANCE_API_SECRET are not set; export both (they are read from the environment only, never logged or stored)"
+        )
+    })?;
+    let api_url = api_url.unwrap_or_else(|| rest_default.to_owned());
+    let rest = RestClient::new(&api_url, Some(credentials.clone()), Duration::from_secs(10));
+    let offset = rest
+        .sync_time()
+        .await
+        .with_context(|| format!("cannot reach {name} at {api_url}"))?;
+    let (rules, limits) = rest
+        .exchange_info()
+        .await
+        .with_context(|| format!("cannot read {name}'s exchange info at {api_url}"))?;
+    let account = rest
+        .account()
+        .await
+        .with_context(|| format!("cannot read the account on {name}"))?;
+    anyhow::ensure!(
+        account.can_trade,
+        "the API key's account cannot trade on {name}: enable spot trading for the key"
+    );
+    tracing::info!(
+        exchange = name,
+        api_url,
+        clock_offset_ms = offset,
+        symbols = rules.symbols.len(),
+        rate_limits = limits.len(),
+        "trading live"
+    );
+    let live = LiveOptions {
+        venue: hedgehog::live::Venue {
+            rest: Arc::new(rest),
+            feed: hedgehog::binance::user_stream::channel(),
+        },
+        ws_api_url: ws_api_url.unwrap_or_else(|| ws_default.to_owned()),
+        credentials,
+    };
+    Ok(Some((live, rules)))
 }
 
 #[derive(Debug, clap::Args)]
@@ -498,6 +717,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Command::Exchange {
+        what:
+            ExchangeCommandArg::Serve {
+                files,
+                port,
+                speed,
+                balances,
+                commission,
+                api_key,
+                api_secret,
+                symbol,
+                format,
+            },
+    } = cli.command
+    {
+        return exchange_serve(
+            cli.exchange_info.as_deref(),
+            hedgehog::exchange_server::ExchangeOptions {
+                files,
+                speed,
+                import: ImportOptions {
+                    symbol,
+                    format,
+                    ..ImportOptions::default()
+                },
+                api_key: api_key.unwrap_or_default(),
+                secret: api_secret.unwrap_or_default(),
+                balances,
+                commission,
+                exchange_info_json: String::new(),
+                rules: Default::default(),
+            },
+            port,
+        )
+        .await;
+    }
     if let Command::Backtest(args) = cli.command {
         // A run over files that keeps nothing never opens (or creates) a store.
         let store = if args.data.is_empty() || args.keep {
@@ -565,7 +820,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_event(&mut out, e, format)?;
             }
         }
-        Command::ReplayServer { .. } | Command::Backtest(_) => {
+        Command::ReplayServer { .. } | Command::Exchange { .. } | Command::Backtest(_) => {
             unreachable!("handled before opening the store")
         }
         Command::Trading { what } => {
@@ -615,14 +870,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run {
             binance_ws_url,
-            exchange: ExchangeArg::Paper,
+            exchange,
+            live,
+            binance_api_url,
+            binance_ws_api_url,
             fill,
             partial_fills,
             http,
             no_http,
             api_token,
         } => {
-            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let live = live_venue(exchange, live, binance_api_url, binance_ws_api_url).await?;
+            let (rules, rules_from) = match &live {
+                Some((_, rules)) => (rules.clone(), format!("{} (live)", exchange.name())),
+                None => exchange_rules(cli.exchange_info.as_deref())?,
+            };
+            let live = live.map(|(live, _)| live);
             let rules = Arc::new(rules);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let updates = Projector::channel();
@@ -662,6 +925,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 rules,
                 updates: Some(updates),
+                live,
             };
             let stats = Arc::new(StreamerStats::default());
             let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);
@@ -1050,14 +1314,6 @@ fn exchange_rules(
             "the bundled snapshot of 2024-09-08".to_owned(),
         ),
     })
-}
-
-/// The wall clock, read once at the edge: commands carry their time as data.
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 fn print_settings(out: &mut impl Write, symbol: &Symbol, s: &TradingSettings) -> io::Result<()> {

@@ -179,7 +179,7 @@ impl ReplayServer {
 }
 
 /// The streams a request asks for: `/stream?streams=a@trade/b@trade` or `/ws/a@trade`.
-fn requested_streams(path: &str) -> HashSet<String> {
+pub(crate) fn requested_streams(path: &str) -> HashSet<String> {
     let list = if let Some(query) = path.split_once('?').map(|(_, q)| q) {
         query
             .split('&')

@@ -138,12 +138,12 @@ pub async fn run(
             Ok(Ok((ws, _))) => ws,
             Ok(Err(error)) => {
                 tracing::warn!(%error, url, "cannot connect to the trade stream");
-                wait(&mut backoff, &options, &mut shutdown).await;
+                wait(&mut backoff, options.max_backoff, &mut shutdown).await;
                 continue;
             }
             Err(_) => {
                 tracing::warn!(url, "connecting to the trade stream timed out");
-                wait(&mut backoff, &options, &mut shutdown).await;
+                wait(&mut backoff, options.max_backoff, &mut shutdown).await;
                 continue;
             }
         };
@@ -179,7 +179,7 @@ pub async fn run(
             backoff = options.initial_backoff;
         }
         if !*shutdown.borrow() {
-            wait(&mut backoff, &options, &mut shutdown).await;
+            wait(&mut backoff, options.max_backoff, &mut shutdown).await;
         }
     }
     flush(&store, &mut pending, &stats).await
@@ -194,9 +194,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Sleeps the backoff with ±50 % jitter (so that many clients do not reconnect in step), then
 /// doubles it up to the cap.
-async fn wait(
+pub(crate) async fn wait(
     backoff: &mut Duration,
-    options: &StreamerOptions,
+    max: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let jitter = rand::rng().random_range(0.5..1.5);
@@ -205,7 +205,7 @@ async fn wait(
         _ = tokio::time::sleep(pause) => {}
         _ = shutdown.changed() => {}
     }
-    *backoff = (*backoff * 2).min(options.max_backoff);
+    *backoff = (*backoff * 2).min(max);
 }
 
 /// Takes one frame; returns the size of the largest pending batch.

@@ -30,3 +30,11 @@ pub fn format_time(ms: i64) -> String {
         Err(_) => ms.to_string(),
     }
 }
+
+/// The wall clock in ms since the epoch, read at the edges only: the domain takes times as data.
+pub fn now() -> hedgehog_domain::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    hedgehog_domain::Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+}

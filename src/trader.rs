@@ -14,15 +14,23 @@
 //!   highest id recorded, and a re-delivered trade decides nothing.
 //! - Decided events get ids derived from their stream, version and content: a retried append
 //!   of the same decision is recognised by the store as the same events.
+//! - Live (with a [`Venue`]), it records first and acts after: an order is sent to Binance
+//!   once its `OrderPlaced` is stored, and what Binance answers or reports comes back as a
+//!   domain `Report` decided like a trade. It reconciles with REST at start, after every
+//!   (re)subscription of the user data stream, when it lagged on the feed, and every minute.
+
+use std::time::Duration;
 
 use futures::StreamExt;
 use hedgehog_domain::events::TradeReceived;
-use hedgehog_domain::trading::{self, TradingState};
+use hedgehog_domain::trading::{self, Report, TradingState};
 use hedgehog_domain::{Event, Symbol, TradingStatus};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::aggregate::{AggregateError, TradingAggregate};
+use crate::binance::user_stream::Feed;
+use crate::live::{self, Venue};
 use crate::store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +56,12 @@ pub struct Trader {
     trades: StreamId,
     state: TradingState,
     version: i64,
+    venue: Option<Venue>,
 }
+
+/// How often a live trader reconciles with REST even when the stream says nothing: the slow
+/// safety net under the user data stream.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 impl Trader {
     /// Loads the symbol's trading state from the store.
@@ -61,9 +74,16 @@ impl Trader {
             aggregate,
             state: TradingState::default(),
             version: 0,
+            venue: None,
         };
         trader.catch_up().await?;
         Ok(trader)
+    }
+
+    /// Trades live: orders go to `venue`, and its reports come back as decisions.
+    pub fn on_venue(mut self, venue: Venue) -> Self {
+        self.venue = Some(venue);
+        self
     }
 
     pub fn state(&self) -> &TradingState {
@@ -76,9 +96,16 @@ impl Trader {
 
     /// Trades and commands until `shutdown` turns true (or the log ends).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), TraderError> {
+        // Listen to the venue before reconciling, so no report falls in between.
+        let mut feed = self.venue.as_ref().map(|v| v.feed.subscribe());
         // Read the head before the stream, so nothing committed in between is missed.
         let head = self.store.head_position().await?;
         self.catch_up().await?;
+        self.reconcile().await?;
+        let mut reconcile_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + RECONCILE_EVERY,
+            RECONCILE_EVERY,
+        );
         let after = if self.state.status == TradingStatus::Off {
             head
         } else {
@@ -97,6 +124,25 @@ impl Trader {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.changed() => None,
+                report = next_feed(&mut feed) => {
+                    match report {
+                        Ok(Feed::Report { symbol, report }) if symbol == *self.symbol() => {
+                            self.report(report).await?;
+                        }
+                        Ok(Feed::Report { .. }) => {}
+                        Ok(Feed::Subscribed) => self.reconcile().await?,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(symbol = %self.symbol(), missed, "trader lagged on the user data stream; reconciling");
+                            self.reconcile().await?;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => feed = None,
+                    }
+                    continue;
+                }
+                _ = reconcile_tick.tick(), if self.venue.is_some() => {
+                    self.reconcile().await?;
+                    continue;
+                }
                 next = log.next() => next,
             };
             if *shutdown.borrow() {
@@ -115,6 +161,8 @@ impl Trader {
             if recorded.stream_version > self.version {
                 self.apply(&recorded.event)?;
                 self.version = recorded.stream_version;
+                // Recorded by another process (a `trading stop`, say): act on it too.
+                self.act(vec![recorded.event.clone()]).await?;
             }
             return Ok(());
         }
@@ -127,21 +175,96 @@ impl Trader {
         Ok(())
     }
 
-    /// Decides one trade and appends the decision, retrying on a lost race.
+    /// Decides one trade, appends the decision and acts on it.
     async fn trade(&mut self, trade: &TradeReceived, cause: Uuid) -> Result<(), TraderError> {
+        let decided = self
+            .commit(
+                |aggregate, state| aggregate.decide_trade(state, trade),
+                Some(cause),
+            )
+            .await?;
+        tracing::trace!(symbol = %self.symbol(), trade = trade.trade_id, events = decided.len(), "decided");
+        self.act(decided).await
+    }
+
+    /// Decides one report of the venue, appends the decision and acts on it.
+    async fn report(&mut self, report: Report) -> Result<(), TraderError> {
+        let decided = self
+            .commit(
+                |aggregate, state| aggregate.decide_report(state, &report),
+                None,
+            )
+            .await?;
+        self.act(decided).await
+    }
+
+    /// Live: sends what `events` ask of the venue, and decides what it answers, until nothing
+    /// more follows. On paper there is nothing to do.
+    async fn act(&mut self, mut events: Vec<Event>) -> Result<(), TraderError> {
+        let Some(venue) = self.venue.clone() else {
+            return Ok(());
+        };
+        while !events.is_empty() {
+            let reports = live::send(&venue.rest, &events).await;
+            events.clear();
+            for report in reports {
+                let decided = self
+                    .commit(
+                        |aggregate, state| aggregate.decide_report(state, &report),
+                        None,
+                    )
+                    .await?;
+                events.extend(decided);
+            }
+        }
+        Ok(())
+    }
+
+    /// Live: brings the log and Binance together (see [`live::reconcile`]). A failure is
+    /// logged and left to the next reconciliation.
+    async fn reconcile(&mut self) -> Result<(), TraderError> {
+        let Some(venue) = self.venue.clone() else {
+            return Ok(());
+        };
+        match live::reconcile(&venue.rest, &self.aggregate.rules.symbol, &self.state).await {
+            Ok(reports) => {
+                for report in reports {
+                    self.report(report).await?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(symbol = %self.symbol(), error = %e, "reconciling with Binance failed; retrying later")
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides on the current state and appends what was decided, deciding again on a lost
+    /// race; returns what was appended (empty: nothing to do).
+    async fn commit(
+        &mut self,
+        decide: impl Fn(&TradingAggregate, &TradingState) -> Vec<Event>,
+        cause: Option<Uuid>,
+    ) -> Result<Vec<Event>, TraderError> {
         loop {
-            let decided = self.aggregate.decide_trade(&self.state, trade);
+            let decided = decide(&self.aggregate, &self.state);
             if decided.is_empty() {
-                return Ok(());
+                return Ok(decided);
             }
             let batch = decided
                 .iter()
                 .enumerate()
                 .map(|(i, event)| {
                     let version = self.version + 1 + i as i64;
-                    NewEvent::new(event.clone())
-                        .with_id(decision_id(&self.trading, version, event))
-                        .caused_by(cause, cause)
+                    let new = NewEvent::new(event.clone()).with_id(decision_id(
+                        &self.trading,
+                        version,
+                        event,
+                    ));
+                    match cause {
+                        Some(cause) => new.caused_by(cause, cause),
+                        None => new,
+                    }
                 })
                 .collect();
             match self
@@ -154,8 +277,7 @@ impl Trader {
                         self.apply(event)?;
                     }
                     self.version = outcome.stream_version;
-                    tracing::debug!(symbol = %self.symbol(), trade = trade.trade_id, events = decided.len(), "decided");
-                    return Ok(());
+                    return Ok(decided);
                 }
                 Err(e) if e.is_conflict() => {
                     tracing::debug!(symbol = %self.symbol(), "trading stream moved; deciding again");
@@ -194,6 +316,16 @@ impl Trader {
             symbol: self.symbol().clone(),
             source: Box::new(source),
         }
+    }
+}
+
+/// The next message of the venue's feed; never, on paper.
+async fn next_feed(
+    feed: &mut Option<broadcast::Receiver<Feed>>,
+) -> Result<Feed, broadcast::error::RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
     }
 }
 

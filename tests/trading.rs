@@ -384,6 +384,7 @@ mod more_cases {
             paper: PaperExchange::default(),
             rules: Arc::new(hedgehog::exchange_info::bundled().unwrap()),
             updates: None,
+            live: None,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog::streamer::StreamerStats::default());

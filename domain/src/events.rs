@@ -83,6 +83,9 @@ pub enum StopReason {
     /// The BUY of a fresh position was refused (a filter failure): trading again on the next
     /// trade would only be refused again, so the symbol stops until its settings are fixed.
     OrderRejected,
+    /// The exchange refused to serve the account (Binance's 418 IP ban): nothing can be placed
+    /// or cancelled until it lifts, so trading stops and says so.
+    ExchangeHalted,
 }
 
 /// What a position had bought and not yet sold when trading stopped.
@@ -101,6 +104,9 @@ pub struct TradingStopped {
     pub symbol: Symbol,
     #[serde(default)]
     pub reason: StopReason,
+    /// What happened, in words, when the reason alone does not say (the exchange's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Inventory left behind by the positions the stop ended (their orders are cancelled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsold: Vec<Unsold>,
@@ -174,8 +180,28 @@ pub struct OrderFilled {
     /// Fee charged on this fill, in `fee_asset`.
     pub fee: Decimal,
     pub fee_asset: String,
+    /// What a live exchange charged, as it said it, when that was not the quote asset (then
+    /// `fee` is its quote value at the fill price, or 0 for a third asset such as BNB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission: Option<Commission>,
+    /// The part of the commission taken out of the bought base asset: that much less is there
+    /// to sell.
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub base_fee: Decimal,
+    /// A live exchange's id of this execution (Binance's trade id). Kept apart from
+    /// `trade_id`: a live fill may be reported before its market trade reaches the symbol's
+    /// worker, and must not move the worker's trade cursor past trades it has not decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_trade_id: Option<u64>,
     pub status: FillStatus,
     pub time: Timestamp,
+}
+
+/// A commission as an exchange charged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commission {
+    pub amount: Decimal,
+    pub asset: String,
 }
 
 /// An order was cancelled (by a stop, or by the exchange).
@@ -196,6 +222,10 @@ pub struct OrderCancelled {
 pub struct OrderRejected {
     pub symbol: Symbol,
     pub position_id: u64,
+    /// The order the exchange refused after it was placed; `None` when it was refused before
+    /// it was sent (the symbol's filters, checked here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<u64>,
     pub side: Side,
     pub price: Decimal,
     pub quantity: Decimal,
@@ -429,6 +459,7 @@ mod tests {
             TradingStopped {
                 symbol: sym.clone(),
                 reason: StopReason::Command,
+                detail: None,
                 unsold: vec![Unsold {
                     position_id: 3,
                     quantity: dec!(0.00100),
@@ -482,6 +513,12 @@ mod tests {
                 cumulative_quote_quantity: dec!(199.98),
                 fee: dec!(0.19998),
                 fee_asset: "USDT".into(),
+                commission: Some(Commission {
+                    amount: dec!(0.00200),
+                    asset: "BTC".into(),
+                }),
+                base_fee: dec!(0.00200),
+                venue_trade_id: Some(4242),
                 status: FillStatus::Filled,
                 time: Timestamp(6),
             }
@@ -499,6 +536,7 @@ mod tests {
             OrderRejected {
                 symbol: sym.clone(),
                 position_id: 2,
+                order_id: Some(3),
                 side: Side::Buy,
                 price: dec!(1),
                 quantity: dec!(1),

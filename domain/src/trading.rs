@@ -5,7 +5,8 @@
 //! - a user's [`Command`] (start, stop, shutdown, new settings) in [`decide_command`];
 //! - a market trade in [`decide_trade`]: the paper exchange's fills first (when trading on
 //!   paper), then the strategy: open a position when there is none, rebuy on a fall;
-//! - fills reported by a real exchange in [`decide_executions`].
+//! - what a live exchange reports about our orders (fills, cancels, rejections, a halt) in
+//!   [`decide_report`].
 //!
 //! Decisions are applied to a working copy as they are made, so each later decision in the same
 //! batch sees the earlier ones (a BUY filled by a trade gets its SELL placed by that same trade),
@@ -23,9 +24,9 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::events::{
-    Event, OrderCancelled, OrderFilled, OrderPlaced, OrderRejected, PositionClosed, PositionOpened,
-    RebuyTriggered, SettingsUpdated, StopReason, TradeReceived, TradingShutdownRequested,
-    TradingStarted, TradingStopped, Unsold,
+    Commission, Event, OrderCancelled, OrderFilled, OrderPlaced, OrderRejected, PositionClosed,
+    PositionOpened, RebuyTriggered, SettingsUpdated, StopReason, TradeReceived,
+    TradingShutdownRequested, TradingStarted, TradingStopped, Unsold,
 };
 use crate::exchange::SymbolRules;
 use crate::formula;
@@ -43,7 +44,10 @@ pub struct Order {
     pub quantity: Decimal,
     pub executed: Decimal,
     pub executed_quote: Decimal,
+    /// Fees in the quote asset (see `OrderFilled::fee`).
     pub fees: Decimal,
+    /// The part of the fees a live exchange took out of the bought base asset.
+    pub base_fees: Decimal,
     /// Still on the book: neither fully filled nor cancelled.
     pub open: bool,
 }
@@ -260,6 +264,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                 executed: Decimal::ZERO,
                 executed_quote: Decimal::ZERO,
                 fees: Decimal::ZERO,
+                base_fees: Decimal::ZERO,
                 open: true,
             };
             match e.side {
@@ -276,6 +281,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
             order.executed = e.cumulative_quantity;
             order.executed_quote = e.cumulative_quote_quantity;
             order.fees += e.fee;
+            order.base_fees += e.base_fee;
             order.open = e.status != FillStatus::Filled;
         }
         Event::OrderCancelled(e) => {
@@ -292,6 +298,11 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                     .get_mut(&e.position_id)
                     .ok_or(ApplyError::UnknownPosition(e.position_id))?;
                 position.sell_rejected = Some(e.reason.clone());
+                // Refused by the exchange after it was placed: the order is not on the book.
+                if e.order_id.is_some() && position.sell.as_ref().map(|o| o.order_id) == e.order_id
+                {
+                    position.sell = None;
+                }
             }
         },
         Event::RebuyTriggered(e) => {
@@ -393,7 +404,7 @@ pub fn decide_command(
         }
         Command::Stop => {
             if state.status != TradingStatus::Off {
-                d.stop(StopReason::Command, "trading stopped", time);
+                d.stop(StopReason::Command, "trading stopped", None, time);
             }
         }
         Command::Shutdown => {
@@ -402,7 +413,12 @@ pub fn decide_command(
                     symbol: symbol.clone(),
                 });
                 if state.positions.is_empty() {
-                    d.stop(StopReason::ShutdownCompleted, "shutdown completed", time);
+                    d.stop(
+                        StopReason::ShutdownCompleted,
+                        "shutdown completed",
+                        None,
+                        time,
+                    );
                 }
             }
         }
@@ -517,15 +533,164 @@ fn decider_for_trade<'a>(
     Some(d)
 }
 
-/// Decides fills reported by an exchange (a live venue's execution reports).
-pub fn decide_executions(
-    state: &TradingState,
-    rules: &SymbolRules,
-    executions: &[Execution],
-) -> Vec<Event> {
+/// What a live exchange says happened to one of our orders (Binance's execution reports, or
+/// what a REST query found after a reconnect). Orders are named by client order id, the one id
+/// both sides know before the exchange answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The order has executed `cumulative_quantity` so far, for `cumulative_quote_quantity`.
+    /// Cumulative, not incremental, so a report delivered twice, or one REST already
+    /// accounted for, adds nothing: only what goes beyond the recorded fills is a new fill.
+    Executed {
+        client_order_id: String,
+        /// The exchange's trade id of the last execution, when known.
+        trade_id: Option<u64>,
+        cumulative_quantity: Decimal,
+        cumulative_quote_quantity: Decimal,
+        /// The commission of the last execution, when it is the only one not yet recorded.
+        commission: Option<Commission>,
+        /// Quantity of the last execution (to know whether `commission` covers all that is new).
+        last_quantity: Decimal,
+        time: Timestamp,
+    },
+    /// The exchange cancelled or expired the order (not at our request).
+    Cancelled {
+        client_order_id: String,
+        reason: String,
+        time: Timestamp,
+    },
+    /// The exchange refused the order we sent.
+    Rejected {
+        client_order_id: String,
+        reason: String,
+        time: Timestamp,
+    },
+    /// The exchange will not serve us (an IP ban): trading stops with the reason.
+    Halted { reason: String, time: Timestamp },
+}
+
+/// Decides what an exchange report means for the symbol: fills and what follows them (the
+/// SELL after a BUY, the close after a SELL), a rejection (which stops trading when it was a
+/// fresh position's BUY, as a filter failure does), an external cancel, a halt. A report about
+/// an order that is not open (not ours, or already done) decides nothing.
+pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report) -> Vec<Event> {
     let mut d = Decider::new(state, rules);
-    for e in executions {
-        d.execution(e);
+    let open = |client_order_id: &str| {
+        state
+            .open_orders()
+            .find(|(_, o)| o.client_order_id == client_order_id)
+            .map(|(p, o)| (p.clone(), o.clone()))
+    };
+    match report {
+        Report::Executed {
+            client_order_id,
+            trade_id,
+            cumulative_quantity,
+            cumulative_quote_quantity,
+            commission,
+            last_quantity,
+            time,
+        } => {
+            let Some((_, order)) = open(client_order_id) else {
+                return Vec::new();
+            };
+            let quantity = cumulative_quantity.min(&order.quantity) - order.executed;
+            if quantity <= Decimal::ZERO {
+                return Vec::new();
+            }
+            let quote = *cumulative_quote_quantity - order.executed_quote;
+            let price = (quote / quantity).round_dp(rules.tick_size.scale().max(8));
+            // The report's commission is this fill's only when nothing else went unrecorded.
+            let commission = commission.clone().filter(|_| quantity == *last_quantity);
+            let (fee, base_fee) = match &commission {
+                Some(c) if c.asset == rules.quote_asset => (c.amount, Decimal::ZERO),
+                Some(c) if c.asset == rules.base_asset => {
+                    ((c.amount * price).normalize(), c.amount)
+                }
+                _ => (Decimal::ZERO, Decimal::ZERO),
+            };
+            let commission = commission.filter(|c| c.asset != rules.quote_asset);
+            d.fill(
+                &Execution {
+                    order_id: order.order_id,
+                    trade_id: None,
+                    price,
+                    quantity,
+                    fee,
+                    time: *time,
+                },
+                LiveFill {
+                    commission,
+                    base_fee,
+                    venue_trade_id: *trade_id,
+                },
+            );
+        }
+        Report::Cancelled {
+            client_order_id,
+            reason,
+            time,
+        } => {
+            let Some((position, order)) = open(client_order_id) else {
+                return Vec::new();
+            };
+            d.emit(OrderCancelled {
+                symbol: rules.symbol.clone(),
+                position_id: position.position_id,
+                order_id: order.order_id,
+                side: order.side,
+                executed_quantity: order.executed,
+                reason: reason.clone(),
+                time: *time,
+            });
+            // A BUY ended early: sell what it bought, or let the position go if it bought
+            // nothing. A SELL ended early leaves the position holding what it did not sell.
+            if order.side == Side::Buy {
+                let Some(position) = d.state.positions.get(&position.position_id).cloned() else {
+                    return d.events;
+                };
+                if order.executed > Decimal::ZERO {
+                    d.place_sell(&position, *time);
+                } else {
+                    d.close(&position, *time);
+                }
+            }
+        }
+        Report::Rejected {
+            client_order_id,
+            reason,
+            time,
+        } => {
+            let Some((position, order)) = open(client_order_id) else {
+                return Vec::new();
+            };
+            d.emit(OrderRejected {
+                symbol: rules.symbol.clone(),
+                position_id: position.position_id,
+                order_id: Some(order.order_id),
+                side: order.side,
+                price: order.price,
+                quantity: order.quantity,
+                reason: reason.clone(),
+                time: *time,
+            });
+            if order.side == Side::Buy
+                && position.rebuy_of.is_none()
+                && d.state.status == TradingStatus::On
+            {
+                d.stop(StopReason::OrderRejected, "order rejected", None, *time);
+            }
+        }
+        Report::Halted { reason, time } => {
+            if state.status != TradingStatus::Off {
+                d.stop(
+                    StopReason::ExchangeHalted,
+                    "the exchange halted trading",
+                    Some(reason.clone()),
+                    *time,
+                );
+            }
+        }
     }
     d.events
 }
@@ -534,6 +699,14 @@ fn rebuy_candidate(p: &Position, price: Decimal) -> bool {
     !p.rebuy_notified
         && p.buy.is_some()
         && formula::triggers_rebuy(price, p.buy_price, p.settings.rebuy_interval)
+}
+
+/// What a live exchange adds to a fill.
+#[derive(Default)]
+struct LiveFill {
+    commission: Option<Commission>,
+    base_fee: Decimal,
+    venue_trade_id: Option<u64>,
 }
 
 /// A working copy of the state that every decided event is applied to at once.
@@ -609,6 +782,7 @@ impl<'a> Decider<'a> {
                 self.emit(OrderRejected {
                     symbol: self.symbol(),
                     position_id,
+                    order_id: None,
                     side: Side::Buy,
                     price,
                     quantity,
@@ -619,6 +793,7 @@ impl<'a> Decider<'a> {
                     self.stop(
                         StopReason::OrderRejected,
                         "order rejected",
+                        None,
                         trade.trade_time,
                     );
                 }
@@ -652,6 +827,12 @@ impl<'a> Decider<'a> {
     /// Records a fill and what follows from it: the SELL after a full BUY, the close after a
     /// full SELL, and the end of a shutdown after the last close.
     fn execution(&mut self, e: &Execution) {
+        self.fill(e, LiveFill::default())
+    }
+
+    /// As [`Decider::execution`], with what a live exchange charged when that was not the
+    /// quote asset.
+    fn fill(&mut self, e: &Execution, live: LiveFill) {
         let Some((position_id, order)) = self
             .state
             .open_order(e.order_id)
@@ -681,6 +862,9 @@ impl<'a> Decider<'a> {
             cumulative_quote_quantity: (order.executed_quote + e.price * quantity).normalize(),
             fee: e.fee,
             fee_asset: self.rules.quote_asset.clone(),
+            commission: live.commission,
+            base_fee: live.base_fee,
+            venue_trade_id: live.venue_trade_id,
             status,
             time: e.time,
         });
@@ -702,7 +886,14 @@ impl<'a> Decider<'a> {
             .buy
             .as_ref()
             .map_or(position.buy_price, |o| o.price);
-        let quantity = position.bought();
+        // What a live exchange took as commission out of the base asset is not there to sell.
+        let base_fees = position.buy.as_ref().map_or(Decimal::ZERO, |o| o.base_fees);
+        let quantity = if base_fees.is_zero() {
+            position.bought()
+        } else {
+            formula::truncate(position.bought() - base_fees, self.rules.step_size)
+                .unwrap_or_default()
+        };
         let price = formula::sell_price(buy, s.fee, s.profit_target, self.rules.tick_size);
         let refused = match price {
             Some(p) => self
@@ -718,6 +909,7 @@ impl<'a> Decider<'a> {
             Some(reason) => self.emit(OrderRejected {
                 symbol: self.symbol(),
                 position_id: position.position_id,
+                order_id: None,
                 side: Side::Sell,
                 price,
                 quantity,
@@ -727,29 +919,46 @@ impl<'a> Decider<'a> {
         }
     }
 
+    /// Closes a position whose orders are done: normally after its SELL filled, or with
+    /// nothing sold when an exchange cancelled its BUY before anything executed.
     fn close(&mut self, position: &Position, time: Timestamp) {
-        let (Some(buy), Some(sell)) = (&position.buy, &position.sell) else {
+        let Some(buy) = &position.buy else {
             return;
         };
-        let fees = buy.fees + sell.fees;
+        let (sold, sold_quote, sell_fees) = position
+            .sell
+            .as_ref()
+            .map_or((Decimal::ZERO, Decimal::ZERO, Decimal::ZERO), |s| {
+                (s.executed, s.executed_quote, s.fees)
+            });
+        let fees = buy.fees + sell_fees;
         self.emit(PositionClosed {
             symbol: self.symbol(),
             position_id: position.position_id,
-            quantity: sell.executed,
+            quantity: sold,
             buy_price: position.average_buy_price().normalize(),
-            sell_price: (sell.executed_quote / sell.executed).normalize(),
+            sell_price: if sold.is_zero() {
+                Decimal::ZERO
+            } else {
+                (sold_quote / sold).normalize()
+            },
             fees: fees.normalize(),
-            realized_profit: (sell.executed_quote - buy.executed_quote - fees).normalize(),
+            realized_profit: (sold_quote - buy.executed_quote - fees).normalize(),
             time,
         });
         self.closed_any = true;
         if self.state.status == TradingStatus::Shutdown && self.state.positions.is_empty() {
-            self.stop(StopReason::ShutdownCompleted, "shutdown completed", time);
+            self.stop(
+                StopReason::ShutdownCompleted,
+                "shutdown completed",
+                None,
+                time,
+            );
         }
     }
 
     /// Cancels every open order, then switches off, reporting what was left unsold.
-    fn stop(&mut self, reason: StopReason, why: &str, time: Timestamp) {
+    fn stop(&mut self, reason: StopReason, why: &str, detail: Option<String>, time: Timestamp) {
         let open: Vec<(u64, Order)> = self
             .state
             .open_orders()
@@ -770,6 +979,7 @@ impl<'a> Decider<'a> {
         self.emit(TradingStopped {
             symbol: self.symbol(),
             reason,
+            detail,
             unsold,
         });
     }

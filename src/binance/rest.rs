@@ -22,7 +22,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::{Side, Symbol};
@@ -161,6 +161,11 @@ impl Credentials {
                 "BINANCE_API_KEY",
             )),
         }
+    }
+
+    /// The API key (sent as a header or a parameter; never logged).
+    pub fn api_key(&self) -> &str {
+        &self.api_key
     }
 
     /// The hex HMAC-SHA256 of `payload` with the secret: Binance's `signature`.
@@ -489,10 +494,7 @@ endpoints! {
 
 /// The local clock in ms: read here, at the edge, and corrected by the server's offset.
 fn local_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    crate::time::now().millis()
 }
 
 /// A client of one Binance-compatible REST endpoint (Binance, its testnet, `hedgehog exchange
@@ -743,13 +745,21 @@ impl RestClient {
         let mut resynced = false;
         loop {
             self.wait_for_room(&endpoint, weight, order).await?;
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &params {
-                query.append_pair(k, v);
-            }
+            // Built apart: the serializer is not `Send`, so it must not live across an await.
+            let query = |signed: Option<i64>| {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &params {
+                    query.append_pair(k, v);
+                }
+                if let Some(timestamp) = signed {
+                    query.append_pair("timestamp", &timestamp.to_string());
+                    query.append_pair("recvWindow", &RECV_WINDOW_MS.to_string());
+                }
+                query.finish()
+            };
             let mut request = match security {
                 Security::None => {
-                    let query = query.finish();
+                    let query = query(None);
                     self.http.request(method.clone(), self.url(path, &query))
                 }
                 Security::Signed => {
@@ -759,9 +769,7 @@ impl RestClient {
                             .ok_or_else(|| RestError::NoCredentials {
                                 endpoint: endpoint.clone(),
                             })?;
-                    query.append_pair("timestamp", &self.server_now().to_string());
-                    query.append_pair("recvWindow", &RECV_WINDOW_MS.to_string());
-                    let mut query = query.finish();
+                    let mut query = query(Some(self.server_now()));
                     let signature = credentials.sign(&query);
                     query.push_str("&signature=");
                     query.push_str(&signature);

@@ -7,13 +7,13 @@
 //! (`outboundAccountPosition`, `balanceUpdate`, ...) and the API's own responses are recognised
 //! and left to the caller, never errors.
 //!
-//! The mapping is pure: the same report and the same order give the same event, so a report
-//! delivered twice (after a reconnect, or by REST reconciliation) gives the same event, whose id
-//! the caller derives from the Binance trade id, and the store keeps it once.
+//! The mapping is pure and gives the domain's [`Report`], which carries cumulative quantities:
+//! a report delivered twice (after a reconnect, or already accounted for by REST
+//! reconciliation) decides nothing the second time.
 
-use hedgehog_domain::events::{OrderCancelled, OrderFilled};
-use hedgehog_domain::types::FillStatus;
-use hedgehog_domain::{Side, Symbol, Timestamp};
+use hedgehog_domain::events::Commission;
+use hedgehog_domain::trading::Report;
+use hedgehog_domain::{Side, Timestamp};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -108,60 +108,45 @@ pub fn parse(text: &str) -> Result<UserEvent, UserDataError> {
     }
 }
 
-/// The order of ours a report is about: what the domain knows and Binance does not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OurOrder {
-    pub symbol: Symbol,
-    pub position_id: u64,
-    pub order_id: u64,
-    pub side: Side,
-}
-
 impl ExecutionReport {
-    /// The report's fill, if it reports a trade.
-    pub fn fill(&self, order: &OurOrder) -> Option<OrderFilled> {
-        if self.execution_type != "TRADE" {
-            return None;
-        }
-        Some(OrderFilled {
-            symbol: order.symbol.clone(),
-            position_id: order.position_id,
-            order_id: order.order_id,
-            side: order.side,
-            trade_id: u64::try_from(self.trade_id).ok(),
-            price: self.last_price,
-            quantity: self.last_quantity,
-            cumulative_quantity: self.cumulative_quantity,
-            cumulative_quote_quantity: self.cumulative_quote_quantity,
-            fee: self.commission,
-            fee_asset: self.commission_asset.clone().unwrap_or_default(),
-            status: if self.status == OrderStatus::Filled {
-                FillStatus::Filled
-            } else {
-                FillStatus::PartiallyFilled
-            },
-            time: Timestamp(self.transaction_time),
-        })
-    }
-
-    /// The report's cancel (by us, by Binance, or an expiry), if it reports one.
-    pub fn cancel(&self, order: &OurOrder) -> Option<OrderCancelled> {
-        let reason = match self.execution_type.as_str() {
-            "CANCELED" => "cancelled on Binance".to_owned(),
-            "EXPIRED" => "expired on Binance".to_owned(),
-            "TRADE_PREVENTION" => "expired by Binance's self-trade prevention".to_owned(),
-            "REJECTED" => format!("rejected by Binance: {}", self.reject_reason),
-            _ => return None,
+    /// What the report means for our order, if anything: an execution (cumulative, so a
+    /// report seen twice adds nothing), a cancel or expiry, a rejection. `NEW` reports (the
+    /// acknowledgement of a placement) mean nothing new.
+    pub fn report(&self) -> Option<Report> {
+        let time = Timestamp(self.transaction_time);
+        let client_order_id = self.order_client_id().to_owned();
+        let cancelled = |reason: String| {
+            Some(Report::Cancelled {
+                client_order_id: client_order_id.clone(),
+                reason,
+                time,
+            })
         };
-        Some(OrderCancelled {
-            symbol: order.symbol.clone(),
-            position_id: order.position_id,
-            order_id: order.order_id,
-            side: order.side,
-            executed_quantity: self.cumulative_quantity,
-            reason,
-            time: Timestamp(self.transaction_time),
-        })
+        match self.execution_type.as_str() {
+            "TRADE" => Some(Report::Executed {
+                client_order_id: client_order_id.clone(),
+                trade_id: u64::try_from(self.trade_id).ok(),
+                cumulative_quantity: self.cumulative_quantity,
+                cumulative_quote_quantity: self.cumulative_quote_quantity,
+                commission: self.commission_asset.as_ref().map(|asset| Commission {
+                    amount: self.commission,
+                    asset: asset.clone(),
+                }),
+                last_quantity: self.last_quantity,
+                time,
+            }),
+            "CANCELED" => cancelled("cancelled on Binance".to_owned()),
+            "EXPIRED" => cancelled("expired on Binance".to_owned()),
+            "TRADE_PREVENTION" => {
+                cancelled("expired by Binance's self-trade prevention".to_owned())
+            }
+            "REJECTED" => Some(Report::Rejected {
+                client_order_id: client_order_id.clone(),
+                reason: format!("rejected by Binance: {}", self.reject_reason),
+                time,
+            }),
+            _ => None,
+        }
     }
 
     /// The client order id of the order this report is about (a cancel report carries the
@@ -188,15 +173,6 @@ mod tests {
         std::fs::read_to_string(path).unwrap()
     }
 
-    fn ours() -> OurOrder {
-        OurOrder {
-            symbol: Symbol::parse("ETHUSDT").unwrap(),
-            position_id: 3,
-            order_id: 7,
-            side: Side::Buy,
-        }
-    }
-
     fn report(name: &str) -> ExecutionReport {
         match parse(&fixture(name)).unwrap() {
             UserEvent::Execution(r) => *r,
@@ -205,20 +181,38 @@ mod tests {
     }
 
     #[test]
-    fn a_trade_report_is_a_fill() {
+    fn a_trade_report_is_an_execution() {
         let r = report("execution_report_trade.json");
-        let fill = r.fill(&ours()).unwrap();
+        let Some(Report::Executed {
+            client_order_id,
+            trade_id,
+            cumulative_quantity,
+            cumulative_quote_quantity,
+            commission,
+            last_quantity,
+            time,
+        }) = r.report()
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(client_order_id, r.client_order_id);
         assert_eq!(
-            (fill.price, fill.quantity, fill.cumulative_quantity),
-            (dec!(2500), dec!(1), dec!(1))
+            (
+                cumulative_quantity,
+                cumulative_quote_quantity,
+                last_quantity
+            ),
+            (dec!(1), dec!(2500), dec!(1))
         );
-        assert_eq!(fill.cumulative_quote_quantity, dec!(2500));
-        assert_eq!((fill.fee, fill.fee_asset.as_str()), (dec!(0.001), "ETH"));
-        assert_eq!(fill.status, FillStatus::Filled);
-        assert_eq!(fill.trade_id, Some(98_765_432));
-        assert_eq!(fill.time, Timestamp(1_709_654_401_000));
-        assert_eq!((fill.order_id, fill.position_id), (7, 3));
-        assert!(r.cancel(&ours()).is_none());
+        assert_eq!(
+            commission,
+            Some(Commission {
+                amount: dec!(0.001),
+                asset: "ETH".into()
+            })
+        );
+        assert_eq!(trade_id, Some(98_765_432));
+        assert_eq!(time, Timestamp(1_709_654_401_000));
     }
 
     #[test]
@@ -226,10 +220,7 @@ mod tests {
         let wrapped = report("execution_report_wrapped.json");
         assert_eq!(wrapped.execution_type, "NEW");
         assert_eq!(wrapped.status, OrderStatus::New);
-        assert!(
-            wrapped.fill(&ours()).is_none(),
-            "a NEW report fills nothing"
-        );
+        assert!(wrapped.report().is_none(), "a NEW report means nothing new");
         assert_eq!(wrapped.commission_asset, None);
         let new = report("execution_report_new.json");
         assert_eq!(new.status, OrderStatus::New);
@@ -250,10 +241,16 @@ mod tests {
     #[test]
     fn a_cancel_report_is_a_cancel_of_the_original_order() {
         let r = report("execution_report_canceled.json");
-        let cancel = r.cancel(&ours()).unwrap();
-        assert_eq!(cancel.reason, "cancelled on Binance");
-        assert_eq!(cancel.order_id, 7);
-        assert!(r.fill(&ours()).is_none());
-        assert!(!r.order_client_id().is_empty());
+        let Some(Report::Cancelled {
+            client_order_id,
+            reason,
+            ..
+        }) = r.report()
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(reason, "cancelled on Binance");
+        assert!(!client_order_id.is_empty());
+        assert_eq!(client_order_id, r.order_client_id());
     }
 }

@@ -90,6 +90,50 @@ impl Run {
     }
 }
 
+impl Run {
+    fn live_trade(&mut self, id: u64, price: Decimal) -> Vec<Event> {
+        let out = decide_trade(&self.state, &self.rules, None, &trade(id, price));
+        self.record(&out);
+        out
+    }
+
+    fn report(&mut self, report: Report) -> Vec<Event> {
+        let out = decide_report(&self.state, &self.rules, &report);
+        self.record(&out);
+        out
+    }
+
+    fn client_id(&self, side: Side) -> String {
+        self.state
+            .open_orders()
+            .find(|(_, o)| o.side == side)
+            .map(|(_, o)| o.client_order_id.clone())
+            .expect("an open order on that side")
+    }
+}
+
+fn executed(client_order_id: &str, cumulative: Decimal, quote: Decimal, last: Decimal) -> Report {
+    Report::Executed {
+        client_order_id: client_order_id.to_owned(),
+        trade_id: Some(77),
+        cumulative_quantity: cumulative,
+        cumulative_quote_quantity: quote,
+        commission: Some(Commission {
+            amount: last / dec!(1000),
+            asset: "XRP".into(),
+        }),
+        last_quantity: last,
+        time: Timestamp(99),
+    }
+}
+
+fn without_commission(mut report: Report) -> Report {
+    if let Report::Executed { commission, .. } = &mut report {
+        *commission = None;
+    }
+    report
+}
+
 fn types(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(Event::event_type).collect()
 }
@@ -589,4 +633,163 @@ proptest! {
         let bytes = |r: &Run| r.events.iter().map(|e| e.encode().unwrap()).collect::<Vec<_>>();
         prop_assert_eq!(bytes(&again), bytes(&run));
     }
+}
+
+#[test]
+fn live_reports_fill_once_however_often_they_arrive() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    assert_eq!(
+        types(&run.live_trade(1, dec!(1.0))),
+        ["PositionOpened", "OrderPlaced"]
+    );
+    assert!(
+        run.live_trade(2, dec!(0.5)).is_empty(),
+        "live: a trade through the price fills nothing by itself"
+    );
+    let buy = run.client_id(Side::Buy);
+    let Event::OrderPlaced(placed) = &run.events[run.events.len() - 1] else {
+        unreachable!()
+    };
+    let (price, quantity) = (placed.price, placed.quantity);
+    let half = quantity / dec!(2);
+    let out = run.report(executed(&buy, half, half * price, half));
+    assert_eq!(types(&out), ["OrderFilled"]);
+    let Event::OrderFilled(fill) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(fill.status, FillStatus::PartiallyFilled);
+    assert_eq!(fill.base_fee, half / dec!(1000), "commission paid in XRP");
+    assert_eq!(
+        (fill.trade_id, fill.venue_trade_id),
+        (None, Some(77)),
+        "Binance's trade id is kept apart from the market trades the worker decides"
+    );
+    assert_eq!(
+        run.state.trade_cursor,
+        Some(1),
+        "a live fill moves no trade cursor"
+    );
+    assert_eq!(fill.fee, (half / dec!(1000) * price).normalize());
+    assert!(
+        run.report(executed(&buy, half, half * price, half))
+            .is_empty(),
+        "the same report again adds nothing"
+    );
+    // A reconnect missed a report; REST says where the order stands now: the rest of it.
+    let out = run.report(without_commission(executed(
+        &buy,
+        quantity,
+        quantity * price,
+        dec!(1),
+    )));
+    assert_eq!(types(&out), ["OrderFilled", "OrderPlaced"]);
+    let Event::OrderPlaced(sell) = &out[1] else {
+        unreachable!()
+    };
+    assert_eq!(sell.side, Side::Sell);
+    assert_eq!(
+        sell.quantity,
+        formula::truncate(quantity - half / dec!(1000), dec!(0.1)).unwrap(),
+        "the commission taken in XRP is not sold"
+    );
+    let sell_id = run.client_id(Side::Sell);
+    let out = run.report(executed(
+        &sell_id,
+        sell.quantity,
+        sell.quantity * sell.price,
+        sell.quantity,
+    ));
+    assert_eq!(types(&out), ["OrderFilled", "PositionClosed"]);
+    assert!(run.state.positions.is_empty());
+    assert!(run
+        .report(executed(&sell_id, sell.quantity, dec!(1), sell.quantity))
+        .is_empty());
+}
+
+#[test]
+fn a_live_rejection_of_a_fresh_buy_stops_trading_and_of_a_sell_keeps_the_position() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let out = run.report(Report::Rejected {
+        client_order_id: buy,
+        reason: "Account has insufficient balance for requested action.".into(),
+        time: Timestamp(5),
+    });
+    assert_eq!(types(&out), ["OrderRejected", "TradingStopped"]);
+    let Event::OrderRejected(r) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(r.order_id, Some(1));
+    assert_eq!(run.state.stop_reason, Some(StopReason::OrderRejected));
+    assert!(run.state.positions.is_empty());
+
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let q = run.state.open_orders().next().unwrap().1.quantity;
+    run.report(without_commission(executed(&buy, q, q * dec!(0.99), q)));
+    let sell = run.client_id(Side::Sell);
+    let out = run.report(Report::Rejected {
+        client_order_id: sell,
+        reason: "insufficient balance".into(),
+        time: Timestamp(6),
+    });
+    assert_eq!(types(&out), ["OrderRejected"]);
+    assert_eq!(run.state.status, TradingStatus::On);
+    assert_eq!(
+        run.state.open_orders().count(),
+        0,
+        "the SELL is off the book"
+    );
+    assert_eq!(
+        run.state.unsold()[0].quantity,
+        q,
+        "the position holds what it bought"
+    );
+}
+
+#[test]
+fn an_exchange_cancel_ends_the_buy_and_a_halt_stops_with_the_reason() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let out = run.report(Report::Cancelled {
+        client_order_id: buy.clone(),
+        reason: "expired on Binance".into(),
+        time: Timestamp(5),
+    });
+    assert_eq!(types(&out), ["OrderCancelled", "PositionClosed"]);
+    assert!(run.state.positions.is_empty());
+    assert!(run
+        .report(Report::Cancelled {
+            client_order_id: buy,
+            reason: "again".into(),
+            time: Timestamp(6),
+        })
+        .is_empty());
+    assert_eq!(
+        types(&run.live_trade(2, dec!(1.0))),
+        ["PositionOpened", "OrderPlaced"],
+        "the next trade opens a fresh position"
+    );
+    let out = run.report(Report::Halted {
+        reason: "IP banned until 1700000000000".into(),
+        time: Timestamp(8),
+    });
+    assert_eq!(types(&out), ["OrderCancelled", "TradingStopped"]);
+    let Event::TradingStopped(stopped) = &out[1] else {
+        unreachable!()
+    };
+    assert_eq!(stopped.reason, StopReason::ExchangeHalted);
+    assert_eq!(
+        stopped.detail.as_deref(),
+        Some("IP banned until 1700000000000")
+    );
+    assert!(run
+        .report(Report::Halted {
+            reason: "again".into(),
+            time: Timestamp(9)
+        })
+        .is_empty());
 }
