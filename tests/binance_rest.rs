@@ -311,3 +311,110 @@ async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_t
         1
     );
 }
+
+/// The user data stream client against a mock WebSocket API on 127.0.0.1: each connection must
+/// open with a correctly signed `userDataStream.subscribe.signature`; the mock then sends
+/// Binance's own execution report payloads (wrapped and bare) and drops the connection. The
+/// client resubscribes, and announces every subscription before that connection's reports.
+#[tokio::test]
+async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes() {
+    use futures::{SinkExt, StreamExt};
+    use hedgehog::binance::user_stream::{follow, Feed};
+    use hedgehog::domain::trading::Report;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/binance-rest/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let (new, trade) = (
+        fixture("execution_report_wrapped.json"),
+        fixture("execution_report_trade.json"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws-api/v3", listener.local_addr().unwrap());
+    let (checked, mut subscriptions) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            let Some(Ok(Message::Text(request))) = ws.next().await else {
+                panic!("no subscription request");
+            };
+            let request: serde_json::Value = serde_json::from_str(request.as_str()).unwrap();
+            let params = &request["params"];
+            let payload = format!(
+                "apiKey={}&recvWindow={}&timestamp={}",
+                params["apiKey"].as_str().unwrap(),
+                params["recvWindow"],
+                params["timestamp"]
+            );
+            let signed = params["signature"]
+                == hedgehog::binance::rest::sign(SECRET.as_bytes(), &payload).as_str();
+            checked
+                .send((
+                    request["method"].as_str().unwrap().to_owned(),
+                    params["apiKey"] == API_KEY,
+                    signed,
+                ))
+                .unwrap();
+            let answer =
+                json!({"id": request["id"], "status": 200, "result": {"subscriptionId": 0}});
+            ws.send(Message::text(answer.to_string())).await.unwrap();
+            ws.send(Message::text(new.clone())).await.unwrap();
+            ws.send(Message::text(trade.clone())).await.unwrap();
+            ws.close(None).await.unwrap();
+        }
+    });
+    let feed = hedgehog::binance::user_stream::channel();
+    let mut reports = feed.subscribe();
+    let rest = std::sync::Arc::new(RestClient::new(
+        "http://127.0.0.1:9",
+        None,
+        Duration::from_secs(1),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follow(
+        url,
+        rest,
+        Credentials::new(API_KEY, SECRET),
+        feed,
+        stopped,
+    ));
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let next = tokio::time::timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .expect("the feed goes on")
+            .unwrap();
+        seen.push(next);
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    for _ in 0..2 {
+        let (method, key, signed) = subscriptions.recv().await.unwrap();
+        assert_eq!(method, "userDataStream.subscribe.signature");
+        assert!(
+            key && signed,
+            "the subscription carries our key and a valid signature"
+        );
+    }
+    assert!(matches!(seen[0], Feed::Subscribed));
+    assert!(
+        matches!(seen[2], Feed::Subscribed),
+        "resubscribed: {seen:?}"
+    );
+    for report in [&seen[1], &seen[3]] {
+        let Feed::Report { symbol, report } = report else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(symbol.as_str(), "ETHUSDT");
+        assert!(
+            matches!(report, Report::Executed { cumulative_quantity, .. } if *cumulative_quantity == dec!(1)),
+            "the TRADE report, not the NEW one: {report:?}"
+        );
+    }
+}
