@@ -418,3 +418,62 @@ async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes(
         );
     }
 }
+
+/// What a live trader makes of Binance's answers to a placement: a refusal is a rejection of
+/// that order (the domain turns it into `OrderRejected`), a 418 a halt, and an order placed is
+/// placed once, under the client order id the log holds.
+#[tokio::test]
+async fn refusals_become_rejections_and_a_ban_a_halt() {
+    use hedgehog::domain::events::OrderPlaced;
+    use hedgehog::domain::trading::Report;
+    use hedgehog::domain::types::{OrderType, TimeInForce};
+    use hedgehog::domain::{Event, Timestamp};
+
+    let mock = Mock::start(0).await;
+    let rest = client(&mock, Duration::from_secs(2));
+    let placed = |id: &str| {
+        Event::OrderPlaced(OrderPlaced {
+            symbol: btcusdt(),
+            position_id: 1,
+            order_id: 1,
+            client_order_id: id.to_owned(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            time_in_force: TimeInForce::Gtc,
+            price: dec!(60000.50),
+            quantity: dec!(0.00100),
+            time: Timestamp(1),
+        })
+    };
+    mock.script(
+        "POST",
+        "/api/v3/order",
+        Scripted::Error(
+            400,
+            -2010,
+            "Account has insufficient balance for requested action.",
+        ),
+    );
+    let reports = hedgehog::live::send(&rest, &[placed("refused-1")]).await;
+    assert!(
+        matches!(&reports[..], [Report::Rejected { client_order_id, reason, .. }]
+            if client_order_id == "refused-1" && reason.contains("insufficient balance")),
+        "{reports:?}"
+    );
+    assert!(mock.orders().is_empty());
+
+    let reports = hedgehog::live::send(&rest, &[placed("placed-1")]).await;
+    assert!(
+        reports.is_empty(),
+        "a resting order reports nothing yet: {reports:?}"
+    );
+    assert_eq!(mock.orders().len(), 1);
+
+    mock.script("POST", "/api/v3/order", Scripted::Teapot(120));
+    let reports = hedgehog::live::send(&rest, &[placed("banned-1")]).await;
+    assert!(
+        matches!(&reports[..], [Report::Halted { reason, .. }] if reason.contains("418")),
+        "{reports:?}"
+    );
+    assert_eq!(mock.orders().len(), 1, "nothing placed while banned");
+}
