@@ -199,22 +199,12 @@ impl ExchangeServer {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ExchangeServerError::Bind { addr, source })?;
-        let mut balances = BTreeMap::new();
-        for (asset, amount) in &options.balances {
-            balances.insert(asset.clone(), (*amount, Decimal::ZERO));
-        }
         let exchange = Exchange {
-            book: Mutex::new(Book {
-                rules: options.rules,
-                commission: options.commission,
-                balances,
-                orders: BTreeMap::new(),
-                trades: Vec::new(),
-                next_order_id: 1,
-                next_trade_id: 1,
-                weight: (0, 0),
-                orders_10s: (0, 0),
-            }),
+            book: Mutex::new(Book::new(
+                options.rules,
+                options.commission,
+                &options.balances,
+            )),
             api_key: options.api_key,
             secret: options.secret,
             exchange_info_json: options.exchange_info_json,
@@ -426,6 +416,24 @@ fn decimal(params: &BTreeMap<String, String>, name: &str) -> Result<Decimal, Ref
 }
 
 impl Book {
+    /// An account holding `balances` (all free), with no orders yet.
+    fn new(rules: ExchangeRules, commission: Decimal, balances: &[(String, Decimal)]) -> Book {
+        Book {
+            rules,
+            commission,
+            balances: balances
+                .iter()
+                .map(|(asset, amount)| (asset.clone(), (*amount, Decimal::ZERO)))
+                .collect(),
+            orders: BTreeMap::new(),
+            trades: Vec::new(),
+            next_order_id: 1,
+            next_trade_id: 1,
+            weight: (0, 0),
+            orders_10s: (0, 0),
+        }
+    }
+
     /// Counts a request's weight in its minute and an order in its 10 seconds.
     fn count(&mut self, weight: u32, order: bool) -> (u32, u32) {
         let now = now_ms();
@@ -931,19 +939,11 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn book() -> Book {
-        let mut balances = BTreeMap::new();
-        balances.insert("USDT".to_owned(), (dec!(1000), Decimal::ZERO));
-        Book {
-            rules: crate::exchange_info::bundled().unwrap(),
-            commission: dec!(0.001),
-            balances,
-            orders: BTreeMap::new(),
-            trades: Vec::new(),
-            next_order_id: 1,
-            next_trade_id: 1,
-            weight: (0, 0),
-            orders_10s: (0, 0),
-        }
+        Book::new(
+            crate::exchange_info::bundled().unwrap(),
+            dec!(0.001),
+            &[("USDT".to_owned(), dec!(1000))],
+        )
     }
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
