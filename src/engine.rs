@@ -115,6 +115,11 @@ pub async fn run(
     }
     if let Some(live) = &options.live {
         let live = live.clone();
+        tasks.push(tokio::spawn(crate::live::refresh_rules(
+            live.venue.clone(),
+            crate::live::RULES_EVERY,
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(user_stream::follow(
             live.ws_api_url,
             Arc::clone(&live.venue.rest),

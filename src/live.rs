@@ -17,13 +17,15 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hedgehog_domain::events::Commission;
+use hedgehog_domain::exchange::{ExchangeRules, SymbolRules};
 use hedgehog_domain::paper_exchange::client_order_id;
 use hedgehog_domain::trading::{Report, TradingState};
 use hedgehog_domain::{Event, Symbol, Timestamp};
 use rust_decimal::Decimal;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::binance::rest::{NewOrder, Order, OrderRef, OrderStatus, RestClient, RestError};
 use crate::binance::user_stream::Feed;
@@ -34,6 +36,50 @@ pub struct Venue {
     pub rest: Arc<RestClient>,
     /// The user data stream's reports (see [`crate::binance::user_stream`]).
     pub feed: broadcast::Sender<Feed>,
+    /// The venue's symbol filters as last read ([`refresh_rules`] keeps them current); a
+    /// trader takes its symbol's at every reconciliation.
+    pub rules: Arc<watch::Sender<Arc<ExchangeRules>>>,
+}
+
+impl Venue {
+    pub fn new(rest: RestClient, rules: ExchangeRules) -> Venue {
+        Venue {
+            rest: Arc::new(rest),
+            feed: crate::binance::user_stream::channel(),
+            rules: Arc::new(watch::channel(Arc::new(rules)).0),
+        }
+    }
+
+    /// The symbol's filters as last read from the venue.
+    pub fn symbol_rules(&self, symbol: &Symbol) -> Option<SymbolRules> {
+        self.rules.borrow().get(symbol).cloned()
+    }
+}
+
+/// How often a live engine reads the exchange info again: Binance changes filters (tick sizes,
+/// minimum notionals) and symbol status from time to time.
+pub const RULES_EVERY: Duration = Duration::from_secs(3600);
+
+/// Reads the venue's exchange info every `every` until `shutdown`, publishing the filters and
+/// applying its rate limits. A failed read keeps the last filters and is logged.
+pub async fn refresh_rules(venue: Venue, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        match venue.rest.exchange_info().await {
+            Ok((rules, limits)) => {
+                venue.rest.set_rate_limits(&limits);
+                tracing::info!(symbols = rules.symbols.len(), "exchange info refreshed");
+                venue.rules.send_replace(Arc::new(rules));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refreshing the exchange info failed; keeping the last filters")
+            }
+        }
+    }
 }
 
 /// Sends to Binance what newly recorded events ask for, and returns what Binance's answers

@@ -549,10 +549,7 @@ async fn live_venue(
         "trading live"
     );
     let live = LiveOptions {
-        venue: hedgehog::live::Venue {
-            rest: Arc::new(rest),
-            feed: hedgehog::binance::user_stream::channel(),
-        },
+        venue: hedgehog::live::Venue::new(rest, rules.clone()),
         ws_api_url: ws_api_url.unwrap_or_else(|| ws_default.to_owned()),
         credentials,
     };

@@ -226,6 +226,13 @@ impl Trader {
         let Some(venue) = self.venue.clone() else {
             return Ok(());
         };
+        // Decide by the venue's current filters (they are re-read every hour).
+        if let Some(rules) = venue.symbol_rules(self.symbol()) {
+            if rules != self.aggregate.rules {
+                tracing::info!(symbol = %self.symbol(), "the exchange's filters for the symbol changed; deciding by the new ones");
+                self.aggregate.rules = rules;
+            }
+        }
         match live::reconcile(&venue.rest, &self.aggregate.rules.symbol, &self.state).await {
             Ok(reports) => {
                 for report in reports {

@@ -477,3 +477,34 @@ async fn refusals_become_rejections_and_a_ban_a_halt() {
     );
     assert_eq!(mock.orders().len(), 1, "nothing placed while banned");
 }
+
+/// A live engine reads the exchange info again on a period: the filters it decides by follow
+/// Binance's changes, and the rate limits are applied.
+#[tokio::test]
+async fn the_exchange_info_is_read_again_on_a_period() {
+    let mock = Mock::start(0).await;
+    let venue =
+        hedgehog::live::Venue::new(client(&mock, Duration::from_secs(2)), Default::default());
+    assert!(venue.symbol_rules(&btcusdt()).is_none());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let refresher = tokio::spawn(hedgehog::live::refresh_rules(
+        venue.clone(),
+        Duration::from_millis(50),
+        stopped,
+    ));
+    let mut rules = venue.rules.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), rules.changed())
+        .await
+        .expect("refreshed within the period")
+        .unwrap();
+    let btc = venue.symbol_rules(&btcusdt()).expect("BTCUSDT listed");
+    assert_eq!(btc.tick_size, dec!(0.01));
+    stop.send(true).unwrap();
+    refresher.await.unwrap();
+    let reads = mock
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v3/exchangeInfo")
+        .count();
+    assert!(reads >= 1);
+}
