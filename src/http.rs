@@ -52,6 +52,8 @@ pub struct Api {
     pub rules_from: String,
     /// Required on mutating requests when set.
     pub token: Option<String>,
+    /// The configured strategy: a symbol started for the first time trades with it.
+    pub strategy: hedgehog_domain::TradingSettings,
     /// The wall clock, read at the edge: commands carry their time as data.
     pub clock: fn() -> Timestamp,
     /// The log's live end, shared by `/api/events` subscribers.
@@ -270,6 +272,9 @@ async fn trading_action(
         }
     };
     let rules = api.symbol_rules(&symbol)?;
+    if matches!(request, Request::Start) {
+        trading::apply_default_settings(&api.store, rules, &api.strategy, (api.clock)()).await?;
+    }
     let outcome = trading::command(&api.store, rules, request, (api.clock)()).await?;
     Ok(Json(CommandAnswer::of(&rules.symbol, outcome)))
 }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod backtest;
 pub mod binance;
+pub mod config;
 pub mod dashboard;
 pub mod engine;
 pub mod exchange_info;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hedgehog::backtest;
+use hedgehog::config::{self, ExchangeMode};
 use hedgehog::domain::exchange::SymbolRules;
 use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
@@ -19,7 +20,7 @@ use hedgehog::engine::{self, EngineOptions, LiveOptions};
 use hedgehog::exchange_info;
 use hedgehog::import::{self, ImportOptions};
 use hedgehog::replay_server::{ReplayOptions, ReplayServer};
-use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId, DEFAULT_DATABASE_URL};
+use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId};
 use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog::streaming::Outcome;
 use hedgehog::time::{format_time, now, parse_time};
@@ -37,20 +38,28 @@ use rust_decimal::Decimal;
     about = "Event-sourced crypto trading engine"
 )]
 struct Cli {
-    /// Where the event store lives: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    #[arg(
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = DEFAULT_DATABASE_URL
-    )]
-    database_url: String,
+    /// The configuration file (default: HEDGEHOG_CONFIG, else ./hedgehog.toml if present).
+    /// Flags override the environment, which overrides the file; see `hedgehog config show`.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+
+    /// Where the event store lives: sqlite://PATH (created if missing) or postgres://USER@HOST/DB
+    /// [config: database_url; env: DATABASE_URL; default: sqlite://hedgehog.db].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
 
     /// Binance exchangeInfo JSON (plain or .gz) with the symbols and their filters; default: the
-    /// bundled snapshot of 2024-09-08.
-    #[arg(long, global = true, env = "HEDGEHOG_EXCHANGE_INFO")]
+    /// bundled snapshot of 2024-09-08 [config: exchange.info].
+    #[arg(long, global = true)]
     exchange_info: Option<PathBuf>,
+
+    /// Log filter, e.g. info or warn,hedgehog=debug [config: log.level].
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+
+    /// Log lines as text or JSON [config: log.format].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
 
     #[command(subcommand)]
     command: Command,
@@ -87,9 +96,9 @@ enum Command {
         /// A symbol to stream (repeatable).
         #[arg(long = "symbol")]
         symbols: Vec<Symbol>,
-        /// Binance's websocket base URL, or a replay server's.
-        #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
-        binance_ws_url: String,
+        /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
+        #[arg(long)]
+        binance_ws_url: Option<String>,
     },
     /// Switch the streaming of a symbol's trades on or off (the running streamer follows).
     Streaming {
@@ -110,41 +119,53 @@ enum Command {
     /// paper-trade every symbol whose trading is on or in shutdown, following commands from any
     /// process.
     Run {
-        /// Binance's websocket base URL, or a replay server's.
-        #[arg(long, env = "HEDGEHOG_BINANCE_WS_URL", default_value = streamer::BINANCE_WS_URL)]
-        binance_ws_url: String,
+        /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
+        #[arg(long)]
+        binance_ws_url: Option<String>,
         /// Where orders go: the paper exchange (filled from the trade stream), Binance, or
-        /// Binance's spot testnet. Binance needs --live and BINANCE_API_KEY / BINANCE_API_SECRET.
-        #[arg(long, value_enum, default_value_t = ExchangeArg::Paper)]
-        exchange: ExchangeArg,
+        /// Binance's spot testnet. Binance needs --live and BINANCE_API_KEY / BINANCE_API_SECRET
+        /// [config: exchange.mode; default: paper].
+        #[arg(long, value_enum)]
+        exchange: Option<ExchangeArg>,
         /// Confirms that orders go to the exchange for real (with --exchange binance or
         /// binance-testnet).
         #[arg(long)]
         live: bool,
         /// Binance's REST base URL (default: the chosen exchange's), e.g. a `hedgehog exchange
         /// serve` on 127.0.0.1.
-        #[arg(long, env = "HEDGEHOG_BINANCE_API_URL")]
+        #[arg(long)]
         binance_api_url: Option<String>,
         /// Binance's WebSocket API URL, which carries the user data stream (default: the
         /// chosen exchange's).
-        #[arg(long, env = "HEDGEHOG_BINANCE_WS_API_URL")]
+        #[arg(long)]
         binance_ws_api_url: Option<String>,
-        /// When a trade fills a resting order: cross (price goes through it) or touch (at it).
-        #[arg(long, value_enum, default_value_t = FillArg::Cross)]
-        fill: FillArg,
-        /// Cap each paper fill at the trade's quantity.
+        /// When a trade fills a resting order: cross (price goes through it) or touch (at it)
+        /// [config: exchange.fill].
+        #[arg(long, value_enum)]
+        fill: Option<FillArg>,
+        /// Cap each paper fill at the trade's quantity [config: exchange.partial_fills].
         #[arg(long)]
         partial_fills: bool,
-        /// Serve the HTTP command API here (port 0: any free port; the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: std::net::SocketAddr,
+        /// Serve the HTTP command API here (port 0: any free port; the address is printed)
+        /// [config: http.bind; default: 127.0.0.1:8080].
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         /// Do not serve the HTTP API.
         #[arg(long, conflicts_with = "http")]
         no_http: bool,
+        /// Print the effective configuration with these flags (as `config show --format
+        /// json`) and exit without starting.
+        #[arg(long)]
+        print_config: bool,
         /// Bearer token required on the API's mutating requests; required to bind anything but
-        /// a loopback address.
-        #[arg(long, env = "HEDGEHOG_API_TOKEN", hide_env_values = true)]
+        /// a loopback address [config: http.token; env: HEDGEHOG_API_TOKEN].
+        #[arg(long)]
         api_token: Option<String>,
+    },
+    /// The configuration: where each value comes from, and an example file.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommandArg,
     },
     /// The read models: where each projection stands, and rebuilding them from the log.
     Projections {
@@ -426,6 +447,53 @@ impl ExchangeArg {
     }
 }
 
+/// Every key, its value and where it came from, as JSON.
+fn print_config_json(out: &mut impl Write, loaded: &config::Loaded) -> anyhow::Result<()> {
+    let rows: Vec<_> = loaded
+        .show()
+        .iter()
+        .map(|(key, value, origin)| serde_json::json!({ "key": key, "value": value, "from": origin }))
+        .collect();
+    writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    Ok(())
+}
+
+/// The configuration's `[symbols]`: each is switched on once, by the first start that finds it
+/// never switched (a later `streaming stop` or `trading stop` is not undone at the next start).
+async fn first_start(
+    store: &Store,
+    config: &config::Config,
+    rules: &hedgehog::domain::exchange::ExchangeRules,
+    rules_from: &str,
+) -> anyhow::Result<()> {
+    for symbol in &config.symbols.stream {
+        if store.stream_version(&StreamId::streaming(symbol)).await? == 0 {
+            hedgehog::streaming::command(store, rules, rules_from, symbol, StreamingCommand::Start)
+                .await
+                .with_context(|| format!("symbols.stream: {symbol}"))?;
+            tracing::info!(%symbol, "streaming switched on (configuration: symbols.stream)");
+        }
+    }
+    for symbol in &config.symbols.trade {
+        if store.stream_version(&StreamId::trading(symbol)).await? == 0 {
+            let symbol_rules = trading::rules_for(rules, rules_from, symbol)
+                .with_context(|| format!("symbols.trade: {symbol}"))?;
+            trading::apply_default_settings(
+                store,
+                symbol_rules,
+                &config.strategy.settings(),
+                now(),
+            )
+            .await?;
+            trading::command(store, symbol_rules, Request::Start, now())
+                .await
+                .with_context(|| format!("symbols.trade: {symbol}"))?;
+            tracing::info!(%symbol, "trading switched on (configuration: symbols.trade)");
+        }
+    }
+    Ok(())
+}
+
 /// `hedgehog exchange serve`: fills in what the options leave open (the exchange info, fresh
 /// keys), binds, says where, and serves until a signal.
 async fn exchange_serve(
@@ -494,7 +562,7 @@ async fn exchange_serve(
 /// keys. Then it checks the venue before anything trades: the clock offset, the symbols'
 /// filters (which replace the bundled ones), and that the key may trade.
 async fn live_venue(
-    exchange: ExchangeArg,
+    exchange: ExchangeMode,
     live: bool,
     api_url: Option<String>,
     ws_api_url: Option<String>,
@@ -502,15 +570,15 @@ async fn live_venue(
     use hedgehog::binance::rest::{Credentials, RestClient, SPOT_TESTNET_URL, SPOT_URL};
     use hedgehog::binance::user_stream::{SPOT_TESTNET_WS_API_URL, SPOT_WS_API_URL};
     let (rest_default, ws_default) = match exchange {
-        ExchangeArg::Paper => {
+        ExchangeMode::Paper => {
             anyhow::ensure!(
                 !live,
                 "--live sends real orders, but --exchange is paper: add --exchange binance (or binance-testnet) to trade live, or drop --live"
             );
             return Ok(None);
         }
-        ExchangeArg::Binance => (SPOT_URL, SPOT_WS_API_URL),
-        ExchangeArg::BinanceTestnet => (SPOT_TESTNET_URL, SPOT_TESTNET_WS_API_URL),
+        ExchangeMode::Binance => (SPOT_URL, SPOT_WS_API_URL),
+        ExchangeMode::BinanceTestnet => (SPOT_TESTNET_URL, SPOT_TESTNET_WS_API_URL),
     };
     let name = exchange.name();
     anyhow::ensure!(
@@ -609,6 +677,109 @@ enum FillArg {
     Touch,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommandArg {
+    /// Every key's effective value (secrets masked) and where it came from: default, file,
+    /// environment or flag.
+    Show {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Write a commented example file with every key at its default (to --config, else
+    /// ./hedgehog.toml); never over an existing file.
+    Init,
+}
+
+/// The flags given on the command line, as configuration keys: the top layer.
+fn flag_layer(cli: &Cli) -> serde_json::Value {
+    let mut flags = serde_json::Map::new();
+    let mut set = |key: &str, value: serde_json::Value| {
+        let (section, leaf) = match key.split_once('.') {
+            Some((section, leaf)) => (Some(section), leaf),
+            None => (None, key),
+        };
+        let target = match section {
+            Some(section) => flags
+                .entry(section.to_owned())
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+                .expect("sections are objects"),
+            None => &mut flags,
+        };
+        target.insert(leaf.to_owned(), value);
+    };
+    if let Some(url) = &cli.database_url {
+        set("database_url", url.as_str().into());
+    }
+    if let Some(info) = &cli.exchange_info {
+        set("exchange.info", info.display().to_string().into());
+    }
+    if let Some(level) = &cli.log_level {
+        set("log.level", level.as_str().into());
+    }
+    if let Some(format) = cli.log_format {
+        let name = match format {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        };
+        set("log.format", name.into());
+    }
+    match &cli.command {
+        Command::Run {
+            binance_ws_url,
+            exchange,
+            binance_api_url,
+            binance_ws_api_url,
+            fill,
+            partial_fills,
+            http,
+            api_token,
+            ..
+        } => {
+            if let Some(url) = binance_ws_url {
+                set("exchange.stream_url", url.as_str().into());
+            }
+            if let Some(exchange) = exchange {
+                set("exchange.mode", exchange.name().into());
+            }
+            if let Some(url) = binance_api_url {
+                set("exchange.api_url", url.as_str().into());
+            }
+            if let Some(url) = binance_ws_api_url {
+                set("exchange.ws_api_url", url.as_str().into());
+            }
+            if let Some(fill) = fill {
+                let name = match fill {
+                    FillArg::Cross => "cross",
+                    FillArg::Touch => "touch",
+                };
+                set("exchange.fill", name.into());
+            }
+            if *partial_fills {
+                set("exchange.partial_fills", true.into());
+            }
+            if let Some(http) = http {
+                set("http.bind", http.to_string().into());
+            }
+            if let Some(token) = api_token {
+                set("http.token", token.as_str().into());
+            }
+        }
+        Command::Stream {
+            binance_ws_url: Some(url),
+            ..
+        } => set("exchange.stream_url", url.as_str().into()),
+        _ => {}
+    }
+    serde_json::Value::Object(flags)
+}
+
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
     /// Import trades from files: Binance trade CSVs, the book's trade_events dumps, websocket
@@ -644,6 +815,34 @@ enum Format {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config {
+        what: ConfigCommandArg::Init,
+    } = &cli.command
+    {
+        // Writes the file --config names, so it must not read it first.
+        let path = cli
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
+        return match config::init(&path) {
+            Ok(()) => {
+                println!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Nothing starts half-configured: a bad file, variable or flag stops here.
+    let loaded = match config::load(cli.config.as_deref(), flag_layer(&cli)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The engine is a service: its own info lines (start-up, the minute's status) show by
     // default; one-shot commands say only what went wrong. RUST_LOG overrides both.
     let default_filter = if matches!(cli.command, Command::Run { .. }) {
@@ -651,15 +850,20 @@ async fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            loaded.config.log.level.as_deref().unwrap_or(default_filter),
         )
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
-    match run(cli).await {
+        .with_ansi(io::stderr().is_terminal());
+    match loaded.config.log.format {
+        config::LogFormat::Text => logs.init(),
+        config::LogFormat::Json => logs.json().init(),
+    }
+    match run(cli, loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if is_broken_pipe(&e) {
@@ -672,7 +876,38 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
+    let config = loaded.config.clone();
+    if let Command::Run {
+        print_config: true, ..
+    } = &cli.command
+    {
+        let mut out = io::stdout().lock();
+        return print_config_json(&mut out, &loaded);
+    }
+    if let Command::Config { what } = &cli.command {
+        let mut out = io::stdout().lock();
+        match what {
+            ConfigCommandArg::Show { format } => {
+                let rows = loaded.show();
+                match format {
+                    Format::Json => print_config_json(&mut out, &loaded)?,
+                    _ => {
+                        match &loaded.file {
+                            Some(file) => writeln!(out, "# file: {}", file.display())?,
+                            None => writeln!(out, "# no configuration file")?,
+                        }
+                        writeln!(out, "{:<32} {:<40} FROM", "KEY", "VALUE")?;
+                        for (key, value, origin) in rows {
+                            writeln!(out, "{key:<32} {value:<40} {origin}")?;
+                        }
+                    }
+                }
+            }
+            ConfigCommandArg::Init => unreachable!("handled before the configuration is read"),
+        }
+        return Ok(());
+    }
     if let Command::ReplayServer {
         files,
         port,
@@ -730,7 +965,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } = cli.command
     {
         return exchange_serve(
-            cli.exchange_info.as_deref(),
+            config.exchange.info.as_deref(),
             hedgehog::exchange_server::ExchangeOptions {
                 files,
                 speed,
@@ -753,13 +988,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Backtest(args) = cli.command {
         // A run over files that keeps nothing never opens (or creates) a store.
         let store = if args.data.is_empty() || args.keep {
-            Some(open_store(&cli.database_url).await?)
+            Some(open_store(&config.database_url).await?)
         } else {
             None
         };
-        return backtest(store.as_ref(), cli.exchange_info.as_deref(), *args).await;
+        return backtest(store.as_ref(), config.exchange.info.as_deref(), *args).await;
     }
-    let store = open_store(&cli.database_url).await?;
+    let store = open_store(&config.database_url).await?;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Status => {
@@ -768,7 +1003,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "store:     {} ({})",
-                redact_url(&cli.database_url),
+                redact_url(&config.database_url),
                 store.backend_name()
             )?;
             writeln!(out, "events:    {head}")?;
@@ -817,11 +1052,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_event(&mut out, e, format)?;
             }
         }
-        Command::ReplayServer { .. } | Command::Exchange { .. } | Command::Backtest(_) => {
+        Command::ReplayServer { .. }
+        | Command::Exchange { .. }
+        | Command::Backtest(_)
+        | Command::Config { .. } => {
             unreachable!("handled before opening the store")
         }
         Command::Trading { what } => {
-            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;
             let (symbol, request) = match what {
                 TradingCommandArg::Start { symbol } => (symbol, Request::Start),
                 TradingCommandArg::Stop { symbol } => (symbol, Request::Stop),
@@ -839,11 +1077,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let symbol_rules = trading::rules_for(&rules, &rules_from, &symbol)?;
+            if matches!(request, Request::Start) {
+                let defaults = config.strategy.settings();
+                if trading::apply_default_settings(&store, symbol_rules, &defaults, now()).await? {
+                    writeln!(
+                        out,
+                        "{symbol} trades with the configured [strategy] settings"
+                    )?;
+                }
+            }
             let outcome = trading::command(&store, symbol_rules, request.clone(), now()).await?;
             print_trading_outcome(&mut out, &store, symbol_rules, &request, &outcome).await?;
         }
         Command::Settings { what } => {
-            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;
             match what {
                 SettingsCommandArg::Show { symbol } => {
                     trading::rules_for(&rules, &rules_from, &symbol)?;
@@ -865,24 +1112,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Run {
-            binance_ws_url,
-            exchange,
-            live,
-            binance_api_url,
-            binance_ws_api_url,
-            fill,
-            partial_fills,
-            http,
-            no_http,
-            api_token,
-        } => {
-            let live = live_venue(exchange, live, binance_api_url, binance_ws_api_url).await?;
+        Command::Run { live, no_http, .. } => {
+            let exchange = config.exchange.mode;
+            let binance_ws_url = config.exchange.stream_url.clone();
+            let http = config.http.bind;
+            let api_token = config.http.token.clone();
+            let live = live_venue(
+                exchange,
+                live,
+                config.exchange.api_url.clone(),
+                config.exchange.ws_api_url.clone(),
+            )
+            .await?;
             let (rules, rules_from) = match &live {
                 Some((_, rules)) => (rules.clone(), format!("{} (live)", exchange.name())),
-                None => exchange_rules(cli.exchange_info.as_deref())?,
+                None => exchange_rules(config.exchange.info.as_deref())?,
             };
             let live = live.map(|(live, _)| live);
+            first_start(&store, &config, &rules, &rules_from).await?;
             let rules = Arc::new(rules);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let updates = Projector::channel();
@@ -900,6 +1147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     rules: Arc::clone(&rules),
                     rules_from,
                     token: api_token,
+                    strategy: config.strategy.settings(),
                     clock: now,
                     tail: hedgehog::tail::Tail::start(store.clone(), stop.subscribe()).await?,
                     updates: updates.clone(),
@@ -914,11 +1162,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = EngineOptions {
                 binance_ws_url,
                 paper: PaperExchange {
-                    fill: match fill {
-                        FillArg::Cross => FillModel::Cross,
-                        FillArg::Touch => FillModel::Touch,
-                    },
-                    partial_fills,
+                    fill: config.exchange.fill,
+                    partial_fills: config.exchange.partial_fills,
                 },
                 rules,
                 updates: Some(updates),
@@ -936,7 +1181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "{}", stats.summary())?;
         }
         Command::Streaming { what } => {
-            let (rules, rules_from) = exchange_rules(cli.exchange_info.as_deref())?;
+            let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;
             let (symbol, command) = match what {
                 StreamingCommandArg::Start { symbol } => (symbol, StreamingCommand::Start),
                 StreamingCommandArg::Stop { symbol } => (symbol, StreamingCommand::Stop),
@@ -962,10 +1207,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
             }
         }
-        Command::Stream {
-            symbols,
-            binance_ws_url,
-        } => {
+        Command::Stream { symbols, .. } => {
+            let binance_ws_url = config.exchange.stream_url.clone();
             let stats = Arc::new(StreamerStats::default());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = if symbols.is_empty() {

@@ -92,6 +92,39 @@ pub fn rules_for<'a>(
 }
 
 /// Carries out `request` on `symbol`'s trading; `time` is when the user issued it.
+/// Records `defaults` (the configuration's `[strategy]`) as the symbol's settings when it has
+/// never had settings recorded, so that a symbol trades with the configured strategy from its
+/// first start on; a symbol whose settings were ever set keeps them. True when it recorded.
+pub async fn apply_default_settings(
+    store: &Store,
+    rules: &SymbolRules,
+    defaults: &TradingSettings,
+    time: Timestamp,
+) -> Result<bool, TradingError> {
+    if *defaults == TradingSettings::default() {
+        return Ok(false);
+    }
+    let recorded = store
+        .read_stream_to_end(&StreamId::trading(&rules.symbol))
+        .await?;
+    if recorded
+        .iter()
+        .any(|e| matches!(e.event, Event::SettingsUpdated(_)))
+    {
+        return Ok(false);
+    }
+    let change = SettingsChange {
+        chunks: Some(defaults.chunks),
+        budget: Some(defaults.budget),
+        buy_down_interval: Some(defaults.buy_down_interval),
+        profit_target: Some(defaults.profit_target),
+        rebuy_interval: Some(defaults.rebuy_interval),
+        fee: Some(defaults.fee),
+    };
+    command(store, rules, Request::Settings(change), time).await?;
+    Ok(true)
+}
+
 pub async fn command(
     store: &Store,
     rules: &SymbolRules,

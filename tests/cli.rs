@@ -77,7 +77,7 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("unsupported database URL scheme \"mysql\""),
+        err.contains("database_url (from flag)") && err.contains("scheme \"mysql\""),
         "{err}"
     );
 

@@ -1,0 +1,609 @@
+//! One configuration surface: `hedgehog.toml`, under the environment, under command-line flags.
+//!
+//! Layers, each overriding the one before, merged by `figment`:
+//! 1. the defaults ([`Config::default`]);
+//! 2. the file: `--config PATH`, else `HEDGEHOG_CONFIG`, else `./hedgehog.toml` if there is one;
+//! 3. the environment: `HEDGEHOG_<SECTION>_<KEY>` for every key (`HEDGEHOG_EXCHANGE_MODE`,
+//!    `HEDGEHOG_STRATEGY_BUDGET`, ...), `DATABASE_URL`, and the names earlier versions read
+//!    (`HEDGEHOG_BINANCE_WS_URL`, `HEDGEHOG_BINANCE_API_URL`, `HEDGEHOG_BINANCE_WS_API_URL`,
+//!    `HEDGEHOG_API_TOKEN`);
+//! 4. the flags given on the command line.
+//!
+//! Every value remembers its layer, which `hedgehog config show` prints. Nothing starts
+//! half-configured: an unknown key in the file, a wrong type or an invalid value fails the
+//! load with the layer (the file's path, the variable's name, the flag), the key and what is
+//! wrong. Binance API keys are not configuration: they stay in `BINANCE_API_KEY` /
+//! `BINANCE_API_SECRET` only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
+use hedgehog_domain::paper_exchange::FillModel;
+use hedgehog_domain::{Symbol, TradingSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{redact_url, DEFAULT_DATABASE_URL};
+
+/// The file looked for in the working directory when no path is given.
+pub const DEFAULT_FILE: &str = "hedgehog.toml";
+
+/// Everything Hedgehog can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    pub database_url: String,
+    pub http: HttpConfig,
+    pub exchange: ExchangeConfig,
+    /// The settings a symbol trades with until `settings set` changes them.
+    pub strategy: StrategyConfig,
+    pub symbols: SymbolsConfig,
+    pub log: LogConfig,
+}
+
+/// The strategy's settings, as the file spells them (every key known, none required).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    pub chunks: u32,
+    pub budget: rust_decimal::Decimal,
+    pub buy_down_interval: rust_decimal::Decimal,
+    pub profit_target: rust_decimal::Decimal,
+    pub rebuy_interval: rust_decimal::Decimal,
+    pub fee: rust_decimal::Decimal,
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig::from(TradingSettings::default())
+    }
+}
+
+impl From<TradingSettings> for StrategyConfig {
+    fn from(s: TradingSettings) -> Self {
+        StrategyConfig {
+            chunks: s.chunks,
+            budget: s.budget,
+            buy_down_interval: s.buy_down_interval,
+            profit_target: s.profit_target,
+            rebuy_interval: s.rebuy_interval,
+            fee: s.fee,
+        }
+    }
+}
+
+impl StrategyConfig {
+    pub fn settings(&self) -> TradingSettings {
+        TradingSettings {
+            chunks: self.chunks,
+            budget: self.budget,
+            buy_down_interval: self.buy_down_interval,
+            profit_target: self.profit_target,
+            rebuy_interval: self.rebuy_interval,
+            fee: self.fee,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where `run` serves the HTTP API.
+    pub bind: SocketAddr,
+    /// Bearer token for mutating requests (required to bind anything but loopback).
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeMode {
+    /// Hedgehog's paper exchange, filling orders from the trade stream.
+    #[default]
+    Paper,
+    /// Binance spot: real orders.
+    Binance,
+    /// Binance's spot testnet.
+    BinanceTestnet,
+}
+
+impl ExchangeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeMode::Paper => "paper",
+            ExchangeMode::Binance => "binance",
+            ExchangeMode::BinanceTestnet => "binance-testnet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    pub mode: ExchangeMode,
+    /// Binance's trade stream (or a replay server's, or `exchange serve`'s).
+    pub stream_url: String,
+    /// Binance's REST base URL; default: the mode's.
+    pub api_url: Option<String>,
+    /// Binance's WebSocket API (user data stream); default: the mode's.
+    pub ws_api_url: Option<String>,
+    /// An exchangeInfo file (plain or .gz) for the symbols' filters; default: the bundled
+    /// snapshot (live trading reads Binance's own).
+    pub info: Option<PathBuf>,
+    /// How the paper exchange fills: `cross` or `touch`.
+    pub fill: FillModel,
+    /// Cap each paper fill at the trade's quantity.
+    pub partial_fills: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SymbolsConfig {
+    /// Streamed from the first start on (their streaming switch is set once, if never set).
+    pub stream: Vec<Symbol>,
+    /// Traded from the first start on (trading switched on once, if never switched).
+    pub trade: Vec<Symbol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,hedgehog=debug`, ...); default: `warn,hedgehog=info` for
+    /// `run`, `warn` for other commands. `RUST_LOG` overrides it.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
+    }
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            mode: ExchangeMode::Paper,
+            stream_url: crate::streamer::BINANCE_WS_URL.to_owned(),
+            api_url: None,
+            ws_api_url: None,
+            info: None,
+            fill: FillModel::Cross,
+            partial_fills: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            http: HttpConfig::default(),
+            exchange: ExchangeConfig::default(),
+            strategy: StrategyConfig::default(),
+            symbols: SymbolsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used. Nothing has started.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {key} (from {origin}): {problem}")]
+    Load {
+        key: String,
+        origin: String,
+        problem: String,
+    },
+    #[error("configuration: {key} (from {origin}): {problem}")]
+    Invalid {
+        key: String,
+        origin: String,
+        problem: String,
+    },
+    #[error("configuration file {0} (from --config or HEDGEHOG_CONFIG) does not exist")]
+    MissingFile(PathBuf),
+    #[error("cannot write {file}: {source}")]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} exists already; remove it or write elsewhere with --config")]
+    Exists(PathBuf),
+}
+
+/// A provider under a name of ours, so that `config show` and errors say "flag", "default".
+struct Named<P>(&'static str, P);
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.0)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.1.data()
+    }
+}
+
+/// The configuration and where each value came from.
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Names earlier versions read from the environment, and the key each sets.
+const LEGACY_ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database_url"),
+    ("HEDGEHOG_BINANCE_WS_URL", "exchange.stream_url"),
+    ("HEDGEHOG_BINANCE_API_URL", "exchange.api_url"),
+    ("HEDGEHOG_BINANCE_WS_API_URL", "exchange.ws_api_url"),
+    ("HEDGEHOG_API_TOKEN", "http.token"),
+];
+
+/// Every key of the configuration, dotted (`exchange.mode`), in file order.
+pub fn keys() -> Vec<String> {
+    let mut out = Vec::new();
+    let value = serde_json::to_value(Config::default()).unwrap_or_default();
+    flatten("", &value, &mut out);
+    // Keys whose default is absent still exist.
+    for key in [
+        "http.token",
+        "exchange.api_url",
+        "exchange.ws_api_url",
+        "exchange.info",
+        "log.level",
+    ] {
+        if !out.iter().any(|(k, _)| k == key) {
+            out.push((key.to_owned(), serde_json::Value::Null));
+        }
+    }
+    out.into_iter().map(|(k, _)| k).collect()
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        leaf => out.push((prefix.to_owned(), leaf.clone())),
+    }
+}
+
+/// The environment variable of a key: `HEDGEHOG_` and the key in capitals, `.` as `_`.
+pub fn env_name(key: &str) -> String {
+    format!("HEDGEHOG_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The file to read: `--config`, else `HEDGEHOG_CONFIG` (both must exist), else
+/// `./hedgehog.toml` if it exists.
+pub fn file_to_read(flag: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    let named = flag
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("HEDGEHOG_CONFIG").map(PathBuf::from));
+    match named {
+        Some(path) if path.exists() => Ok(Some(path)),
+        Some(path) => Err(ConfigError::MissingFile(path)),
+        None => Ok(Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists())),
+    }
+}
+
+/// Loads the layers: defaults, `file`, the environment, then `flags` (a nested JSON object of
+/// the keys given on the command line).
+pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Loaded, ConfigError> {
+    let file = file_to_read(file)?;
+    let mut figment = Figment::from(Named("default", Serialized::defaults(Config::default())));
+    if let Some(path) = &file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let mut names: BTreeMap<String, String> = keys()
+        .into_iter()
+        .map(|key| (env_name(&key), key))
+        .collect();
+    for (name, key) in LEGACY_ENV {
+        names.insert((*name).to_owned(), (*key).to_owned());
+    }
+    let env = Env::raw()
+        .filter_map(move |name| {
+            names
+                .get(&name.as_str().to_ascii_uppercase())
+                .map(|key| key.clone().into())
+        })
+        .split(".");
+    figment = figment
+        .merge(env)
+        .merge(Named("command-line flag", Serialized::defaults(flags)));
+    let config: Config = figment.extract().map_err(|e| {
+        // Each error names the key as the user wrote it, and the layer it came from.
+        let e = e
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| figment::Error::from("unreadable configuration".to_owned()));
+        let path: Vec<&str> = e
+            .path
+            .iter()
+            .map(String::as_str)
+            .skip_while(|p| *p == "default")
+            .collect();
+        let key = path.join(".").to_ascii_lowercase();
+        let origin = match &e.metadata {
+            Some(m) => match (&m.source, m.name.as_ref()) {
+                (Some(figment::Source::File(f)), _) => format!("file {}", f.display()),
+                (_, "command-line flag") => "flag".to_owned(),
+                (_, "default") => "default".to_owned(),
+                _ => format!("environment {}", env_name(&key)),
+            },
+            None => "the configuration".to_owned(),
+        };
+        ConfigError::Load {
+            key: if key.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                key
+            },
+            origin,
+            problem: e.kind.to_string(),
+        }
+    })?;
+    let loaded = Loaded {
+        config,
+        figment,
+        file,
+    };
+    loaded.validate()?;
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// Where the value of `key` came from: `default`, `file PATH`, `environment NAME`, `flag`.
+    pub fn origin(&self, key: &str) -> String {
+        let Some(meta) = self.figment.find_metadata(key) else {
+            return "default".to_owned();
+        };
+        match (&meta.source, meta.name.as_ref()) {
+            (Some(figment::Source::File(path)), _) => format!("file {}", path.display()),
+            (_, "default") => "default".to_owned(),
+            (_, "command-line flag") => "flag".to_owned(),
+            _ => {
+                let name = LEGACY_ENV
+                    .iter()
+                    .find(|(name, k)| *k == key && std::env::var_os(name).is_some())
+                    .map_or_else(|| env_name(key), |(name, _)| (*name).to_owned());
+                format!("environment {name}")
+            }
+        }
+    }
+
+    fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: self.origin(key),
+            problem: problem.into(),
+        }
+    }
+
+    /// What the types alone do not catch.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        if let Err(e) = c.strategy.settings().validate() {
+            let key = format!("strategy.{}", e.field);
+            return Err(self.invalid(&key, e.to_string()));
+        }
+        let urls = [
+            (
+                "database_url",
+                Some(&c.database_url),
+                &["sqlite", "postgres", "postgresql"][..],
+            ),
+            (
+                "exchange.stream_url",
+                Some(&c.exchange.stream_url),
+                &["ws", "wss"][..],
+            ),
+            (
+                "exchange.api_url",
+                c.exchange.api_url.as_ref(),
+                &["http", "https"][..],
+            ),
+            (
+                "exchange.ws_api_url",
+                c.exchange.ws_api_url.as_ref(),
+                &["ws", "wss"][..],
+            ),
+        ];
+        for (key, value, schemes) in urls {
+            let Some(value) = value else { continue };
+            let shown = if key == "database_url" {
+                redact_url(value)
+            } else {
+                value.clone()
+            };
+            match url::Url::parse(value) {
+                Ok(u) if schemes.contains(&u.scheme()) => {}
+                Ok(u) => {
+                    return Err(self.invalid(
+                        key,
+                        format!(
+                            "{shown:?} has scheme {:?}; expected {}",
+                            u.scheme(),
+                            schemes.join(" or ")
+                        ),
+                    ))
+                }
+                Err(e) => return Err(self.invalid(key, format!("{shown:?} is not a URL: {e}"))),
+            }
+        }
+        if let Some(level) = &c.log.level {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+                return Err(
+                    self.invalid("log.level", format!("{level:?} is not a log filter: {e}"))
+                );
+            }
+        }
+        if let Some(info) = &c.exchange.info {
+            if !info.exists() {
+                return Err(self.invalid(
+                    "exchange.info",
+                    format!("{} does not exist", info.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key with its effective value (secrets masked) and where it came from.
+    pub fn show(&self) -> Vec<(String, String, String)> {
+        let value = serde_json::to_value(&self.config).unwrap_or_default();
+        let mut leaves = Vec::new();
+        flatten("", &value, &mut leaves);
+        keys()
+            .into_iter()
+            .map(|key| {
+                let value = leaves
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(serde_json::Value::Null, |(_, v)| v.clone());
+                let shown = match (key.as_str(), &value) {
+                    (_, serde_json::Value::Null) => "(none)".to_owned(),
+                    ("http.token", _) => "***".to_owned(),
+                    ("database_url", serde_json::Value::String(url)) => redact_url(url),
+                    (_, serde_json::Value::String(s)) => s.clone(),
+                    (_, other) => other.to_string(),
+                };
+                let origin = self.origin(&key);
+                (key, shown, origin)
+            })
+            .collect()
+    }
+}
+
+/// A commented example of every key with its default, for `hedgehog config init`.
+pub fn example() -> String {
+    let d = Config::default();
+    let s = &d.strategy;
+    format!(
+        r#"# Hedgehog's configuration. Every key is optional; what is left out keeps its default.
+# Precedence: this file < environment (HEDGEHOG_<SECTION>_<KEY>, DATABASE_URL) < flags.
+# `hedgehog config show` prints the effective values and where each came from.
+
+# sqlite://PATH (created if missing) or postgres://USER@HOST/DB
+database_url = "{database_url}"
+
+[http]
+# where `hedgehog run` serves the HTTP API and dashboard
+bind = "{bind}"
+# bearer token for mutating requests; required to bind anything but loopback
+# token = "change-me"
+
+[exchange]
+# paper, binance or binance-testnet (live modes also need --live and BINANCE_API_KEY/SECRET)
+mode = "paper"
+# Binance's trade stream, or a replay server's
+stream_url = "{stream_url}"
+# Binance's REST and WebSocket API URLs; default: the mode's
+# api_url = "https://api.binance.com"
+# ws_api_url = "wss://ws-api.binance.com:443/ws-api/v3"
+# an exchangeInfo file for the symbols' filters; default: the bundled snapshot
+# info = "exchange-info.json.gz"
+# paper fills: cross (a trade goes through the price) or touch (a trade at the price)
+fill = "cross"
+partial_fills = false
+
+[strategy]
+# the settings a symbol trades with until `hedgehog settings set` changes them
+chunks = {chunks}
+budget = "{budget}"
+buy_down_interval = "{buy_down}"
+profit_target = "{profit}"
+rebuy_interval = "{rebuy}"
+fee = "{fee}"
+
+[symbols]
+# switched on at the first start of `hedgehog run` (later switches are left alone)
+stream = []
+trade = []
+
+[log]
+# a tracing filter; default: warn,hedgehog=info for run, warn otherwise (RUST_LOG overrides)
+# level = "info"
+# text or json
+format = "text"
+"#,
+        database_url = d.database_url,
+        bind = d.http.bind,
+        stream_url = d.exchange.stream_url,
+        chunks = s.chunks,
+        budget = s.budget,
+        buy_down = s.buy_down_interval,
+        profit = s.profit_target,
+        rebuy = s.rebuy_interval,
+        fee = s.fee,
+    )
+}
+
+/// Writes [`example`] to `path`, never over an existing file.
+pub fn init(path: &Path) -> Result<(), ConfigError> {
+    if path.exists() {
+        return Err(ConfigError::Exists(path.to_path_buf()));
+    }
+    std::fs::write(path, example()).map_err(|source| ConfigError::Write {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_is_the_defaults() {
+        // In a jail: no variable of the test's own environment leaks in.
+        #[allow(clippy::result_large_err)] // figment::Jail's signature
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let path = jail.directory().join("hedgehog.toml");
+            init(&path).unwrap();
+            let loaded = load(Some(&path), serde_json::json!({})).unwrap();
+            assert_eq!(loaded.config, Config::default());
+            assert!(matches!(init(&path), Err(ConfigError::Exists(_))));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_key_has_a_variable() {
+        let keys = keys();
+        assert!(keys.contains(&"exchange.mode".to_owned()));
+        assert!(keys.contains(&"strategy.buy_down_interval".to_owned()));
+        assert!(keys.contains(&"log.level".to_owned()));
+        assert_eq!(
+            env_name("strategy.buy_down_interval"),
+            "HEDGEHOG_STRATEGY_BUY_DOWN_INTERVAL"
+        );
+    }
+}
