@@ -5,9 +5,11 @@
 //! version. No decision lives here.
 
 use futures::future::BoxFuture;
+use hedgehog_domain::events::StoringTopic;
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::exchange::SymbolRules;
 use hedgehog_domain::paper_exchange::PaperExchange;
+use hedgehog_domain::storing::{self, StoringCommand, StoringState};
 use hedgehog_domain::streaming::{self, ForeignEvent, StreamingCommand, StreamingState};
 use hedgehog_domain::trading::{self, ApplyError, Refusal, TradingState};
 use hedgehog_domain::{Event, Symbol, Timestamp};
@@ -17,7 +19,7 @@ use crate::store::StreamId;
 /// Why an aggregate could not decide or rebuild.
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
-    #[error("stream {0} is not a streaming stream (expected streaming-SYMBOL)")]
+    #[error("stream {0} is not a streaming or storing stream (expected streaming-SYMBOL or storing-SYMBOL)")]
     WrongStream(StreamId),
     #[error(transparent)]
     Foreign(#[from] ForeignEvent),
@@ -55,6 +57,37 @@ impl eventually::Aggregate for StreamingAggregate {
                 .symbol_of("streaming")
                 .ok_or_else(|| AggregateError::WrongStream(id.clone()))?;
             let events = streaming::decide(state, &symbol, command);
+            Ok((!events.is_empty()).then_some(events))
+        })
+    }
+}
+
+/// The storing switches of one symbol, stored in `storing-SYMBOL`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoringAggregate;
+
+impl eventually::Aggregate for StoringAggregate {
+    type Id = StreamId;
+    type State = StoringState;
+    type Event = Event;
+    type Command = (StoringTopic, StoringCommand);
+    type Error = AggregateError;
+
+    fn apply(state: StoringState, event: Event) -> Result<StoringState, AggregateError> {
+        storing::apply(state, &event).map_err(|e| AggregateError::Foreign(ForeignEvent(e.0)))
+    }
+
+    fn handle<'a, 's: 'a>(
+        &'a self,
+        id: &'s StreamId,
+        state: &'s StoringState,
+        (topic, command): (StoringTopic, StoringCommand),
+    ) -> BoxFuture<'a, Result<Option<Vec<Event>>, AggregateError>> {
+        Box::pin(async move {
+            let symbol = id
+                .symbol_of("storing")
+                .ok_or_else(|| AggregateError::WrongStream(id.clone()))?;
+            let events = storing::decide(state, &symbol, topic, command);
             Ok((!events.is_empty()).then_some(events))
         })
     }

@@ -42,7 +42,26 @@ pub struct Config {
     /// The settings a symbol trades with until `settings set` changes them.
     pub strategy: StrategyConfig,
     pub symbols: SymbolsConfig,
+    pub storing: StoringConfig,
     pub log: LogConfig,
+}
+
+/// Whether a symbol of `[symbols]` has its rows stored when it is first started (both topics
+/// are on unless switched off here or with `hedgehog storing stop`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoringConfig {
+    pub trade_events: bool,
+    pub orders: bool,
+}
+
+impl Default for StoringConfig {
+    fn default() -> Self {
+        StoringConfig {
+            trade_events: true,
+            orders: true,
+        }
+    }
 }
 
 /// The strategy's settings, as the file spells them (every key known, none required).
@@ -196,6 +215,7 @@ impl Default for Config {
             exchange: ExchangeConfig::default(),
             strategy: StrategyConfig::default(),
             symbols: SymbolsConfig::default(),
+            storing: StoringConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -546,6 +566,12 @@ fee = "{fee}"
 # switched on at the first start of `hedgehog run` (later switches are left alone)
 stream = []
 trade = []
+
+[storing]
+# whether the symbols above have their rows stored in trade_events / orders from their first
+# start (events are stored either way; `hedgehog storing start|stop` switches them later)
+trade_events = true
+orders = true
 
 [log]
 # a tracing filter; default: warn,hedgehog=info for run, warn otherwise (RUST_LOG overrides)

@@ -15,6 +15,7 @@ pub mod live;
 pub mod replay_server;
 pub use hedgehog_projections as projections;
 pub use hedgehog_store as store;
+pub mod storing;
 pub mod streamer;
 pub mod streaming;
 pub mod tail;

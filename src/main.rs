@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hedgehog::backtest;
 use hedgehog::config::{self, ExchangeMode};
+use hedgehog::domain::events::StoringTopic;
 use hedgehog::domain::exchange::SymbolRules;
 use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
@@ -104,6 +105,12 @@ enum Command {
     Streaming {
         #[command(subcommand)]
         what: StreamingCommandArg,
+    },
+    /// The data warehouse's switches: whether a symbol's trade_events and orders rows are
+    /// stored (the events always are).
+    Storing {
+        #[command(subcommand)]
+        what: StoringCommandArg,
     },
     /// Switch a symbol's trading on, off, or into shutdown; show its status.
     Trading {
@@ -367,6 +374,25 @@ enum StreamingCommandArg {
 }
 
 #[derive(Debug, Subcommand)]
+enum StoringCommandArg {
+    /// Store TOPIC's rows of SYMBOL from now on (TOPIC: trade_events or orders, any case).
+    Start {
+        topic: hedgehog::domain::events::StoringTopic,
+        symbol: Symbol,
+        /// Also store the rows of everything the log already holds for it.
+        #[arg(long)]
+        backfill: bool,
+    },
+    /// Stop storing TOPIC's rows of SYMBOL (nothing is deleted; its events are still stored).
+    Stop {
+        topic: hedgehog::domain::events::StoringTopic,
+        symbol: Symbol,
+    },
+    /// Every streamed, traded or switched symbol with the state of each topic.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 enum TradingCommandArg {
     /// Trade SYMBOL: the next trade opens a position.
     Start { symbol: Symbol },
@@ -472,6 +498,33 @@ async fn first_start(
                 .await
                 .with_context(|| format!("symbols.stream: {symbol}"))?;
             tracing::info!(%symbol, "streaming switched on (configuration: symbols.stream)");
+        }
+    }
+    let storing = [
+        (StoringTopic::TradeEvents, config.storing.trade_events),
+        (StoringTopic::Orders, config.storing.orders),
+    ];
+    let symbols: std::collections::BTreeSet<&Symbol> = config
+        .symbols
+        .stream
+        .iter()
+        .chain(&config.symbols.trade)
+        .collect();
+    for symbol in symbols {
+        if store.stream_version(&StreamId::storing(symbol)).await? > 0 {
+            continue;
+        }
+        for (topic, on) in storing {
+            if !on {
+                hedgehog::storing::command(
+                    store,
+                    symbol,
+                    topic,
+                    hedgehog::domain::storing::StoringCommand::Stop,
+                )
+                .await?;
+                tracing::info!(%symbol, %topic, "not stored (configuration: storing)");
+            }
         }
     }
     for symbol in &config.symbols.trade {
@@ -1179,6 +1232,49 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             }
             ran?;
             writeln!(out, "{}", stats.summary())?;
+        }
+        Command::Storing { what } => {
+            use hedgehog::domain::storing::StoringCommand;
+            let (topic, symbol, command) = match what {
+                StoringCommandArg::Start {
+                    topic,
+                    symbol,
+                    backfill,
+                } => (topic, symbol, StoringCommand::Start { backfill }),
+                StoringCommandArg::Stop { topic, symbol } => (topic, symbol, StoringCommand::Stop),
+                StoringCommandArg::Status => {
+                    writeln!(out, "{:<20} {:<14} ORDERS", "SYMBOL", "TRADE_EVENTS")?;
+                    for (symbol, state) in hedgehog::storing::status(&store).await? {
+                        let word = |topic| if state.is_on(topic) { "on" } else { "off" };
+                        writeln!(
+                            out,
+                            "{:<20} {:<14} {}",
+                            symbol,
+                            word(hedgehog::domain::events::StoringTopic::TradeEvents),
+                            word(hedgehog::domain::events::StoringTopic::Orders)
+                        )?;
+                    }
+                    return Ok(());
+                }
+            };
+            let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;
+            trading::rules_for(&rules, &rules_from, &symbol)?;
+            let outcome = hedgehog::storing::command(&store, &symbol, topic, command).await?;
+            let state = match command {
+                StoringCommand::Start { .. } => "on",
+                StoringCommand::Stop => "off",
+            };
+            match outcome {
+                Outcome::Changed => {
+                    // Queries answer from up-to-date read models: apply the switch now.
+                    Projector::new(store.clone()).catch_up().await?;
+                    writeln!(out, "storing {topic} of {symbol} is now {state}")?;
+                }
+                Outcome::AlreadySo => writeln!(
+                    out,
+                    "storing {topic} of {symbol} was already {state}; nothing changed"
+                )?,
+            }
         }
         Command::Streaming { what } => {
             let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;

@@ -279,7 +279,7 @@ async fn symbols_and_strategy_apply_at_the_first_start_only() {
     std::fs::write(
         dir.path().join("hedgehog.toml"),
         format!(
-            "database_url = \"{}\"\n[exchange]\nstream_url = \"ws://127.0.0.1:9\"\n[strategy]\nbudget = \"150\"\nchunks = 3\n[symbols]\nstream = [\"BTCUSDT\"]\ntrade = [\"BTCUSDT\"]\n",
+            "database_url = \"{}\"\n[exchange]\nstream_url = \"ws://127.0.0.1:9\"\n[strategy]\nbudget = \"150\"\nchunks = 3\n[symbols]\nstream = [\"BTCUSDT\"]\ntrade = [\"BTCUSDT\"]\n[storing]\norders = false\n",
             db.url
         ),
     )
@@ -328,6 +328,13 @@ async fn symbols_and_strategy_apply_at_the_first_start_only() {
     assert!(hedgehog::streaming::is_on(&store, &symbol("BTCUSDT"))
         .await
         .unwrap());
+    let storing = hedgehog::storing::status(&store).await.unwrap();
+    let (_, btc) = storing
+        .iter()
+        .find(|(s, _)| s.as_str() == "BTCUSDT")
+        .unwrap();
+    use hedgehog::domain::events::StoringTopic;
+    assert!(btc.is_on(StoringTopic::TradeEvents) && !btc.is_on(StoringTopic::Orders));
     // Stopped by the user: the next start leaves it stopped.
     let out = hedgehog(dir.path(), &[], &["trading", "stop", "BTCUSDT"]);
     assert!(out.status.success(), "{out:?}");

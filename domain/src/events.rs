@@ -275,6 +275,69 @@ pub struct StreamingStopped {
 }
 
 // ---------------------------------------------------------------------------------------------
+// storing (the data warehouse's switches)
+// ---------------------------------------------------------------------------------------------
+
+/// A read model a symbol's rows can be stored in or not (the book's collector topics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoringTopic {
+    /// `trade_events`: one row per market trade.
+    TradeEvents,
+    /// `orders`: one row per order.
+    Orders,
+}
+
+impl StoringTopic {
+    pub const ALL: [StoringTopic; 2] = [StoringTopic::TradeEvents, StoringTopic::Orders];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoringTopic::TradeEvents => "trade_events",
+            StoringTopic::Orders => "orders",
+        }
+    }
+}
+
+impl std::fmt::Display for StoringTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StoringTopic {
+    type Err = String;
+
+    /// Case-insensitive, as in the book (`TRADE_EVENTS`, `trade_events`, `orders`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "trade_events" => Ok(StoringTopic::TradeEvents),
+            "orders" => Ok(StoringTopic::Orders),
+            _ => Err(format!(
+                "unknown storing topic {s:?}: use trade_events or orders"
+            )),
+        }
+    }
+}
+
+/// The topic's rows of the symbol are stored again from here on; with `backfill`, also every
+/// earlier one the log holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoringStarted {
+    pub symbol: Symbol,
+    pub topic: StoringTopic,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
+}
+
+/// The topic's rows of the symbol are no longer stored (the events still are).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoringStopped {
+    pub symbol: Symbol,
+    pub topic: StoringTopic,
+}
+
+// ---------------------------------------------------------------------------------------------
 // the enum
 // ---------------------------------------------------------------------------------------------
 
@@ -347,6 +410,8 @@ events! {
     PositionClosed = 1,
     StreamingStarted = 1,
     StreamingStopped = 1,
+    StoringStarted = 1,
+    StoringStopped = 1,
 }
 
 /// A stored event that this build cannot read back.
@@ -393,6 +458,8 @@ impl Event {
             Event::PositionClosed(e) => &e.symbol,
             Event::StreamingStarted(e) => &e.symbol,
             Event::StreamingStopped(e) => &e.symbol,
+            Event::StoringStarted(e) => &e.symbol,
+            Event::StoringStopped(e) => &e.symbol,
         }
     }
 
@@ -567,7 +634,21 @@ mod tests {
                 symbol: sym.clone(),
             }
             .into(),
-            StreamingStopped { symbol: sym }.into(),
+            StreamingStopped {
+                symbol: sym.clone(),
+            }
+            .into(),
+            StoringStarted {
+                symbol: sym.clone(),
+                topic: StoringTopic::TradeEvents,
+                backfill: true,
+            }
+            .into(),
+            StoringStopped {
+                symbol: sym,
+                topic: StoringTopic::Orders,
+            }
+            .into(),
         ];
         assert_eq!(
             events.len(),

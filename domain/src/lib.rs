@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod formula;
 pub mod paper_exchange;
 pub mod settings;
+pub mod storing;
 pub mod streaming;
 pub mod trading;
 pub mod types;

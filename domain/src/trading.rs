@@ -324,7 +324,9 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         }
         other @ (Event::TradeReceived(_)
         | Event::StreamingStarted(_)
-        | Event::StreamingStopped(_)) => return Err(ApplyError::Foreign(other.event_type())),
+        | Event::StreamingStopped(_)
+        | Event::StoringStarted(_)
+        | Event::StoringStopped(_)) => return Err(ApplyError::Foreign(other.event_type())),
     }
     Ok(())
 }

@@ -182,6 +182,13 @@ pub(crate) async fn reset(
             sqlx::query(&sql).execute(&mut *conn).await?;
         });
     }
+    // The storing switches it applied go with its rows.
+    on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM storing_switches WHERE model = $1")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+    });
     on_tx!(tx, conn => {
         sqlx::query(
             "UPDATE projection_checkpoints \

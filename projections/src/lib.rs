@@ -19,6 +19,7 @@ pub mod orders;
 pub mod projector;
 pub mod query;
 pub mod settings;
+mod storing;
 pub mod trade_events;
 
 use std::fmt;

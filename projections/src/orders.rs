@@ -2,7 +2,7 @@
 //! plus the position it belongs to and the fees paid). `backtest_orders`: the same for kept
 //! backtest runs (`backtest-RUN-SYMBOL` streams), keyed by run as well.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::future::BoxFuture;
 use hedgehog_domain::{Event, Symbol};
@@ -10,7 +10,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
+use crate::storing::{log_page, switch_of, Switch, Switches};
 use crate::{Origin, ProjectionError, ReadModel, Update};
+use hedgehog_domain::events::StoringTopic;
+use hedgehog_store::StreamId;
 
 /// A row of `orders`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,11 +111,26 @@ fn order_key(event: &Event) -> Option<(Symbol, u64)> {
 
 /// The `orders` read model (or, scoped to backtests, `backtest_orders`). Orders are few next to
 /// trades, so each batch reads the rows it touches instead of caching them: nothing to go stale.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Orders {
     /// Keyed by run ("" for live orders), symbol and order id.
     pending: BTreeMap<(String, Symbol, u64), Vec<(i64, Event)>>,
     backtests: bool,
+    /// Live orders only: the storing switches of the `orders` topic met in the batch, in log
+    /// order, and as applied so far.
+    switches_met: Vec<Switch>,
+    switches: Switches,
+}
+
+impl Default for Orders {
+    fn default() -> Self {
+        Orders {
+            pending: BTreeMap::new(),
+            backtests: false,
+            switches_met: Vec::new(),
+            switches: Switches::new("orders"),
+        }
+    }
 }
 
 impl Orders {
@@ -124,9 +142,45 @@ impl Orders {
     /// Orders of kept backtest runs, from `backtest-RUN-SYMBOL` streams.
     pub fn backtests() -> Self {
         Orders {
-            pending: BTreeMap::new(),
             backtests: true,
+            ..Self::default()
         }
+    }
+
+    /// Rebuilds the symbol's rows from its trading stream up to `position` (a backfill): its
+    /// rows are deleted, then every order event before `position` is folded again.
+    async fn backfill(
+        &self,
+        tx: &mut Tx,
+        symbol: &Symbol,
+        position: i64,
+    ) -> Result<Vec<OrderRow>, ProjectionError> {
+        on_tx!(tx, conn => {
+            sqlx::query("DELETE FROM orders WHERE symbol = $1")
+                .bind(symbol.as_str())
+                .execute(&mut *conn)
+                .await?;
+        });
+        let stream = StreamId::trading(symbol);
+        let mut rows: BTreeMap<u64, Option<OrderRow>> = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = log_page(tx, &stream, after, position).await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = *last;
+            for (position, event) in &page {
+                if let Some((_, order_id)) = order_key(event) {
+                    apply_order_event(rows.entry(order_id).or_default(), *position, event);
+                }
+            }
+        }
+        let rows: Vec<OrderRow> = rows.into_values().flatten().collect();
+        for row in &rows {
+            write_order(tx, "orders", row).await?;
+        }
+        Ok(rows)
     }
 
     fn table(&self) -> &'static str {
@@ -233,6 +287,10 @@ impl ReadModel for Orders {
         } else if origin.stream.symbol_of("trading").is_some() {
             String::new()
         } else {
+            // The storing switches of live orders come from storing streams.
+            if let Some(switch) = switch_of(StoringTopic::Orders, origin.position, event) {
+                self.switches_met.push(switch);
+            }
             return;
         };
         if let Some((symbol, order_id)) = order_key(event) {
@@ -258,7 +316,54 @@ impl ReadModel for Orders {
                     ""
                 }
             );
+            // Live orders are stored while their symbol's topic is on: each event is judged by
+            // the switch in force at its position, and after a backfill at P only events
+            // past P still apply (the backfill folded those before).
+            let switches = std::mem::take(&mut self.switches_met);
+            let mut before: HashMap<Symbol, bool> = HashMap::new();
+            if !self.backtests {
+                self.switches.load(tx).await?;
+                for switch in &switches {
+                    before
+                        .entry(switch.symbol.clone())
+                        .or_insert_with(|| self.switches.is_on(&switch.symbol));
+                    self.switches.set(&switch.symbol, switch.on);
+                    if switch.on && switch.backfill {
+                        for row in self.backfill(tx, &switch.symbol, switch.position).await? {
+                            updates.push(Update::Order(row));
+                        }
+                    }
+                }
+            }
+            let filtering = !switches.is_empty() || self.switches.any_off();
+            let switches_ref = &self.switches;
+            let stored_at = |symbol: &Symbol, position: i64| -> bool {
+                let backfilled = switches
+                    .iter()
+                    .any(|s| &s.symbol == symbol && s.on && s.backfill && position < s.position);
+                if backfilled {
+                    return false;
+                }
+                switches
+                    .iter()
+                    .rev()
+                    .find(|s| &s.symbol == symbol && s.position < position)
+                    .map(|s| s.on)
+                    .or_else(|| before.get(symbol).copied())
+                    .unwrap_or_else(|| switches_ref.is_on(symbol))
+            };
             for ((run, symbol, order_id), events) in std::mem::take(&mut self.pending) {
+                let events: Vec<(i64, Event)> = if filtering && run.is_empty() {
+                    events
+                        .into_iter()
+                        .filter(|(position, _)| stored_at(&symbol, *position))
+                        .collect()
+                } else {
+                    events
+                };
+                if events.is_empty() {
+                    continue;
+                }
                 let run = (!run.is_empty()).then_some(run);
                 let stored: Option<Row> = on_tx!(tx, conn => {
                     let query = sqlx::query_as(&sql)
@@ -286,12 +391,17 @@ impl ReadModel for Orders {
                     updates.push(Update::Order(row));
                 }
             }
+            if !self.backtests {
+                self.switches.save(tx).await?;
+            }
             Ok(updates)
         })
     }
 
     fn forget(&mut self) {
         self.pending.clear();
+        self.switches_met.clear();
+        self.switches.forget();
     }
 }
 

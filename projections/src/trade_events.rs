@@ -8,7 +8,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
+use crate::storing::{log_page, switch_of, Switch, Switches};
 use crate::{Market, Origin, ProjectionError, ReadModel, Update};
+use hedgehog_domain::events::StoringTopic;
+use hedgehog_store::StreamId;
 
 /// A row of `trade_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,14 +72,54 @@ impl TradeRow {
 }
 
 /// The `trade_events` read model.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TradeEvents {
     pending: Vec<TradeRow>,
+    /// Storing switches met in the batch, with how many rows came before each.
+    switches_at: Vec<(usize, Switch)>,
+    switches: Switches,
+}
+
+impl Default for TradeEvents {
+    fn default() -> Self {
+        TradeEvents {
+            pending: Vec::new(),
+            switches_at: Vec::new(),
+            switches: Switches::new("trade_events"),
+        }
+    }
 }
 
 impl TradeEvents {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stores the symbol's trades the log holds before `position` (a backfill): both markets,
+    /// a page at a time, keeping rows already there.
+    async fn backfill(tx: &mut Tx, symbol: &Symbol, position: i64) -> Result<(), ProjectionError> {
+        for stream in [StreamId::trades(symbol), StreamId::usdm_trades(symbol)] {
+            let Some(market) = Market::of_stream(&stream) else {
+                continue;
+            };
+            let mut after = 0;
+            loop {
+                let page = log_page(tx, &stream, after, position).await?;
+                let Some((last, _)) = page.last() else {
+                    break;
+                };
+                after = *last;
+                let rows: Vec<TradeRow> = page
+                    .iter()
+                    .filter_map(|(position, event)| match event {
+                        Event::TradeReceived(t) => Some(TradeRow::of(market, *position, t)),
+                        _ => None,
+                    })
+                    .collect();
+                insert(tx, &rows, true).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -97,10 +140,17 @@ impl ReadModel for TradeEvents {
     }
 
     fn apply(&mut self, origin: &Origin, event: &Event) {
-        if let Event::TradeReceived(trade) = event {
-            if let Some(market) = Market::of_stream(&origin.stream) {
-                self.pending
-                    .push(TradeRow::of(market, origin.position, trade));
+        match event {
+            Event::TradeReceived(trade) => {
+                if let Some(market) = Market::of_stream(&origin.stream) {
+                    self.pending
+                        .push(TradeRow::of(market, origin.position, trade));
+                }
+            }
+            other => {
+                if let Some(switch) = switch_of(StoringTopic::TradeEvents, origin.position, other) {
+                    self.switches_at.push((self.pending.len(), switch));
+                }
             }
         }
     }
@@ -111,29 +161,38 @@ impl ReadModel for TradeEvents {
     ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
         Box::pin(async move {
             let rows = std::mem::take(&mut self.pending);
-            for chunk in rows.chunks(INSERT_ROWS) {
-                on_tx!(tx, conn => {
-                    let mut q = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO trade_events ({TRADE_COLUMNS}) "
-                    ));
-                    q.push_values(chunk, |mut row, t| {
-                        row.push_bind(t.market.as_str())
-                            .push_bind(t.symbol.as_str())
-                            .push_bind(to_i64(t.trade_id))
-                            .push_bind(t.price.to_string())
-                            .push_bind(t.quantity.to_string())
-                            .push_bind(t.buyer_order_id.map(to_i64))
-                            .push_bind(t.seller_order_id.map(to_i64))
-                            .push_bind(t.trade_time)
-                            .push_bind(t.event_time)
-                            .push_bind(t.buyer_market_maker)
-                            .push_bind(t.kind.as_str())
-                            .push_bind(t.position)
-                            .push_bind(t.first_trade_id.map(to_i64));
-                    });
-                    q.build().persistent(chunk.len() == INSERT_ROWS).execute(&mut *conn).await?;
-                });
+            let switches = std::mem::take(&mut self.switches_at);
+            self.switches.load(tx).await?;
+            if switches.is_empty() && !self.switches.any_off() {
+                // The common case: every symbol stored.
+                insert(tx, &rows, false).await?;
+                return Ok(Vec::new());
             }
+            let mut kept = Vec::with_capacity(rows.len());
+            let mut from = 0;
+            let ends = switches
+                .into_iter()
+                .map(|(at, switch)| (at, Some(switch)))
+                .chain(std::iter::once((rows.len(), None)));
+            for (at, switch) in ends {
+                kept.extend(
+                    rows[from..at]
+                        .iter()
+                        .filter(|r| self.switches.is_on(&r.symbol))
+                        .cloned(),
+                );
+                from = at;
+                if let Some(switch) = switch {
+                    self.switches.set(&switch.symbol, switch.on);
+                    if switch.on && switch.backfill {
+                        // What came before stays in order: rows kept so far go in first.
+                        insert(tx, &std::mem::take(&mut kept), false).await?;
+                        Self::backfill(tx, &switch.symbol, switch.position).await?;
+                    }
+                }
+            }
+            insert(tx, &kept, false).await?;
+            self.switches.save(tx).await?;
             // Trades are not published one by one: the candles they make are.
             Ok(Vec::new())
         })
@@ -141,7 +200,44 @@ impl ReadModel for TradeEvents {
 
     fn forget(&mut self) {
         self.pending.clear();
+        self.switches_at.clear();
+        self.switches.forget();
     }
+}
+
+/// Inserts rows in chunks; `keep_existing` skips those already there (a backfill).
+async fn insert(
+    tx: &mut Tx,
+    rows: &[TradeRow],
+    keep_existing: bool,
+) -> Result<(), ProjectionError> {
+    for chunk in rows.chunks(INSERT_ROWS) {
+        on_tx!(tx, conn => {
+            let mut q = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO trade_events ({TRADE_COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut row, t| {
+                row.push_bind(t.market.as_str())
+                    .push_bind(t.symbol.as_str())
+                    .push_bind(to_i64(t.trade_id))
+                    .push_bind(t.price.to_string())
+                    .push_bind(t.quantity.to_string())
+                    .push_bind(t.buyer_order_id.map(to_i64))
+                    .push_bind(t.seller_order_id.map(to_i64))
+                    .push_bind(t.trade_time)
+                    .push_bind(t.event_time)
+                    .push_bind(t.buyer_market_maker)
+                    .push_bind(t.kind.as_str())
+                    .push_bind(t.position)
+                    .push_bind(t.first_trade_id.map(to_i64));
+            });
+            if keep_existing {
+                q.push(" ON CONFLICT (market, symbol, trade_id) DO NOTHING");
+            }
+            q.build().persistent(chunk.len() == INSERT_ROWS).execute(&mut *conn).await?;
+        });
+    }
+    Ok(())
 }
 
 crate::eventually_projection!(TradeEvents);

@@ -87,6 +87,11 @@ impl StreamId {
         StreamId(format!("streaming-{symbol}").into())
     }
 
+    /// The storing switches (trade_events, orders) of a symbol.
+    pub fn storing(symbol: &Symbol) -> Self {
+        StreamId(format!("storing-{symbol}").into())
+    }
+
     /// The symbol of a per-symbol stream named `{prefix}-{SYMBOL}` (`trading`, `streaming`, ...).
     pub fn symbol_of(&self, prefix: &str) -> Option<Symbol> {
         let rest = self.0.strip_prefix(prefix)?.strip_prefix('-')?;
