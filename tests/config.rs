@@ -61,116 +61,301 @@ fn get(rows: &[(String, String, String)], key: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("no {key} in {rows:?}"))
 }
 
-const FILE: &str = r#"
-database_url = "sqlite://from-file.db"
-[exchange]
-mode = "binance-testnet"
-fill = "touch"
-[strategy]
-budget = 250
-chunks = 2
-[http]
-bind = "127.0.0.1:9001"
-token = "file-secret"
-[log]
-format = "json"
-"#;
+/// One key across the layers: its line in the file (under its section), the value it shows
+/// from the file, its variable and the value from there, and, if a flag sets it, the flag's
+/// arguments (`run`'s own start with "run") and the value from there.
+struct Case {
+    key: &'static str,
+    file: &'static str,
+    from_file: &'static str,
+    env: (&'static str, &'static str),
+    from_env: &'static str,
+    flag: Option<(&'static [&'static str], &'static str)>,
+}
+
+const fn case(
+    key: &'static str,
+    file: &'static str,
+    from_file: &'static str,
+    env: (&'static str, &'static str),
+    from_env: &'static str,
+    flag: Option<(&'static [&'static str], &'static str)>,
+) -> Case {
+    Case {
+        key,
+        file,
+        from_file,
+        env,
+        from_env,
+        flag,
+    }
+}
+
+/// Every key of the configuration (the test fails if `config show` lists one more).
+const CASES: &[Case] = &[
+    case(
+        "database_url",
+        "database_url = \"sqlite://file.db\"",
+        "sqlite://file.db",
+        ("DATABASE_URL", "sqlite://env.db"),
+        "sqlite://env.db",
+        Some((&["--database-url", "sqlite://flag.db"], "sqlite://flag.db")),
+    ),
+    case(
+        "http.bind",
+        "bind = \"127.0.0.1:9001\"",
+        "127.0.0.1:9001",
+        ("HEDGEHOG_HTTP_BIND", "127.0.0.1:9002"),
+        "127.0.0.1:9002",
+        Some((&["run", "--http", "127.0.0.1:9003"], "127.0.0.1:9003")),
+    ),
+    case(
+        "http.token",
+        "token = \"file-secret\"",
+        "***",
+        ("HEDGEHOG_API_TOKEN", "env-secret"),
+        "***",
+        Some((&["run", "--api-token", "flag-secret"], "***")),
+    ),
+    case(
+        "exchange.mode",
+        "mode = \"binance-testnet\"",
+        "binance-testnet",
+        ("HEDGEHOG_EXCHANGE_MODE", "binance"),
+        "binance",
+        Some((&["run", "--exchange", "paper"], "paper")),
+    ),
+    case(
+        "exchange.stream_url",
+        "stream_url = \"ws://127.0.0.1:1\"",
+        "ws://127.0.0.1:1",
+        ("HEDGEHOG_BINANCE_WS_URL", "ws://127.0.0.1:2"),
+        "ws://127.0.0.1:2",
+        Some((
+            &["run", "--binance-ws-url", "ws://127.0.0.1:3"],
+            "ws://127.0.0.1:3",
+        )),
+    ),
+    case(
+        "exchange.api_url",
+        "api_url = \"http://127.0.0.1:1\"",
+        "http://127.0.0.1:1",
+        ("HEDGEHOG_EXCHANGE_API_URL", "http://127.0.0.1:2"),
+        "http://127.0.0.1:2",
+        Some((
+            &["run", "--binance-api-url", "http://127.0.0.1:3"],
+            "http://127.0.0.1:3",
+        )),
+    ),
+    case(
+        "exchange.ws_api_url",
+        "ws_api_url = \"ws://127.0.0.1:1/ws-api/v3\"",
+        "ws://127.0.0.1:1/ws-api/v3",
+        ("HEDGEHOG_BINANCE_WS_API_URL", "ws://127.0.0.1:2/ws-api/v3"),
+        "ws://127.0.0.1:2/ws-api/v3",
+        Some((
+            &["run", "--binance-ws-api-url", "ws://127.0.0.1:3/ws-api/v3"],
+            "ws://127.0.0.1:3/ws-api/v3",
+        )),
+    ),
+    case(
+        "exchange.info",
+        "info = \"info-file.json\"",
+        "info-file.json",
+        ("HEDGEHOG_EXCHANGE_INFO", "info-env.json"),
+        "info-env.json",
+        Some((&["--exchange-info", "info-flag.json"], "info-flag.json")),
+    ),
+    case(
+        "exchange.fill",
+        "fill = \"touch\"",
+        "touch",
+        ("HEDGEHOG_EXCHANGE_FILL", "cross"),
+        "cross",
+        Some((&["run", "--fill", "touch"], "touch")),
+    ),
+    case(
+        "exchange.partial_fills",
+        "partial_fills = false",
+        "false",
+        ("HEDGEHOG_EXCHANGE_PARTIAL_FILLS", "false"),
+        "false",
+        Some((&["run", "--partial-fills"], "true")),
+    ),
+    case(
+        "strategy.chunks",
+        "chunks = 2",
+        "2",
+        ("HEDGEHOG_STRATEGY_CHUNKS", "3"),
+        "3",
+        None,
+    ),
+    case(
+        "strategy.budget",
+        "budget = 250",
+        "250",
+        ("HEDGEHOG_STRATEGY_BUDGET", "300"),
+        "300",
+        None,
+    ),
+    case(
+        "strategy.buy_down_interval",
+        "buy_down_interval = \"0.002\"",
+        "0.002",
+        ("HEDGEHOG_STRATEGY_BUY_DOWN_INTERVAL", "0.003"),
+        "0.003",
+        None,
+    ),
+    case(
+        "strategy.profit_target",
+        "profit_target = \"0.004\"",
+        "0.004",
+        ("HEDGEHOG_STRATEGY_PROFIT_TARGET", "0.005"),
+        "0.005",
+        None,
+    ),
+    case(
+        "strategy.rebuy_interval",
+        "rebuy_interval = \"0.006\"",
+        "0.006",
+        ("HEDGEHOG_STRATEGY_REBUY_INTERVAL", "0.007"),
+        "0.007",
+        None,
+    ),
+    case(
+        "strategy.fee",
+        "fee = \"0.0008\"",
+        "0.0008",
+        ("HEDGEHOG_STRATEGY_FEE", "0.0009"),
+        "0.0009",
+        None,
+    ),
+    case(
+        "symbols.stream",
+        "stream = [\"BTCUSDT\"]",
+        "[\"BTCUSDT\"]",
+        ("HEDGEHOG_SYMBOLS_STREAM", "[ETHUSDT]"),
+        "[\"ETHUSDT\"]",
+        None,
+    ),
+    case(
+        "symbols.trade",
+        "trade = [\"BTCUSDT\"]",
+        "[\"BTCUSDT\"]",
+        ("HEDGEHOG_SYMBOLS_TRADE", "[ADAUSDT]"),
+        "[\"ADAUSDT\"]",
+        None,
+    ),
+    case(
+        "storing.trade_events",
+        "trade_events = false",
+        "false",
+        ("HEDGEHOG_STORING_TRADE_EVENTS", "true"),
+        "true",
+        None,
+    ),
+    case(
+        "storing.orders",
+        "orders = false",
+        "false",
+        ("HEDGEHOG_STORING_ORDERS", "true"),
+        "true",
+        None,
+    ),
+    case(
+        "log.level",
+        "level = \"info\"",
+        "info",
+        ("HEDGEHOG_LOG_LEVEL", "debug"),
+        "debug",
+        Some((&["--log-level", "warn"], "warn")),
+    ),
+    case(
+        "log.format",
+        "format = \"json\"",
+        "json",
+        ("HEDGEHOG_LOG_FORMAT", "text"),
+        "text",
+        Some((&["--log-format", "json"], "json")),
+    ),
+];
+
+/// The file holding every case's line under its section.
+fn file_of_cases() -> String {
+    let mut top = String::new();
+    let mut sections: std::collections::BTreeMap<&str, String> = Default::default();
+    for c in CASES {
+        match c.key.split_once('.') {
+            Some((section, _)) => {
+                let body = sections.entry(section).or_default();
+                body.push_str(c.file);
+                body.push('\n');
+            }
+            None => {
+                top.push_str(c.file);
+                top.push('\n');
+            }
+        }
+    }
+    for (section, body) in sections {
+        top.push_str(&format!("[{section}]\n{body}"));
+    }
+    top
+}
 
 #[test]
 fn each_key_comes_from_the_file_then_the_environment_then_a_flag() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hedgehog.toml"), FILE).unwrap();
-    // (key, variable, value from the environment, flag, value from the flag)
-    let cases: &[(&str, &str, &str, &[&str], &str)] = &[
-        (
-            "database_url",
-            "DATABASE_URL",
-            "sqlite://from-env.db",
-            &["--database-url", "sqlite://from-flag.db"],
-            "sqlite://from-flag.db",
-        ),
-        (
-            "exchange.mode",
-            "HEDGEHOG_EXCHANGE_MODE",
-            "binance",
-            &["run", "--exchange", "paper"],
-            "paper",
-        ),
-        (
-            "exchange.fill",
-            "HEDGEHOG_EXCHANGE_FILL",
-            "cross",
-            &["run", "--fill", "touch"],
-            "touch",
-        ),
-        (
-            "http.bind",
-            "HEDGEHOG_HTTP_BIND",
-            "127.0.0.1:9002",
-            &["run", "--http", "127.0.0.1:9003"],
-            "127.0.0.1:9003",
-        ),
-        (
-            "log.format",
-            "HEDGEHOG_LOG_FORMAT",
-            "text",
-            &["--log-format", "json"],
-            "json",
-        ),
-        (
-            "exchange.stream_url",
-            "HEDGEHOG_BINANCE_WS_URL",
-            "ws://127.0.0.1:1",
-            &["run", "--binance-ws-url", "ws://127.0.0.1:2"],
-            "ws://127.0.0.1:2",
-        ),
-    ];
-    let file = format!("file {}", "hedgehog.toml");
+    std::fs::write(dir.path().join("hedgehog.toml"), file_of_cases()).unwrap();
+    for name in ["info-file.json", "info-env.json", "info-flag.json"] {
+        std::fs::write(dir.path().join(name), "{}").unwrap();
+    }
     let from_file = show(dir.path(), &[], &[]);
+    let listed: Vec<&str> = from_file.iter().map(|(k, _, _)| k.as_str()).collect();
+    let tested: Vec<&str> = CASES.iter().map(|c| c.key).collect();
     assert_eq!(
-        get(&from_file, "strategy.budget"),
-        ("250".into(), file.clone())
+        listed.iter().collect::<std::collections::BTreeSet<_>>(),
+        tested.iter().collect::<std::collections::BTreeSet<_>>(),
+        "every key has a case"
     );
-    assert_eq!(
-        get(&from_file, "strategy.fee"),
-        ("0.001".into(), "default".into())
-    );
-    assert_eq!(
-        get(&from_file, "http.token"),
-        ("***".into(), file.clone()),
-        "secrets are masked"
-    );
-    for (key, variable, env_value, flag, flag_value) in cases {
-        let (value, from) = get(&from_file, key);
-        if *key != "exchange.stream_url" {
-            assert_eq!(from, file, "{key} from the file");
-        }
-        assert_ne!(value, *env_value, "{key}: the cases must differ per layer");
-        let env = [(*variable, *env_value)];
+    for c in CASES {
+        assert_eq!(
+            get(&from_file, c.key),
+            (c.from_file.to_owned(), "file hedgehog.toml".to_owned()),
+            "{}: from the file",
+            c.key
+        );
+        let env = [c.env];
         let from_env = show(dir.path(), &env, &[]);
         assert_eq!(
-            get(&from_env, key),
-            (env_value.to_string(), format!("environment {variable}")),
-            "{key}: the environment overrides the file"
+            get(&from_env, c.key),
+            (c.from_env.to_owned(), format!("environment {}", c.env.0)),
+            "{}: the environment overrides the file",
+            c.key
         );
-        // A flag is given where the command takes it: global ones to `config show`, `run`'s
-        // to `run --print-config`, which prints the same table and starts nothing.
-        let mut args: Vec<&str> = flag.to_vec();
-        let run = args.first() == Some(&"run");
-        if run {
-            args.remove(0);
-        }
-        let out = if run {
-            show_with_run_flags(dir.path(), &env, &args)
-        } else {
-            show(dir.path(), &env, &args)
+        let Some((flag, from_flag)) = c.flag else {
+            continue;
+        };
+        // Global flags go to `config show`; `run`'s to `run --print-config`, which prints
+        // the same table and starts nothing.
+        let shown = match flag.split_first() {
+            Some((&"run", rest)) => show_with_run_flags(dir.path(), &env, rest),
+            _ => show(dir.path(), &env, flag),
         };
         assert_eq!(
-            get(&out, key),
-            (flag_value.to_string(), "flag".into()),
-            "{key}: a flag overrides the environment"
+            get(&shown, c.key),
+            (from_flag.to_owned(), "flag".to_owned()),
+            "{}: a flag overrides the environment",
+            c.key
         );
     }
+    // The default when no layer sets a key.
+    let bare = tempfile::tempdir().unwrap();
+    let defaults = show(bare.path(), &[], &[]);
+    assert_eq!(
+        get(&defaults, "strategy.fee"),
+        ("0.001".into(), "default".into())
+    );
 }
 
 /// `run --print-config FLAGS`: the effective configuration with `run`'s own flags.
