@@ -67,6 +67,9 @@ pub struct ExchangeOptions {
     /// The exchangeInfo answer, as Binance sends it.
     pub exchange_info_json: String,
     pub rules: ExchangeRules,
+    /// A live trade stream to fill from as well (Binance's, or a replay server's), and the
+    /// symbols to follow on it.
+    pub follow: Option<(String, Vec<Symbol>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,7 @@ pub struct ExchangeServer {
     exchange: Arc<Exchange>,
     trades: Vec<TradeReceived>,
     speed: f64,
+    follow: Option<(String, Vec<Symbol>)>,
 }
 
 impl ExchangeServer {
@@ -217,6 +221,7 @@ impl ExchangeServer {
             exchange: Arc::new(exchange),
             trades: trades.into_iter().map(|(_, t)| t).collect(),
             speed: options.speed,
+            follow: options.follow,
         })
     }
 
@@ -233,6 +238,9 @@ impl ExchangeServer {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let exchange = Arc::clone(&self.exchange);
         let tape = tokio::spawn(play(Arc::clone(&exchange), self.trades, self.speed));
+        let live = self
+            .follow
+            .map(|(url, symbols)| tokio::spawn(follow(Arc::clone(&exchange), url, symbols)));
         let app = axum::Router::new()
             .route("/ws-api/v3", axum::routing::get(ws_api))
             .route("/stream", axum::routing::get(market_stream))
@@ -243,6 +251,9 @@ impl ExchangeServer {
             .with_graceful_shutdown(shutdown)
             .await;
         tape.abort();
+        if let Some(live) = live {
+            live.abort();
+        }
         if let Err(e) = served {
             tracing::error!(error = %e, "the exchange server failed");
         }
@@ -265,17 +276,58 @@ async fn play(exchange: Arc<Exchange>, trades: Vec<TradeReceived>, speed: f64) {
             }
             previous = Some(trade.trade_time.millis());
         }
-        let reports = exchange.book().fill(&paper, trade);
-        for report in reports {
-            let _ = exchange.user.send(report);
-        }
-        let (stream, frame) = combined_frame(Market::Spot, trade);
-        let _ = exchange.market.send((stream, frame));
+        exchange.trade(&paper, trade);
     }
     tracing::info!(trades = trades.len(), "every recorded trade played");
 }
 
+/// Fills from a live trade stream: every trade of `symbols` it carries fills what it reaches
+/// and goes out on this exchange's own trade stream. Reconnects forever, with backoff.
+async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
+    let stream_url = crate::streamer::StreamerOptions::new(url, symbols).stream_url();
+    let paper = PaperExchange::default();
+    let (_keep, mut never) = tokio::sync::watch::channel(false);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match tokio_tungstenite::connect_async(&stream_url).await {
+            Ok((mut ws, _)) => {
+                tracing::info!(url = stream_url, "following the live trade stream");
+                backoff = Duration::from_millis(500);
+                while let Some(Ok(message)) = futures::StreamExt::next(&mut ws).await {
+                    let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                        continue;
+                    };
+                    let trade = crate::binance::parse_frame(text.as_str())
+                        .ok()
+                        .and_then(crate::binance::Frame::into_trade);
+                    if let Some((Market::Spot, trade)) = trade {
+                        exchange.trade(&paper, &trade);
+                    }
+                }
+                tracing::warn!(
+                    url = stream_url,
+                    "the live trade stream dropped; reconnecting"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(url = stream_url, error = %e, "cannot reach the live trade stream")
+            }
+        }
+        crate::streamer::wait(&mut backoff, Duration::from_secs(60), &mut never).await;
+    }
+}
+
 impl Exchange {
+    /// One market trade: it fills what it reaches, then goes out on the trade stream.
+    fn trade(&self, paper: &PaperExchange, trade: &TradeReceived) {
+        let reports = self.book().fill(paper, trade);
+        for report in reports {
+            let _ = self.user.send(report);
+        }
+        let (stream, frame) = combined_frame(Market::Spot, trade);
+        let _ = self.market.send((stream, frame));
+    }
+
     fn book(&self) -> MutexGuard<'_, Book> {
         // A panic while holding the lock leaves a consistent book (every change is one
         // assignment after its checks), so a poisoned lock is still usable.

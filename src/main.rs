@@ -274,6 +274,13 @@ enum ExchangeCommandArg {
         symbol: Option<Symbol>,
         #[arg(long, value_enum)]
         format: Option<import::Format>,
+        /// Also fill from a live trade stream (Binance's, e.g. wss://stream.binance.com:9443,
+        /// or a replay server's), following the --follow-symbol symbols on it.
+        #[arg(long, requires = "follow_symbols")]
+        follow: Option<String>,
+        /// A symbol to follow on --follow (repeatable).
+        #[arg(long = "follow-symbol", requires = "follow")]
+        follow_symbols: Vec<Symbol>,
     },
 }
 
@@ -1014,6 +1021,8 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 api_secret,
                 symbol,
                 format,
+                follow,
+                follow_symbols,
             },
     } = cli.command
     {
@@ -1033,6 +1042,7 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 commission,
                 exchange_info_json: String::new(),
                 rules: Default::default(),
+                follow: follow.map(|url| (url, follow_symbols)),
             },
             port,
         )

@@ -294,3 +294,56 @@ fn live_trading_is_refused_without_live_or_without_keys() {
     assert!(why.contains("BINANCE_API_SECRET is not"), "{why}");
     assert!(!why.contains(KEY), "the key is never printed: {why}");
 }
+
+/// `exchange serve --follow` fills from a live trade stream (here a replay server standing in
+/// for Binance's): an order placed over REST fills from the next trade through its price, and
+/// `myTrades` and the balances say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paper_exchange_fills_from_a_live_trade_stream() {
+    let replay =
+        common::processes::Replay::launch(&["spot_btcusdt_20240808.gz"], &["--speed", "1"]);
+    let exchange = Exchange::start(
+        &[],
+        &[
+            "--follow",
+            &replay.url,
+            "--follow-symbol",
+            "BTCUSDT",
+            "--balance",
+            "USDT=1000",
+        ],
+    );
+    let rest = exchange.rest();
+    // Above the market (about 61,800): the next trade prints below it and fills it.
+    let order = hedgehog::binance::rest::NewOrder {
+        symbol: symbol("BTCUSDT"),
+        side: Side::Buy,
+        price: rust_decimal_macros::dec!(70000),
+        quantity: rust_decimal_macros::dec!(0.001),
+        client_order_id: "follow-1".into(),
+    };
+    rest.place_limit_order(&order).await.unwrap();
+    let by_id = hedgehog::binance::rest::OrderRef::ClientId("follow-1".into());
+    let started = Instant::now();
+    while rest
+        .query_order(&symbol("BTCUSDT"), &by_id)
+        .await
+        .unwrap()
+        .status
+        != OrderStatus::Filled
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no fill from the live stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let account = rest.account().await.unwrap();
+    assert_eq!(account.balance("USDT"), (Decimal::from(930), Decimal::ZERO));
+    assert_eq!(
+        account.balance("BTC").0,
+        rust_decimal_macros::dec!(0.000999),
+        "0.001 less the 0.1 % commission in BTC"
+    );
+    drop(replay);
+}
