@@ -13,9 +13,33 @@ use serde::{Deserialize, Serialize};
 /// Lower-case input (as used in Binance stream names, `btcusdt@trade`) is accepted and
 /// upper-cased, so the same market always has one spelling in the log. Cloning is cheap (a
 /// shared string): every event of a symbol carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Symbol(Arc<str>);
+
+/// Written as its text, without an intermediate `String`.
+impl Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read from borrowed text when the input allows, and shared with the symbol read just before
+/// on the same thread: decoding a page of one market's trades allocates no symbol at all.
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Symbol;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a symbol such as BTCUSDT")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Symbol, E> {
+                Symbol::shared(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
 
 /// Why a symbol was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +66,26 @@ impl Symbol {
         if !input.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(err("only letters A-Z and digits 0-9 are allowed"));
         }
-        Ok(Symbol(input.to_ascii_uppercase().into()))
+        if input.bytes().any(|b| b.is_ascii_lowercase()) {
+            Ok(Symbol(input.to_ascii_uppercase().into()))
+        } else {
+            Ok(Symbol(input.into()))
+        }
+    }
+
+    /// As [`Symbol::parse`], sharing the text with the last symbol this thread read when it is
+    /// the same (a memo of one: no clock, no I/O, the same result).
+    pub fn shared(input: &str) -> Result<Self, InvalidSymbol> {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<Symbol>> = const { std::cell::RefCell::new(None) };
+        }
+        let hit = LAST.with(|last| last.borrow().as_ref().filter(|s| &*s.0 == input).cloned());
+        if let Some(symbol) = hit {
+            return Ok(symbol);
+        }
+        let symbol = Symbol::parse(input)?;
+        LAST.with(|last| *last.borrow_mut() = Some(symbol.clone()));
+        Ok(symbol)
     }
 
     pub fn as_str(&self) -> &str {
@@ -199,14 +242,42 @@ impl fmt::Display for TradingStatus {
 /// Spot trades are always `MARKET`; USD-M futures tag each trade with `X`, where non-market
 /// trades (`INSURANCE_FUND`, `ADL`, ...) are left out of Binance's own klines. Unknown tags
 /// are kept verbatim rather than refused, so a new Binance value never stops the streamer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum TradeKind {
     #[default]
     Market,
     InsuranceFund,
     Adl,
     Other(String),
+}
+
+/// Written as its tag, without an intermediate `String`.
+impl Serialize for TradeKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Read from borrowed text: the known tags allocate nothing.
+impl<'de> Deserialize<'de> for TradeKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Tag;
+        impl serde::de::Visitor<'_> for Tag {
+            type Value = TradeKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a trade kind such as MARKET")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TradeKind, E> {
+                Ok(match v {
+                    "MARKET" => TradeKind::Market,
+                    "INSURANCE_FUND" => TradeKind::InsuranceFund,
+                    "ADL" => TradeKind::Adl,
+                    other => TradeKind::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(Tag)
+    }
 }
 
 impl TradeKind {
@@ -254,6 +325,24 @@ mod tests {
         assert!(Symbol::parse(&"A".repeat(21)).is_err());
         let err = serde_json::from_str::<Symbol>("\"btc/usdt\"").unwrap_err();
         assert!(err.to_string().contains("btc/usdt"), "{err}");
+    }
+
+    #[test]
+    fn decoded_symbols_share_their_text_and_read_like_parsed_ones() {
+        let a: Symbol = serde_json::from_str("\"ADAUSDT\"").unwrap();
+        let b: Symbol = serde_json::from_str("\"ADAUSDT\"").unwrap();
+        assert!(
+            Arc::ptr_eq(&a.0, &b.0),
+            "the second read shares the first's text"
+        );
+        let lower: Symbol = serde_json::from_str("\"adausdt\"").unwrap();
+        assert_eq!(lower, a);
+        let other: Symbol = serde_json::from_str("\"BTCUSDT\"").unwrap();
+        assert_eq!(other.as_str(), "BTCUSDT");
+        assert_eq!(serde_json::to_string(&other).unwrap(), "\"BTCUSDT\"");
+        let keyed: std::collections::BTreeMap<Symbol, u8> =
+            serde_json::from_str("{\"ethusdt\":1}").unwrap();
+        assert_eq!(keyed.keys().next().unwrap().as_str(), "ETHUSDT");
     }
 
     #[test]
