@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
-use crate::storing::{log_page, switch_of, Switch, Switches};
+use crate::storing::{switch_of, LogPages, Switch, Switches};
 use crate::{Origin, ProjectionError, ReadModel, Update};
 use hedgehog_domain::events::StoringTopic;
 use hedgehog_store::StreamId;
@@ -161,15 +161,9 @@ impl Orders {
                 .execute(&mut *conn)
                 .await?;
         });
-        let stream = StreamId::trading(symbol);
         let mut rows: BTreeMap<u64, Option<OrderRow>> = BTreeMap::new();
-        let mut after = 0;
-        loop {
-            let page = log_page(tx, &stream, after, position).await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = *last;
+        let mut pages = LogPages::new(StreamId::trading(symbol), position);
+        while let Some(page) = pages.next(tx).await? {
             for (position, event) in &page {
                 if let Some((_, order_id)) = order_key(event) {
                     apply_order_event(rows.entry(order_id).or_default(), *position, event);

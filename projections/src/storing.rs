@@ -133,37 +133,57 @@ impl Switches {
 /// How many events a backfill reads at a time.
 const PAGE: i64 = 5_000;
 
-/// The events of `stream` strictly between `after` and `before` in the log, in order, at most
-/// a page: what a backfill replays.
-pub(crate) async fn log_page(
-    tx: &mut Tx,
-    stream: &StreamId,
+/// The events of a stream before a position in the log, a page at a time and in order: what
+/// a backfill replays, read inside the model's transaction.
+pub(crate) struct LogPages {
+    stream: StreamId,
     after: i64,
     before: i64,
-) -> Result<Vec<(i64, Event)>, ProjectionError> {
-    let rows: Vec<(i64, String, i64, String)> = on_tx!(tx, conn => {
-        sqlx::query_as(
-            "SELECT position, event_type, CAST(schema_version AS BIGINT), payload FROM events \
-             WHERE stream_id = $1 AND position > $2 AND position < $3 \
-             ORDER BY position LIMIT $4",
-        )
-        .bind(stream.as_str())
-        .bind(after)
-        .bind(before)
-        .bind(PAGE)
-        .fetch_all(&mut *conn)
-        .await?
-    });
-    rows.into_iter()
-        .map(|(position, event_type, version, payload)| {
-            let version = u16::try_from(version).unwrap_or(u16::MAX);
-            Event::decode(&event_type, version, &payload)
-                .map(|event| (position, event))
-                .map_err(|e| ProjectionError::Corrupt {
-                    table: "events",
-                    column: "payload",
-                    value: format!("position {position}: {e}"),
-                })
-        })
-        .collect()
+}
+
+impl LogPages {
+    pub fn new(stream: StreamId, before: i64) -> Self {
+        LogPages {
+            stream,
+            after: 0,
+            before,
+        }
+    }
+
+    /// The next page; `None` when the stream holds nothing more before the position.
+    pub async fn next(
+        &mut self,
+        tx: &mut Tx,
+    ) -> Result<Option<Vec<(i64, Event)>>, ProjectionError> {
+        let rows: Vec<(i64, String, i64, String)> = on_tx!(tx, conn => {
+            sqlx::query_as(
+                "SELECT position, event_type, CAST(schema_version AS BIGINT), payload FROM events \
+                 WHERE stream_id = $1 AND position > $2 AND position < $3 \
+                 ORDER BY position LIMIT $4",
+            )
+            .bind(self.stream.as_str())
+            .bind(self.after)
+            .bind(self.before)
+            .bind(PAGE)
+            .fetch_all(&mut *conn)
+            .await?
+        });
+        let Some((last, ..)) = rows.last() else {
+            return Ok(None);
+        };
+        self.after = *last;
+        rows.into_iter()
+            .map(|(position, event_type, version, payload)| {
+                let version = u16::try_from(version).unwrap_or(u16::MAX);
+                Event::decode(&event_type, version, &payload)
+                    .map(|event| (position, event))
+                    .map_err(|e| ProjectionError::Corrupt {
+                        table: "events",
+                        column: "payload",
+                        value: format!("position {position}: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
 }

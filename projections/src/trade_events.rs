@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
-use crate::storing::{log_page, switch_of, Switch, Switches};
+use crate::storing::{switch_of, LogPages, Switch, Switches};
 use crate::{Market, Origin, ProjectionError, ReadModel, Update};
 use hedgehog_domain::events::StoringTopic;
 use hedgehog_store::StreamId;
@@ -102,13 +102,8 @@ impl TradeEvents {
             let Some(market) = Market::of_stream(&stream) else {
                 continue;
             };
-            let mut after = 0;
-            loop {
-                let page = log_page(tx, &stream, after, position).await?;
-                let Some((last, _)) = page.last() else {
-                    break;
-                };
-                after = *last;
+            let mut pages = LogPages::new(stream, position);
+            while let Some(page) = pages.next(tx).await? {
                 let rows: Vec<TradeRow> = page
                     .iter()
                     .filter_map(|(position, event)| match event {
