@@ -529,3 +529,43 @@ async fn symbols_and_strategy_apply_at_the_first_start_only() {
     terminate(engine);
     assert_eq!(store.stream_version(&trading).await.unwrap(), before);
 }
+
+/// `log.format = "json"` (here from the environment) makes every log line a JSON object, and
+/// `log.level` filters them.
+#[test]
+fn logs_come_as_json_lines_when_configured() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    // A streamer that cannot connect warns on every attempt.
+    let logs = |level: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+            .current_dir(dir.path())
+            .args(["--database-url", &db.url, "stream", "--symbol", "BTCUSDT"])
+            .args(["--binance-ws-url", "ws://127.0.0.1:9"])
+            .env_remove("RUST_LOG")
+            .env("HEDGEHOG_LOG_FORMAT", "json")
+            .env("HEDGEHOG_LOG_LEVEL", level)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warn = logs("warn");
+    let lines: Vec<Value> = warn
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"] == "cannot connect to the trade stream"),
+        "{warn}"
+    );
+    assert_eq!(logs("error"), "", "a warning is below the error level");
+}
