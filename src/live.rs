@@ -113,7 +113,18 @@ pub async fn send(rest: &RestClient, events: &[Event]) -> Vec<Report> {
                 {
                     Ok(answer) => {
                         tracing::info!(symbol = %cancelled.symbol, client_order_id = %id, "order cancelled on Binance");
-                        // It may have filled a little more before the cancel reached it.
+                        // It may have filled a little more before the cancel reached it. While
+                        // the order is still open in the log that is recorded as a fill; once
+                        // the log has closed it (a stop), it can only be said, loudly.
+                        if answer.executed_qty > cancelled.executed_quantity {
+                            tracing::warn!(
+                                symbol = %cancelled.symbol,
+                                client_order_id = %id,
+                                recorded = %cancelled.executed_quantity,
+                                on_binance = %answer.executed_qty,
+                                "the order filled more on Binance than the log recorded before it was cancelled: check the account, the difference may not be in the log"
+                            );
+                        }
                         reports.extend(reports_of(&answer, rest.server_now()));
                     }
                     // Already gone there (cancelled by Binance, which is how we may have learnt it).
