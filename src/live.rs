@@ -27,7 +27,9 @@ use hedgehog_domain::{Event, Symbol, Timestamp};
 use rust_decimal::Decimal;
 use tokio::sync::{broadcast, watch};
 
-use crate::binance::rest::{NewOrder, Order, OrderRef, OrderStatus, RestClient, RestError};
+use crate::binance::rest::{
+    MyTrade, NewOrder, Order, OrderRef, OrderStatus, RestClient, RestError,
+};
 use crate::binance::user_stream::Feed;
 
 /// Where a live trader's orders go and where their reports come from.
@@ -235,6 +237,42 @@ pub fn reports_of(order: &Order, now: i64) -> Vec<Report> {
     reports
 }
 
+/// What an order's executions (`myTrades`) say, one report per execution in trade order, each
+/// with the cumulative quantities up to it and its own commission: the same reports the user
+/// data stream would have sent, so that what reconciliation finds is charged exactly (a
+/// commission taken in the base asset is then not sold). Then how the order ended, if it did.
+pub fn reports_of_trades(order: &Order, trades: &[MyTrade]) -> Vec<Report> {
+    let mut trades: Vec<&MyTrade> = trades.iter().collect();
+    trades.sort_by_key(|t| t.id);
+    let (mut quantity, mut quote) = (Decimal::ZERO, Decimal::ZERO);
+    let mut reports: Vec<Report> = trades
+        .iter()
+        .map(|t| {
+            quantity += t.qty;
+            quote += t.quote_qty;
+            Report::Executed {
+                client_order_id: order.client_order_id.clone(),
+                trade_id: Some(t.id),
+                cumulative_quantity: quantity,
+                cumulative_quote_quantity: quote,
+                commission: Some(Commission {
+                    amount: t.commission,
+                    asset: t.commission_asset.clone(),
+                }),
+                last_quantity: t.qty,
+                time: Timestamp(t.time),
+            }
+        })
+        .collect();
+    // How it ended: what `reports_of` says beyond the executions.
+    reports.extend(
+        reports_of(order, 0)
+            .into_iter()
+            .filter(|r| !matches!(r, Report::Executed { .. })),
+    );
+    reports
+}
+
 /// Brings the recorded state and Binance's together: each order open in the state is looked
 /// up (sent now if Binance never got it), and each order of ours still open on Binance that
 /// the state has closed (a stop recorded while the engine was down) is cancelled there.
@@ -246,13 +284,24 @@ pub async fn reconcile(
     let mut reports = Vec::new();
     let open: Vec<_> = state
         .open_orders()
-        .map(|(_, o)| o.client_order_id.clone())
+        .map(|(_, o)| (o.client_order_id.clone(), o.executed))
         .collect();
-    for id in &open {
+    for (id, recorded) in &open {
         match rest
             .query_order(symbol, &OrderRef::ClientId(id.clone()))
             .await
         {
+            // Executions the log lacks: read them one by one, with their commissions.
+            Ok(order) if order.executed_qty > *recorded => {
+                match rest.my_trades(symbol, order.order_id).await {
+                    Ok(trades)
+                        if trades.iter().map(|t| t.qty).sum::<Decimal>() == order.executed_qty =>
+                    {
+                        reports.extend(reports_of_trades(&order, &trades));
+                    }
+                    Ok(_) | Err(_) => reports.extend(reports_of(&order, rest.server_now())),
+                }
+            }
             Ok(order) => reports.extend(reports_of(&order, rest.server_now())),
             Err(RestError::UnknownOrder { .. }) => {
                 // Recorded, never sent (a crash in between, or an unresolved placement).
@@ -283,7 +332,7 @@ pub async fn reconcile(
     let ours: HashSet<String> = (1..=state.last_order_id)
         .map(|n| client_order_id(symbol, n))
         .collect();
-    let open: HashSet<&String> = open.iter().collect();
+    let open: HashSet<&String> = open.iter().map(|(id, _)| id).collect();
     for order in rest.open_orders(symbol).await? {
         if ours.contains(&order.client_order_id) && !open.contains(&order.client_order_id) {
             tracing::info!(%symbol, client_order_id = %order.client_order_id, "open on Binance, closed in the log; cancelling it there");

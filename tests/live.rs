@@ -21,7 +21,10 @@ use hedgehog::domain::{Event, Side};
 use hedgehog::store::{Store, StreamId};
 use rust_decimal::Decimal;
 
-on_both_backends!(a_live_engine_trades_on_the_paper_exchange_and_reconciles_after_sigkill);
+on_both_backends!(
+    a_live_engine_trades_on_the_paper_exchange_and_reconciles_after_sigkill,
+    fills_missed_by_the_stream_are_read_back_with_their_commissions,
+);
 
 const KEY: &str = "hedgehog-test-key";
 const SECRET: &str = "hedgehog-test-secret";
@@ -74,12 +77,17 @@ impl Drop for Exchange {
 
 /// `hedgehog run --exchange binance --live` against `exchange`, keys in the environment.
 fn live_engine(db: &TestDb, exchange: &Exchange) -> Running {
+    live_engine_with(db, exchange, &format!("ws://{}/ws-api/v3", exchange.addr))
+}
+
+/// The same, with the user data stream at `ws_api_url`.
+fn live_engine_with(db: &TestDb, exchange: &Exchange, ws_api_url: &str) -> Running {
     let addr = &exchange.addr;
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))
         .args(["--database-url", &db.url, "run", "--no-http"])
         .args(["--exchange", "binance", "--live"])
         .args(["--binance-api-url", &format!("http://{addr}")])
-        .args(["--binance-ws-api-url", &format!("ws://{addr}/ws-api/v3")])
+        .args(["--binance-ws-api-url", ws_api_url])
         .args(["--binance-ws-url", &format!("ws://{addr}")])
         .env("BINANCE_API_KEY", KEY)
         .env("BINANCE_API_SECRET", SECRET)
@@ -123,8 +131,114 @@ async fn until(
     }
 }
 
+/// BTCUSDT's settings for these tests: a tight BUY that the day's first dips fill, and a profit
+/// target the recording does not reach soon, so the SELL rests.
+fn tight_buy(db: &TestDb) {
+    ok(hedgehog(
+        db,
+        &[
+            "settings",
+            "set",
+            "BTCUSDT",
+            "--budget",
+            "100",
+            "--chunks",
+            "1",
+            "--buy-down-interval",
+            "0.00005",
+            "--profit-target",
+            "0.05",
+        ],
+    ));
+    ok(hedgehog(db, &["streaming", "start", "BTCUSDT"]));
+    ok(hedgehog(db, &["trading", "start", "BTCUSDT"]));
+}
+
+fn placed(events: &[Event], side: Side) -> Option<hedgehog::domain::events::OrderPlaced> {
+    events.iter().find_map(|e| match e {
+        Event::OrderPlaced(p) if p.side == side => Some(p.clone()),
+        _ => None,
+    })
+}
+
 mod cases {
     use super::*;
+
+    pub async fn fills_missed_by_the_stream_are_read_back_with_their_commissions(db: &TestDb) {
+        tight_buy(db);
+        let exchange = Exchange::start(
+            &["spot_btcusdt_20240808.gz"],
+            &["--speed", "20", "--balance", "USDT=1000"],
+        );
+        let rest = exchange.rest();
+        let store = db.open().await;
+        // No user data stream: the engine learns of fills only by reconciling.
+        let deaf = "ws://127.0.0.1:9/ws-api/v3";
+        let mut engine = live_engine_with(db, &exchange, deaf);
+        let events = until(&store, &mut engine, "the BUY", |e| {
+            placed(e, Side::Buy).is_some()
+        })
+        .await;
+        let buy = placed(&events, Side::Buy).unwrap();
+        let by_id = hedgehog::binance::rest::OrderRef::ClientId(buy.client_order_id.clone());
+        let started = Instant::now();
+        while rest
+            .query_order(&symbol("BTCUSDT"), &by_id)
+            .await
+            .unwrap()
+            .status
+            != OrderStatus::Filled
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the BUY never filled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        engine.child().kill().unwrap();
+        engine.child().wait().unwrap();
+        assert!(
+            !trading_events(&store)
+                .await
+                .iter()
+                .any(|e| matches!(e, Event::OrderFilled(_))),
+            "the fill was missed: no stream, and no reconciliation yet"
+        );
+        // The next engine reconciles at start: the fill comes back from myTrades.
+        let mut engine = live_engine_with(db, &exchange, deaf);
+        let events = until(&store, &mut engine, "the SELL", |e| {
+            placed(e, Side::Sell).is_some()
+        })
+        .await;
+        let fill = events
+            .iter()
+            .find_map(|e| match e {
+                Event::OrderFilled(f) => Some(f.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let commission = fill
+            .commission
+            .clone()
+            .expect("the commission, from myTrades");
+        assert_eq!(commission.asset, "BTC");
+        assert_eq!(fill.base_fee, commission.amount);
+        assert!(fill.venue_trade_id.is_some());
+        let sell = placed(&events, Side::Sell).unwrap();
+        assert!(
+            sell.quantity <= buy.quantity - fill.base_fee,
+            "the SELL leaves the commission out: {} of {}",
+            sell.quantity,
+            buy.quantity
+        );
+        let open = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
+        assert_eq!(
+            open.len(),
+            1,
+            "the SELL is on the exchange, not refused: {open:?}"
+        );
+        common::processes::terminate(engine);
+    }
 
     pub async fn a_live_engine_trades_on_the_paper_exchange_and_reconciles_after_sigkill(
         db: &TestDb,

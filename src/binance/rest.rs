@@ -403,6 +403,21 @@ pub struct Order {
     pub fills: Vec<Fill>,
 }
 
+/// One execution of ours, as `myTrades` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MyTrade {
+    /// Binance's trade id.
+    pub id: u64,
+    pub order_id: u64,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub quote_qty: Decimal,
+    pub commission: Decimal,
+    pub commission_asset: String,
+    pub time: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {
@@ -490,6 +505,7 @@ endpoints! {
     CANCEL_ORDER = DELETE "/api/v3/order", Signed, weight 1;
     OPEN_ORDERS = GET "/api/v3/openOrders", Signed, weight 6;
     ACCOUNT = GET "/api/v3/account", Signed, weight 20;
+    MY_TRADES = GET "/api/v3/myTrades", Signed, weight 20;
 }
 
 /// The local clock in ms: read here, at the edge, and corrected by the server's offset.
@@ -710,6 +726,19 @@ impl RestClient {
     pub async fn open_orders(&self, symbol: &Symbol) -> Result<Vec<Order>, RestError> {
         let params = vec![("symbol", symbol.as_str().to_owned())];
         self.send(&OPEN_ORDERS, params).await
+    }
+
+    /// `GET /api/v3/myTrades` of one order: its executions, with what each was charged.
+    pub async fn my_trades(
+        &self,
+        symbol: &Symbol,
+        order_id: u64,
+    ) -> Result<Vec<MyTrade>, RestError> {
+        let params = vec![
+            ("symbol", symbol.as_str().to_owned()),
+            ("orderId", order_id.to_string()),
+        ];
+        self.send(&MY_TRADES, params).await
     }
 
     /// `GET /api/v3/account`: balances (non-zero only) and commission rates.
