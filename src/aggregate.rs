@@ -23,6 +23,8 @@ pub enum AggregateError {
     WrongStream(StreamId),
     #[error(transparent)]
     Foreign(#[from] ForeignEvent),
+    #[error(transparent)]
+    ForeignStoring(#[from] storing::ForeignEvent),
     #[error("stream {stream} is not the trading stream of {symbol} (trading-{symbol})")]
     WrongTradingStream { stream: StreamId, symbol: Symbol },
     #[error("the trading stream cannot be rebuilt: {0}")]
@@ -74,7 +76,7 @@ impl eventually::Aggregate for StoringAggregate {
     type Error = AggregateError;
 
     fn apply(state: StoringState, event: Event) -> Result<StoringState, AggregateError> {
-        storing::apply(state, &event).map_err(|e| AggregateError::Foreign(ForeignEvent(e.0)))
+        Ok(storing::apply(state, &event)?)
     }
 
     fn handle<'a, 's: 'a>(

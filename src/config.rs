@@ -283,18 +283,6 @@ pub fn keys() -> Vec<String> {
     let mut out = Vec::new();
     let value = serde_json::to_value(Config::default()).unwrap_or_default();
     flatten("", &value, &mut out);
-    // Keys whose default is absent still exist.
-    for key in [
-        "http.token",
-        "exchange.api_url",
-        "exchange.ws_api_url",
-        "exchange.info",
-        "log.level",
-    ] {
-        if !out.iter().any(|(k, _)| k == key) {
-            out.push((key.to_owned(), serde_json::Value::Null));
-        }
-    }
     out.into_iter().map(|(k, _)| k).collect()
 }
 
@@ -370,15 +358,10 @@ pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Loaded, Con
             .skip_while(|p| *p == "default")
             .collect();
         let key = path.join(".").to_ascii_lowercase();
-        let origin = match &e.metadata {
-            Some(m) => match (&m.source, m.name.as_ref()) {
-                (Some(figment::Source::File(f)), _) => format!("file {}", f.display()),
-                (_, "command-line flag") => "flag".to_owned(),
-                (_, "default") => "default".to_owned(),
-                _ => format!("environment {}", env_name(&key)),
-            },
-            None => "the configuration".to_owned(),
-        };
+        let origin = e
+            .metadata
+            .as_ref()
+            .map_or_else(|| "the configuration".to_owned(), |m| origin_of(m, &key));
         ConfigError::Load {
             key: if key.is_empty() {
                 "(top level)".to_owned()
@@ -398,24 +381,29 @@ pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Loaded, Con
     Ok(loaded)
 }
 
+/// The layer a value of `key` came from, in words: `default`, `file PATH`, `flag`, or
+/// `environment NAME` (an older name when that is the one set).
+fn origin_of(meta: &Metadata, key: &str) -> String {
+    match (&meta.source, meta.name.as_ref()) {
+        (Some(figment::Source::File(path)), _) => format!("file {}", path.display()),
+        (_, "default") => "default".to_owned(),
+        (_, "command-line flag") => "flag".to_owned(),
+        _ => {
+            let name = LEGACY_ENV
+                .iter()
+                .find(|(name, k)| *k == key && std::env::var_os(name).is_some())
+                .map_or_else(|| env_name(key), |(name, _)| (*name).to_owned());
+            format!("environment {name}")
+        }
+    }
+}
+
 impl Loaded {
     /// Where the value of `key` came from: `default`, `file PATH`, `environment NAME`, `flag`.
     pub fn origin(&self, key: &str) -> String {
-        let Some(meta) = self.figment.find_metadata(key) else {
-            return "default".to_owned();
-        };
-        match (&meta.source, meta.name.as_ref()) {
-            (Some(figment::Source::File(path)), _) => format!("file {}", path.display()),
-            (_, "default") => "default".to_owned(),
-            (_, "command-line flag") => "flag".to_owned(),
-            _ => {
-                let name = LEGACY_ENV
-                    .iter()
-                    .find(|(name, k)| *k == key && std::env::var_os(name).is_some())
-                    .map_or_else(|| env_name(key), |(name, _)| (*name).to_owned());
-                format!("environment {name}")
-            }
-        }
+        self.figment
+            .find_metadata(key)
+            .map_or_else(|| "default".to_owned(), |meta| origin_of(meta, key))
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {

@@ -216,25 +216,31 @@ pub fn reports_of(order: &Order, now: i64) -> Vec<Report> {
             time,
         });
     }
+    reports.extend(ending(order, time));
+    reports
+}
+
+/// How an order ended, if it did: cancelled, expired or rejected on Binance.
+fn ending(order: &Order, time: Timestamp) -> Option<Report> {
+    let client_order_id = order.client_order_id.clone();
     match order.status {
-        OrderStatus::Canceled => reports.push(Report::Cancelled {
+        OrderStatus::Canceled => Some(Report::Cancelled {
             client_order_id,
             reason: "cancelled on Binance".into(),
             time,
         }),
-        OrderStatus::Expired | OrderStatus::ExpiredInMatch => reports.push(Report::Cancelled {
+        OrderStatus::Expired | OrderStatus::ExpiredInMatch => Some(Report::Cancelled {
             client_order_id,
             reason: "expired on Binance".into(),
             time,
         }),
-        OrderStatus::Rejected => reports.push(Report::Rejected {
+        OrderStatus::Rejected => Some(Report::Rejected {
             client_order_id,
             reason: "rejected by Binance".into(),
             time,
         }),
-        _ => {}
+        _ => None,
     }
-    reports
 }
 
 /// What an order's executions (`myTrades`) say, one report per execution in trade order, each
@@ -264,12 +270,8 @@ pub fn reports_of_trades(order: &Order, trades: &[MyTrade]) -> Vec<Report> {
             }
         })
         .collect();
-    // How it ended: what `reports_of` says beyond the executions.
-    reports.extend(
-        reports_of(order, 0)
-            .into_iter()
-            .filter(|r| !matches!(r, Report::Executed { .. })),
-    );
+    let end = trades.last().map_or(0, |t| t.time);
+    reports.extend(ending(order, Timestamp(order.update_time.unwrap_or(end))));
     reports
 }
 

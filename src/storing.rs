@@ -70,9 +70,8 @@ pub async fn status(store: &Store) -> Result<Vec<(Symbol, StoringState)>, Storin
             .read_stream_to_end(&StreamId::storing(&symbol))
             .await?
         {
-            state = hedgehog_domain::storing::apply(state, &e.event).map_err(|f| {
-                AggregateError::Foreign(hedgehog_domain::streaming::ForeignEvent(f.0))
-            })?;
+            state =
+                hedgehog_domain::storing::apply(state, &e.event).map_err(AggregateError::from)?;
         }
         out.push((symbol, state));
     }

@@ -243,26 +243,7 @@ mod cases {
     pub async fn a_live_engine_trades_on_the_paper_exchange_and_reconciles_after_sigkill(
         db: &TestDb,
     ) {
-        // A tight BUY that the day's first dips fill, and a profit target the recording does
-        // not reach soon, so the SELL rests.
-        ok(hedgehog(
-            db,
-            &[
-                "settings",
-                "set",
-                "BTCUSDT",
-                "--budget",
-                "100",
-                "--chunks",
-                "1",
-                "--buy-down-interval",
-                "0.00005",
-                "--profit-target",
-                "0.05",
-            ],
-        ));
-        ok(hedgehog(db, &["streaming", "start", "BTCUSDT"]));
-        ok(hedgehog(db, &["trading", "start", "BTCUSDT"]));
+        tight_buy(db);
         let exchange = Exchange::start(
             &["spot_btcusdt_20240808.gz"],
             &["--speed", "20", "--balance", "USDT=1000"],
@@ -272,18 +253,13 @@ mod cases {
         let mut engine = live_engine(db, &exchange);
 
         let events = until(&store, &mut engine, "the SELL after the BUY's fill", |e| {
-            e.iter()
-                .any(|e| matches!(e, Event::OrderPlaced(p) if p.side == Side::Sell))
+            placed(e, Side::Sell).is_some()
         })
         .await;
-        let placed: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::OrderPlaced(p) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
-        let (buy, sell) = (&placed[0], &placed[1]);
+        let (buy, sell) = (
+            &placed(&events, Side::Buy).unwrap(),
+            &placed(&events, Side::Sell).unwrap(),
+        );
         let fills: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
