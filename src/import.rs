@@ -157,8 +157,9 @@ pub async fn import_trades(
     let (tx, mut rx) = mpsc::channel(2);
     let files = files.to_vec();
     let opts = options.clone();
+    let preparer = store.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = parse_files(&files, &opts, &tx, &progress);
+        let result = parse_files(&files, &opts, &preparer, &tx, &progress);
         let _ = tx.blocking_send(Message::Done(result));
     });
     let mut summary = ImportSummary::default();
@@ -198,6 +199,8 @@ pub fn trade_event_id(stream: &StreamId, trade: &TradeReceived) -> Uuid {
 
 /// Buffers trades per market and hands full batches to the appender.
 struct Batcher<'a> {
+    /// Prepares the batches for its backend, on this (the parsing) thread.
+    store: &'a Store,
     tx: &'a mpsc::Sender<Message>,
     size: usize,
     buffers: HashMap<StreamId, Vec<NewEvent>>,
@@ -217,7 +220,7 @@ impl Batcher<'_> {
     }
 
     fn send(&mut self, stream: StreamId, events: Vec<NewEvent>) -> Result<(), ImportError> {
-        let batch = Store::prepare(events)?;
+        let batch = self.store.prepare(events)?;
         // The receiver only goes away when the appender failed: stop parsing; the appender's
         // error is the one reported.
         self.tx
@@ -242,12 +245,14 @@ impl Batcher<'_> {
 fn parse_files(
     files: &[PathBuf],
     options: &ImportOptions,
+    store: &Store,
     tx: &mpsc::Sender<Message>,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ParseCounts, ImportError> {
     let mut counts = ParseCounts::default();
     for file in files {
         let mut batcher = Batcher {
+            store,
             tx,
             size: options.batch_size.max(1),
             buffers: HashMap::new(),

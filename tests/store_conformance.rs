@@ -26,6 +26,7 @@ on_both_backends!(
     many_processes_can_open_a_fresh_store_at_once,
     first_trade_after_finds_where_a_worker_resumes,
     stream_events_read_without_metadata_match_the_full_read,
+    trades_stored_by_schema_version_1_still_read,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -733,6 +734,73 @@ mod cases {
         let err = attempt("DELETE FROM events").await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         assert_eq!(store.read_all(1, 10).await.unwrap().len(), 2);
+    }
+
+    /// A log written before trades were stored positionally (schema version 2) holds them as
+    /// keyed JSON objects, version 1: they read back as before, beside new ones, and a trade
+    /// stored either way is still never stored twice.
+    pub async fn trades_stored_by_schema_version_1_still_read(db: &TestDb) {
+        let store = db.open().await;
+        let market = StreamId::trades(&symbol("BTCUSDT"));
+        let old = trade("BTCUSDT", 7);
+        let old_id = Uuid::now_v7();
+        let payload = hedgehog::domain::Event::TradeReceived(old.clone())
+            .encode()
+            .unwrap();
+        assert!(payload.starts_with(r#"{"type":"TradeReceived","symbol":"BTCUSDT""#));
+        let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
+             event_type, schema_version, payload, recorded_at, trade_id) \
+             VALUES (1, $1, $2, 1, 'TradeReceived', 1, $3, 1700000000000, 7)";
+        {
+            use sqlx::Connection;
+            match db.backend {
+                common::Backend::Sqlite => {
+                    let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                    sqlx::query(insert)
+                        .bind(old_id)
+                        .bind(market.as_str())
+                        .bind(&payload)
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }
+                common::Backend::Postgres => {
+                    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                    sqlx::query(insert)
+                        .bind(old_id)
+                        .bind(market.as_str())
+                        .bind(&payload)
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let out = store
+            .append(&market, ExpectedVersion::Any, trades("BTCUSDT", 6..9))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (2, 1, 3),
+            "trade 7, stored by version 1, is not stored again"
+        );
+        let read = store.read_stream_to_end(&market).await.unwrap();
+        assert_eq!(read[0].event_id, old_id);
+        assert_eq!(read[0].event, hedgehog::domain::Event::TradeReceived(old));
+        assert_eq!(
+            read.iter()
+                .map(|e| e.event.trade_id().unwrap())
+                .collect::<Vec<_>>(),
+            [7, 6, 8]
+        );
+        let slim = store.read_stream_events(&market, 1, 10).await.unwrap();
+        assert_eq!(
+            slim.iter().map(|e| &e.event).collect::<Vec<_>>(),
+            read.iter().map(|e| &e.event).collect::<Vec<_>>()
+        );
+        let mut sub = store.subscribe_all(0);
+        assert_eq!(take(&mut sub, 3).await, read);
     }
 
     /// Opening a fresh store migrates it; several openers at once (several processes starting

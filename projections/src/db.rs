@@ -5,7 +5,7 @@
 //! [`on_tx!`] / [`on_pool!`] expand one body for each backend's connection type, so a query is
 //! written once and type-checked twice.
 
-use hedgehog_store::Database;
+use hedgehog_store::{Database, WalCheckpointer};
 use rust_decimal::Decimal;
 use sqlx::{Postgres, Sqlite, Transaction};
 use tokio::sync::OwnedMutexGuard;
@@ -19,6 +19,7 @@ pub enum Tx {
         /// The store's writer queue, held until the commit (declared after `tx`, so dropped
         /// after a rollback too).
         _writer: OwnedMutexGuard<()>,
+        checkpointer: WalCheckpointer,
     },
     Postgres(Transaction<'static, Postgres>),
 }
@@ -26,11 +27,16 @@ pub enum Tx {
 impl Tx {
     pub async fn begin(db: &Database) -> Result<Tx, ProjectionError> {
         Ok(match db {
-            Database::Sqlite { pool, write_lock } => {
+            Database::Sqlite {
+                pool,
+                write_lock,
+                checkpointer,
+            } => {
                 let writer = write_lock.clone().lock_owned().await;
                 Tx::Sqlite {
                     tx: pool.begin_with("BEGIN IMMEDIATE").await?,
                     _writer: writer,
+                    checkpointer: checkpointer.clone(),
                 }
             }
             Database::Postgres { pool } => Tx::Postgres(pool.begin().await?),
@@ -39,7 +45,14 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), ProjectionError> {
         match self {
-            Tx::Sqlite { tx, _writer } => tx.commit().await?,
+            Tx::Sqlite {
+                tx,
+                _writer,
+                checkpointer,
+            } => {
+                tx.commit().await?;
+                checkpointer.committed();
+            }
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())

@@ -13,6 +13,7 @@
 //!   has seen position N has seen everything below it and will see N + 1 next.
 //! - **Durability.** An append returns only after the commit is on disk.
 
+mod checkpoint;
 mod eventually_impl;
 mod postgres;
 mod sqlite;
@@ -28,6 +29,8 @@ use hedgehog_domain::events::DecodeError;
 use hedgehog_domain::{Event, Symbol};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+pub use checkpoint::WalCheckpointer;
 
 /// The default database: an SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
@@ -276,6 +279,9 @@ pub(crate) struct PreparedEvent {
 pub struct PreparedBatch {
     pub(crate) events: Vec<PreparedEvent>,
     pub(crate) repeated_in_batch: usize,
+    /// SQLite: the bound values of each INSERT chunk, built ahead ([`Backend::prepare`]);
+    /// empty on PostgreSQL, or once used.
+    pub(crate) sqlite_rows: Vec<sqlx::sqlite::SqliteArguments<'static>>,
 }
 
 impl PreparedBatch {
@@ -309,7 +315,7 @@ impl PreparedBatch {
             let event_type = new.event.event_type();
             let payload = new
                 .event
-                .encode()
+                .encode_stored()
                 .map_err(|source| StoreError::Encode { event_type, source })?;
             prepared.push(PreparedEvent {
                 event_id: new.event_id,
@@ -324,6 +330,7 @@ impl PreparedBatch {
         Ok(PreparedBatch {
             events: prepared,
             repeated_in_batch: repeated,
+            sqlite_rows: Vec::new(),
         })
     }
 
@@ -423,6 +430,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The database behind the log, for read models kept beside it.
     fn database(&self) -> Database;
 
+    /// Builds ahead, outside the write transaction, whatever of the batch's INSERT does not
+    /// depend on the log's state ([`Store::prepare`]).
+    fn prepare(&self, _batch: &mut PreparedBatch) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// One attempt at an atomic append: checks the expected version and assigns positions inside
     /// one write transaction that holds the log's write lock. With `look_up`, events already
     /// stored (by id or trade key) are found and dropped first; without, a duplicate surfaces as
@@ -485,12 +498,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// projections), so that a read-model change and its checkpoint commit in one transaction.
 ///
 /// Writers on SQLite must hold `write_lock` for the whole write transaction: it is the queue
-/// the store's own appends wait in, so writers in one process never spin on `SQLITE_BUSY`.
+/// the store's own appends wait in, so writers in one process never spin on `SQLITE_BUSY`. After
+/// committing they wake `checkpointer`, which keeps the WAL short off their path.
 #[derive(Clone, Debug)]
 pub enum Database {
     Sqlite {
         pool: sqlx::SqlitePool,
         write_lock: Arc<tokio::sync::Mutex<()>>,
+        /// Tell it after every write commit ([`WalCheckpointer::committed`]).
+        checkpointer: WalCheckpointer,
     },
     Postgres {
         pool: sqlx::PgPool,
@@ -549,13 +565,16 @@ impl Store {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        self.append_prepared(stream, expected, Self::prepare(events)?)
+        self.append_prepared(stream, expected, self.prepare(events)?)
             .await
     }
 
-    /// Encodes and keys a batch for [`Store::append_prepared`]: CPU only, no I/O, any thread.
-    pub fn prepare(events: Vec<NewEvent>) -> Result<PreparedBatch, StoreError> {
-        PreparedBatch::new(events)
+    /// Encodes and keys a batch for [`Store::append_prepared`], and builds what this backend's
+    /// INSERT binds: CPU only, no I/O, any thread.
+    pub fn prepare(&self, events: Vec<NewEvent>) -> Result<PreparedBatch, StoreError> {
+        let mut batch = PreparedBatch::new(events)?;
+        self.backend.prepare(&mut batch)?;
+        Ok(batch)
     }
 
     /// Appends a batch made by [`Store::prepare`]; the same guarantees as [`Store::append`].

@@ -15,23 +15,90 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Arguments, QueryBuilder, Sqlite};
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
+use super::checkpoint::WalCheckpointer;
 use super::{
     check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
-    PreparedBatch, RecordedEvent, StoreError, StreamEvent, StreamId,
+    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
-/// Rows per INSERT statement: 11 parameters each, far below SQLite's 32,766 limit.
+/// Rows per INSERT statement: 7 parameters each, far below SQLite's 32,766 limit.
 // Statements of a full chunk are cached (sqlx prepares them once per connection); those of
 // a partial chunk, whose SQL differs with every row count, are not: a cache of a hundred
 // multi-row statements of assorted sizes per connection grew `run` by hundreds of MiB under load
 // (BENCHMARKS.md, "Load").
 const INSERT_ROWS: usize = 1_000;
+/// The values bound per row of an INSERT chunk ([`insert_sql`]).
+const ROW_VALUES: usize = 7;
+
+/// The INSERT of a chunk of `rows` events.
+///
+/// Why this shape: everything bound per row (id, type, schema version, payload, correlation,
+/// causation, trade id) is known before the write transaction, so [`chunk_rows`] binds it on
+/// the producer's thread, ahead ([`crate::Store::prepare`]); only the four values that depend on
+/// the log (the first position and version, less one, the stream and the time) are bound in the
+/// transaction, after the rows, as numbered parameters. The rows come first in the text, in a
+/// CTE, so that SQLite numbers their `?`s 1, 2, ... exactly as sqlx binds them; each row's
+/// ordinal is a literal. Before this, building and copying 11 values a row on the writer's
+/// path took a sixth of an append's time.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(rows * 28 + 400);
+    sql.push_str(
+        "WITH r(o, event_id, event_type, schema_version, payload, correlation_id, causation_id, \
+         trade_id) AS (VALUES ",
+    );
+    for i in 1..=rows {
+        let sep = if i == 1 { "" } else { ", " };
+        let _ = write!(sql, "{sep}({i}, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    let c = rows * ROW_VALUES;
+    let _ = write!(
+        sql,
+        ") INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+         schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) \
+         SELECT ?{} + o, event_id, ?{}, ?{} + o, event_type, schema_version, payload, ?{}, \
+         correlation_id, causation_id, trade_id FROM r",
+        c + 1,
+        c + 2,
+        c + 3,
+        c + 4
+    );
+    sql
+}
+
+/// [`insert_sql`] of a full chunk, built once.
+static FULL_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(INSERT_ROWS));
+
+/// The per-row values of every INSERT chunk of `events` ([`insert_sql`]).
+fn chunk_rows(events: &[PreparedEvent]) -> Result<Vec<SqliteArguments<'static>>, StoreError> {
+    let encode = |e| StoreError::Database(sqlx::Error::Encode(e));
+    events
+        .chunks(INSERT_ROWS)
+        .map(|chunk| {
+            let mut args = SqliteArguments::default();
+            args.reserve(chunk.len() * ROW_VALUES + 4, 0);
+            for e in chunk {
+                args.add(e.event_id).map_err(encode)?;
+                args.add(e.event_type).map_err(encode)?;
+                args.add(e.schema_version).map_err(encode)?;
+                args.add(e.payload.clone()).map_err(encode)?;
+                args.add(e.correlation_id).map_err(encode)?;
+                args.add(e.causation_id).map_err(encode)?;
+                args.add(e.trade_id).map_err(encode)?;
+            }
+            Ok(args)
+        })
+        .collect()
+}
+
 /// Keys per `IN (...)` look-up.
 const LOOKUP_KEYS: usize = 1_000;
 
@@ -255,6 +322,7 @@ pub(crate) struct SqliteBackend {
     /// Shared with read-model writers ([`crate::Database`]): one queue for every writer in the
     /// process.
     write_lock: Arc<Mutex<()>>,
+    checkpointer: WalCheckpointer,
 }
 
 impl SqliteBackend {
@@ -268,7 +336,9 @@ impl SqliteBackend {
             // a rebuild) does not grow every pooled connection's cache to a large, cold copy
             // of the file; 64 MiB measured no faster and quadrupled the RSS of such scans.
             .pragma("cache_size", "-8192")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Checkpoints run beside the writers, not in their commits: see `checkpoint`.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -285,9 +355,11 @@ impl SqliteBackend {
                 .await?;
             tx.commit().await?;
         }
+        let write_lock = Arc::new(Mutex::new(()));
         Ok(SqliteBackend {
+            checkpointer: WalCheckpointer::start(pool.clone(), Arc::clone(&write_lock)),
             pool,
-            write_lock: Arc::new(Mutex::new(())),
+            write_lock,
         })
     }
 }
@@ -298,10 +370,16 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
+    fn prepare(&self, batch: &mut PreparedBatch) -> Result<(), StoreError> {
+        batch.sqlite_rows = chunk_rows(&batch.events)?;
+        Ok(())
+    }
+
     fn database(&self) -> crate::Database {
         crate::Database::Sqlite {
             pool: self.pool.clone(),
             write_lock: Arc::clone(&self.write_lock),
+            checkpointer: self.checkpointer.clone(),
         }
     }
 
@@ -375,32 +453,35 @@ impl Backend for SqliteBackend {
             .fetch_one(&mut *tx)
             .await?;
 
+        // The rows built ahead, unless this is the careful path (which may have dropped some)
+        // or the batch came without them.
+        let mut rows = std::mem::take(&mut batch.sqlite_rows);
+        if look_up || rows.len() != batch.events.len().div_ceil(INSERT_ROWS) {
+            rows = chunk_rows(&batch.events)?;
+        }
+        let encode = |e| StoreError::Database(sqlx::Error::Encode(e));
         let mut offset = 0_i64;
-        for chunk in batch.events.chunks(INSERT_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
-                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) ",
-            );
-            q.push_values(chunk, |mut row, e| {
-                offset += 1;
-                row.push_bind(head + offset)
-                    .push_bind(e.event_id)
-                    .push_bind(stream.as_str())
-                    .push_bind(actual + offset)
-                    .push_bind(e.event_type)
-                    .push_bind(e.schema_version)
-                    .push_bind(e.payload.as_str())
-                    .push_bind(recorded_at)
-                    .push_bind(e.correlation_id)
-                    .push_bind(e.causation_id)
-                    .push_bind(e.trade_id);
-            });
-            q.build()
-                .persistent(chunk.len() == INSERT_ROWS)
+        for (chunk, mut args) in batch.events.chunks(INSERT_ROWS).zip(rows) {
+            args.add(head + offset).map_err(encode)?;
+            args.add(stream.as_str().to_owned()).map_err(encode)?;
+            args.add(actual + offset).map_err(encode)?;
+            args.add(recorded_at).map_err(encode)?;
+            let full = chunk.len() == INSERT_ROWS;
+            let partial;
+            let sql = if full {
+                FULL_INSERT.as_str()
+            } else {
+                partial = insert_sql(chunk.len());
+                partial.as_str()
+            };
+            sqlx::query_with(sql, args)
+                .persistent(full)
                 .execute(&mut *tx)
                 .await?;
+            offset += chunk.len() as i64;
         }
         tx.commit().await?;
+        self.checkpointer.committed();
         Ok(AppendOutcome {
             appended: batch.events.len(),
             duplicates,

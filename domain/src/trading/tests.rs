@@ -597,7 +597,7 @@ proptest! {
         let mut rebuilt = TradingState::default();
         let mut sells: BTreeMap<u64, Decimal> = BTreeMap::new();
         for e in &run.events {
-            let json = e.encode().unwrap();
+            let json = e.encode_stored().unwrap();
             let back = Event::decode(e.event_type(), e.schema_version(), &json).unwrap();
             prop_assert_eq!(&back, e);
             match e {

@@ -372,6 +372,7 @@ async fn fill(
     // does: the producer stays one batch ahead through a channel of one.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let producer_symbol = symbol.clone();
+    let preparer = store.clone();
     let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut next = first_id;
         while next < end {
@@ -379,7 +380,7 @@ async fn fill(
             let events: Vec<NewEvent> = (next..upto)
                 .map(|id| NewEvent::new(trade(&producer_symbol, id)))
                 .collect();
-            let prepared = Store::prepare(events)?;
+            let prepared = preparer.prepare(events)?;
             if tx.blocking_send(prepared).is_err() {
                 break;
             }

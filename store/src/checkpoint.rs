@@ -1,0 +1,168 @@
+//! The SQLite WAL's checkpoints, run beside the writers instead of inside their commits.
+//!
+//! Why: SQLite's automatic checkpoint runs in the commit that crosses 1,000 WAL pages, on the
+//! writer's own thread, copying those pages into the database file and syncing it. An append of
+//! trades spent a fifth of its writer's time there (BENCHMARKS.md), while the other core idled.
+//! Here every connection of the process has `wal_autocheckpoint = 0`, and each write commit
+//! wakes one task that checkpoints on a pooled connection of its own:
+//!
+//! - normally `PASSIVE`: it copies what no reader still needs and never blocks a writer;
+//! - once the WAL holds [`RESTART_FRAMES`] pages, `RESTART`, holding the process's writer
+//!   queue: a writer that keeps appending keeps a passive checkpoint from ever finishing, so the
+//!   WAL would otherwise grow without bound (364 MB after a million trades); the restart makes
+//!   the next writer start the WAL from its beginning again.
+//!
+//! Checkpoints are best-effort: one that fails (another process is checkpointing) is logged and
+//! retried at the next commit, and SQLite checkpoints the WAL itself when the last connection
+//! to the file closes. Durability is untouched: a commit is durable in the WAL before any of this.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, Mutex};
+
+/// WAL pages (of 4 KiB) after which the checkpointer restarts the WAL: 64 MiB.
+pub(crate) const RESTART_FRAMES: i64 = 16_384;
+
+/// Wakes the checkpointer after a write commit. Cheap to clone; the checkpointer stops once
+/// every handle is gone.
+#[derive(Clone, Debug)]
+pub struct WalCheckpointer {
+    wake: mpsc::Sender<()>,
+}
+
+impl WalCheckpointer {
+    /// Starts the checkpointer of `pool` on the current runtime.
+    pub(crate) fn start(pool: SqlitePool, write_lock: Arc<Mutex<()>>) -> Self {
+        // A channel of one: wake-ups that arrive while a checkpoint runs fold into one more.
+        let (wake, mut woken) = mpsc::channel(1);
+        tokio::spawn(async move {
+            while woken.recv().await.is_some() {
+                if let Err(e) = checkpoint(&pool, &write_lock, RESTART_FRAMES).await {
+                    tracing::debug!(error = %e, "WAL checkpoint deferred");
+                }
+            }
+        });
+        WalCheckpointer { wake }
+    }
+
+    /// Call after a write transaction commits.
+    pub fn committed(&self) {
+        // Full: a wake-up is already pending, which covers this commit too.
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// One checkpoint: passive, or a restart once the WAL holds `restart_frames` pages.
+async fn checkpoint(
+    pool: &SqlitePool,
+    write_lock: &Mutex<()>,
+    restart_frames: i64,
+) -> Result<(), sqlx::Error> {
+    if wal_frames(pool).await? >= restart_frames {
+        let _writer = write_lock.lock().await;
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs a passive checkpoint and answers how many pages the WAL holds.
+async fn wal_frames(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    // (busy, pages in the WAL, pages checkpointed)
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Database, ExpectedVersion, NewEvent, Store, StreamId};
+    use hedgehog_domain::events::TradeReceived;
+    use hedgehog_domain::{Symbol, Timestamp, TradeKind};
+
+    fn trades(symbol: &Symbol, ids: std::ops::Range<u64>) -> Vec<NewEvent> {
+        ids.map(|trade_id| {
+            NewEvent::new(TradeReceived {
+                symbol: symbol.clone(),
+                trade_id,
+                price: rust_decimal::Decimal::new(6_000_001, 2),
+                quantity: rust_decimal::Decimal::new(1, 3),
+                trade_time: Timestamp(1_700_000_000_000),
+                event_time: Timestamp(1_700_000_000_001),
+                buyer_is_maker: false,
+                buyer_order_id: None,
+                seller_order_id: None,
+                first_trade_id: None,
+                kind: TradeKind::Market,
+            })
+        })
+        .collect()
+    }
+
+    /// The WAL's pages, once the background checkpointer is not running (SQLite answers -1
+    /// to a second checkpointer meanwhile).
+    async fn frames_when_idle(pool: &SqlitePool) -> i64 {
+        for _ in 0..500 {
+            let frames = wal_frames(pool).await.unwrap();
+            if frames >= 0 {
+                return frames;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the WAL stayed busy for 5 s")
+    }
+
+    /// Commits leave checkpointing to the checkpointer (the WAL grows while it is not
+    /// asked), and a restart makes the next commit write the WAL from its start again.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_beside_the_writers_and_restarted_when_long() {
+        let dir = std::env::temp_dir().join(format!("hh-ckpt-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let Database::Sqlite {
+            pool, write_lock, ..
+        } = store.database()
+        else {
+            unreachable!("a SQLite URL opens SQLite")
+        };
+        let symbol = Symbol::parse("BTCUSDT").unwrap();
+        let stream = StreamId::trades(&symbol);
+        for n in 0..40 {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    trades(&symbol, n * 500..(n + 1) * 500),
+                )
+                .await
+                .unwrap();
+        }
+        // The automatic checkpoint (at 1,000 pages) would have restarted the WAL by now; the
+        // passive ones of the checkpointer never do while commits keep coming.
+        let long = frames_when_idle(&pool).await;
+        assert!(long > 1_000, "the WAL holds {long} pages");
+
+        checkpoint(&pool, &write_lock, long).await.unwrap();
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                trades(&symbol, 20_000..20_010),
+            )
+            .await
+            .unwrap();
+        let short = frames_when_idle(&pool).await;
+        assert!(
+            short < 50,
+            "after a restart the WAL starts again: {short} pages"
+        );
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 20_010);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
