@@ -27,6 +27,7 @@ on_both_backends!(
     first_trade_after_finds_where_a_worker_resumes,
     stream_events_read_without_metadata_match_the_full_read,
     trades_stored_by_schema_version_1_still_read,
+    payloads_with_escapes_and_control_characters_round_trip,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -801,6 +802,34 @@ mod cases {
         );
         let mut sub = store.subscribe_all(0);
         assert_eq!(take(&mut sub, 3).await, read);
+    }
+
+    /// Free text in an event (an exchange's words) reaches the payload with JSON's escapes:
+    /// backslashes, quotes, tabs and newlines must come back as they went in, whatever the
+    /// backend's bulk path does with such characters.
+    pub async fn payloads_with_escapes_and_control_characters_round_trip(db: &TestDb) {
+        use hedgehog::domain::events::{StopReason, TradingStopped};
+        let store = db.open().await;
+        let sym = symbol("BTCUSDT");
+        let detail = "-1013 \"Filter failure\": C:\\path\\N\ttab\nline\r\u{1}\u{7f} \\N \\. end";
+        let stopped = NewEvent::new(TradingStopped {
+            symbol: sym.clone(),
+            reason: StopReason::Command,
+            detail: Some(detail.to_owned()),
+            unsold: Vec::new(),
+        });
+        let stream = StreamId::trading(&sym);
+        store
+            .append(&stream, ExpectedVersion::Exact(0), vec![stopped.clone()])
+            .await
+            .unwrap();
+        let read = store.read_stream_to_end(&stream).await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].event, stopped.event);
+        let hedgehog::domain::Event::TradingStopped(back) = &read[0].event else {
+            panic!("wrong variant")
+        };
+        assert_eq!(back.detail.as_deref(), Some(detail));
     }
 
     /// Opening a fresh store migrates it; several openers at once (several processes starting

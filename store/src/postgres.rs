@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
-    PreparedBatch, RecordedEvent, StoreError, StreamEvent, StreamId,
+    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
@@ -90,6 +90,59 @@ impl PgBackend {
             listener: Mutex::new(None),
         })
     }
+}
+
+/// The batch as the text of `COPY ... FROM STDIN`: a row a line, tab-separated, `\N` for NULL.
+///
+/// Why COPY: the server parses one stream of rows instead of seven arrays for `UNNEST` and an
+/// `INSERT ... SELECT`, which was most of its work per event (BENCHMARKS.md). The positions and
+/// versions are known here, inside the transaction that holds the append lock. Only the
+/// payload can hold a character COPY treats specially: JSON escapes every control character,
+/// so a backslash is the one to double; stream ids refuse control characters
+/// (`StreamId::new`) and the other fields are numbers, UUIDs and our own type names.
+fn copy_rows(
+    stream: &StreamId,
+    head: i64,
+    actual: i64,
+    recorded_at: i64,
+    events: &[PreparedEvent],
+) -> String {
+    use std::fmt::Write;
+    fn or_null(out: &mut String, value: Option<impl std::fmt::Display>) {
+        match value {
+            Some(v) => {
+                let _ = write!(out, "{v}");
+            }
+            None => out.push_str("\\N"),
+        }
+    }
+    let mut out = String::with_capacity(events.iter().map(|e| e.payload.len() + 120).sum());
+    for (k, e) in (1_i64..).zip(events) {
+        let _ = write!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t",
+            head + k,
+            e.event_id,
+            stream.as_str(),
+            actual + k,
+            e.event_type,
+            e.schema_version
+        );
+        for (i, part) in e.payload.split('\\').enumerate() {
+            if i > 0 {
+                out.push_str("\\\\");
+            }
+            out.push_str(part);
+        }
+        let _ = write!(out, "\t{recorded_at}\t");
+        or_null(&mut out, e.correlation_id);
+        out.push('\t');
+        or_null(&mut out, e.causation_id);
+        out.push('\t');
+        or_null(&mut out, e.trade_id);
+        out.push('\n');
+    }
+    out
 }
 
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
@@ -172,45 +225,25 @@ impl Backend for PgBackend {
 
         let n = batch.events.len();
         let count = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut event_ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut schemas = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut correlations = Vec::with_capacity(n);
-        let mut causations = Vec::with_capacity(n);
-        let mut trades = Vec::with_capacity(n);
-        for e in &batch.events {
-            event_ids.push(e.event_id);
-            types.push(e.event_type);
-            schemas.push(e.schema_version);
-            payloads.push(e.payload.as_str());
-            correlations.push(e.correlation_id);
-            causations.push(e.causation_id);
-            trades.push(e.trade_id);
-        }
-        sqlx::query(
-            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY events (position, event_id, stream_id, stream_version, event_type, \
                  schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) \
-             SELECT $1 + u.n, u.event_id, $2, $3 + u.n, u.event_type, u.schema_version, u.payload, \
-                    $4, u.correlation_id, u.causation_id, u.trade_id \
-             FROM UNNEST($5::uuid[], $6::text[], $7::int4[], $8::text[], $9::uuid[], $10::uuid[], \
-                         $11::int8[]) WITH ORDINALITY \
-                  AS u(event_id, event_type, schema_version, payload, correlation_id, causation_id, \
-                       trade_id, n)",
-        )
-        .bind(head)
-        .bind(stream.as_str())
-        .bind(actual)
-        .bind(recorded_at)
-        .bind(&event_ids)
-        .bind(&types)
-        .bind(&schemas)
-        .bind(&payloads)
-        .bind(&correlations)
-        .bind(&causations)
-        .bind(&trades)
-        .execute(&mut *tx)
-        .await?;
+                 FROM STDIN",
+            )
+            .await?;
+        match copy
+            .send(copy_rows(stream, head, actual, recorded_at, &batch.events).into_bytes())
+            .await
+        {
+            Ok(_) => {
+                copy.finish().await?;
+            }
+            Err(e) => {
+                let _ = copy.abort("hedgehog: append failed").await;
+                return Err(e.into());
+            }
+        }
         let last = head + count;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.channel)
