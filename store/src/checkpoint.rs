@@ -10,7 +10,8 @@
 //! - once the WAL holds [`RESTART_FRAMES`] pages, `RESTART`, holding the process's writer
 //!   queue: a writer that keeps appending keeps a passive checkpoint from ever finishing, so the
 //!   WAL would otherwise grow without bound (364 MB after a million trades); the restart makes
-//!   the next writer start the WAL from its beginning again.
+//!   the next writer start the WAL from its beginning again. It waits a second at most for
+//!   readers still on the WAL (the writers wait for it meanwhile), then gives up for a second.
 //!
 //! Checkpoints are best-effort: one that fails (another process is checkpointing) is logged and
 //! retried at the next commit, and SQLite checkpoints the WAL itself when the last connection
@@ -19,10 +20,14 @@
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
+
+use crate::sqlite::BUSY_TIMEOUT;
 use tokio::sync::{mpsc, Mutex};
 
 /// WAL pages (of 4 KiB) after which the checkpointer restarts the WAL: 64 MiB.
 pub(crate) const RESTART_FRAMES: i64 = 16_384;
+/// How long the checkpointer waits before trying again after a restart found readers.
+const RESTART_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Wakes the checkpointer after a write commit. Cheap to clone; the checkpointer stops once
 /// every handle is gone.
@@ -61,9 +66,27 @@ async fn checkpoint(
 ) -> Result<(), sqlx::Error> {
     if wal_frames(pool).await? >= restart_frames {
         let _writer = write_lock.lock().await;
-        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-            .execute(pool)
+        // The restart waits for readers still on the WAL, and this process's writers wait
+        // for it: a second at most (not the pool's 30 s), then it gives up until later.
+        let mut conn = pool.acquire().await?;
+        sqlx::query("PRAGMA busy_timeout = 1000")
+            .execute(&mut *conn)
             .await?;
+        let restarted: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
+                .fetch_one(&mut *conn)
+                .await;
+        sqlx::query(&format!(
+            "PRAGMA busy_timeout = {}",
+            BUSY_TIMEOUT.as_millis()
+        ))
+        .execute(&mut *conn)
+        .await?;
+        drop(_writer);
+        if restarted?.0 != 0 {
+            tracing::debug!("WAL restart deferred: readers still on it");
+            tokio::time::sleep(RESTART_BACKOFF).await;
+        }
     }
     Ok(())
 }

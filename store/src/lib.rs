@@ -16,6 +16,7 @@
 mod checkpoint;
 mod eventually_impl;
 mod postgres;
+mod reader;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -216,6 +217,10 @@ pub enum StoreError {
     InvalidStreamId { name: String, reason: &'static str },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Read(#[from] rusqlite::Error),
+    #[error("an in-memory SQLite database is not shared between connections: name a file, sqlite://PATH")]
+    InMemory,
     #[error("could not migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("could not encode a {event_type} event: {source}")]
@@ -842,6 +847,15 @@ mod tests {
         assert!(StreamId::new(&"x".repeat(201)).is_err());
         let sym = Symbol::parse("ethusdt").unwrap();
         assert_eq!(StreamId::trades(&sym).as_str(), "trades-ETHUSDT");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_store_is_refused_with_the_way_out() {
+        let Err(err) = Store::open("sqlite::memory:").await else {
+            panic!("an in-memory store opened")
+        };
+        assert!(matches!(err, StoreError::InMemory), "{err}");
+        assert!(err.to_string().contains("sqlite://PATH"), "{err}");
     }
 
     #[test]

@@ -23,9 +23,10 @@ use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
 use super::checkpoint::WalCheckpointer;
+use super::reader::Reader;
 use super::{
-    check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
-    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamId,
+    check_expected, AppendOutcome, Backend, ExpectedVersion, PreparedBatch, PreparedEvent,
+    RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
 /// Rows per INSERT statement: 7 parameters each, far below SQLite's 32,766 limit.
@@ -99,223 +100,11 @@ fn chunk_rows(events: &[PreparedEvent]) -> Result<Vec<SqliteArguments<'static>>,
         .collect()
 }
 
+/// How long a connection waits for another process's lock before `SQLITE_BUSY`.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Keys per `IN (...)` look-up.
 const LOOKUP_KEYS: usize = 1_000;
-
-/// Separates the fields of one packed event (ASCII unit separator).
-const FIELD: char = '\u{1f}';
-/// Separates packed events (ASCII record separator).
-const RECORD: char = '\u{1e}';
-
-/// A query that returns a whole page of events as one text value.
-///
-/// Why: sqlx's SQLite driver copies every column of every row on its worker thread and hands
-/// rows over one by one; for a log read in pages of thousands, that per-row toll cost ten times
-/// SQLite's own work. Packing the page in SQL makes it one value, and the decoding then runs on
-/// every core. The separators are control characters, which cannot occur in any packed field:
-/// JSON escapes them inside strings, stream ids refuse them (`StreamId::new`), and the other
-/// fields are numbers, hex or our own type names. `concat_ws` builds each record in one pass (a
-/// chain of `||` copied the growing string nine times); it skips NULLs *and* empty strings,
-/// so an absent id is written as `-` to keep the field count fixed.
-///
-/// The aggregate's order is unspecified in SQL (an `ORDER BY` inside it made SQLite copy every
-/// record into a sorter), so [`unpack_page`] sorts by position, which is also version order
-/// within a stream: both are assigned increasing under the write lock.
-fn packed_page(filter: &str) -> String {
-    format!(
-        "SELECT group_concat(concat_ws(char(31), \
-            position, hex(event_id), stream_id, stream_version, event_type, schema_version, \
-            recorded_at, iif(correlation_id IS NULL, '-', hex(correlation_id)), \
-            iif(causation_id IS NULL, '-', hex(causation_id)), \
-            payload), char(30)) \
-         FROM (SELECT * FROM events {filter})"
-    )
-}
-
-/// The pages of `$all` and of one stream, for [`packed_page`] and [`slim_page`].
-const ALL_PAGE: &str = "WHERE position >= ? ORDER BY position LIMIT ?";
-const STREAM_PAGE: &str =
-    "WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?";
-
-impl SqliteBackend {
-    /// Runs a packed page query (`stream` binds first when the page is a stream's).
-    async fn page(
-        &self,
-        sql: &str,
-        stream: Option<&StreamId>,
-        from: i64,
-        limit: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let query = sqlx::query_scalar(sql);
-        let query = match stream {
-            Some(stream) => query.bind(stream.as_str()),
-            None => query,
-        };
-        Ok(query.bind(from).bind(limit).fetch_one(&self.pool).await?)
-    }
-}
-
-/// Decodes a page on the blocking pool (a large page is milliseconds of CPU, too long to hold an
-/// async worker), small pages in place.
-async fn unpack_off_runtime(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
-    match page {
-        Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
-            tokio::task::spawn_blocking(move || unpack_page(Some(p)))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        }
-        small => unpack_page(small),
-    }
-}
-
-/// Pages at least this large are decoded on every core.
-const PARALLEL_DECODE: usize = 256;
-
-fn unpack_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
-    use rayon::prelude::*;
-    let Some(page) = page else {
-        return Ok(Vec::new());
-    };
-    let records: Vec<&str> = page.split(RECORD).collect();
-    let mut events: Vec<RecordedEvent> = if records.len() >= PARALLEL_DECODE {
-        records
-            .into_par_iter()
-            .map(unpack)
-            .collect::<Result<_, _>>()?
-    } else {
-        records.into_iter().map(unpack).collect::<Result<_, _>>()?
-    };
-    events.sort_by_key(|e| e.position);
-    Ok(events)
-}
-
-/// [`packed_page`] with six columns instead of ten: no ids to hex and parse back, about half
-/// of SQLite's work and less of ours.
-fn slim_page(filter: &str) -> String {
-    format!(
-        "SELECT group_concat(concat_ws(char(31), \
-            position, stream_id, stream_version, event_type, schema_version, payload), char(30)) \
-         FROM (SELECT position, stream_id, stream_version, event_type, schema_version, payload \
-               FROM events {filter})"
-    )
-}
-
-async fn unpack_events_off_runtime(page: Option<String>) -> Result<Vec<StreamEvent>, StoreError> {
-    match page {
-        Some(p) if p.len() >= PARALLEL_DECODE * 64 => {
-            tokio::task::spawn_blocking(move || unpack_events(&p))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        }
-        Some(p) => unpack_events(&p),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// Decodes a [`slim_page`], in log order.
-fn unpack_events(page: &str) -> Result<Vec<StreamEvent>, StoreError> {
-    use rayon::prelude::*;
-    let records: Vec<&str> = page.split(RECORD).collect();
-    let one = |record: &str| -> Result<StreamEvent, StoreError> {
-        let mut f = record.splitn(6, FIELD);
-        let mut next = |column: &'static str| {
-            f.next().ok_or_else(|| StoreError::Corrupt {
-                position: 0,
-                column,
-                value: record.chars().take(80).collect(),
-            })
-        };
-        let (position, stream, version, ty, schema, payload) = (
-            next("position")?,
-            next("stream_id")?,
-            next("stream_version")?,
-            next("event_type")?,
-            next("schema_version")?,
-            next("payload")?,
-        );
-        let position: i64 = parse(0, "position", position)?;
-        Ok(StreamEvent {
-            position,
-            stream_id: StreamId(stream.into()),
-            stream_version: parse(position, "stream_version", version)?,
-            event: decode_event(
-                position,
-                ty,
-                parse(position, "schema_version", schema)?,
-                payload,
-            )?,
-        })
-    };
-    let mut events: Vec<StreamEvent> = if records.len() >= PARALLEL_DECODE {
-        records.into_par_iter().map(one).collect::<Result<_, _>>()?
-    } else {
-        records.into_iter().map(one).collect::<Result<_, _>>()?
-    };
-    events.sort_by_key(|e| e.position);
-    Ok(events)
-}
-
-fn unpack(record: &str) -> Result<RecordedEvent, StoreError> {
-    let mut f = record.splitn(10, FIELD);
-    let mut next = |column: &'static str| {
-        f.next().ok_or_else(|| StoreError::Corrupt {
-            position: 0,
-            column,
-            value: record.chars().take(80).collect(),
-        })
-    };
-    let position_text = next("position")?;
-    let (id, stream, version, ty, schema, at, corr, cause, payload) = (
-        next("event_id")?,
-        next("stream_id")?,
-        next("stream_version")?,
-        next("event_type")?,
-        next("schema_version")?,
-        next("recorded_at")?,
-        next("correlation_id")?,
-        next("causation_id")?,
-        next("payload")?,
-    );
-    let position: i64 = parse(0, "position", position_text)?;
-    let uuid = |column, text: &str| {
-        Uuid::try_parse(text).map_err(|_| StoreError::Corrupt {
-            position,
-            column,
-            value: text.to_owned(),
-        })
-    };
-    let optional = |column, text: &str| {
-        if text == "-" {
-            Ok(None)
-        } else {
-            uuid(column, text).map(Some)
-        }
-    };
-    decode_row(
-        position,
-        uuid("event_id", id)?,
-        stream,
-        parse(position, "stream_version", version)?,
-        ty,
-        parse(position, "schema_version", schema)?,
-        payload,
-        parse(position, "recorded_at", at)?,
-        optional("correlation_id", corr)?,
-        optional("causation_id", cause)?,
-    )
-}
-
-fn parse<T: std::str::FromStr>(
-    position: i64,
-    column: &'static str,
-    text: &str,
-) -> Result<T, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        position,
-        column,
-        value: text.to_owned(),
-    })
-}
 
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
@@ -323,6 +112,18 @@ pub(crate) struct SqliteBackend {
     /// process.
     write_lock: Arc<Mutex<()>>,
     checkpointer: WalCheckpointer,
+    /// Reads of the log, on connections of their own.
+    reader: Arc<Reader>,
+}
+
+/// Runs a read of the log on the blocking pool: a page is milliseconds of stepping and
+/// decoding, too long to hold an async worker.
+async fn off_runtime<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 impl SqliteBackend {
@@ -331,7 +132,7 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             // 8 MiB a connection: the B-trees' inner pages fit, and a long scan (a backtest,
             // a rebuild) does not grow every pooled connection's cache to a large, cold copy
             // of the file; 64 MiB measured no faster and quadrupled the RSS of such scans.
@@ -355,8 +156,15 @@ impl SqliteBackend {
                 .await?;
             tx.commit().await?;
         }
+        let (_, _, file): (i64, String, String) = sqlx::query_as("PRAGMA database_list")
+            .fetch_one(&pool)
+            .await?;
+        if file.is_empty() {
+            return Err(StoreError::InMemory);
+        }
         let write_lock = Arc::new(Mutex::new(()));
         Ok(SqliteBackend {
+            reader: Arc::new(Reader::new(file.into())),
             checkpointer: WalCheckpointer::start(pool.clone(), Arc::clone(&write_lock)),
             pool,
             write_lock,
@@ -491,8 +299,8 @@ impl Backend for SqliteBackend {
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let page = self.page(&packed_page(ALL_PAGE), None, from, limit).await?;
-        unpack_off_runtime(page).await
+        let reader = Arc::clone(&self.reader);
+        off_runtime(move || reader.all(from, limit)).await
     }
 
     async fn read_stream(
@@ -501,15 +309,13 @@ impl Backend for SqliteBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let page = self
-            .page(&packed_page(STREAM_PAGE), Some(stream), from, limit)
-            .await?;
-        unpack_off_runtime(page).await
+        let (reader, stream) = (Arc::clone(&self.reader), stream.clone());
+        off_runtime(move || reader.stream(&stream, from, limit)).await
     }
 
     async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
-        let page = self.page(&slim_page(ALL_PAGE), None, from, limit).await?;
-        unpack_events_off_runtime(page).await
+        let reader = Arc::clone(&self.reader);
+        off_runtime(move || reader.all(from, limit)).await
     }
 
     async fn read_stream_events(
@@ -518,10 +324,8 @@ impl Backend for SqliteBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        let page = self
-            .page(&slim_page(STREAM_PAGE), Some(stream), from, limit)
-            .await?;
-        unpack_events_off_runtime(page).await
+        let (reader, stream) = (Arc::clone(&self.reader), stream.clone());
+        off_runtime(move || reader.stream(&stream, from, limit)).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
