@@ -754,27 +754,22 @@ mod cases {
              VALUES (1, $1, $2, 1, 'TradeReceived', 1, $3, 1700000000000, 7)";
         {
             use sqlx::Connection;
+            // The same statement and values on either backend's connection type.
+            macro_rules! run_on {
+                ($conn:ty) => {{
+                    let mut c = <$conn>::connect(&db.url).await.unwrap();
+                    sqlx::query(insert)
+                        .bind(old_id)
+                        .bind(market.as_str())
+                        .bind(&payload)
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }};
+            }
             match db.backend {
-                common::Backend::Sqlite => {
-                    let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-                    sqlx::query(insert)
-                        .bind(old_id)
-                        .bind(market.as_str())
-                        .bind(&payload)
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
-                }
-                common::Backend::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-                    sqlx::query(insert)
-                        .bind(old_id)
-                        .bind(market.as_str())
-                        .bind(&payload)
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
-                }
+                common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
+                common::Backend::Postgres => run_on!(sqlx::PgConnection),
             }
         }
         let out = store

@@ -55,37 +55,26 @@ pub struct TradeReceived {
 /// The stored form of a [`TradeReceived`] (schema version 2): its fields in declaration order,
 /// positionally, as a JSON array; the type is the column beside it, the keys are implied.
 /// `["ADAUSDT",14364025,"0.09643000","1617.50000000",1559520022517,1559520022520,false,71181005,71180991,null,"MARKET"]`
-type StoredTrade<'a> = (
-    &'a Symbol,
+/// Generic over owning: borrowed to encode, owned to decode.
+type StoredTrade<S, D, K> = (
+    S,
     u64,
-    &'a Decimal,
-    &'a Decimal,
+    D,
+    D,
     Timestamp,
     Timestamp,
     bool,
     Option<u64>,
     Option<u64>,
     Option<u64>,
-    &'a TradeKind,
+    K,
 );
 
 /// [`StoredTrade`], owned, for decoding.
-type StoredTradeOwned = (
-    Symbol,
-    u64,
-    Decimal,
-    Decimal,
-    Timestamp,
-    Timestamp,
-    bool,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    TradeKind,
-);
+type StoredTradeOwned = StoredTrade<Symbol, Decimal, TradeKind>;
 
 impl TradeReceived {
-    fn stored(&self) -> StoredTrade<'_> {
+    fn stored(&self) -> StoredTrade<&Symbol, &Decimal, &TradeKind> {
         (
             &self.symbol,
             self.trade_id,
@@ -102,31 +91,18 @@ impl TradeReceived {
     }
 
     fn from_stored(t: StoredTradeOwned) -> Self {
-        let (
-            symbol,
-            trade_id,
-            price,
-            quantity,
-            trade_time,
-            event_time,
-            buyer_is_maker,
-            buyer_order_id,
-            seller_order_id,
-            first_trade_id,
-            kind,
-        ) = t;
         TradeReceived {
-            symbol,
-            trade_id,
-            price,
-            quantity,
-            trade_time,
-            event_time,
-            buyer_is_maker,
-            buyer_order_id,
-            seller_order_id,
-            first_trade_id,
-            kind,
+            symbol: t.0,
+            trade_id: t.1,
+            price: t.2,
+            quantity: t.3,
+            trade_time: t.4,
+            event_time: t.5,
+            buyer_is_maker: t.6,
+            buyer_order_id: t.7,
+            seller_order_id: t.8,
+            first_trade_id: t.9,
+            kind: t.10,
         }
     }
 
