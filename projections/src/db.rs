@@ -5,10 +5,9 @@
 //! [`on_tx!`] / [`on_pool!`] expand one body for each backend's connection type, so a query is
 //! written once and type-checked twice.
 
-use hedgehog_store::{Database, WalCheckpointer};
+use hedgehog_store::{Database, WriterTurn};
 use rust_decimal::Decimal;
 use sqlx::{Postgres, Sqlite, Transaction};
-use tokio::sync::OwnedMutexGuard;
 
 use crate::ProjectionError;
 
@@ -16,10 +15,9 @@ use crate::ProjectionError;
 pub enum Tx {
     Sqlite {
         tx: Transaction<'static, Sqlite>,
-        /// The store's writer queue, held until the commit (declared after `tx`, so dropped
-        /// after a rollback too).
-        _writer: OwnedMutexGuard<()>,
-        checkpointer: WalCheckpointer,
+        /// The turn in the store's writer queue, held until the commit (declared after `tx`,
+        /// so dropped after a rollback too).
+        _turn: WriterTurn,
     },
     Postgres(Transaction<'static, Postgres>),
 }
@@ -27,16 +25,11 @@ pub enum Tx {
 impl Tx {
     pub async fn begin(db: &Database) -> Result<Tx, ProjectionError> {
         Ok(match db {
-            Database::Sqlite {
-                pool,
-                write_lock,
-                checkpointer,
-            } => {
-                let writer = write_lock.clone().lock_owned().await;
+            Database::Sqlite { pool, writer } => {
+                let turn = writer.turn().await;
                 Tx::Sqlite {
                     tx: pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _writer: writer,
-                    checkpointer: checkpointer.clone(),
+                    _turn: turn,
                 }
             }
             Database::Postgres { pool } => Tx::Postgres(pool.begin().await?),
@@ -45,14 +38,7 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), ProjectionError> {
         match self {
-            Tx::Sqlite {
-                tx,
-                _writer,
-                checkpointer,
-            } => {
-                tx.commit().await?;
-                checkpointer.committed();
-            }
+            Tx::Sqlite { tx, _turn } => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())

@@ -3,8 +3,9 @@
 //! Why: SQLite's automatic checkpoint runs in the commit that crosses 1,000 WAL pages, on the
 //! writer's own thread, copying those pages into the database file and syncing it. An append of
 //! trades spent a fifth of its writer's time there (BENCHMARKS.md), while the other core idled.
-//! Here every connection of the process has `wal_autocheckpoint = 0`, and each write commit
-//! wakes one task that checkpoints on a pooled connection of its own:
+//! Here every connection of the process has `wal_autocheckpoint = 0`, and the end of each
+//! writer's turn in the process's [`WriteQueue`] wakes one task that checkpoints on a pooled
+//! connection of its own:
 //!
 //! - normally `PASSIVE`: it copies what no reader still needs and never blocks a writer;
 //! - once the WAL holds [`RESTART_FRAMES`] pages, `RESTART`, holding the process's writer
@@ -20,27 +21,47 @@
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
+use tokio::sync::{mpsc, Mutex, OwnedMutexGuard};
 
 use crate::sqlite::BUSY_TIMEOUT;
-use tokio::sync::{mpsc, Mutex};
 
 /// WAL pages (of 4 KiB) after which the checkpointer restarts the WAL: 64 MiB.
 pub(crate) const RESTART_FRAMES: i64 = 16_384;
 /// How long the checkpointer waits before trying again after a restart found readers.
 const RESTART_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Wakes the checkpointer after a write commit. Cheap to clone; the checkpointer stops once
-/// every handle is gone.
+/// The process's queue of SQLite writers, which also wakes the checkpointer: every write
+/// transaction takes a [`WriterTurn`] for its whole length, and the end of each turn wakes the
+/// checkpointer, so no writer can forget to. (A turn that rolled back costs one passive
+/// checkpoint that finds little to do.) Cheap to clone; the checkpointer stops once every
+/// clone is gone.
 #[derive(Clone, Debug)]
-pub struct WalCheckpointer {
+pub struct WriteQueue {
+    pub(crate) lock: Arc<Mutex<()>>,
     wake: mpsc::Sender<()>,
 }
 
-impl WalCheckpointer {
-    /// Starts the checkpointer of `pool` on the current runtime.
-    pub(crate) fn start(pool: SqlitePool, write_lock: Arc<Mutex<()>>) -> Self {
+/// One writer's turn; see [`WriteQueue`].
+pub struct WriterTurn {
+    _guard: OwnedMutexGuard<()>,
+    wake: mpsc::Sender<()>,
+}
+
+impl Drop for WriterTurn {
+    fn drop(&mut self) {
+        // Full: a wake-up is already pending, which covers this turn too.
+        let _ = self.wake.try_send(());
+    }
+}
+
+impl WriteQueue {
+    /// Makes the queue of `pool` and starts its checkpointer on the current runtime.
+    pub(crate) fn start(pool: SqlitePool) -> Self {
+        let lock = Arc::new(Mutex::new(()));
         // A channel of one: wake-ups that arrive while a checkpoint runs fold into one more.
         let (wake, mut woken) = mpsc::channel(1);
+        // The task holds the lock, not a queue: it must not keep its own channel open.
+        let write_lock = Arc::clone(&lock);
         tokio::spawn(async move {
             while woken.recv().await.is_some() {
                 if let Err(e) = checkpoint(&pool, &write_lock, RESTART_FRAMES).await {
@@ -48,13 +69,16 @@ impl WalCheckpointer {
                 }
             }
         });
-        WalCheckpointer { wake }
+        WriteQueue { lock, wake }
     }
 
-    /// Call after a write transaction commits.
-    pub fn committed(&self) {
-        // Full: a wake-up is already pending, which covers this commit too.
-        let _ = self.wake.try_send(());
+    /// Waits for this writer's turn; hold it until the transaction has committed or rolled
+    /// back.
+    pub async fn turn(&self) -> WriterTurn {
+        WriterTurn {
+            _guard: Arc::clone(&self.lock).lock_owned().await,
+            wake: self.wake.clone(),
+        }
     }
 }
 
@@ -65,7 +89,7 @@ async fn checkpoint(
     restart_frames: i64,
 ) -> Result<(), sqlx::Error> {
     if wal_frames(pool).await? >= restart_frames {
-        let _writer = write_lock.lock().await;
+        let writer = write_lock.lock().await;
         // The restart waits for readers still on the WAL, and this process's writers wait
         // for it: a second at most (not the pool's 30 s), then it gives up until later.
         let mut conn = pool.acquire().await?;
@@ -82,7 +106,7 @@ async fn checkpoint(
         ))
         .execute(&mut *conn)
         .await?;
-        drop(_writer);
+        drop(writer);
         if restarted?.0 != 0 {
             tracing::debug!("WAL restart deferred: readers still on it");
             tokio::time::sleep(RESTART_BACKOFF).await;
@@ -147,10 +171,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("t.db").display());
         let store = Store::open(&url).await.unwrap();
-        let Database::Sqlite {
-            pool, write_lock, ..
-        } = store.database()
-        else {
+        let Database::Sqlite { pool, writer } = store.database() else {
             unreachable!("a SQLite URL opens SQLite")
         };
         let symbol = Symbol::parse("BTCUSDT").unwrap();
@@ -170,7 +191,7 @@ mod tests {
         let long = frames_when_idle(&pool).await;
         assert!(long > 1_000, "the WAL holds {long} pages");
 
-        checkpoint(&pool, &write_lock, long).await.unwrap();
+        checkpoint(&pool, &writer.lock, long).await.unwrap();
         store
             .append(
                 &stream,

@@ -31,7 +31,7 @@ use hedgehog_domain::{Event, Symbol};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use checkpoint::WalCheckpointer;
+pub use checkpoint::{WriteQueue, WriterTurn};
 
 /// The default database: an SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
@@ -502,16 +502,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// The database that holds the log, for the read models kept in the same database (the
 /// projections), so that a read-model change and its checkpoint commit in one transaction.
 ///
-/// Writers on SQLite must hold `write_lock` for the whole write transaction: it is the queue
-/// the store's own appends wait in, so writers in one process never spin on `SQLITE_BUSY`. After
-/// committing they wake `checkpointer`, which keeps the WAL short off their path.
+/// Writers on SQLite must hold a turn of `writer` for the whole write transaction: it is the
+/// queue the store's own appends wait in, so writers in one process never spin on
+/// `SQLITE_BUSY`, and the end of each turn wakes the checkpointer, which keeps the WAL short off
+/// their path.
 #[derive(Clone, Debug)]
 pub enum Database {
     Sqlite {
         pool: sqlx::SqlitePool,
-        write_lock: Arc<tokio::sync::Mutex<()>>,
-        /// Tell it after every write commit ([`WalCheckpointer::committed`]).
-        checkpointer: WalCheckpointer,
+        writer: WriteQueue,
     },
     Postgres {
         pool: sqlx::PgPool,

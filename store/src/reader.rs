@@ -197,6 +197,9 @@ fn read_page<T: Page>(
     };
     let (done, results) = std::sync::mpsc::channel();
     let mut chunks = 0;
+    // The last, short chunk (the whole of a live tail's small page) is decoded here: nothing is
+    // left to step meanwhile, so a hop to the pool would only add latency.
+    let mut tail = None;
     let stepped: Result<(), StoreError> = rayon::in_place_scope(|scope| loop {
         let mut arena = Vec::with_capacity(CHUNK * 160);
         let mut raw = Vec::with_capacity(CHUNK);
@@ -204,23 +207,23 @@ fn read_page<T: Page>(
             let Some(row) = rows.next()? else { break };
             raw.push(step::<T>(row, &mut arena)?);
         }
-        if raw.is_empty() {
+        if raw.len() < CHUNK {
+            if !raw.is_empty() {
+                tail = Some((chunks, decode_chunk::<T>(&raw, &arena)));
+            }
             return Ok(());
         }
-        let last = raw.len() < CHUNK;
         let done = done.clone();
         let index = chunks;
         chunks += 1;
         scope.spawn(move |_| {
             let _ = done.send((index, decode_chunk::<T>(&raw, &arena)));
         });
-        if last {
-            return Ok(());
-        }
     });
     stepped?;
     drop(done);
-    let mut decoded: Vec<(usize, Result<Vec<T>, StoreError>)> = results.into_iter().collect();
+    let mut decoded: Vec<(usize, Result<Vec<T>, StoreError>)> =
+        results.into_iter().chain(tail).collect();
     decoded.sort_by_key(|(index, _)| *index);
     let mut out = Vec::with_capacity(
         decoded

@@ -19,10 +19,10 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Arguments, QueryBuilder, Sqlite};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::checkpoint::WalCheckpointer;
+use super::checkpoint::WriteQueue;
 use super::reader::Reader;
 use super::{
     check_expected, AppendOutcome, Backend, ExpectedVersion, PreparedBatch, PreparedEvent,
@@ -78,9 +78,13 @@ fn insert_sql(rows: usize) -> String {
 static FULL_INSERT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_sql(INSERT_ROWS));
 
+/// A value sqlx could not bind.
+fn encode(e: sqlx::error::BoxDynError) -> StoreError {
+    StoreError::Database(sqlx::Error::Encode(e))
+}
+
 /// The per-row values of every INSERT chunk of `events` ([`insert_sql`]).
 fn chunk_rows(events: &[PreparedEvent]) -> Result<Vec<SqliteArguments<'static>>, StoreError> {
-    let encode = |e| StoreError::Database(sqlx::Error::Encode(e));
     events
         .chunks(INSERT_ROWS)
         .map(|chunk| {
@@ -110,8 +114,7 @@ pub(crate) struct SqliteBackend {
     pool: SqlitePool,
     /// Shared with read-model writers ([`crate::Database`]): one queue for every writer in the
     /// process.
-    write_lock: Arc<Mutex<()>>,
-    checkpointer: WalCheckpointer,
+    writer: WriteQueue,
     /// Reads of the log, on connections of their own.
     reader: Arc<Reader>,
 }
@@ -162,12 +165,10 @@ impl SqliteBackend {
         if file.is_empty() {
             return Err(StoreError::InMemory);
         }
-        let write_lock = Arc::new(Mutex::new(()));
         Ok(SqliteBackend {
             reader: Arc::new(Reader::new(file.into())),
-            checkpointer: WalCheckpointer::start(pool.clone(), Arc::clone(&write_lock)),
+            writer: WriteQueue::start(pool.clone()),
             pool,
-            write_lock,
         })
     }
 }
@@ -186,8 +187,7 @@ impl Backend for SqliteBackend {
     fn database(&self) -> crate::Database {
         crate::Database::Sqlite {
             pool: self.pool.clone(),
-            write_lock: Arc::clone(&self.write_lock),
-            checkpointer: self.checkpointer.clone(),
+            writer: self.writer.clone(),
         }
     }
 
@@ -199,7 +199,7 @@ impl Backend for SqliteBackend {
         recorded_at: i64,
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError> {
-        let _writer = self.write_lock.lock().await;
+        let _turn = self.writer.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut duplicates = 0;
         if look_up {
@@ -267,7 +267,6 @@ impl Backend for SqliteBackend {
         if look_up || rows.len() != batch.events.len().div_ceil(INSERT_ROWS) {
             rows = chunk_rows(&batch.events)?;
         }
-        let encode = |e| StoreError::Database(sqlx::Error::Encode(e));
         let mut offset = 0_i64;
         for (chunk, mut args) in batch.events.chunks(INSERT_ROWS).zip(rows) {
             args.add(head + offset).map_err(encode)?;
@@ -289,7 +288,6 @@ impl Backend for SqliteBackend {
             offset += chunk.len() as i64;
         }
         tx.commit().await?;
-        self.checkpointer.committed();
         Ok(AppendOutcome {
             appended: batch.events.len(),
             duplicates,
