@@ -82,12 +82,13 @@ impl WriteQueue {
     }
 }
 
-/// One checkpoint: passive, or a restart once the WAL holds `restart_frames` pages.
+/// One checkpoint: passive, or a restart once the WAL holds `restart_frames` pages. Answers
+/// whether the WAL was restarted.
 async fn checkpoint(
     pool: &SqlitePool,
     write_lock: &Mutex<()>,
     restart_frames: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     if wal_frames(pool).await? >= restart_frames {
         let writer = write_lock.lock().await;
         // The restart waits for readers still on the WAL, and this process's writers wait
@@ -107,12 +108,13 @@ async fn checkpoint(
         .execute(&mut *conn)
         .await?;
         drop(writer);
-        if restarted?.0 != 0 {
-            tracing::debug!("WAL restart deferred: readers still on it");
-            tokio::time::sleep(RESTART_BACKOFF).await;
+        if restarted?.0 == 0 {
+            return Ok(true);
         }
+        tracing::debug!("WAL restart deferred: readers or another checkpoint still on it");
+        tokio::time::sleep(RESTART_BACKOFF).await;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Runs a passive checkpoint and answers how many pages the WAL holds.
@@ -163,17 +165,25 @@ mod tests {
         panic!("the WAL stayed busy for 5 s")
     }
 
-    /// Commits leave checkpointing to the checkpointer (the WAL grows while it is not
-    /// asked), and a restart makes the next commit write the WAL from its start again.
+    /// Commits leave checkpointing to the checkpointer, which copies the WAL into the
+    /// database file beside them, and a restart makes the next commit write the WAL from its
+    /// start again.
     #[tokio::test]
     async fn the_wal_is_checkpointed_beside_the_writers_and_restarted_when_long() {
         let dir = std::env::temp_dir().join(format!("hh-ckpt-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let file = dir.join("t.db");
+        let url = format!("sqlite://{}", file.display());
         let store = Store::open(&url).await.unwrap();
         let Database::Sqlite { pool, writer } = store.database() else {
             unreachable!("a SQLite URL opens SQLite")
         };
+        let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(auto, 0, "commits never checkpoint themselves");
+        let before = std::fs::metadata(&file).unwrap().len();
         let symbol = Symbol::parse("BTCUSDT").unwrap();
         let stream = StreamId::trades(&symbol);
         for n in 0..40 {
@@ -186,12 +196,32 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // The automatic checkpoint (at 1,000 pages) would have restarted the WAL by now; the
-        // passive ones of the checkpointer never do while commits keep coming.
-        let long = frames_when_idle(&pool).await;
-        assert!(long > 1_000, "the WAL holds {long} pages");
+        // In WAL mode only a checkpoint writes the database file, and nothing here runs one:
+        // the file grows by the checkpointer's work alone.
+        let mut grown = false;
+        for _ in 0..500 {
+            if std::fs::metadata(&file).unwrap().len() > before + 1_000_000 {
+                grown = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            grown,
+            "the checkpointer copied the WAL into the database file"
+        );
 
-        checkpoint(&pool, &writer.lock, long).await.unwrap();
+        // While the background checkpointer runs, SQLite answers -1 pages and no restart is
+        // tried: wait for it.
+        let mut restarted = false;
+        for _ in 0..200 {
+            restarted = checkpoint(&pool, &writer.lock, 1).await.unwrap();
+            if restarted {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(restarted, "the WAL was restarted");
         store
             .append(
                 &stream,
