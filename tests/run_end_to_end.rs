@@ -57,6 +57,27 @@ async fn until_projected(api: &Api, engine: &mut Running, count: u64) {
     }
 }
 
+/// [`snapshot`] once the engine has settled: the trader decides on the last trades after
+/// they are projected, and the projector then projects those decisions, so a snapshot taken
+/// the moment the trades are in may miss orders. Settled: the log's head and the snapshot
+/// stay the same across a pause.
+async fn settled_snapshot(api: &Api) -> (Value, Value, Value) {
+    let started = Instant::now();
+    loop {
+        let head = api.get("/api/health").await["head"].clone();
+        let first = snapshot(api).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = snapshot(api).await;
+        if api.get("/api/health").await["head"] == head && again == first {
+            return again;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the engine never settled"
+        );
+    }
+}
+
 /// Everything a user would check after a restart.
 async fn snapshot(api: &Api) -> (Value, Value, Value) {
     let orders = api.get("/api/orders?symbol=BTCUSDT").await;
@@ -110,7 +131,7 @@ mod cases {
         until_projected(&api, &mut engine, DAY_ONE.1).await;
 
         // Orders and candles over HTTP.
-        let (orders, candles, status) = snapshot(&api).await;
+        let (orders, candles, status) = settled_snapshot(&api).await;
         let ids = order_ids(&orders);
         assert!(ids.len() >= 2, "orders were placed: {orders}");
         assert!(
