@@ -247,6 +247,21 @@ pub enum StoreError {
     TradeIdOverflow(u64, Symbol),
     #[error("events are permanent: stream {0} cannot be removed from an append-only log")]
     RemoveRefused(StreamId),
+    #[error("the read was cancelled: the async runtime is shutting down")]
+    ShuttingDown,
+}
+
+/// The answer of a task the store spawned. A panic is the task's own and goes on unwinding in
+/// the caller; a cancellation only happens while the runtime shuts down (the task never ran), an
+/// error for whoever still listens rather than a panic in a worker that is being torn down.
+pub(crate) fn joined<T>(
+    answer: Result<Result<T, StoreError>, tokio::task::JoinError>,
+) -> Result<T, StoreError> {
+    match answer {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::ShuttingDown),
+    }
 }
 
 impl StoreError {
@@ -788,9 +803,7 @@ impl Store {
                     next = from;
                     let prefetch = tokio::spawn(read(Arc::clone(&store.backend), from));
                     yield page;
-                    page = prefetch
-                        .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                    page = joined(prefetch.await)?;
                 }
                 if let Some(last) = page.last() {
                     next = position(last) + 1;
@@ -855,6 +868,21 @@ mod tests {
         };
         assert!(matches!(err, StoreError::InMemory), "{err}");
         assert!(err.to_string().contains("sqlite://PATH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_task_cancelled_by_shutdown_is_an_error_and_a_panic_stays_a_panic() {
+        // What a runtime that shuts down does to a read still queued on its blocking pool.
+        let queued = tokio::spawn(std::future::pending::<Result<(), StoreError>>());
+        queued.abort();
+        let err = joined(queued.await).unwrap_err();
+        assert!(matches!(err, StoreError::ShuttingDown), "{err}");
+
+        let panicked = tokio::spawn(async { panic!("the read's own bug") }).await;
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| joined::<()>(panicked)))
+                .unwrap_err();
+        assert_eq!(caught.downcast_ref::<&str>(), Some(&"the read's own bug"));
     }
 
     #[test]

@@ -124,9 +124,7 @@ pub(crate) struct SqliteBackend {
 async fn off_runtime<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    crate::joined(tokio::task::spawn_blocking(read).await)
 }
 
 impl SqliteBackend {
