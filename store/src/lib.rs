@@ -13,6 +13,7 @@
 //!   has seen position N has seen everything below it and will see N + 1 next.
 //! - **Durability.** An append returns only after the commit is on disk.
 
+mod appender;
 mod checkpoint;
 mod eventually_impl;
 mod postgres;
@@ -218,7 +219,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database error: {0}")]
-    Read(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
     #[error("an in-memory SQLite database is not shared between connections: name a file, sqlite://PATH")]
     InMemory,
     #[error("could not migrate the database schema: {0}")]
@@ -273,6 +274,11 @@ impl StoreError {
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
             _ => false,
         }
     }
@@ -295,13 +301,10 @@ pub(crate) struct PreparedEvent {
 ///
 /// Made by [`Store::prepare`], which is pure CPU work: a writer that appends a lot (an importer,
 /// a streamer) prepares the next batch on another thread while the current one commits.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PreparedBatch {
     pub(crate) events: Vec<PreparedEvent>,
     pub(crate) repeated_in_batch: usize,
-    /// SQLite: the bound values of each INSERT chunk, built ahead ([`Backend::prepare`]);
-    /// empty on PostgreSQL, or once used.
-    pub(crate) sqlite_rows: Vec<sqlx::sqlite::SqliteArguments<'static>>,
 }
 
 impl PreparedBatch {
@@ -350,7 +353,6 @@ impl PreparedBatch {
         Ok(PreparedBatch {
             events: prepared,
             repeated_in_batch: repeated,
-            sqlite_rows: Vec::new(),
         })
     }
 
@@ -449,12 +451,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// The database behind the log, for read models kept beside it.
     fn database(&self) -> Database;
-
-    /// Builds ahead, outside the write transaction, whatever of the batch's INSERT does not
-    /// depend on the log's state ([`Store::prepare`]).
-    fn prepare(&self, _batch: &mut PreparedBatch) -> Result<(), StoreError> {
-        Ok(())
-    }
 
     /// One attempt at an atomic append: checks the expected version and assigns positions inside
     /// one write transaction that holds the log's write lock. With `look_up`, events already
@@ -591,9 +587,7 @@ impl Store {
     /// Encodes and keys a batch for [`Store::append_prepared`], and builds what this backend's
     /// INSERT binds: CPU only, no I/O, any thread.
     pub fn prepare(&self, events: Vec<NewEvent>) -> Result<PreparedBatch, StoreError> {
-        let mut batch = PreparedBatch::new(events)?;
-        self.backend.prepare(&mut batch)?;
-        Ok(batch)
+        PreparedBatch::new(events)
     }
 
     /// Appends a batch made by [`Store::prepare`]; the same guarantees as [`Store::append`].

@@ -9,9 +9,9 @@
 //! each chunk is decoded on the rayon pool while the next one is stepped, so stepping and
 //! decoding run on both cores at once.
 //!
-//! Writes and everything else stay on sqlx; these connections only `SELECT`, each one in its own
-//! snapshot (WAL mode), and see every commit made before the statement starts, which is all a
-//! subscriber woken by a commit needs.
+//! Appends have a connection of their own (`appender`), everything else stays on sqlx; these
+//! connections only `SELECT`, each one in its own snapshot (WAL mode), and see every commit made
+//! before the statement starts, which is all a subscriber woken by a commit needs.
 
 use std::ops::Range;
 use std::path::PathBuf;
