@@ -584,8 +584,7 @@ impl Store {
             .await
     }
 
-    /// Encodes and keys a batch for [`Store::append_prepared`], and builds what this backend's
-    /// INSERT binds: CPU only, no I/O, any thread.
+    /// Encodes and keys a batch for [`Store::append_prepared`]: CPU only, no I/O, any thread.
     pub fn prepare(&self, events: Vec<NewEvent>) -> Result<PreparedBatch, StoreError> {
         PreparedBatch::new(events)
     }
