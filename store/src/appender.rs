@@ -19,51 +19,81 @@ use rusqlite::{params, Connection, OpenFlags, Statement, TransactionBehavior};
 
 use super::sqlite::BUSY_TIMEOUT;
 use super::{
-    check_expected, AppendOutcome, ExpectedVersion, PreparedBatch, PreparedEvent, StoreError,
+    before_insert, AppendOutcome, ExpectedVersion, PreparedBatch, PreparedEvent, StoreError,
     StreamId,
 };
 
-/// The columns of an INSERT, 11 values a row, bound by [`bind_event`].
-const COLUMNS: &str = "INSERT INTO events (position, event_id, stream_id, stream_version, \
-     event_type, schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) \
-     VALUES ";
-const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const ROW_VALUES: usize = 11;
-/// Rows per multi-row INSERT: 5,500 values, within SQLite's 32,766. One statement inserting 500
+/// Values bound once per statement: the position and version before its first row, the stream,
+/// the time ([`bind_statement`]).
+const SHARED_VALUES: usize = 4;
+/// Values bound per row: id, type, schema version, payload, correlation, causation, trade id
+/// ([`bind_event`]).
+const ROW_VALUES: usize = 7;
+/// Rows per multi-row INSERT: 3,504 values, within SQLite's 32,766. One statement inserting 500
 /// rows spent a third less time than 500 runs of a one-row statement (each run opens cursors on
 /// the table and its three indexes and seeks them from the root again).
 const CHUNK_ROWS: usize = 500;
 
+/// The INSERT of `rows` events. Row k (from 1) takes position `?1 + k` and version `?3 + k`,
+/// and shares the stream `?2` and time `?4`: binding those once, not per row, spares SQLite a
+/// copy of the stream's name per event.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+         schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) VALUES ",
+    );
+    for k in 1..=rows {
+        let p = SHARED_VALUES + (k - 1) * ROW_VALUES;
+        if k > 1 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(?1 + {k}, ?{}, ?2, ?3 + {k}, ?{}, ?{}, ?{}, ?4, ?{}, ?{}, ?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql
+}
+
 /// The INSERT of [`CHUNK_ROWS`] events, built once; a batch's remainder uses the one-row form.
 static CHUNK_INSERT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("{COLUMNS}{}", vec![ROW; CHUNK_ROWS].join(", ")));
-static ROW_INSERT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("{COLUMNS}{ROW}"));
+    std::sync::LazyLock::new(|| insert_sql(CHUNK_ROWS));
+static ROW_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+
+/// Binds what a statement's rows share: the log's position and the stream's version before the
+/// first row, the stream and the time.
+fn bind_statement(
+    insert: &mut Statement<'_>,
+    (position, version): (i64, i64),
+    stream: &str,
+    recorded_at: i64,
+) -> rusqlite::Result<()> {
+    insert.raw_bind_parameter(1, position)?;
+    insert.raw_bind_parameter(2, stream)?;
+    insert.raw_bind_parameter(3, version)?;
+    insert.raw_bind_parameter(4, recorded_at)
+}
 
 fn blob(id: &Option<uuid::Uuid>) -> Option<&[u8]> {
     id.as_ref().map(|id| &id.as_bytes()[..])
 }
 
-/// Binds one event's row of an INSERT, its first value at parameter `first`.
-fn bind_event(
-    insert: &mut Statement<'_>,
-    first: usize,
-    (position, version): (i64, i64),
-    stream: &str,
-    recorded_at: i64,
-    e: &PreparedEvent,
-) -> rusqlite::Result<()> {
-    insert.raw_bind_parameter(first, position)?;
-    insert.raw_bind_parameter(first + 1, &e.event_id.as_bytes()[..])?;
-    insert.raw_bind_parameter(first + 2, stream)?;
-    insert.raw_bind_parameter(first + 3, version)?;
-    insert.raw_bind_parameter(first + 4, e.event_type)?;
-    insert.raw_bind_parameter(first + 5, e.schema_version)?;
-    insert.raw_bind_parameter(first + 6, &e.payload)?;
-    insert.raw_bind_parameter(first + 7, recorded_at)?;
-    insert.raw_bind_parameter(first + 8, blob(&e.correlation_id))?;
-    insert.raw_bind_parameter(first + 9, blob(&e.causation_id))?;
-    insert.raw_bind_parameter(first + 10, e.trade_id)
+/// Binds the `row`th (from 0) event of a statement.
+fn bind_event(insert: &mut Statement<'_>, row: usize, e: &PreparedEvent) -> rusqlite::Result<()> {
+    let first = SHARED_VALUES + row * ROW_VALUES + 1;
+    insert.raw_bind_parameter(first, &e.event_id.as_bytes()[..])?;
+    insert.raw_bind_parameter(first + 1, e.event_type)?;
+    insert.raw_bind_parameter(first + 2, e.schema_version)?;
+    insert.raw_bind_parameter(first + 3, &e.payload)?;
+    insert.raw_bind_parameter(first + 4, blob(&e.correlation_id))?;
+    insert.raw_bind_parameter(first + 5, blob(&e.causation_id))?;
+    insert.raw_bind_parameter(first + 6, e.trade_id)
 }
 
 pub(crate) struct Appender {
@@ -128,55 +158,36 @@ impl Appender {
                 "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1",
             )?
             .query_row(params![stream.as_str()], |row| row.get(0))?;
-        if batch.events.is_empty() {
-            // Everything was stored already: a retry, which succeeds without writing.
-            return Ok(AppendOutcome {
-                appended: 0,
-                duplicates,
-                stream_version: actual,
-                last_position: None,
-            });
+        if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
+            return Ok(retried);
         }
-        check_expected(stream, expected, actual)?;
         let head: i64 = tx
             .prepare_cached("SELECT MAX(position) FROM events")?
             .query_row([], |row| row.get::<_, Option<i64>>(0))?
             .unwrap_or(0);
 
-        {
-            let mut offset = 0_i64;
-            let next = |offset: &mut i64| {
-                *offset += 1;
-                (head + *offset, actual + *offset)
-            };
-            let mut chunks = batch.events.chunks_exact(CHUNK_ROWS);
-            for chunk in chunks.by_ref() {
-                let mut insert = tx.prepare_cached(&CHUNK_INSERT)?;
-                for (row, e) in chunk.iter().enumerate() {
-                    let first = 1 + row * ROW_VALUES;
-                    bind_event(
-                        &mut insert,
-                        first,
-                        next(&mut offset),
-                        stream.as_str(),
-                        recorded_at,
-                        e,
-                    )?;
-                }
-                insert.raw_execute()?;
+        let mut offset = 0_i64;
+        // Full chunks of CHUNK_ROWS, then the rest one row a statement: two statements to keep.
+        let (full, rest) = batch
+            .events
+            .split_at(batch.events.len() - batch.events.len() % CHUNK_ROWS);
+        let chunks = full
+            .chunks(CHUNK_ROWS)
+            .map(|rows| (CHUNK_INSERT.as_str(), rows));
+        let statements = chunks.chain(rest.chunks(1).map(|row| (ROW_INSERT.as_str(), row)));
+        for (sql, rows) in statements {
+            let mut insert = tx.prepare_cached(sql)?;
+            bind_statement(
+                &mut insert,
+                (head + offset, actual + offset),
+                stream.as_str(),
+                recorded_at,
+            )?;
+            for (row, e) in rows.iter().enumerate() {
+                bind_event(&mut insert, row, e)?;
             }
-            let mut insert = tx.prepare_cached(&ROW_INSERT)?;
-            for e in chunks.remainder() {
-                bind_event(
-                    &mut insert,
-                    1,
-                    next(&mut offset),
-                    stream.as_str(),
-                    recorded_at,
-                    e,
-                )?;
-                insert.raw_execute()?;
-            }
+            insert.raw_execute()?;
+            offset += rows.len() as i64;
         }
         tx.commit()?;
         let appended = batch.events.len();

@@ -248,7 +248,9 @@ pub enum StoreError {
     TradeIdOverflow(u64, Symbol),
     #[error("events are permanent: stream {0} cannot be removed from an append-only log")]
     RemoveRefused(StreamId),
-    #[error("the read was cancelled: the async runtime is shutting down")]
+    #[error(
+        "cancelled before it ran (nothing was read or written): the async runtime is shutting down"
+    )]
     ShuttingDown,
 }
 
@@ -369,6 +371,28 @@ impl PreparedBatch {
         });
         before - self.events.len()
     }
+}
+
+/// What an append decides before it inserts, once the stored events are dropped: a batch with
+/// nothing left is a retry, which succeeds without writing whatever the expected version
+/// (`Some`, the outcome); otherwise the expected version must hold (`None`: go on and insert).
+pub(crate) fn before_insert(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    batch: &PreparedBatch,
+    actual: i64,
+    duplicates: usize,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    if batch.events.is_empty() {
+        return Ok(Some(AppendOutcome {
+            appended: 0,
+            duplicates,
+            stream_version: actual,
+            last_position: None,
+        }));
+    }
+    check_expected(stream, expected, actual)?;
+    Ok(None)
 }
 
 /// Checks an expected version against the stream's actual one.
@@ -865,7 +889,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_cancelled_by_shutdown_is_an_error_and_a_panic_stays_a_panic() {
-        // What a runtime that shuts down does to a read still queued on its blocking pool.
+        // What a runtime that shuts down does to a read or an append still queued on its blocking pool.
         let queued = tokio::spawn(std::future::pending::<Result<(), StoreError>>());
         queued.abort();
         let err = joined(queued.await).unwrap_err();

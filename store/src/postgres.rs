@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    check_expected, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
+    before_insert, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
     PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamId,
 };
 
@@ -213,15 +213,9 @@ impl Backend for PgBackend {
         .bind(stream.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        if batch.events.is_empty() {
-            return Ok(AppendOutcome {
-                appended: 0,
-                duplicates,
-                stream_version: actual,
-                last_position: None,
-            });
+        if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
+            return Ok(retried);
         }
-        check_expected(stream, expected, actual)?;
 
         let n = batch.events.len();
         let count = i64::try_from(n).unwrap_or(i64::MAX);
