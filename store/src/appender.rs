@@ -4,9 +4,8 @@
 //! thread (acquire, `BEGIN`, two `SELECT`s, the INSERT chunks, `COMMIT`), each a thread wake-up
 //! that a busy two-core machine served late: `BEGIN IMMEDIATE` alone averaged a millisecond of a
 //! 1,000-event append's eight. Here the whole transaction runs on one blocking thread, with
-//! statements prepared once and kept, so an append costs one hop off the runtime and back; on a
-//! RAM disk, where only CPU counts, appends ran a quarter faster (BENCHMARKS.md). The connection is
-//! always the same, so its page cache keeps the B-trees' right edges between appends.
+//! statements prepared once and kept, so an append costs one hop off the runtime and back
+//! (BENCHMARKS.md, session 9: a third faster on a RAM disk, where only CPU counts).
 //!
 //! Only appends use it; the process's [`crate::checkpoint::WriteQueue`] still orders it with the
 //! read-model writers (on sqlx), and `busy_timeout` with other processes.
@@ -17,7 +16,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OpenFlags, Statement, TransactionBehavior};
 
-use super::sqlite::BUSY_TIMEOUT;
+use super::sqlite::configure;
 use super::{
     before_insert, AppendOutcome, ExpectedVersion, PreparedBatch, PreparedEvent, StoreError,
     StreamId,
@@ -101,6 +100,8 @@ fn bind_event(insert: &mut Statement<'_>, row: usize, e: &PreparedEvent) -> rusq
 }
 
 pub(crate) struct Appender {
+    /// Never contended: appends hold the writer queue's turn. (A rusqlite connection is not
+    /// `Sync`; the mutex makes the backend so.)
     conn: Mutex<Connection>,
 }
 
@@ -111,15 +112,7 @@ impl Appender {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // As every connection of the store: durable commits (see `sqlite`), checkpoints left to
-        // the checkpointer, an 8 MiB cache.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        conn.pragma_update(None, "cache_size", -8192)?;
-        // Temporary storage in memory, as on the pool's connections: on SQLite's default, a
-        // statement journal over 64 KiB spilled to a file, 67 more writes a 1,000-event commit.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        configure(&conn)?;
         Ok(Appender {
             conn: Mutex::new(conn),
         })
@@ -173,28 +166,32 @@ impl Appender {
             .query_row([], |row| row.get::<_, Option<i64>>(0))?
             .unwrap_or(0);
 
-        let mut offset = 0_i64;
         // Full chunks of CHUNK_ROWS, then the rest one row a statement: two statements to keep.
         let (full, rest) = batch
             .events
             .split_at(batch.events.len() - batch.events.len() % CHUNK_ROWS);
-        let chunks = full
-            .chunks(CHUNK_ROWS)
-            .map(|rows| (CHUNK_INSERT.as_str(), rows));
-        let statements = chunks.chain(rest.chunks(1).map(|row| (ROW_INSERT.as_str(), row)));
-        for (sql, rows) in statements {
-            let mut insert = tx.prepare_cached(sql)?;
-            bind_statement(
-                &mut insert,
-                (head + offset, actual + offset),
-                stream.as_str(),
-                recorded_at,
-            )?;
+        let mut offset = 0_i64;
+        let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
+            let before = (head + offset, actual + offset);
+            bind_statement(statement, before, stream.as_str(), recorded_at)?;
             for (row, e) in rows.iter().enumerate() {
-                bind_event(&mut insert, row, e)?;
+                bind_event(statement, row, e)?;
             }
-            insert.raw_execute()?;
+            statement.raw_execute()?;
             offset += rows.len() as i64;
+            Ok::<_, rusqlite::Error>(())
+        };
+        if !full.is_empty() {
+            let mut statement = tx.prepare_cached(&CHUNK_INSERT)?;
+            for rows in full.chunks(CHUNK_ROWS) {
+                insert(&mut statement, rows)?;
+            }
+        }
+        if !rest.is_empty() {
+            let mut statement = tx.prepare_cached(&ROW_INSERT)?;
+            for row in rest.chunks(1) {
+                insert(&mut statement, row)?;
+            }
         }
         tx.commit()?;
         let appended = batch.events.len();

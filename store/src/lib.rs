@@ -889,7 +889,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_cancelled_by_shutdown_is_an_error_and_a_panic_stays_a_panic() {
-        // What a runtime that shuts down does to a read or an append still queued on its blocking pool.
+        // What a runtime that shuts down does to a read or an append still queued on its
+        // blocking pool.
         let queued = tokio::spawn(std::future::pending::<Result<(), StoreError>>());
         queued.abort();
         let err = joined(queued.await).unwrap_err();

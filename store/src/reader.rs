@@ -21,7 +21,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
-use super::sqlite::BUSY_TIMEOUT;
+use super::sqlite::configure;
 use super::{decode_event, RecordedEvent, StoreError, StreamEvent, StreamId};
 
 /// Rows stepped before their chunk is handed to the decoders.
@@ -136,9 +136,7 @@ impl Reader {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // As the pool's connections: the B-trees' inner pages fit, a long scan stays small.
-        conn.pragma_update(None, "cache_size", -8192)?;
+        configure(&conn)?;
         Ok(conn)
     }
 

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::sync::watch;
 
 use super::appender::Appender;
@@ -32,6 +30,31 @@ use super::{
 /// How long a connection waits for another process's lock before `SQLITE_BUSY`.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The settings of every connection to the file, sqlx's and rusqlite's alike ([`configure`]):
+/// one list, so that no connection misses one (the appender's first version lacked
+/// `temp_store`, and spilled its statement journals to a file).
+const PRAGMAS: [(&str, &str); 4] = [
+    // Every commit durable before it returns (see the module's docs).
+    ("synchronous", "FULL"),
+    // 8 MiB a connection: the B-trees' inner pages fit, and a long scan (a backtest, a
+    // rebuild) does not grow every connection's cache to a large, cold copy of the file; 64 MiB
+    // measured no faster and quadrupled the RSS of such scans.
+    ("cache_size", "-8192"),
+    // Temporary storage (statement journals, sorts) in memory, never in a file.
+    ("temp_store", "MEMORY"),
+    // Checkpoints run beside the writers, not in their commits: see `checkpoint`.
+    ("wal_autocheckpoint", "0"),
+];
+
+/// Applies [`BUSY_TIMEOUT`] and [`PRAGMAS`] to a rusqlite connection, as the pool's have them.
+pub(crate) fn configure(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    for (name, value) in PRAGMAS {
+        conn.pragma_update(None, name, value)?;
+    }
+    Ok(())
+}
+
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
     /// Shared with read-model writers ([`crate::Database`]): one queue for every writer in the
@@ -43,12 +66,12 @@ pub(crate) struct SqliteBackend {
     reader: Arc<Reader>,
 }
 
-/// Runs a read of the log on the blocking pool: a page is milliseconds of stepping and
-/// decoding, too long to hold an async worker.
+/// Runs a read or an append of the log on the blocking pool: a page or a batch is
+/// milliseconds of SQLite's work, too long to hold an async worker.
 async fn off_runtime<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    crate::joined(tokio::task::spawn_blocking(read).await)
+    crate::joined(tokio::task::spawn_blocking(work).await)
 }
 
 impl SqliteBackend {
@@ -56,15 +79,10 @@ impl SqliteBackend {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            // 8 MiB a connection: the B-trees' inner pages fit, and a long scan (a backtest,
-            // a rebuild) does not grow every pooled connection's cache to a large, cold copy
-            // of the file; 64 MiB measured no faster and quadrupled the RSS of such scans.
-            .pragma("cache_size", "-8192")
-            .pragma("temp_store", "memory")
-            // Checkpoints run beside the writers, not in their commits: see `checkpoint`.
-            .pragma("wal_autocheckpoint", "0");
+            .busy_timeout(BUSY_TIMEOUT);
+        let options = PRAGMAS.iter().fold(options, |options, &(name, value)| {
+            options.pragma(name, value)
+        });
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
