@@ -34,7 +34,10 @@ use uuid::Uuid;
 
 use crate::binance::parse_recorded_line;
 pub use crate::binance::Market;
-use crate::store::{ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId};
+use crate::store::{
+    AppendOutcome, ExpectedVersion, NewEvent, PendingAppend, PreparedBatch, Store, StoreError,
+    StreamId,
+};
 
 /// The formats `import trades` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,18 +166,29 @@ pub async fn import_trades(
         let _ = tx.blocking_send(Message::Done(result));
     });
     let mut summary = ImportSummary::default();
+    let mut count = |out: AppendOutcome| {
+        summary.imported += out.appended as u64;
+        summary.already_present += out.duplicates as u64;
+    };
     let mut verdict = None;
+    // One batch in line: it commits while the one before it is synced to disk, and a batch
+    // counts only once it is acknowledged.
+    let mut in_line: Option<PendingAppend> = None;
     while let Some(message) = rx.recv().await {
         match message {
             Message::Batch(stream, batch) => {
-                let out = store
-                    .append_prepared(&stream, ExpectedVersion::Any, batch)
+                let pending = store
+                    .begin_append(&stream, ExpectedVersion::Any, batch)
                     .await?;
-                summary.imported += out.appended as u64;
-                summary.already_present += out.duplicates as u64;
+                if let Some(before) = in_line.replace(pending) {
+                    count(before.acknowledged().await?);
+                }
             }
             Message::Done(result) => verdict = Some(result),
         }
+    }
+    if let Some(last) = in_line {
+        count(last.acknowledged().await?);
     }
     producer
         .await

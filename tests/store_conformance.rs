@@ -20,6 +20,7 @@ on_both_backends!(
     subscription_catches_up_then_follows_live_appends,
     subscription_sees_appends_from_another_store_instance,
     concurrent_writers_never_make_a_subscriber_skip,
+    appends_in_line_are_acknowledged_durable_and_seen_once,
     eventually_repository_round_trip,
     eventually_store_views_map_versions_and_positions,
     append_only_at_the_database_level,
@@ -581,6 +582,76 @@ mod cases {
                 assert_eq!(t, prev + 1);
             }
         }
+    }
+
+    /// Writers in one process, each keeping a batch in line (`begin_append`, acknowledged after
+    /// the next one commits), as an import does: on SQLite their commits are synced beside the
+    /// writers and shared, and this process's subscriber is held back until they are. Every
+    /// acknowledged batch reads back whole, and the subscriber sees each event once, in order.
+    pub async fn appends_in_line_are_acknowledged_durable_and_seen_once(db: &TestDb) {
+        const WRITERS: u64 = 4;
+        const BATCHES: u64 = 30;
+        const PER_BATCH: u64 = 50;
+        let total = (WRITERS * BATCHES * PER_BATCH) as usize;
+        let store = db.open().await;
+        let mut sub = store.subscribe_all(0);
+        let collector = tokio::spawn(async move { take(&mut sub, total).await });
+
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                let stream = StreamId::new(&format!("trades-L{w}")).unwrap();
+                let mut acknowledged = Vec::new();
+                let mut in_line = None;
+                let check = |out: hedgehog::store::AppendOutcome| {
+                    assert_eq!(out.appended, PER_BATCH as usize);
+                    out
+                };
+                for b in 0..=BATCHES {
+                    let pending = if b < BATCHES {
+                        let first = b * PER_BATCH;
+                        let batch = trades(&format!("L{w}"), first..first + PER_BATCH);
+                        let prepared = store.prepare(batch).unwrap();
+                        Some(
+                            store
+                                .begin_append(&stream, ExpectedVersion::Any, prepared)
+                                .await
+                                .unwrap(),
+                        )
+                    } else {
+                        None
+                    };
+                    if let Some(before) = std::mem::replace(&mut in_line, pending) {
+                        let out = check(before.acknowledged().await.unwrap());
+                        // Acknowledged: it reads back, whole, at the positions it was given.
+                        let last = out.last_position.unwrap();
+                        let first = last - PER_BATCH as i64 + 1;
+                        let read = store.read_all(first, PER_BATCH as i64).await.unwrap();
+                        assert_eq!(read.len(), PER_BATCH as usize);
+                        assert!(read.iter().all(|e| e.stream_id == stream));
+                        acknowledged.push(out.stream_version);
+                    }
+                }
+                assert_eq!(
+                    acknowledged,
+                    (1..=BATCHES)
+                        .map(|b| (b * PER_BATCH) as i64)
+                        .collect::<Vec<_>>(),
+                    "acknowledged in the order appended"
+                );
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let seen = collector.await.unwrap();
+        let mut ids = HashSet::new();
+        for (i, e) in seen.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1, "every position, once, in order");
+            assert!(ids.insert(e.event_id), "event {} seen twice", e.event_id);
+        }
+        assert_eq!(store.head_position().await.unwrap(), total as i64);
     }
 
     pub async fn eventually_repository_round_trip(db: &TestDb) {

@@ -9,13 +9,17 @@
 //!
 //! Only appends use it; the process's [`crate::checkpoint::WriteQueue`] still orders it with the
 //! read-model writers (on sqlx), and `busy_timeout` with other processes.
+//!
+//! It commits with `synchronous = NORMAL`: the commit writes the WAL without syncing it, and
+//! [`Durability`] syncs it beside the writers; appends are acknowledged only after that.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags, Statement, TransactionBehavior};
 
+use super::durability::Durability;
 use super::sqlite::configure;
 use super::{
     before_insert, AppendOutcome, ExpectedVersion, PreparedBatch, PreparedEvent, StoreError,
@@ -103,23 +107,30 @@ pub(crate) struct Appender {
     /// Never contended: appends hold the writer queue's turn. (A rusqlite connection is not
     /// `Sync`; the mutex makes the backend so.)
     conn: Mutex<Connection>,
+    /// Syncs the WAL this connection's commits write.
+    durability: Arc<Durability>,
 }
 
 impl Appender {
-    /// Opens the writer's connection to the (migrated) database file at `path`.
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the writer's connection to the (migrated) database file at `path`, whose WAL
+    /// `durability` syncs.
+    pub(crate) fn open(path: &Path, durability: Arc<Durability>) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure(&conn)?;
+        // Commits write the WAL; `durability` syncs it (see the module's docs).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Appender {
             conn: Mutex::new(conn),
+            durability,
         })
     }
 
-    /// One attempt at an atomic append ([`crate::Backend::try_append`]). Blocking: call it off
-    /// the runtime, holding the writer queue's turn.
+    /// One attempt at an atomic append ([`crate::Backend::try_append`]): committed, not yet
+    /// durable ([`Durability::wait`] for the returned last position). Blocking: call it off the
+    /// runtime, holding the writer queue's turn.
     pub(crate) fn append(
         &self,
         stream: &StreamId,
@@ -193,8 +204,11 @@ impl Appender {
                 insert(&mut statement, row)?;
             }
         }
-        tx.commit()?;
         let appended = batch.events.len();
+        self.durability.committing(head + appended as i64)?;
+        let committed = tx.commit();
+        self.durability.committed(committed.is_ok());
+        committed?;
         Ok(AppendOutcome {
             appended,
             duplicates,

@@ -11,10 +11,13 @@
 //!   that is entirely already stored succeeds whatever version it expected: it is a retry.
 //! - **A gap-free global order.** Positions start at 1 and commit in order, so a subscriber that
 //!   has seen position N has seen everything below it and will see N + 1 next.
-//! - **Durability.** An append returns only after the commit is on disk.
+//! - **Durability.** An append returns only after the commit is on disk, and subscribers of this
+//!   process see no event before it is (SQLite's appender syncs the WAL beside the writers:
+//!   `durability`).
 
 mod appender;
 mod checkpoint;
+mod durability;
 mod eventually_impl;
 mod postgres;
 mod reader;
@@ -252,6 +255,18 @@ pub enum StoreError {
         "cancelled before it ran (nothing was read or written): the async runtime is shutting down"
     )]
     ShuttingDown,
+    #[error("cannot open the event log's WAL {} to sync it: {source}", path.display())]
+    Wal {
+        path: std::path::PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("the event log's WAL could not be synced to disk ({source}): events after position {durable} may be lost on a power cut, and this process takes no more appends; check the disk, then restart")]
+    Unsynced {
+        durable: i64,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
 }
 
 /// The answer of a task the store spawned. A panic is the task's own and goes on unwinding in
@@ -490,6 +505,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         look_up: bool,
     ) -> Result<AppendOutcome, StoreError>;
 
+    /// Waits until the commit that ended at position `last` is durable (`i64::MAX`: every
+    /// commit of this process so far). PostgreSQL's commits are durable when they return;
+    /// SQLite's appender syncs them off the write lock ([`durability`]).
+    async fn durable(&self, _last: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Events of `$all` with `position >= from`, in order, at most `limit`.
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError>;
 
@@ -560,6 +582,38 @@ pub struct Store {
     head: watch::Sender<i64>,
 }
 
+/// A committed append that is not yet acknowledged: see [`Store::begin_append`]. Dropping it
+/// does not undo the append (the commit stands and is synced all the same); it only gives up
+/// waiting, and subscribers then learn of the batch from the next append or poll.
+#[must_use = "an append is acknowledged only once `acknowledged` answers"]
+pub struct PendingAppend {
+    store: Store,
+    outcome: AppendOutcome,
+}
+
+impl PendingAppend {
+    /// Waits until the batch is durable, wakes this process's subscribers, and answers what the
+    /// append did. A batch with nothing new waits for whatever this process had committed
+    /// before, so that a retry is not acknowledged ahead of the original.
+    pub async fn acknowledged(self) -> Result<AppendOutcome, StoreError> {
+        let PendingAppend { store, outcome } = self;
+        store
+            .backend
+            .durable(outcome.last_position.unwrap_or(i64::MAX))
+            .await?;
+        if let Some(last) = outcome.last_position {
+            store.head.send_if_modified(|h| {
+                let newer = last > *h;
+                if newer {
+                    *h = last;
+                }
+                newer
+            });
+        }
+        Ok(outcome)
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -618,8 +672,25 @@ impl Store {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut batch: PreparedBatch,
+        batch: PreparedBatch,
     ) -> Result<AppendOutcome, StoreError> {
+        self.begin_append(stream, expected, batch)
+            .await?
+            .acknowledged()
+            .await
+    }
+
+    /// Commits a batch made by [`Store::prepare`] and returns before it is durable: the
+    /// [`PendingAppend`] answers once it is. For a writer with batches in line (an import):
+    /// while one batch is being synced to disk the next one is inserted. Until then the batch
+    /// is not acknowledged, to the caller or to this process's subscribers (on SQLite; on
+    /// PostgreSQL a commit is durable when it returns).
+    pub async fn begin_append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut batch: PreparedBatch,
+    ) -> Result<PendingAppend, StoreError> {
         let recorded_at = now_millis();
         let repeated = batch.repeated_in_batch;
         let mut outcome = if batch.events.is_empty() && repeated == 0 {
@@ -649,16 +720,10 @@ impl Store {
             }
         };
         outcome.duplicates += repeated;
-        if let Some(last) = outcome.last_position {
-            self.head.send_if_modified(|h| {
-                let newer = last > *h;
-                if newer {
-                    *h = last;
-                }
-                newer
-            });
-        }
-        Ok(outcome)
+        Ok(PendingAppend {
+            store: self.clone(),
+            outcome,
+        })
     }
 
     /// Reads `$all` from `from` (inclusive), at most `limit` events.

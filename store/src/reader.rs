@@ -11,16 +11,18 @@
 //!
 //! Appends have a connection of their own (`appender`), everything else stays on sqlx; these
 //! connections only `SELECT`, each one in its own snapshot (WAL mode), and see every commit made
-//! before the statement starts, which is all a subscriber woken by a commit needs.
+//! before the statement starts, which is all a subscriber woken by a commit needs. A page stops
+//! before any event this process has committed but not yet synced ([`Durability::visible`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
+use super::durability::Durability;
 use super::sqlite::configure;
 use super::{decode_event, RecordedEvent, StoreError, StreamEvent, StreamId};
 
@@ -41,6 +43,8 @@ const STREAM_PAGE: &str =
 pub(crate) struct Reader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// What the appender has synced: pages stop before the rest.
+    durability: Arc<Durability>,
 }
 
 /// What is read of an event: the metadata of a [`RecordedEvent`] or none of it.
@@ -48,6 +52,7 @@ pub(crate) trait Page: Sized + Send + 'static {
     const COLUMNS: &'static str;
     /// Whether [`Page::COLUMNS`] include the metadata (ids, time, correlation).
     const FULL: bool;
+    fn position(&self) -> i64;
     fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError>;
 }
 
@@ -68,6 +73,9 @@ pub(crate) struct RawRow {
 impl Page for RecordedEvent {
     const COLUMNS: &'static str = FULL_COLUMNS;
     const FULL: bool = true;
+    fn position(&self) -> i64 {
+        self.position
+    }
     fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError> {
         Ok(RecordedEvent {
             position: row.position,
@@ -85,6 +93,9 @@ impl Page for RecordedEvent {
 impl Page for StreamEvent {
     const COLUMNS: &'static str = SLIM_COLUMNS;
     const FULL: bool = false;
+    fn position(&self) -> i64 {
+        self.position
+    }
     fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError> {
         Ok(StreamEvent {
             position: row.position,
@@ -124,10 +135,11 @@ fn text<'a>(
 }
 
 impl Reader {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf, durability: Arc<Durability>) -> Self {
         Reader {
             path,
             idle: Mutex::new(Vec::new()),
+            durability,
         }
     }
 
@@ -171,7 +183,13 @@ impl Reader {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let out = read_page::<T>(&conn, sql, from, limit, stream);
+        let mut out = read_page::<T>(&conn, sql, from, limit, stream);
+        // Asked after the read, so any commit whose rows it saw shows here if still unsynced.
+        // Positions rise along a page (of $all or of one stream): the hidden rows are its end.
+        if let (Ok(page), Some(cap)) = (&mut out, self.durability.visible()) {
+            let keep = page.partition_point(|e| e.position() <= cap);
+            page.truncate(keep);
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < KEEP {
             idle.push(conn);

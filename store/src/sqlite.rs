@@ -10,6 +10,8 @@
 //!
 //! Appends run on a rusqlite connection of their own ([`crate::appender`]), reads on read-only
 //! ones ([`crate::reader`]); migrations, the read models and the checkpointer use sqlx's pool.
+//! The appender's commits are synced by [`crate::durability`], off the write lock: the append
+//! returns once its commit is synced, but the next writer need not wait for the disk.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tokio::sync::watch;
 
 use super::appender::Appender;
 use super::checkpoint::WriteQueue;
+use super::durability::Durability;
 use super::reader::Reader;
 use super::{
     AppendOutcome, Backend, ExpectedVersion, PreparedBatch, RecordedEvent, StoreError, StreamEvent,
@@ -34,7 +37,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// one list, so that no connection misses one (the appender's first version lacked
 /// `temp_store`, and spilled its statement journals to a file).
 const PRAGMAS: [(&str, &str); 4] = [
-    // Every commit durable before it returns (see the module's docs).
+    // Every commit durable before it returns (see the module's docs). The appender alone
+    // commits with NORMAL and syncs the WAL itself (`durability`).
     ("synchronous", "FULL"),
     // 8 MiB a connection: the B-trees' inner pages fit, and a long scan (a backtest, a
     // rebuild) does not grow every connection's cache to a large, cold copy of the file; 64 MiB
@@ -64,6 +68,8 @@ pub(crate) struct SqliteBackend {
     appender: Arc<Appender>,
     /// Reads of the log, on connections of their own.
     reader: Arc<Reader>,
+    /// Syncs the appender's commits.
+    durability: Arc<Durability>,
 }
 
 /// Runs a read or an append of the log on the blocking pool: a page or a batch is
@@ -106,9 +112,11 @@ impl SqliteBackend {
             return Err(StoreError::InMemory);
         }
         let file = std::path::PathBuf::from(file);
+        let durability = Arc::new(Durability::start(&file)?);
         Ok(SqliteBackend {
-            appender: Arc::new(Appender::open(&file)?),
-            reader: Arc::new(Reader::new(file)),
+            appender: Arc::new(Appender::open(&file, Arc::clone(&durability))?),
+            reader: Arc::new(Reader::new(file, Arc::clone(&durability))),
+            durability,
             writer: WriteQueue::start(pool.clone()),
             pool,
         })
@@ -146,6 +154,10 @@ impl Backend for SqliteBackend {
         .await?;
         *batch = back;
         outcome
+    }
+
+    async fn durable(&self, last: i64) -> Result<(), StoreError> {
+        self.durability.wait(last).await
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -205,11 +217,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn head_position(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        // As a reader's page: not beyond what is synced (asked after the read).
+        Ok(self.durability.visible().map_or(head, |cap| head.min(cap)))
     }
 
     async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {

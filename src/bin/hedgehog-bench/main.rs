@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use hedgehog::domain::events::TradeReceived;
 use hedgehog::domain::{Symbol, Timestamp, TradeKind};
-use hedgehog::store::{redact_url, ExpectedVersion, NewEvent, Store, StreamId};
+use hedgehog::store::{redact_url, AppendOutcome, ExpectedVersion, NewEvent, Store, StreamId};
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 use sqlx::Connection;
@@ -388,12 +388,9 @@ async fn fill(
         }
         Ok(())
     });
-    while let Some(prepared) = rx.recv().await {
-        let n = prepared.len() as u64;
-        let out = store
-            .append_prepared(stream, ExpectedVersion::Any, prepared)
-            .await
-            .context("append")?;
+    // One batch in line, as an importer does: batch N + 1 commits while batch N is synced to
+    // disk; an event counts (and is logged as acknowledged) only once it is durable.
+    let mut acknowledge = |out: AppendOutcome| -> anyhow::Result<()> {
         if ack_log {
             writeln!(
                 stdout,
@@ -403,7 +400,21 @@ async fn fill(
             )?;
             stdout.flush()?;
         }
-        bar.inc(n);
+        bar.inc(out.appended as u64);
+        Ok(())
+    };
+    let mut in_line = None;
+    while let Some(prepared) = rx.recv().await {
+        let pending = store
+            .begin_append(stream, ExpectedVersion::Any, prepared)
+            .await
+            .context("append")?;
+        if let Some(before) = in_line.replace(pending) {
+            acknowledge(before.acknowledged().await.context("append")?)?;
+        }
+    }
+    if let Some(last) = in_line {
+        acknowledge(last.acknowledged().await.context("append")?)?;
     }
     producer.await??;
     bar.finish_and_clear();
