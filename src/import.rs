@@ -35,8 +35,7 @@ use uuid::Uuid;
 use crate::binance::parse_recorded_line;
 pub use crate::binance::Market;
 use crate::store::{
-    AppendOutcome, ExpectedVersion, NewEvent, PendingAppend, PreparedBatch, Store, StoreError,
-    StreamId,
+    AppendOutcome, ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId,
 };
 
 /// The formats `import trades` reads.
@@ -171,24 +170,20 @@ pub async fn import_trades(
         summary.already_present += out.duplicates as u64;
     };
     let mut verdict = None;
-    // One batch in line: it commits while the one before it is synced to disk, and a batch
-    // counts only once it is acknowledged.
-    let mut in_line: Option<PendingAppend> = None;
+    // A batch commits while the one before it is synced, and counts once acknowledged.
+    let mut appends = store.appends_in_line();
     while let Some(message) = rx.recv().await {
         match message {
             Message::Batch(stream, batch) => {
-                let pending = store
-                    .begin_append(&stream, ExpectedVersion::Any, batch)
-                    .await?;
-                if let Some(before) = in_line.replace(pending) {
-                    count(before.acknowledged().await?);
+                if let Some(out) = appends.append(&stream, ExpectedVersion::Any, batch).await? {
+                    count(out);
                 }
             }
             Message::Done(result) => verdict = Some(result),
         }
     }
-    if let Some(last) = in_line {
-        count(last.acknowledged().await?);
+    if let Some(out) = appends.finish().await? {
+        count(out);
     }
     producer
         .await

@@ -603,35 +603,27 @@ mod cases {
             writers.push(tokio::spawn(async move {
                 let stream = StreamId::new(&format!("trades-L{w}")).unwrap();
                 let mut acknowledged = Vec::new();
-                let mut in_line = None;
-                let check = |out: hedgehog::store::AppendOutcome| {
-                    assert_eq!(out.appended, PER_BATCH as usize);
-                    out
-                };
+                let mut appends = store.appends_in_line();
                 for b in 0..=BATCHES {
-                    let pending = if b < BATCHES {
+                    let out = if b < BATCHES {
                         let first = b * PER_BATCH;
                         let batch = trades(&format!("L{w}"), first..first + PER_BATCH);
                         let prepared = store.prepare(batch).unwrap();
-                        Some(
-                            store
-                                .begin_append(&stream, ExpectedVersion::Any, prepared)
-                                .await
-                                .unwrap(),
-                        )
+                        appends
+                            .append(&stream, ExpectedVersion::Any, prepared)
+                            .await
                     } else {
-                        None
+                        appends.finish().await
                     };
-                    if let Some(before) = std::mem::replace(&mut in_line, pending) {
-                        let out = check(before.acknowledged().await.unwrap());
-                        // Acknowledged: it reads back, whole, at the positions it was given.
-                        let last = out.last_position.unwrap();
-                        let first = last - PER_BATCH as i64 + 1;
-                        let read = store.read_all(first, PER_BATCH as i64).await.unwrap();
-                        assert_eq!(read.len(), PER_BATCH as usize);
-                        assert!(read.iter().all(|e| e.stream_id == stream));
-                        acknowledged.push(out.stream_version);
-                    }
+                    let Some(out) = out.unwrap() else { continue };
+                    assert_eq!(out.appended, PER_BATCH as usize);
+                    // Acknowledged: it reads back at once, whole, at the positions it was given.
+                    let last = out.last_position.unwrap();
+                    let first = last - PER_BATCH as i64 + 1;
+                    let read = store.read_all(first, PER_BATCH as i64).await.unwrap();
+                    assert_eq!(read.len(), PER_BATCH as usize);
+                    assert!(read.iter().all(|e| e.stream_id == stream));
+                    acknowledged.push(out.stream_version);
                 }
                 assert_eq!(
                     acknowledged,

@@ -34,7 +34,6 @@ use crate::StoreError;
 /// The syncer of one database file's WAL; see the module's docs.
 pub(crate) struct Durability {
     shared: Arc<Shared>,
-    synced: watch::Receiver<Synced>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -42,6 +41,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the syncer: a commit was written, or the store is closing.
     written: Condvar,
+    /// What is synced: written by the syncer alone, read by appenders, waiters and readers.
+    synced: watch::Sender<Synced>,
 }
 
 #[derive(Default)]
@@ -50,24 +51,16 @@ struct State {
     committing: Option<i64>,
     /// The last position of the last commit this process wrote.
     written: i64,
+    closing: bool,
+}
+
+/// What the syncer has done.
+#[derive(Clone, Debug, Default)]
+struct Synced {
     /// The last position of the last commit covered by a finished sync.
     durable: i64,
     /// Why the WAL could not be synced; from then on nothing more is durable.
     failed: Option<Arc<std::io::Error>>,
-    closing: bool,
-}
-
-/// What the syncer tells waiting appenders.
-#[derive(Clone, Debug, Default)]
-struct Synced {
-    durable: i64,
-    failed: Option<Arc<std::io::Error>>,
-}
-
-impl State {
-    fn pending(&self) -> bool {
-        self.committing.is_some() || self.written > self.durable
-    }
 }
 
 impl Durability {
@@ -88,19 +81,18 @@ impl Durability {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             written: Condvar::new(),
+            synced: watch::Sender::new(Synced::default()),
         });
-        let (tell, synced) = watch::channel(Synced::default());
         let syncer = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("hedgehog-wal-sync".into())
-            .spawn(move || syncer.run(&wal, &path, &tell))
+            .spawn(move || syncer.run(&wal, &path))
             .map_err(|source| StoreError::Wal {
                 path: database.to_owned(),
                 source: Arc::new(source),
             })?;
         Ok(Durability {
             shared,
-            synced,
             thread: Some(thread),
         })
     }
@@ -113,14 +105,17 @@ impl Durability {
     /// position: from here on readers are capped until a sync covers it. Refuses once a sync
     /// has failed.
     pub(crate) fn committing(&self, last: i64) -> Result<(), StoreError> {
-        let mut state = self.state();
-        if let Some(source) = &state.failed {
+        if let Synced {
+            durable,
+            failed: Some(source),
+        } = &*self.shared.synced.borrow()
+        {
             return Err(StoreError::Unsynced {
-                durable: state.durable,
+                durable: *durable,
                 source: Arc::clone(source),
             });
         }
-        state.committing = Some(last);
+        self.state().committing = Some(last);
         Ok(())
     }
 
@@ -138,8 +133,10 @@ impl Durability {
     /// synced (no cap), else the last synced position. Read it *after* the read: a commit whose
     /// rows the read saw had begun before it, and so shows here until it is synced.
     pub(crate) fn visible(&self) -> Option<i64> {
+        // Synced first: a sync finishing in between only makes the cap lower than it need be.
+        let durable = self.shared.synced.borrow().durable;
         let state = self.state();
-        state.pending().then_some(state.durable)
+        (state.committing.is_some() || state.written > durable).then_some(durable)
     }
 
     /// Waits until the commit ending at `last` is durable (for `i64::MAX`: every commit this
@@ -149,19 +146,20 @@ impl Durability {
             let state = self.state();
             last.min(state.written.max(state.committing.unwrap_or(0)))
         };
-        let mut synced = self.synced.clone();
-        let outcome = synced
+        let mut synced = self.shared.synced.subscribe();
+        // `self` holds the sender, so the wait ends only with an answer.
+        let Ok(s) = synced
             .wait_for(|s| s.durable >= target || s.failed.is_some())
             .await
-            .map(|s| s.clone());
-        match outcome {
-            Ok(s) if s.durable >= target => Ok(()),
-            Ok(Synced {
-                durable,
-                failed: Some(source),
-            }) => Err(StoreError::Unsynced { durable, source }),
-            // The syncer is gone: only while the store is dropped, which no waiter outlives.
-            _ => Err(StoreError::ShuttingDown),
+        else {
+            return Err(StoreError::ShuttingDown);
+        };
+        match &s.failed {
+            Some(source) if s.durable < target => Err(StoreError::Unsynced {
+                durable: s.durable,
+                source: Arc::clone(source),
+            }),
+            _ => Ok(()),
         }
     }
 }
@@ -172,38 +170,29 @@ impl Shared {
     }
 
     /// The syncer's loop: sync whenever something written is not yet durable; on closing,
-    /// sync what is left, then stop.
-    fn run(&self, wal: &File, path: &Path, tell: &watch::Sender<Synced>) {
+    /// sync what is left, then stop. It alone writes `synced`, so it keeps `durable` itself.
+    fn run(&self, wal: &File, path: &Path) {
+        let mut durable = 0;
         loop {
             let target = {
                 let mut state = self.lock();
-                while state.written <= state.durable && !state.closing {
+                while state.written <= durable && !state.closing {
                     state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
-                if state.written <= state.durable {
+                if state.written <= durable {
                     return;
                 }
                 state.written
             };
             // Every commit up to `target` returned from its write(2) calls before this starts.
-            let result = wal.sync_data();
-            let mut state = self.lock();
-            match result {
-                Ok(()) => state.durable = state.durable.max(target),
-                Err(e) => {
-                    tracing::error!(wal = %path.display(), error = %e, durable = state.durable,
-                        "the event log's WAL could not be synced to disk; the store takes no more appends");
-                    state.failed = Some(Arc::new(e));
-                }
-            }
-            let failed = state.failed.clone();
-            tell.send_replace(Synced {
-                durable: state.durable,
-                failed: failed.clone(),
-            });
-            if failed.is_some() {
+            if let Err(e) = wal.sync_data() {
+                tracing::error!(wal = %path.display(), error = %e, durable,
+                    "the event log's WAL could not be synced to disk; the store takes no more appends");
+                self.synced.send_modify(|s| s.failed = Some(Arc::new(e)));
                 return;
             }
+            durable = target;
+            self.synced.send_modify(|s| s.durable = durable);
         }
     }
 }

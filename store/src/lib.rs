@@ -614,6 +614,39 @@ impl PendingAppend {
     }
 }
 
+/// A writer's appends with one batch in line, as an import makes them: each [`AppendsInLine::append`]
+/// commits its batch, then waits for the one before it to be acknowledged, so that batch N + 1
+/// is inserted while batch N is synced to disk. Batches are acknowledged in the order appended.
+#[must_use = "the last batch is acknowledged only by `finish`"]
+pub struct AppendsInLine {
+    store: Store,
+    in_line: Option<PendingAppend>,
+}
+
+impl AppendsInLine {
+    /// Commits `batch` and answers the acknowledged outcome of the batch before it, if any.
+    pub async fn append(
+        &mut self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: PreparedBatch,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let pending = self.store.begin_append(stream, expected, batch).await?;
+        match self.in_line.replace(pending) {
+            Some(before) => Ok(Some(before.acknowledged().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Acknowledges the last batch, if any; the line is then empty.
+    pub async fn finish(&mut self) -> Result<Option<AppendOutcome>, StoreError> {
+        match self.in_line.take() {
+            Some(last) => Ok(Some(last.acknowledged().await?)),
+            None => Ok(None),
+        }
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -678,6 +711,14 @@ impl Store {
             .await?
             .acknowledged()
             .await
+    }
+
+    /// Appends with one batch in line; see [`AppendsInLine`].
+    pub fn appends_in_line(&self) -> AppendsInLine {
+        AppendsInLine {
+            store: self.clone(),
+            in_line: None,
+        }
     }
 
     /// Commits a batch made by [`Store::prepare`] and returns before it is durable: the

@@ -403,18 +403,15 @@ async fn fill(
         bar.inc(out.appended as u64);
         Ok(())
     };
-    let mut in_line = None;
+    let mut appends = store.appends_in_line();
     while let Some(prepared) = rx.recv().await {
-        let pending = store
-            .begin_append(stream, ExpectedVersion::Any, prepared)
-            .await
-            .context("append")?;
-        if let Some(before) = in_line.replace(pending) {
-            acknowledge(before.acknowledged().await.context("append")?)?;
+        let out = appends.append(stream, ExpectedVersion::Any, prepared);
+        if let Some(out) = out.await.context("append")? {
+            acknowledge(out)?;
         }
     }
-    if let Some(last) = in_line {
-        acknowledge(last.acknowledged().await.context("append")?)?;
+    if let Some(out) = appends.finish().await.context("append")? {
+        acknowledge(out)?;
     }
     producer.await??;
     bar.finish_and_clear();
