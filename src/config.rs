@@ -149,6 +149,12 @@ pub struct ExchangeConfig {
     pub api_url: Option<String>,
     /// Binance's WebSocket API (user data stream); default: the mode's.
     pub ws_api_url: Option<String>,
+    /// Binance's spot REST API, whose public `historicalTrades` fills gaps in the trade
+    /// stream; default: `https://api.binance.com` while `stream_url` is Binance's own, none
+    /// otherwise (a replay server's gaps are reported, not filled).
+    pub backfill_url: Option<String>,
+    /// The most trades filled in one gap (0: none are).
+    pub backfill_limit: u64,
     /// An exchangeInfo file (plain or .gz) for the symbols' filters; default: the bundled
     /// snapshot (live trading reads Binance's own).
     pub info: Option<PathBuf>,
@@ -193,6 +199,27 @@ impl Default for HttpConfig {
     }
 }
 
+impl ExchangeConfig {
+    /// Where and how much the streamer fills gaps from (see [`ExchangeConfig::backfill_url`]).
+    pub fn backfill(&self) -> Option<crate::streamer::Backfill> {
+        let url = match &self.backfill_url {
+            Some(url) => url.clone(),
+            None if self.stream_url.trim_end_matches('/') == crate::streamer::BINANCE_WS_URL => {
+                crate::binance::rest::SPOT_URL.to_owned()
+            }
+            None => return None,
+        };
+        (self.backfill_limit > 0).then(|| crate::streamer::Backfill {
+            client: std::sync::Arc::new(crate::binance::rest::RestClient::new(
+                &url,
+                None,
+                std::time::Duration::from_secs(10),
+            )),
+            limit: self.backfill_limit,
+        })
+    }
+}
+
 impl Default for ExchangeConfig {
     fn default() -> Self {
         ExchangeConfig {
@@ -200,6 +227,8 @@ impl Default for ExchangeConfig {
             stream_url: crate::streamer::BINANCE_WS_URL.to_owned(),
             api_url: None,
             ws_api_url: None,
+            backfill_url: None,
+            backfill_limit: crate::streamer::BACKFILL_LIMIT,
             info: None,
             fill: FillModel::Cross,
             partial_fills: false,
@@ -442,6 +471,11 @@ impl Loaded {
                 c.exchange.ws_api_url.as_ref(),
                 &["ws", "wss"][..],
             ),
+            (
+                "exchange.backfill_url",
+                c.exchange.backfill_url.as_ref(),
+                &["http", "https"][..],
+            ),
         ];
         for (key, value, schemes) in urls {
             let Some(value) = value else { continue };
@@ -535,6 +569,11 @@ stream_url = "{stream_url}"
 # Binance's REST and WebSocket API URLs; default: the mode's
 # api_url = "https://api.binance.com"
 # ws_api_url = "wss://ws-api.binance.com:443/ws-api/v3"
+# Binance's spot REST API for filling gaps in the trade stream (historicalTrades, public);
+# default: https://api.binance.com while stream_url is Binance's own, none otherwise
+# backfill_url = "https://api.binance.com"
+# the most trades filled in one gap (0: gaps are reported, not filled)
+backfill_limit = {backfill_limit}
 # an exchangeInfo file for the symbols' filters; default: the bundled snapshot
 # info = "exchange-info.json.gz"
 # paper fills: cross (a trade goes through the price) or touch (a trade at the price)
@@ -570,6 +609,7 @@ format = "text"
         database_url = d.database_url,
         bind = d.http.bind,
         stream_url = d.exchange.stream_url,
+        backfill_limit = d.exchange.backfill_limit,
         chunks = s.chunks,
         budget = s.budget,
         buy_down = s.buy_down_interval,

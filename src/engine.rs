@@ -26,7 +26,7 @@ use crate::binance::rest::Credentials;
 use crate::binance::user_stream;
 use crate::live::Venue;
 use crate::store::{Store, StoreError};
-use crate::streamer::StreamerStats;
+use crate::streamer::{Backfill, StreamerStats};
 use crate::trader::Trader;
 use crate::trading::TradingError;
 
@@ -35,6 +35,8 @@ use crate::trading::TradingError;
 pub struct EngineOptions {
     /// Binance's websocket base URL, or a replay server's.
     pub binance_ws_url: String,
+    /// Where the streamer fills gaps in the trade stream from; none: they are reported only.
+    pub backfill: Option<Backfill>,
     /// The paper exchange that fills the orders.
     pub paper: PaperExchange,
     pub rules: Arc<ExchangeRules>,
@@ -87,12 +89,14 @@ pub async fn run(
     let mut tasks = Vec::new();
     {
         let (store, url, stats) = (store.clone(), options.binance_ws_url.clone(), stats);
+        let backfill = options.backfill.clone();
         tasks.push(supervise(
             "streamer".to_owned(),
             shutdown.clone(),
             move |stop| {
                 let (store, url, stats) = (store.clone(), url.clone(), Arc::clone(&stats));
-                async move { crate::streaming::follow(store, url, stats, stop).await }
+                let backfill = backfill.clone();
+                async move { crate::streaming::follow(store, url, backfill, stats, stop).await }
             },
         ));
     }

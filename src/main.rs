@@ -100,6 +100,10 @@ enum Command {
         /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
         #[arg(long)]
         binance_ws_url: Option<String>,
+        /// Binance's spot REST URL, whose historicalTrades fill gaps in the stream [config:
+        /// exchange.backfill_url; default: Binance's while streaming from Binance].
+        #[arg(long)]
+        backfill_url: Option<String>,
     },
     /// Switch the streaming of a symbol's trades on or off (the running streamer follows).
     Streaming {
@@ -129,6 +133,10 @@ enum Command {
         /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
         #[arg(long)]
         binance_ws_url: Option<String>,
+        /// Binance's spot REST URL, whose historicalTrades fill gaps in the stream [config:
+        /// exchange.backfill_url; default: Binance's while streaming from Binance].
+        #[arg(long)]
+        backfill_url: Option<String>,
         /// Where orders go: the paper exchange (filled from the trade stream), Binance, or
         /// Binance's spot testnet. Binance needs --live and BINANCE_API_KEY / BINANCE_API_SECRET
         /// [config: exchange.mode; default: paper].
@@ -793,6 +801,7 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
     match &cli.command {
         Command::Run {
             binance_ws_url,
+            backfill_url,
             exchange,
             binance_api_url,
             binance_ws_api_url,
@@ -804,6 +813,9 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
         } => {
             if let Some(url) = binance_ws_url {
                 set("exchange.stream_url", url.as_str().into());
+            }
+            if let Some(url) = backfill_url {
+                set("exchange.backfill_url", url.as_str().into());
             }
             if let Some(exchange) = exchange {
                 set("exchange.mode", exchange.name().into());
@@ -832,9 +844,17 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
             }
         }
         Command::Stream {
-            binance_ws_url: Some(url),
+            binance_ws_url,
+            backfill_url,
             ..
-        } => set("exchange.stream_url", url.as_str().into()),
+        } => {
+            if let Some(url) = binance_ws_url {
+                set("exchange.stream_url", url.as_str().into());
+            }
+            if let Some(url) = backfill_url {
+                set("exchange.backfill_url", url.as_str().into());
+            }
+        }
         _ => {}
     }
     serde_json::Value::Object(flags)
@@ -1224,6 +1244,7 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             };
             let options = EngineOptions {
                 binance_ws_url,
+                backfill: config.exchange.backfill(),
                 paper: PaperExchange {
                     fill: config.exchange.fill,
                     partial_fills: config.exchange.partial_fills,
@@ -1322,12 +1343,14 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 let follow = hedgehog::streaming::follow(
                     store.clone(),
                     binance_ws_url,
+                    config.exchange.backfill(),
                     Arc::clone(&stats),
                     stopped,
                 );
                 tokio::spawn(async move { follow.await.map_err(anyhow::Error::from) })
             } else {
-                let options = StreamerOptions::new(binance_ws_url, symbols);
+                let options = StreamerOptions::new(binance_ws_url, symbols)
+                    .with_backfill(config.exchange.backfill());
                 let run = streamer::run(store.clone(), options, Arc::clone(&stats), stopped);
                 tokio::spawn(async move { run.await.map_err(anyhow::Error::from) })
             };

@@ -5,7 +5,13 @@
 //! batch. Any drop (Binance closes every connection after 24 hours) is followed by a reconnect
 //! with capped exponential backoff and jitter. A trade already stored is never stored again: the
 //! streamer skips ids it has seen and the store's (stream, trade id) key catches the rest. A gap
-//! in trade ids after a reconnect is logged and counted in [`StreamerStats`], never hidden.
+//! in trade ids (after a reconnect, or between what is stored and the first trade of a new run)
+//! is logged and counted in [`StreamerStats`], never hidden, and, given a [`Backfill`], filled
+//! from Binance's REST `historicalTrades` before the trades after it are appended, so the
+//! stream stays in id order. Filling happens in the flush, between frames: bounded by
+//! [`Backfill::limit`] (1,000 trades a request), it takes seconds, well within the minute
+//! Binance waits for a pong. Longer outages are for `hedgehog import trades` and Binance's
+//! daily files.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,13 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::Symbol;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::binance::{parse_frame, Frame};
+use crate::binance::rest::{RestClient, HISTORICAL_TRADES_LIMIT};
+use crate::binance::{parse_frame, Frame, Market};
 use crate::import::trade_event_id;
 use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId};
 
@@ -37,7 +45,23 @@ pub struct StreamerOptions {
     pub flush_after: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Where gaps are filled from; none: they are reported only.
+    pub backfill: Option<Backfill>,
 }
+
+/// Where the streamer fills gaps in spot trade ids from, and how much of each.
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    /// Binance's spot REST API (or a stand-in's): `historicalTrades` is public, no key needed.
+    pub client: Arc<RestClient>,
+    /// The most trades filled in one gap, from its start; the rest of a larger gap stays
+    /// missing (and counted).
+    pub limit: u64,
+}
+
+/// Trades filled in one gap by default: 50 requests of Binance's weight 25, a fifth of a
+/// minute's 6,000, and a few seconds away from the websocket.
+pub const BACKFILL_LIMIT: u64 = 50_000;
 
 impl StreamerOptions {
     pub fn new(url: impl Into<String>, symbols: Vec<Symbol>) -> Self {
@@ -48,7 +72,14 @@ impl StreamerOptions {
             flush_after: Duration::from_millis(50),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
+            backfill: None,
         }
+    }
+
+    /// Fills gaps from `backfill` (none: reports them only).
+    pub fn with_backfill(mut self, backfill: Option<Backfill>) -> Self {
+        self.backfill = backfill;
+        self
     }
 
     /// The combined-stream URL for the symbols.
@@ -75,15 +106,17 @@ pub struct StreamerStats {
     pub malformed: AtomicU64,
     pub connections: AtomicU64,
     pub gaps: AtomicU64,
-    /// Trades missing in the gaps.
+    /// Trades missing in the gaps, as found.
     pub missing: AtomicU64,
+    /// Of those, the trades filled from REST.
+    pub backfilled: AtomicU64,
 }
 
 impl StreamerStats {
     pub fn summary(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "received {}, stored {}, duplicates {}, malformed {}, connections {}, gaps {} ({} trades missing)",
+            "received {}, stored {}, duplicates {}, malformed {}, connections {}, gaps {} ({} trades missing, backfilled {})",
             get(&self.received),
             get(&self.stored),
             get(&self.duplicates),
@@ -91,6 +124,7 @@ impl StreamerStats {
             get(&self.connections),
             get(&self.gaps),
             get(&self.missing),
+            get(&self.backfilled),
         )
     }
 }
@@ -100,6 +134,17 @@ struct Pending {
     batches: HashMap<StreamId, Vec<NewEvent>>,
     last_id: HashMap<StreamId, u64>,
     since: Option<Instant>,
+    /// Gaps found since the last flush, to fill before their stream's batch is appended.
+    holes: Vec<Hole>,
+}
+
+/// Trade ids `from..=to` of `symbol`'s spot stream did not come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hole {
+    stream: StreamId,
+    symbol: Symbol,
+    from: u64,
+    to: u64,
 }
 
 /// Streams until `shutdown` turns true, then flushes and returns. Errors only when the store
@@ -114,6 +159,7 @@ pub async fn run(
         batches: HashMap::new(),
         last_id: HashMap::new(),
         since: None,
+        holes: Vec::new(),
     };
     // Resume gap detection from what is stored.
     for symbol in &options.symbols {
@@ -154,12 +200,12 @@ pub async fn run(
             let deadline = pending.since.map(|t| t + options.flush_after);
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = sleep_until(deadline) => flush(&store, &mut pending, &stats).await?,
+                _ = sleep_until(deadline) => flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?,
                 message = ws.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         got_data = true;
                         if handle(text.as_str(), &mut pending, &stats) >= options.batch_size {
-                            flush(&store, &mut pending, &stats).await?;
+                            flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None => {
@@ -174,7 +220,7 @@ pub async fn run(
                 }
             }
         }
-        flush(&store, &mut pending, &stats).await?;
+        flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
         if got_data {
             backoff = options.initial_backoff;
         }
@@ -182,7 +228,7 @@ pub async fn run(
             wait(&mut backoff, options.max_backoff, &mut shutdown).await;
         }
     }
-    flush(&store, &mut pending, &stats).await
+    flush(&store, &mut pending, &stats, options.backfill.as_ref()).await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -210,8 +256,8 @@ pub(crate) async fn wait(
 
 /// Takes one frame; returns the size of the largest pending batch.
 fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
-    let (stream, trade) = match parse_frame(text).map(Frame::into_trade) {
-        Ok(Some((market, t))) => (market.trades_stream(&t.symbol), t),
+    let (market, trade) = match parse_frame(text).map(Frame::into_trade) {
+        Ok(Some(found)) => found,
         Ok(None) => return 0,
         Err(error) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +265,7 @@ fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
             return 0;
         }
     };
+    let stream = market.trades_stream(&trade.symbol);
     stats.received.fetch_add(1, Ordering::Relaxed);
     let id = trade.trade_id;
     match pending.last_id.get(&stream).copied() {
@@ -232,6 +279,15 @@ fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
             stats.gaps.fetch_add(1, Ordering::Relaxed);
             stats.missing.fetch_add(missing, Ordering::Relaxed);
             tracing::warn!(%stream, after = last, next = id, missing, "gap in trade ids");
+            // Binance's spot REST serves spot trades only.
+            if market == Market::Spot {
+                pending.holes.push(Hole {
+                    stream: stream.clone(),
+                    symbol: trade.symbol.clone(),
+                    from: last + 1,
+                    to: id - 1,
+                });
+            }
         }
         _ => {}
     }
@@ -247,8 +303,10 @@ async fn flush(
     store: &Store,
     pending: &mut Pending,
     stats: &StreamerStats,
+    backfill: Option<&Backfill>,
 ) -> Result<(), StoreError> {
     pending.since = None;
+    let holes = std::mem::take(&mut pending.holes);
     let mut streams: Vec<StreamId> = pending.batches.keys().cloned().collect();
     streams.sort();
     for stream in streams {
@@ -257,6 +315,24 @@ async fn flush(
         };
         if events.is_empty() {
             continue;
+        }
+        let mut events = events;
+        if let Some(backfill) = backfill {
+            let mut filled = 0;
+            for hole in holes.iter().filter(|h| h.stream == stream) {
+                for trade in fill(backfill, hole).await {
+                    let event_id = trade_event_id(&stream, &trade);
+                    events.push(NewEvent::new(trade).with_id(event_id));
+                    filled += 1;
+                }
+            }
+            if filled > 0 {
+                // Into id order: the gap's trades before the ones that came after it. (The
+                // batch's own ids rise: repeats were dropped as they came.)
+                events.sort_by_key(|e| e.event.trade_id());
+                stats.backfilled.fetch_add(filled, Ordering::Relaxed);
+                tracing::info!(%stream, filled, "gap filled from REST");
+            }
         }
         let out = store.append(&stream, ExpectedVersion::Any, events).await?;
         stats
@@ -267,6 +343,46 @@ async fn flush(
             .fetch_add(out.duplicates as u64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// The trades of `hole`, as far as [`Backfill::limit`] reaches and REST answers. A failed
+/// request ends the filling: what it did not bring stays missing, and the stream goes on.
+async fn fill(backfill: &Backfill, hole: &Hole) -> Vec<TradeReceived> {
+    if backfill.limit == 0 {
+        return Vec::new();
+    }
+    let last = hole.to.min(hole.from.saturating_add(backfill.limit - 1));
+    let mut trades = Vec::new();
+    let mut next = hole.from;
+    while next <= last {
+        let want = (last - next + 1).min(u64::from(HISTORICAL_TRADES_LIMIT)) as u16;
+        let page = match backfill
+            .client
+            .historical_trades(&hole.symbol, next, want)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, stream = %hole.stream, from = next, to = hole.to,
+                    "cannot fill the gap from REST; the rest of it stays missing");
+                break;
+            }
+        };
+        let before = trades.len();
+        trades.extend(
+            page.into_iter()
+                .filter(|t| (next..=last).contains(&t.id))
+                .map(|t| t.into_trade(&hole.symbol)),
+        );
+        match trades[before..].iter().map(|t| t.trade_id).max() {
+            Some(highest) => next = highest + 1,
+            // Nothing in the range: REST has no more of it.
+            None => break,
+        }
+    }
+    trades.sort_by_key(|t| t.trade_id);
+    trades.dedup_by_key(|t| t.trade_id);
+    trades
 }
 
 #[cfg(test)]
@@ -295,6 +411,7 @@ mod tests {
             batches: HashMap::new(),
             last_id: HashMap::new(),
             since: None,
+            holes: Vec::new(),
         };
         let frame = |id: u64| {
             format!(
@@ -311,6 +428,15 @@ mod tests {
         assert_eq!(stats.duplicates.load(Ordering::Relaxed), 2);
         assert_eq!(stats.gaps.load(Ordering::Relaxed), 1);
         assert_eq!(stats.missing.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            pending.holes,
+            [Hole {
+                stream: StreamId::new("trades-BTCUSDT").unwrap(),
+                symbol: Symbol::parse("BTCUSDT").unwrap(),
+                from: 4,
+                to: 6
+            }]
+        );
         assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
     }
 }

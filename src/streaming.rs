@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{AggregateError, StreamingAggregate};
 use crate::store::{Store, StoreError, StreamId};
-use crate::streamer::{self, StreamerOptions, StreamerStats};
+use crate::streamer::{self, Backfill, StreamerOptions, StreamerStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
@@ -110,6 +110,7 @@ pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError
 pub async fn follow(
     store: Store,
     url: String,
+    backfill: Option<Backfill>,
     stats: Arc<StreamerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StreamingError> {
@@ -126,7 +127,8 @@ pub async fn follow(
         tracing::info!(?symbols, "streaming the symbols switched on");
         let (stop, stopped) = watch::channel(false);
         let running = (!symbols.is_empty()).then(|| {
-            let options = StreamerOptions::new(url.clone(), symbols.iter().cloned().collect());
+            let options = StreamerOptions::new(url.clone(), symbols.iter().cloned().collect())
+                .with_backfill(backfill.clone());
             tokio::spawn(streamer::run(
                 store.clone(),
                 options,

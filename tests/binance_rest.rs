@@ -508,3 +508,53 @@ async fn the_exchange_info_is_read_again_on_a_period() {
         .count();
     assert!(reads >= 1);
 }
+
+/// The public `historicalTrades` (what the streamer fills gaps with): no key sent, pages of at
+/// most 1,000 from the id asked for, decoded into trades in id order.
+#[tokio::test]
+async fn historical_trades_are_public_paged_and_in_id_order() {
+    let mock = Mock::start(0).await;
+    let trades: Vec<_> = (100..3_100u64)
+        .map(|id| hedgehog::domain::events::TradeReceived {
+            symbol: btcusdt(),
+            trade_id: id,
+            price: dec!(60000.01) + rust_decimal::Decimal::from(id % 7),
+            quantity: dec!(0.001),
+            trade_time: hedgehog::domain::Timestamp(1_700_000_000_000 + id as i64),
+            event_time: hedgehog::domain::Timestamp(1_700_000_000_000 + id as i64),
+            buyer_is_maker: id % 2 == 0,
+            buyer_order_id: None,
+            seller_order_id: None,
+            first_trade_id: None,
+            kind: Default::default(),
+        })
+        .collect();
+    mock.serve_trades(&trades);
+    let keyless = RestClient::new(&mock.url, None, Duration::from_secs(5));
+
+    let page = keyless
+        .historical_trades(&btcusdt(), 1_500, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1_000, "a page is at most 1,000 trades");
+    let ids: Vec<u64> = page.iter().map(|t| t.id).collect();
+    assert_eq!(ids, (1_500..2_500).collect::<Vec<_>>());
+    let trade = page[0].clone().into_trade(&btcusdt());
+    assert_eq!(trade, trades[1_400], "the same trade back");
+    let asked = mock.seen().pop().unwrap();
+    assert_eq!(asked.path, "/api/v3/historicalTrades");
+    assert_eq!(asked.params["limit"], "1000");
+    assert_eq!(asked.api_key, None, "public: no key sent");
+
+    // Past the end: what there is, then nothing.
+    let tail = keyless
+        .historical_trades(&btcusdt(), 3_000, 500)
+        .await
+        .unwrap();
+    assert_eq!(tail.len(), 100);
+    assert!(keyless
+        .historical_trades(&btcusdt(), 3_100, 500)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -231,6 +231,25 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "exchange.backfill_url",
+        "backfill_url = \"http://127.0.0.1:1\"",
+        "http://127.0.0.1:1",
+        ("HEDGEHOG_EXCHANGE_BACKFILL_URL", "http://127.0.0.1:2"),
+        "http://127.0.0.1:2",
+        Some((
+            &["run", "--backfill-url", "http://127.0.0.1:3"],
+            "http://127.0.0.1:3",
+        )),
+    ),
+    case(
+        "exchange.backfill_limit",
+        "backfill_limit = 10",
+        "10",
+        ("HEDGEHOG_EXCHANGE_BACKFILL_LIMIT", "0"),
+        "0",
+        None,
+    ),
+    case(
         "symbols.stream",
         "stream = [\"BTCUSDT\"]",
         "[\"BTCUSDT\"]",

@@ -1,19 +1,110 @@
 //! The live path offline: the replay server plays real recordings with forced disconnects and
-//! the streamer stores every trade exactly once. Both are the real binary.
+//! the streamer stores every trade exactly once, and fills gaps from a mock of Binance's REST.
+//! The replay server and the streamer are the real binary.
 
 mod common;
+// Only its historicalTrades and scripted errors are used here.
+#[allow(dead_code)]
+#[path = "common/binance_mock.rs"]
+mod binance_mock;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::processes::{number, start_streamer, stop, wait_for, Replay, WS};
+use binance_mock::{Mock, Scripted};
+use common::processes::{
+    number, spawn_with_env, start_streamer, stop, wait_for, Replay, Running, WS,
+};
 use common::{symbol, TestDb};
-use hedgehog::store::StreamId;
+use hedgehog::import::{read_trades, ImportOptions};
+use hedgehog::store::{RecordedEvent, StreamId};
 
 on_both_backends!(
     streams_every_trade_once_across_forced_disconnects,
     a_gap_after_what_is_stored_is_reported,
+    a_gap_is_filled_from_rest_in_id_order,
+    a_gap_beyond_the_backfill_limit_is_filled_from_its_start,
+    a_gap_rest_refuses_to_fill_stays_reported,
 );
+
+/// Trades in the 2024-08-08 recording: it and the 2024-08-09 one follow on without a gap.
+const DAY_ONE: i64 = 19_904 - DAY_TWO;
+/// Trades in the 2024-08-09 recording.
+const DAY_TWO: i64 = 10_147;
+/// Trades in the first 300 lines of the 2024-08-08 recording (the rest are other streams'
+/// frames), imported before streaming.
+const HEAD: i64 = 56;
+
+/// Stores the first 300 lines of the 2024-08-08 recording ([`HEAD`] trades); returns them.
+async fn import_head(db: &TestDb) -> Vec<RecordedEvent> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args([
+            "--database-url",
+            &db.url,
+            "import",
+            "trades",
+            &format!("{WS}/spot_btcusdt_20240808.head300.gz"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = db
+        .open()
+        .await
+        .read_stream_to_end(&StreamId::trades(&symbol("BTCUSDT")))
+        .await
+        .unwrap();
+    assert_eq!(stored.len() as i64, HEAD);
+    stored
+}
+
+/// A mock Binance REST whose `historicalTrades` knows the whole 2024-08-08 recording.
+async fn rest_with_day_one() -> Mock {
+    let file = PathBuf::from(format!("{WS}/spot_btcusdt_20240808.gz"));
+    let trades = read_trades(&[file], &ImportOptions::default()).unwrap();
+    assert_eq!(trades.len() as i64, DAY_ONE);
+    let mock = Mock::start(0).await;
+    mock.serve_trades(trades.iter().map(|(_, t)| t));
+    mock
+}
+
+/// After [`import_head`], streams the 2024-08-09 recording (so the rest of 2024-08-08 is a
+/// gap) with `env` set and REST at `rest`, until `expect` trades are stored; returns the
+/// stream and the streamer's summary.
+async fn stream_day_two(
+    db: &TestDb,
+    rest: &Mock,
+    env: &[(&str, &str)],
+    expect: i64,
+) -> (Vec<u64>, String) {
+    let mut replay = Replay::start(&["spot_btcusdt_20240809.gz"], 0);
+    let mut streamer: Running = spawn_with_env(
+        db,
+        &[
+            "stream",
+            "--symbol",
+            "BTCUSDT",
+            "--binance-ws-url",
+            &replay.url,
+            "--backfill-url",
+            &rest.url,
+        ],
+        env,
+    );
+    let stream = StreamId::trades(&symbol("BTCUSDT"));
+    wait_for(db, &stream, expect, &mut replay, &mut streamer).await;
+    // Give a wrongly repeated trade the time to show up before stopping.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = stop(streamer);
+    let stored = db.open().await.read_stream_to_end(&stream).await.unwrap();
+    let ids = stored.iter().map(|e| e.event.trade_id().unwrap()).collect();
+    (ids, summary)
+}
 
 mod cases {
     use super::*;
@@ -54,24 +145,9 @@ mod cases {
 
     pub async fn a_gap_after_what_is_stored_is_reported(db: &TestDb) {
         // What is stored ends early in the 2024-08-08 recording...
-        let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-            .args([
-                "--database-url",
-                &db.url,
-                "import",
-                "trades",
-                &format!("{WS}/spot_btcusdt_20240808.head300.gz"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stored = import_head(db).await;
         let store = db.open().await;
         let stream = StreamId::trades(&symbol("BTCUSDT"));
-        let stored = store.read_stream_to_end(&stream).await.unwrap();
         let last = stored.last().unwrap().event.trade_id().unwrap();
 
         // ...and the stream resumes with the 2024-08-09 one: everything between is missing.
@@ -100,6 +176,109 @@ mod cases {
             next - last - 1,
             "the hole's size is reported: {summary}"
         );
+        assert_eq!(number(&summary, "backfilled"), 0, "{summary}");
+    }
+
+    pub async fn a_gap_is_filled_from_rest_in_id_order(db: &TestDb) {
+        let head = import_head(db).await;
+        let rest = rest_with_day_one().await;
+        let (ids, summary) = stream_day_two(db, &rest, &[], DAY_ONE + DAY_TWO).await;
+
+        let first = ids[0];
+        assert_eq!(
+            ids,
+            (first..first + (DAY_ONE + DAY_TWO) as u64).collect::<Vec<_>>(),
+            "every trade once, in id order: {summary}"
+        );
+        let hole = (DAY_ONE - HEAD) as u64;
+        assert_eq!(number(&summary, "gaps"), 1, "{summary}");
+        assert_eq!(number(&summary, "gaps 1"), hole, "{summary}");
+        assert_eq!(number(&summary, "backfilled"), hole, "{summary}");
+        assert_eq!(
+            number(&summary, "stored"),
+            hole + DAY_TWO as u64,
+            "{summary}"
+        );
+        // Pages of at most 1,000 from the hole's first id, each after the last one's end.
+        let asked: Vec<(u64, u64)> = rest
+            .seen()
+            .iter()
+            .filter(|r| r.path == "/api/v3/historicalTrades")
+            .map(|r| {
+                (
+                    r.params["fromId"].parse().unwrap(),
+                    r.params["limit"].parse().unwrap(),
+                )
+            })
+            .collect();
+        let after_head = head.last().unwrap().event.trade_id().unwrap() + 1;
+        assert_eq!(asked[0].0, after_head);
+        assert_eq!(asked.len(), (hole as usize).div_ceil(1_000), "{asked:?}");
+        assert!(asked.iter().all(|&(_, limit)| limit <= 1_000));
+        assert!(asked.windows(2).all(|w| w[1].0 == w[0].0 + w[0].1));
+
+        // A filled trade is the recorded one but for its event time (REST has none).
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        let filled = &store.read_stream(&stream, HEAD + 1, 1).await.unwrap()[0];
+        let file = PathBuf::from(format!("{WS}/spot_btcusdt_20240808.gz"));
+        let recorded = read_trades(&[file], &ImportOptions::default()).unwrap();
+        let hedgehog_domain::Event::TradeReceived(got) = &filled.event else {
+            panic!("a trade: {:?}", filled.event)
+        };
+        let want = &recorded[HEAD as usize].1;
+        assert_eq!(got.trade_id, want.trade_id);
+        assert_eq!((got.price, got.quantity), (want.price, want.quantity));
+        assert_eq!(got.trade_time, want.trade_time);
+        assert_eq!(got.buyer_is_maker, want.buyer_is_maker);
+    }
+
+    pub async fn a_gap_beyond_the_backfill_limit_is_filled_from_its_start(db: &TestDb) {
+        import_head(db).await;
+        let rest = rest_with_day_one().await;
+        let limit = 2_500;
+        let env = [("HEDGEHOG_EXCHANGE_BACKFILL_LIMIT", "2500")];
+        let (ids, summary) = stream_day_two(db, &rest, &env, HEAD + limit + DAY_TWO).await;
+
+        assert_eq!(ids.len() as i64, HEAD + limit + DAY_TWO, "{summary}");
+        let first = ids[0];
+        let filled_to = first + (HEAD + limit) as u64;
+        assert_eq!(
+            ids[..(HEAD + limit) as usize],
+            (first..filled_to).collect::<Vec<_>>(),
+            "the gap filled from its start: {summary}"
+        );
+        let day_two_first = first + DAY_ONE as u64;
+        assert_eq!(
+            ids[(HEAD + limit) as usize..],
+            (day_two_first..day_two_first + DAY_TWO as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            number(&summary, "gaps 1"),
+            (DAY_ONE - HEAD) as u64,
+            "{summary}"
+        );
+        assert_eq!(number(&summary, "backfilled"), limit as u64, "{summary}");
+    }
+
+    pub async fn a_gap_rest_refuses_to_fill_stays_reported(db: &TestDb) {
+        import_head(db).await;
+        let rest = rest_with_day_one().await;
+        rest.script(
+            "GET",
+            "/api/v3/historicalTrades",
+            Scripted::Error(400, -1121, "Invalid symbol."),
+        );
+        let (ids, summary) = stream_day_two(db, &rest, &[], HEAD + DAY_TWO).await;
+
+        assert_eq!(ids.len() as i64, HEAD + DAY_TWO, "{summary}");
+        assert_eq!(
+            number(&summary, "gaps 1"),
+            (DAY_ONE - HEAD) as u64,
+            "{summary}"
+        );
+        assert_eq!(number(&summary, "backfilled"), 0, "{summary}");
+        assert_eq!(number(&summary, "stored"), DAY_TWO as u64, "{summary}");
     }
 }
 

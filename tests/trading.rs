@@ -381,6 +381,7 @@ mod more_cases {
         assert_eq!(trading_events(&store).await.len(), 2);
         let options = EngineOptions {
             binance_ws_url: "ws://127.0.0.1:9".into(),
+            backfill: None,
             paper: PaperExchange::default(),
             rules: Arc::new(hedgehog::exchange_info::bundled().unwrap()),
             updates: None,

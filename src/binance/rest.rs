@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::exchange::ExchangeRules;
-use hedgehog_domain::{Side, Symbol};
+use hedgehog_domain::{Side, Symbol, Timestamp, TradeKind};
 use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -418,6 +419,38 @@ pub struct MyTrade {
     pub time: i64,
 }
 
+/// One market trade, as `historicalTrades` lists it: the websocket's trade without its event
+/// time (and, as spot's stream since 2024-06, without order ids).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketTrade {
+    pub id: u64,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub time: i64,
+    pub is_buyer_maker: bool,
+}
+
+impl MarketTrade {
+    /// The trade as the log stores it. REST gives no event time: the trade's own time stands
+    /// in for it, so that the same answer always makes the same event.
+    pub fn into_trade(self, symbol: &Symbol) -> TradeReceived {
+        TradeReceived {
+            symbol: symbol.clone(),
+            trade_id: self.id,
+            price: self.price,
+            quantity: self.qty,
+            trade_time: Timestamp(self.time),
+            event_time: Timestamp(self.time),
+            buyer_is_maker: self.is_buyer_maker,
+            buyer_order_id: None,
+            seller_order_id: None,
+            first_trade_id: None,
+            kind: TradeKind::Market,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {
@@ -506,7 +539,11 @@ endpoints! {
     OPEN_ORDERS = GET "/api/v3/openOrders", Signed, weight 6;
     ACCOUNT = GET "/api/v3/account", Signed, weight 20;
     MY_TRADES = GET "/api/v3/myTrades", Signed, weight 20;
+    HISTORICAL_TRADES = GET "/api/v3/historicalTrades", None, weight 25;
 }
+
+/// The most trades one `historicalTrades` request returns.
+pub const HISTORICAL_TRADES_LIMIT: u16 = 1_000;
 
 /// The local clock in ms: read here, at the edge, and corrected by the server's offset.
 fn local_millis() -> i64 {
@@ -739,6 +776,23 @@ impl RestClient {
             ("orderId", order_id.to_string()),
         ];
         self.send(&MY_TRADES, params).await
+    }
+
+    /// `GET /api/v3/historicalTrades`: up to `limit` (at most [`HISTORICAL_TRADES_LIMIT`])
+    /// market trades of `symbol` from trade id `from_id` on, in id order. Public market data:
+    /// no key needed.
+    pub async fn historical_trades(
+        &self,
+        symbol: &Symbol,
+        from_id: u64,
+        limit: u16,
+    ) -> Result<Vec<MarketTrade>, RestError> {
+        let params = vec![
+            ("symbol", symbol.as_str().to_owned()),
+            ("fromId", from_id.to_string()),
+            ("limit", limit.min(HISTORICAL_TRADES_LIMIT).to_string()),
+        ];
+        self.send(&HISTORICAL_TRADES, params).await
     }
 
     /// `GET /api/v3/account`: balances (non-zero only) and commission rates.
@@ -1034,6 +1088,27 @@ pub fn verify_signed_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).
+    #[test]
+    fn historical_trades_become_trade_events() {
+        let body = include_str!(
+            "../../tests/fixtures/binance-rest/http_spot_market_historical_trades.json"
+        );
+        let trades: Vec<MarketTrade> = decode("GET /api/v3/historicalTrades", body).unwrap();
+        assert_eq!(trades.len(), 10);
+        let ids: Vec<u64> = trades.iter().map(|t| t.id).collect();
+        assert_eq!(ids, (1111471896..1111471906).collect::<Vec<_>>());
+        let symbol = Symbol::parse("BTCUSDT").unwrap();
+        let first = trades[0].clone().into_trade(&symbol);
+        assert_eq!(first.trade_id, 1111471896);
+        assert_eq!(first.price, "60814.78".parse::<Decimal>().unwrap());
+        assert_eq!(first.quantity, "0.00034".parse::<Decimal>().unwrap());
+        assert_eq!(first.trade_time, Timestamp(1634943219887));
+        assert_eq!(first.event_time, first.trade_time);
+        assert!(first.buyer_is_maker);
+        assert!(!trades[1].is_buyer_maker);
+    }
 
     /// The example in Binance's documentation of signed endpoints (HMAC SHA256).
     #[test]

@@ -16,6 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hedgehog::binance::rest::verify_signed_query;
+use hedgehog_domain::events::TradeReceived;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -62,6 +63,8 @@ struct Inner {
     script: HashMap<(String, String), VecDeque<Scripted>>,
     orders: Vec<Value>,
     next_order_id: u64,
+    /// Market trades `historicalTrades` serves, by (symbol, trade id).
+    market: BTreeMap<(String, u64), Value>,
     /// (window start, used) per counted window.
     weight_1m: (i64, u32),
     orders_10s: (i64, u32),
@@ -106,6 +109,26 @@ impl Mock {
             .push_back(what);
     }
 
+    /// `historicalTrades` serves these trades from now on, as Binance would: the answer's
+    /// fields made from each trade's.
+    pub fn serve_trades<'a>(&self, trades: impl IntoIterator<Item = &'a TradeReceived>) {
+        let mut inner = self.lock();
+        for t in trades {
+            inner.market.insert(
+                (t.symbol.as_str().to_owned(), t.trade_id),
+                json!({
+                    "id": t.trade_id,
+                    "price": t.price.to_string(),
+                    "qty": t.quantity.to_string(),
+                    "quoteQty": (t.price * t.quantity).to_string(),
+                    "time": t.trade_time.millis(),
+                    "isBuyerMaker": t.buyer_is_maker,
+                    "isBestMatch": true,
+                }),
+            );
+        }
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
     }
@@ -144,6 +167,7 @@ fn cost(method: &Method, path: &str) -> Option<(u32, bool, bool)> {
         ("DELETE", "/api/v3/order") => (1, false, true),
         ("GET", "/api/v3/openOrders") => (6, false, true),
         ("GET", "/api/v3/account") => (20, false, true),
+        ("GET", "/api/v3/historicalTrades") => (25, false, false),
         _ => return None,
     })
 }
@@ -288,6 +312,29 @@ fn answer(
     match (method.as_str(), path) {
         ("GET", "/api/v3/ping") => (StatusCode::OK, json!({})),
         ("GET", "/api/v3/time") => (StatusCode::OK, json!({"serverTime": now})),
+        ("GET", "/api/v3/historicalTrades") => {
+            if let Some(refusal) = mandatory(&["symbol"]) {
+                return refusal;
+            }
+            let symbol = params["symbol"].clone();
+            let number = |name: &str, default: u64| {
+                params.get(name).map_or(Ok(default), |v| v.parse::<u64>())
+            };
+            let (Ok(from), Ok(limit)) = (number("fromId", 0), number("limit", 500)) else {
+                return error(400, -1100, "Illegal characters found in a parameter.");
+            };
+            if !(1..=1000).contains(&limit) {
+                return error(400, -1130, "Invalid data sent for a parameter.");
+            }
+            let page: Vec<Value> = inner
+                .market
+                .range((symbol.clone(), from)..)
+                .take_while(|((s, _), _)| *s == symbol)
+                .take(limit as usize)
+                .map(|(_, t)| t.clone())
+                .collect();
+            (StatusCode::OK, Value::Array(page))
+        }
         ("GET", "/api/v3/exchangeInfo") => {
             let mut info = fixture("http_spot_market_exchange_info.json");
             info["serverTime"] = json!(now);

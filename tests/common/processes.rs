@@ -89,9 +89,15 @@ pub fn start_stream(db: &TestDb, url: &str, args: &[&str]) -> Running {
 
 /// `hedgehog --database-url DB ARGS...` left running (stdout piped for [`stop`]).
 pub fn spawn(db: &TestDb, args: &[&str]) -> Running {
+    spawn_with_env(db, args, &[])
+}
+
+/// [`spawn`] with these environment variables set.
+pub fn spawn_with_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Running {
     Command::new(env!("CARGO_BIN_EXE_hedgehog"))
         .args(["--database-url", &db.url])
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
