@@ -87,8 +87,8 @@ impl Durability {
         let thread = std::thread::Builder::new()
             .name("hedgehog-wal-sync".into())
             .spawn(move || syncer.run(&wal, &path))
-            .map_err(|source| StoreError::Wal {
-                path: database.to_owned(),
+            .map_err(|source| StoreError::Syncer {
+                database: database.to_owned(),
                 source: Arc::new(source),
             })?;
         Ok(Durability {

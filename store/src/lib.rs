@@ -261,6 +261,12 @@ pub enum StoreError {
         #[source]
         source: Arc<std::io::Error>,
     },
+    #[error("cannot start the thread that syncs the event log's WAL beside {}: {source}", database.display())]
+    Syncer {
+        database: std::path::PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("the event log's WAL could not be synced to disk ({source}): events after position {durable} may be lost on a power cut, and this process takes no more appends; check the disk, then restart")]
     Unsynced {
         durable: i64,
