@@ -194,9 +194,8 @@ impl ExchangeServer {
     ) -> Result<Self, ExchangeServerError> {
         let files = options.files.clone();
         let import = options.import.clone();
-        let mut trades = tokio::task::spawn_blocking(move || read_trades(&files, &import))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let trades = tokio::task::spawn_blocking(move || read_trades(&files, &import)).await;
+        let mut trades = crate::rejoin(trades).ok_or(ImportError::Stopped)??;
         trades.retain(|(market, _)| *market == Market::Spot);
         trades.sort_by_key(|(_, t)| (t.trade_time, t.symbol.clone(), t.trade_id));
         trades.dedup_by(|(_, a), (_, b)| a.symbol == b.symbol && a.trade_id == b.trade_id);

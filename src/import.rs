@@ -185,9 +185,7 @@ pub async fn import_trades(
     if let Some(out) = appends.finish().await? {
         count(out);
     }
-    producer
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    crate::rejoin(producer.await).ok_or(ImportError::Stopped)?;
     let counts = verdict.unwrap_or_else(|| Ok(ParseCounts::default()))?;
     summary.read = counts.read;
     summary.rejected = counts.rejected;

@@ -24,3 +24,14 @@ pub mod trader;
 pub mod trading;
 
 pub use hedgehog_domain as domain;
+
+/// What a spawned task returned, as if it had run inline: a panic in it unwinds on here (a bug
+/// stays a bug, with its own message); `None` when the runtime cancelled it while shutting down
+/// (where `JoinError::into_panic` would itself panic).
+pub(crate) fn rejoin<T>(joined: Result<T, tokio::task::JoinError>) -> Option<T> {
+    match joined {
+        Ok(value) => Some(value),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}

@@ -107,9 +107,8 @@ impl ReplayServer {
     pub async fn bind(addr: SocketAddr, options: ReplayOptions) -> Result<Self, ImportError> {
         let files = options.files.clone();
         let import = options.import.clone();
-        let mut trades = tokio::task::spawn_blocking(move || read_trades(&files, &import))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let trades = tokio::task::spawn_blocking(move || read_trades(&files, &import)).await;
+        let mut trades = crate::rejoin(trades).ok_or(ImportError::Stopped)??;
         // Trade-time order, ties by trade id: the order the exchange produced them in.
         trades.sort_by_key(|(_, t)| (t.trade_time, t.symbol.clone(), t.trade_id));
         // Overlapping files hold the same trades; Binance sends each once.

@@ -151,8 +151,10 @@ pub async fn follow(
         };
         let _ = stop.send(true);
         if let Some(task) = running {
-            task.await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            // Cancelled: the runtime is shutting down, and so is this.
+            if let Some(streamed) = crate::rejoin(task.await) {
+                streamed?;
+            }
         }
         if quit {
             return Ok(());
