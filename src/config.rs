@@ -213,7 +213,7 @@ impl ExchangeConfig {
             client: std::sync::Arc::new(crate::binance::rest::RestClient::new(
                 &url,
                 None,
-                std::time::Duration::from_secs(10),
+                crate::binance::rest::TIMEOUT,
             )),
             limit: self.backfill_limit,
         })

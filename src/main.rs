@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hedgehog::backtest;
 use hedgehog::config::{self, ExchangeMode};
@@ -97,13 +97,8 @@ enum Command {
         /// A symbol to stream (repeatable).
         #[arg(long = "symbol")]
         symbols: Vec<Symbol>,
-        /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
-        #[arg(long)]
-        binance_ws_url: Option<String>,
-        /// Binance's spot REST URL, whose historicalTrades fill gaps in the stream [config:
-        /// exchange.backfill_url; default: Binance's while streaming from Binance].
-        #[arg(long)]
-        backfill_url: Option<String>,
+        #[command(flatten)]
+        source: StreamSourceArgs,
     },
     /// Switch the streaming of a symbol's trades on or off (the running streamer follows).
     Streaming {
@@ -130,13 +125,8 @@ enum Command {
     /// paper-trade every symbol whose trading is on or in shutdown, following commands from any
     /// process.
     Run {
-        /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
-        #[arg(long)]
-        binance_ws_url: Option<String>,
-        /// Binance's spot REST URL, whose historicalTrades fill gaps in the stream [config:
-        /// exchange.backfill_url; default: Binance's while streaming from Binance].
-        #[arg(long)]
-        backfill_url: Option<String>,
+        #[command(flatten)]
+        source: StreamSourceArgs,
         /// Where orders go: the paper exchange (filled from the trade stream), Binance, or
         /// Binance's spot testnet. Binance needs --live and BINANCE_API_KEY / BINANCE_API_SECRET
         /// [config: exchange.mode; default: paper].
@@ -324,6 +314,30 @@ enum ProjectionsCommandArg {
         /// trade_events, orders, backtest_orders, trading_settings, streaming_settings or candles.
         names: Vec<String>,
     },
+}
+
+/// Where trades stream from and gaps are filled from: what `stream` and `run` share.
+#[derive(Debug, Clone, clap::Args)]
+struct StreamSourceArgs {
+    /// Binance's websocket base URL, or a replay server's [config: exchange.stream_url].
+    #[arg(long)]
+    binance_ws_url: Option<String>,
+    /// Binance's spot REST URL, whose historicalTrades fill gaps in the stream [config:
+    /// exchange.backfill_url; default: Binance's while streaming from Binance].
+    #[arg(long)]
+    backfill_url: Option<String>,
+}
+
+impl StreamSourceArgs {
+    /// The configuration keys these flags set, with their values.
+    fn keys(&self) -> impl Iterator<Item = (&'static str, serde_json::Value)> + '_ {
+        [
+            ("exchange.stream_url", &self.binance_ws_url),
+            ("exchange.backfill_url", &self.backfill_url),
+        ]
+        .into_iter()
+        .filter_map(|(key, url)| Some((key, url.as_deref()?.into())))
+    }
 }
 
 /// A time window, a market and an output format: what the queries over time share.
@@ -659,7 +673,11 @@ async fn live_venue(
         )
     })?;
     let api_url = api_url.unwrap_or_else(|| rest_default.to_owned());
-    let rest = RestClient::new(&api_url, Some(credentials.clone()), Duration::from_secs(10));
+    let rest = RestClient::new(
+        &api_url,
+        Some(credentials.clone()),
+        hedgehog::binance::rest::TIMEOUT,
+    );
     let offset = rest
         .sync_time()
         .await
@@ -800,8 +818,7 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
     }
     match &cli.command {
         Command::Run {
-            binance_ws_url,
-            backfill_url,
+            source,
             exchange,
             binance_api_url,
             binance_ws_api_url,
@@ -811,11 +828,8 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
             api_token,
             ..
         } => {
-            if let Some(url) = binance_ws_url {
-                set("exchange.stream_url", url.as_str().into());
-            }
-            if let Some(url) = backfill_url {
-                set("exchange.backfill_url", url.as_str().into());
+            for (key, value) in source.keys() {
+                set(key, value);
             }
             if let Some(exchange) = exchange {
                 set("exchange.mode", exchange.name().into());
@@ -843,16 +857,9 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
                 set("http.token", token.as_str().into());
             }
         }
-        Command::Stream {
-            binance_ws_url,
-            backfill_url,
-            ..
-        } => {
-            if let Some(url) = binance_ws_url {
-                set("exchange.stream_url", url.as_str().into());
-            }
-            if let Some(url) = backfill_url {
-                set("exchange.backfill_url", url.as_str().into());
+        Command::Stream { source, .. } => {
+            for (key, value) in source.keys() {
+                set(key, value);
             }
         }
         _ => {}

@@ -310,26 +310,26 @@ async fn flush(
     let mut streams: Vec<StreamId> = pending.batches.keys().cloned().collect();
     streams.sort();
     for stream in streams {
-        let Some(events) = pending.batches.remove(&stream) else {
+        let Some(mut events) = pending.batches.remove(&stream) else {
             continue;
         };
         if events.is_empty() {
             continue;
         }
-        let mut events = events;
         if let Some(backfill) = backfill {
-            let mut filled = 0;
+            let came = events.len();
             for hole in holes.iter().filter(|h| h.stream == stream) {
                 for trade in fill(backfill, hole).await {
                     let event_id = trade_event_id(&stream, &trade);
                     events.push(NewEvent::new(trade).with_id(event_id));
-                    filled += 1;
                 }
             }
-            if filled > 0 {
-                // Into id order: the gap's trades before the ones that came after it. (The
-                // batch's own ids rise: repeats were dropped as they came.)
+            if events.len() > came {
+                // Into id order, each once: the gap's trades before the ones that came after
+                // it. (The batch's own ids rise: repeats were dropped as they came.)
                 events.sort_by_key(|e| e.event.trade_id());
+                events.dedup_by_key(|e| e.event.trade_id());
+                let filled = (events.len() - came) as u64;
                 stats.backfilled.fetch_add(filled, Ordering::Relaxed);
                 tracing::info!(%stream, filled, "gap filled from REST");
             }
@@ -348,10 +348,10 @@ async fn flush(
 /// The trades of `hole`, as far as [`Backfill::limit`] reaches and REST answers. A failed
 /// request ends the filling: what it did not bring stays missing, and the stream goes on.
 async fn fill(backfill: &Backfill, hole: &Hole) -> Vec<TradeReceived> {
-    if backfill.limit == 0 {
+    let Some(span) = backfill.limit.checked_sub(1) else {
         return Vec::new();
-    }
-    let last = hole.to.min(hole.from.saturating_add(backfill.limit - 1));
+    };
+    let last = hole.to.min(hole.from.saturating_add(span));
     let mut trades = Vec::new();
     let mut next = hole.from;
     while next <= last {
@@ -380,8 +380,6 @@ async fn fill(backfill: &Backfill, hole: &Hole) -> Vec<TradeReceived> {
             None => break,
         }
     }
-    trades.sort_by_key(|t| t.trade_id);
-    trades.dedup_by_key(|t| t.trade_id);
     trades
 }
 

@@ -9,12 +9,11 @@ mod common;
 mod binance_mock;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use binance_mock::{Mock, Scripted};
 use common::processes::{
-    number, spawn_with_env, start_streamer, stop, wait_for, Replay, Running, WS,
+    hedgehog, number, ok, spawn_with_env, start_streamer, stop, wait_for, Replay, Running, WS,
 };
 use common::{symbol, TestDb};
 use hedgehog::import::{read_trades, ImportOptions};
@@ -38,21 +37,14 @@ const HEAD: i64 = 56;
 
 /// Stores the first 300 lines of the 2024-08-08 recording ([`HEAD`] trades); returns them.
 async fn import_head(db: &TestDb) -> Vec<RecordedEvent> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-        .args([
-            "--database-url",
-            &db.url,
+    ok(hedgehog(
+        db,
+        &[
             "import",
             "trades",
             &format!("{WS}/spot_btcusdt_20240808.head300.gz"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+    ));
     let stored = db
         .open()
         .await

@@ -36,6 +36,8 @@ use serde::Deserialize;
 
 /// Binance's spot API.
 pub const SPOT_URL: &str = "https://api.binance.com";
+/// How long a request may take before the client gives up on it.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Binance's spot testnet.
 pub const SPOT_TESTNET_URL: &str = "https://testnet.binance.vision";
 
