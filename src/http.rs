@@ -532,8 +532,8 @@ async fn symbol_status(
         .map(|p| {
             json!({
                 "position_id": p.position_id,
-                "buy_price": p.buy_price,
-                "quantity": p.quantity,
+                "buy_price": p.buy_price(),
+                "quantity": p.buy.as_ref().map(|o| o.quantity),
                 "bought": p.bought(),
                 "sold": p.sold(),
                 "buy": p.buy.as_ref().map(order),

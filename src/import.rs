@@ -12,8 +12,11 @@
 //! - `book-dump`: the book's `trade_events` table dump, `;`-separated, 13 columns.
 //! - `ws-recording`: raw websocket recordings, `<timestamp> <json>` per line.
 //!
-//! Any of them plain, `.gz` or `.zip` (the archive's first file). A file is streamed: memory
-//! stays flat whatever its size. Parsing and encoding run on a blocking thread one batch ahead of
+//! Any of them plain, `.gz` or `.zip` (the archive's first file). Files are read in the order of
+//! their first trades' times, and each market stream is appended in trade-id order across all of
+//! them (the book's dumps are not: see [`crate::sequencer`]): a row out of place by fewer than
+//! 100,000 rows is put back, one further out is stored late and counted. A file is streamed:
+//! memory stays flat whatever its size. Parsing and encoding run on a blocking thread one batch ahead of
 //! the appends. A bad row stops the import with `file:line: what is wrong`; the whole batches
 //! appended before it stay, the partial batch it was in is dropped. With `skip_bad_rows` each bad
 //! row is reported and skipped. Importing the same trades again stores nothing new: the store
@@ -34,6 +37,7 @@ use uuid::Uuid;
 
 use crate::binance::parse_recorded_line;
 pub use crate::binance::Market;
+use crate::sequencer::{Reordering, Sequencer};
 use crate::store::{
     AppendOutcome, ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId,
 };
@@ -100,6 +104,10 @@ pub struct ImportSummary {
     pub rejected: u64,
     /// Lines that hold no trade (other streams, snapshots, headers).
     pub skipped: u64,
+    /// Trades that came after a higher trade id of their stream and were put back in place.
+    pub reordered: u64,
+    /// Trades more than [`crate::sequencer::WINDOW`] rows out of place: stored after higher ids.
+    pub late: u64,
 }
 
 /// Why an import stopped. Every variant names the file, and the line where there is one.
@@ -146,6 +154,7 @@ struct ParseCounts {
     read: u64,
     rejected: u64,
     skipped: u64,
+    reordering: Reordering,
 }
 
 /// Imports `files` into `store`. `progress` is told how many input bytes were consumed, so a
@@ -190,6 +199,8 @@ pub async fn import_trades(
     summary.read = counts.read;
     summary.rejected = counts.rejected;
     summary.skipped = counts.skipped;
+    summary.reordered = counts.reordering.reordered;
+    summary.late = counts.reordering.late;
     Ok(summary)
 }
 
@@ -214,14 +225,13 @@ struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    fn push(&mut self, market: Market, trade: TradeReceived) -> Result<(), ImportError> {
-        let stream = market.trades_stream(&trade.symbol);
-        let id = trade_event_id(&stream, &trade);
+    fn push(&mut self, stream: &StreamId, trade: TradeReceived) -> Result<(), ImportError> {
+        let id = trade_event_id(stream, &trade);
         let buffer = self.buffers.entry(stream.clone()).or_default();
         buffer.push(NewEvent::new(trade).with_id(id));
         if buffer.len() >= self.size {
             let events = std::mem::take(buffer);
-            self.send(stream, events)?;
+            self.send(stream.clone(), events)?;
         }
         Ok(())
     }
@@ -249,6 +259,8 @@ impl Batcher<'_> {
     }
 }
 
+/// Parses `files` in the order of their first trades' times and appends each market stream in
+/// trade-id order (see [`crate::sequencer`]) across all of them.
 fn parse_files(
     files: &[PathBuf],
     options: &ImportOptions,
@@ -257,22 +269,49 @@ fn parse_files(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ParseCounts, ImportError> {
     let mut counts = ParseCounts::default();
-    for file in files {
-        let mut batcher = Batcher {
-            store,
-            tx,
-            size: options.batch_size.max(1),
-            buffers: HashMap::new(),
-        };
+    let mut batcher = Batcher {
+        store,
+        tx,
+        size: options.batch_size.max(1),
+        buffers: HashMap::new(),
+    };
+    let mut sequencer: Sequencer<StreamId, TradeReceived> = Sequencer::default();
+    let mut out = |stream: &StreamId, trade| batcher.push(stream, trade);
+    for file in in_time_order(files, options) {
         with_reader(file, progress, |reader| {
             parse_one(file, reader, options, &mut counts, &mut |market, trade| {
-                batcher.push(market, trade)
+                let stream = market.trades_stream(&trade.symbol);
+                sequencer.push(&stream, trade.trade_id, trade, &mut out)
             })
         })??;
-        // Only a file read to its end flushes its partial batches: a stop drops them.
-        batcher.flush()?;
     }
+    // Only an input read to its end lets out what is held and flushes the partial batches: a
+    // stop drops them.
+    sequencer.finish(&mut out)?;
+    batcher.flush()?;
+    counts.reordering = sequencer.counts();
     Ok(counts)
+}
+
+/// `files` in the order of their first trade's time (files given as day 2, day 1 are read as
+/// day 1, day 2); a file whose first trade cannot be read comes first, to fail early.
+pub fn in_time_order<'f>(files: &'f [PathBuf], options: &ImportOptions) -> Vec<&'f PathBuf> {
+    let mut keyed: Vec<(Option<i64>, &PathBuf)> = files
+        .iter()
+        .map(|file| (first_trade_time(file, options), file))
+        .collect();
+    keyed.sort_by_key(|(time, _)| *time);
+    keyed.into_iter().map(|(_, file)| file).collect()
+}
+
+/// The time of a file's first trade, read without reading the rest.
+fn first_trade_time(file: &Path, options: &ImportOptions) -> Option<i64> {
+    let mut first = None;
+    let _ = for_each_trade(file, options, &|_| {}, &mut |_, trade| {
+        first = Some(trade.trade_time.0);
+        Err(ImportError::Stopped)
+    });
+    first
 }
 
 /// Opens `path`, decompressing by its extension, counting consumed bytes into `progress`.

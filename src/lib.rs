@@ -13,6 +13,7 @@ pub mod http;
 pub mod import;
 pub mod live;
 pub mod replay_server;
+pub mod sequencer;
 pub use hedgehog_projections as projections;
 pub use hedgehog_store as store;
 pub mod storing;

@@ -721,9 +721,10 @@ struct BacktestArgs {
     /// Only trades up to this time, inclusive (same forms as --from).
     #[arg(long, value_parser = parse_time)]
     to: Option<i64>,
-    /// Replay these files (any format `import trades` reads), in this order, instead of the
-    /// store's trades. Repeatable.
-    #[arg(long = "data")]
+    /// Replay these files (any format `import trades` reads) instead of the store's trades: all
+    /// of them as one market stream, in trade-id order. Takes several files (a shell glob) and
+    /// is repeatable.
+    #[arg(long = "data", num_args = 1..)]
     data: Vec<PathBuf>,
     /// The files' format; detected from their first line when not given.
     #[arg(long, value_enum, requires = "data")]
@@ -1515,6 +1516,23 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 secs,
                 summary.read as f64 / secs.max(1e-9),
             )?;
+            if summary.reordered > 0 {
+                writeln!(
+                    out,
+                    "{} trades came after a higher trade id and were stored in trade-id order",
+                    summary.reordered
+                )?;
+            }
+            if summary.late > 0 {
+                writeln!(
+                    out,
+                    "warning: {} trades came more than {} rows after their place and were stored \
+                     after higher trade ids; reads by trade id (backtests, `trades`) still see them \
+                     in order, a running engine does not act on them",
+                    summary.late,
+                    hedgehog::sequencer::WINDOW,
+                )?;
+            }
         }
     }
     out.flush()?;
@@ -1787,6 +1805,7 @@ fn print_trading_status(
         let base = rules.get(symbol).map_or("", |r| r.base_asset.as_str());
         for p in state.positions.values() {
             let stage = match (&p.buy, &p.sell) {
+                (None, _) => "fresh: places its BUY on the next trade".to_owned(),
                 (Some(b), None) if b.open => {
                     format!("BUY {} @ {} ({} filled)", b.quantity, b.price, b.executed)
                 }

@@ -6,8 +6,8 @@
 //! events (a `trading stop` from another process, say) it applies as they commit.
 //!
 //! Invariants:
-//! - Its state is always the fold of `trading-SYMBOL` up to `version`, and every append names
-//!   that version, so a command racing with a decision makes one of them retry, never both win.
+//! - Its state is always the fold of `trading-SYMBOL` up to `version` followed by the trades
+//!   after it that decided nothing ([`trading::pass_trade`]), and every append names that version, so a command racing with a decision makes one of them retry, never both win.
 //!   On a conflict it reads what it missed and decides the same trade again.
 //! - A trade is decided once: every event it causes carries its id (see the domain's trading
 //!   module), so after a crash or restart the worker resumes at the first trade above the
@@ -184,6 +184,10 @@ impl Trader {
             )
             .await?;
         tracing::trace!(symbol = %self.symbol(), trade = trade.trade_id, events = decided.len(), "decided");
+        if decided.is_empty() {
+            // The positions stepped without acting, which still reverses their order.
+            trading::pass_trade(&mut self.state, &self.aggregate.rules, trade);
+        }
         self.act(decided).await
     }
 

@@ -156,14 +156,16 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
     ));
     assert!(out.contains("backtest of XRPUSDT (spot)"), "{out}");
     let r = read_json(&report);
-    // Worked out by hand (20 USDT a chunk; prices truncated to the tick, quantities to the step):
-    // #1 trade 1 @ 0.43 opens P1: BUY 46 @ 0.4289 (0.43 × 0.9975 = 0.428925; 20 / 0.4289 = 46.6)
-    // #3 @ 0.4288 goes through it: filled; SELL 46 @ 0.4301 (0.4289 × 1.001³ = 0.430188)
-    // #4 @ 0.4280 is below 0.4289 × 0.999 = 0.42847: rebuy, P2 BUY 46 @ 0.4269 (0.42693)
-    // #5 @ 0.4302 goes through the SELL: P1 closes
-    // #6 @ 0.4260 fills P2's BUY; its SELL 46 @ 0.4281; and it is below 0.4269 × 0.999:
-    //    rebuy, P3 BUY 47 @ 0.4249 (0.424935; 20 / 0.4249 = 47.07)
-    // #7 @ 0.4290 fills P2's SELL: P2 closes. P3's BUY stays open.
+    // Worked out by hand from the book's rules (20 USDT a chunk; prices truncated to the tick,
+    // quantities to the step; one step per position per trade):
+    // #1 @ 0.43 adds P1, which places its BUY 46 @ 0.4289 (0.43 × 0.9975 = 0.428925; 20 /
+    //    0.4289 = 46.6)
+    // #2 @ 0.4295: nothing (not through the BUY, not far enough below it for a rebuy)
+    // #3 @ 0.4288 goes through the BUY: filled
+    // #4 @ 0.4280: P1's step is its SELL 46 @ 0.4301 (0.4289 × 1.001³ = 0.430188)
+    // #5 @ 0.4302 goes through the SELL: filled
+    // #6 @ 0.4260: P1 is finished: closed, and P2 takes its place
+    // #7 @ 0.4290: P2 places its BUY 46 @ 0.4279 (0.4290 × 0.9975 = 0.4279275), left open
     let mut orders: Vec<OrderLine> = r["orders"]
         .as_array()
         .unwrap()
@@ -202,17 +204,15 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
         vec![
             o(1, 1, "BUY", dec!(0.4289), dec!(46), "FILLED", &[3]),
             o(2, 1, "SELL", dec!(0.4301), dec!(46), "FILLED", &[5]),
-            o(3, 2, "BUY", dec!(0.4269), dec!(46), "FILLED", &[6]),
-            o(4, 2, "SELL", dec!(0.4281), dec!(46), "FILLED", &[7]),
-            o(5, 3, "BUY", dec!(0.4249), dec!(47), "NEW", &[]),
+            o(3, 2, "BUY", dec!(0.4279), dec!(46), "NEW", &[]),
         ]
     );
     let s = &r["summary"];
-    // P1: 46 × (0.4301 − 0.4289) − 0.0197294 − 0.0197846; P2: 46 × 0.0012 − 0.0196374 − 0.0196926.
-    assert_eq!(dec_of(&s["realized_profit"]), dec!(0.031556));
-    assert_eq!(dec_of(&s["fees"]), dec!(0.078844));
-    assert_eq!(dec_of(&s["equity"]), dec!(100.031556));
-    assert_eq!(dec_of(&s["return_on_budget"]), dec!(0.00031556));
+    // P1: 46 × (0.4301 − 0.4289) − 0.0197294 − 0.0197846.
+    assert_eq!(dec_of(&s["realized_profit"]), dec!(0.015686));
+    assert_eq!(dec_of(&s["fees"]), dec!(0.039514));
+    assert_eq!(dec_of(&s["equity"]), dec!(100.015686));
+    assert_eq!(dec_of(&s["return_on_budget"]), dec!(0.00015686));
     // The deepest point: after trade 4, 46 ADA bought for 19.7491294 worth 46 × 0.428.
     assert_eq!(dec_of(&s["max_drawdown"]), dec!(0.0611294));
     assert_eq!(
@@ -226,18 +226,18 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
             s["trades"].as_u64(),
         ),
         (
-            Some(3),
             Some(2),
             Some(1),
-            Some(5),
-            Some(4),
+            Some(1),
+            Some(3),
+            Some(2),
             Some(1),
             Some(7)
         )
     );
     assert_eq!(dec_of(&s["win_rate"]), dec!(1));
-    assert_eq!(r["decisions"].as_u64(), Some(18));
-    assert_eq!(profit_from_orders(&r), dec!(0.031556));
+    assert_eq!(r["decisions"].as_u64(), Some(10));
+    assert_eq!(profit_from_orders(&r), dec!(0.015686));
     assert_eq!(r["inputs"]["files"][0]["trades"].as_u64(), Some(7));
 }
 
@@ -480,7 +480,7 @@ async fn speed_paces_a_kept_run_so_it_can_be_watched_as_it_goes() {
         "paced by the trades' clock: {:?}",
         started.elapsed()
     );
-    // Watched from another handle, the kept stream grew trade by trade, to all 18 decisions.
+    // Watched from another handle, the kept stream grew trade by trade, to all 10 decisions.
     let (_, last) = store
         .streams()
         .await
@@ -488,7 +488,7 @@ async fn speed_paces_a_kept_run_so_it_can_be_watched_as_it_goes() {
         .into_iter()
         .find(|(s, _)| s.as_str().starts_with("backtest-"))
         .unwrap();
-    assert_eq!(last, 18);
+    assert_eq!(last, 10);
     assert!(seen.len() >= 3, "intermediate states seen: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }

@@ -435,6 +435,7 @@ async fn refusals_become_rejections_and_a_ban_a_halt() {
         Event::OrderPlaced(OrderPlaced {
             symbol: btcusdt(),
             position_id: 1,
+            trade_id: None,
             order_id: 1,
             client_order_id: id.to_owned(),
             side: Side::Buy,

@@ -14,12 +14,13 @@ const CSV: &str = "spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-v
 
 on_both_backends!(
     reimporting_stores_nothing_new,
-    a_bad_row_stops_with_its_line_and_keeps_whole_batches_only,
+    a_bad_row_stops_with_its_line_and_stores_nothing_still_held,
     zip_plain_and_header_files_overlap_without_duplicates,
     book_dumps_and_recordings_carry_their_own_symbols,
     whole_real_files_import_exactly,
     futures_files_go_to_their_own_market,
     agg_trades_make_the_candles_their_trades_make,
+    each_market_stream_is_stored_in_trade_id_order,
 );
 
 /// Binance's aggTrades of the fixture's trades, built the way Binance builds them: a run of
@@ -241,7 +242,7 @@ mod cases {
         assert!(first.buyer_is_maker);
     }
 
-    pub async fn a_bad_row_stops_with_its_line_and_keeps_whole_batches_only(db: &TestDb) {
+    pub async fn a_bad_row_stops_with_its_line_and_stores_nothing_still_held(db: &TestDb) {
         let dir = tempfile::tempdir().unwrap();
         let mut lines = csv_lines();
         lines[2499] = lines[2499].replacen(",28", ",2x8", 1); // line 2500: a price that is no number
@@ -258,8 +259,9 @@ mod cases {
         let stream = StreamId::trades(&symbol("BTCUSDT"));
         assert_eq!(
             store.stream_version(&stream).await.unwrap(),
-            2000,
-            "the two whole batches before the bad row stay; the batch it was in does not"
+            0,
+            "the rows before the bad one were still held to be put in trade-id order: a stop \
+             stores none of them"
         );
 
         let out = ok(&import(
@@ -274,7 +276,7 @@ mod cases {
             ],
         ));
         assert!(
-            out.starts_with("read 3143, imported 1143, already present 2000, rejected 1"),
+            out.starts_with("read 3143, imported 3143, already present 0, rejected 1"),
             "{out}"
         );
         assert_eq!(store.stream_version(&stream).await.unwrap(), 3143);
@@ -344,9 +346,10 @@ mod cases {
         };
         assert_eq!(
             (t.trade_id, t.buyer_order_id, t.seller_order_id),
-            (14364025, Some(71181005), Some(71180991))
+            (14364021, Some(71180936), Some(71180955)),
+            "the lowest trade id first"
         );
-        assert_eq!(t.event_time.millis() - t.trade_time.millis(), 3);
+        assert_eq!(t.event_time.millis() - t.trade_time.millis(), 5);
 
         // A symbol that disagrees with the rows is a bad row, named as such.
         let out = import(db, &["--symbol", "TRXUSDT", book.to_str().unwrap()]);
@@ -383,6 +386,46 @@ mod cases {
             futures.iter().filter(|e| matches!(&e.event, hedgehog::domain::Event::TradeReceived(t) if !t.kind.is_market())).count(),
             1,
             "the insurance fund trade is kept, flagged"
+        );
+    }
+
+    /// The book's dump is in insertion order; the store holds it in trade-id order, and so it
+    /// does two days of recordings given in the wrong order.
+    pub async fn each_market_stream_is_stored_in_trade_id_order(db: &TestDb) {
+        let ids = |events: Vec<hedgehog::store::RecordedEvent>| -> Vec<u64> {
+            events.iter().filter_map(|e| e.event.trade_id()).collect()
+        };
+        let ada = fixture("ADAUSDT-2019-06-03.csv.gz");
+        let out = ok(&import(db, &[ada.to_str().unwrap()]));
+        assert!(
+            out.contains(
+                "50608 trades came after a higher trade id and were stored in trade-id order"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("warning"), "{out}");
+        let store = db.open().await;
+        let stored = ids(store
+            .read_stream_to_end(&StreamId::trades(&symbol("ADAUSDT")))
+            .await
+            .unwrap());
+        assert_eq!(stored.len(), 57_018);
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "stored in trade-id order"
+        );
+
+        let day = |d: &str| format!("{FIXTURES}/binance-ws/spot_btcusdt_2024080{d}.gz");
+        let out = ok(&import(db, &[&day("9"), &day("8")]));
+        assert!(out.starts_with("read 19904, imported 19904"), "{out}");
+        let stored = ids(store
+            .read_stream_to_end(&StreamId::trades(&symbol("BTCUSDT")))
+            .await
+            .unwrap());
+        assert_eq!(stored.len(), 19_904);
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "the files were read day 8 first"
         );
     }
 

@@ -72,6 +72,7 @@ fn placed(order_id: u64) -> Event {
     OrderPlaced {
         symbol: symbol("ADAUSDT"),
         position_id: order_id,
+        trade_id: None,
         order_id,
         client_order_id: format!("c{order_id}"),
         side: Side::Buy,

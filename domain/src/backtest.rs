@@ -614,10 +614,10 @@ mod tests {
     fn a_round_trip_is_tallied_in_cash_and_profit() {
         let mut run = Backtest::start(rules(), PaperExchange::default(), settings()).unwrap();
         assert_eq!(run.decided().len(), 2, "settings, then start");
-        // Opens at 0.5 → BUY at 0.495, 202 XRP (100 / 0.495 = 202.02).
+        // The fresh position, its BUY at 0.5 x 0.99 = 0.495, 202 XRP (100 / 0.495 = 202.02).
         assert_eq!(run.trade(&trade(1, dec!(0.5))).len(), 2);
-        // Through the buy: filled, SELL placed at 0.495 × 1.001 × 1.01 × 1.001 → 0.5009.
-        assert_eq!(run.trade(&trade(2, dec!(0.49))).len(), 2);
+        // Through the buy: filled; the SELL comes on the next trade.
+        assert_eq!(run.trade(&trade(2, dec!(0.49))).len(), 1);
         let t = run.tally().summary();
         assert_eq!(t.inventory, dec!(202));
         // Bought 202 × 0.495 = 99.99 + fee 0.09999; valued at 0.49.
@@ -626,10 +626,13 @@ mod tests {
             dec!(100) - dec!(99.99) - dec!(0.09999) + dec!(202) * dec!(0.49)
         );
         assert_eq!(t.max_drawdown, dec!(100) - t.equity);
+        // SELL at 0.495 × 1.001 × 1.01 × 1.001 → 0.5009.
+        assert_eq!(run.trade(&trade(3, dec!(0.49))).len(), 1);
+        assert_eq!(run.trade(&trade(4, dec!(0.51))).len(), 1, "sell filled");
         assert_eq!(
-            run.trade(&trade(3, dec!(0.51))).len(),
+            run.trade(&trade(5, dec!(0.51))).len(),
             2,
-            "sell filled, closed"
+            "closed, and a fresh position in its place"
         );
         let finished = run.take_finished();
         assert_eq!(finished.len(), 2);
@@ -642,7 +645,7 @@ mod tests {
         assert_eq!((s.positions_closed, s.wins, s.orders_filled), (1, 1, 2));
         assert_eq!(s.win_rate, Some(dec!(1)));
         assert_eq!(s.inventory, dec!(0));
-        assert_eq!(done.decisions, 8);
+        assert_eq!(done.decisions, 9);
         assert_eq!(done.fingerprint.len(), 64);
     }
 

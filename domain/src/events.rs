@@ -186,18 +186,22 @@ pub struct SettingsUpdated {
     pub settings: TradingSettings,
 }
 
-/// A position (one chunk of the budget) was opened by a trade.
+/// A fresh position (one chunk of the budget) was added to the symbol's positions: by the first
+/// trade after trading started, in place of a finished position, or by a rebuy. It places its BUY on the next
+/// trade (the book's rule: a position added on a trade takes its first step on the next one).
+///
+/// Schema version 2. Version 1 (written before the book's rules were followed exactly) opened
+/// a position and placed its BUY on the same trade, and carried the BUY's trigger price, price
+/// and quantity; those are in the `OrderPlaced` that always followed it, so version 1 reads as
+/// version 2 without them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PositionOpened {
     pub symbol: Symbol,
     /// Sequential per symbol, from 1.
     pub position_id: u64,
-    /// The trade whose price opened the position.
+    /// The trade on which it was added.
     pub trade_id: u64,
-    pub trigger_price: Decimal,
-    pub buy_price: Decimal,
-    pub quantity: Decimal,
-    /// The settings in force when it opened, which it keeps until it closes.
+    /// The settings in force when it was added, which it keeps until it closes.
     pub settings: TradingSettings,
     /// The position whose fall triggered this one, for a rebuy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,11 +209,52 @@ pub struct PositionOpened {
     pub time: Timestamp,
 }
 
+/// `PositionOpened` as schema version 1 stored it (see [`PositionOpened`]).
+#[derive(Deserialize)]
+struct PositionOpenedV1 {
+    symbol: Symbol,
+    position_id: u64,
+    trade_id: u64,
+    settings: TradingSettings,
+    #[serde(default)]
+    rebuy_of: Option<u64>,
+    time: Timestamp,
+}
+
+impl From<PositionOpenedV1> for PositionOpened {
+    fn from(v1: PositionOpenedV1) -> Self {
+        PositionOpened {
+            symbol: v1.symbol,
+            position_id: v1.position_id,
+            trade_id: v1.trade_id,
+            settings: v1.settings,
+            rebuy_of: v1.rebuy_of,
+            time: v1.time,
+        }
+    }
+}
+
+/// The order of the symbol's positions after a trade, when more than one is left: the book's
+/// strategy steps its positions in this order on the next trade. Recorded because a trade that
+/// decides nothing still reverses the order (the book keeps its positions as the reverse of the
+/// order they stepped in), which the other events cannot tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionsOrdered {
+    pub symbol: Symbol,
+    /// The trade after which the positions stand in this order.
+    pub trade_id: u64,
+    /// Position ids, in the order they step.
+    pub positions: Vec<u64>,
+}
+
 /// A limit order was sent to the exchange (paper or real).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPlaced {
     pub symbol: Symbol,
     pub position_id: u64,
+    /// The market trade on whose step the strategy placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<u64>,
     pub order_id: u64,
     pub client_order_id: String,
     pub side: Side,
@@ -283,6 +328,9 @@ pub struct OrderCancelled {
 pub struct OrderRejected {
     pub symbol: Symbol,
     pub position_id: u64,
+    /// The market trade on whose step the order was refused, when a trade placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<u64>,
     /// The order the exchange refused after it was placed; `None` when it was refused before
     /// it was sent (the symbol's filters, checked here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,11 +352,15 @@ pub struct RebuyTriggered {
     pub time: Timestamp,
 }
 
-/// A position's SELL filled: the position is done, with its outcome.
+/// A position is done, with its outcome: the step after its SELL filled (or after a BUY the
+/// exchange cancelled unfilled).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PositionClosed {
     pub symbol: Symbol,
     pub position_id: u64,
+    /// The market trade on whose step it closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<u64>,
     pub quantity: Decimal,
     pub buy_price: Decimal,
     pub sell_price: Decimal,
@@ -447,6 +499,11 @@ macro_rules! events {
                             .map(Event::TradeReceived)
                             .map_err(malformed);
                     }
+                    ("PositionOpened", 1) => {
+                        return serde_json::from_str::<PositionOpenedV1>(payload)
+                            .map(|v1| Event::PositionOpened(v1.into()))
+                            .map_err(malformed);
+                    }
                     _ => {}
                 }
                 match event_type {
@@ -479,13 +536,14 @@ events! {
     TradingStopped = 1,
     TradingShutdownRequested = 1,
     SettingsUpdated = 1,
-    PositionOpened = 1,
+    PositionOpened = 2,
     OrderPlaced = 1,
     OrderFilled = 1,
     OrderCancelled = 1,
     OrderRejected = 1,
     RebuyTriggered = 1,
     PositionClosed = 1,
+    PositionsOrdered = 1,
     StreamingStarted = 1,
     StreamingStopped = 1,
     StoringStarted = 1,
@@ -545,6 +603,7 @@ impl Event {
             Event::OrderRejected(e) => &e.symbol,
             Event::RebuyTriggered(e) => &e.symbol,
             Event::PositionClosed(e) => &e.symbol,
+            Event::PositionsOrdered(e) => &e.symbol,
             Event::StreamingStarted(e) => &e.symbol,
             Event::StreamingStopped(e) => &e.symbol,
             Event::StoringStarted(e) => &e.symbol,
@@ -664,9 +723,6 @@ mod tests {
                 symbol: sym.clone(),
                 position_id: 1,
                 trade_id: 7,
-                trigger_price: dec!(100.00),
-                buy_price: dec!(99.99),
-                quantity: dec!(2.00000),
                 settings: TradingSettings::default(),
                 rebuy_of: None,
                 time: Timestamp(5),
@@ -675,6 +731,7 @@ mod tests {
             OrderPlaced {
                 symbol: sym.clone(),
                 position_id: 1,
+                trade_id: Some(8),
                 order_id: 1,
                 client_order_id: "hh-BTCUSDT-1-B".into(),
                 side: Side::Buy,
@@ -720,6 +777,7 @@ mod tests {
             OrderRejected {
                 symbol: sym.clone(),
                 position_id: 2,
+                trade_id: None,
                 order_id: Some(3),
                 side: Side::Buy,
                 price: dec!(1),
@@ -739,12 +797,19 @@ mod tests {
             PositionClosed {
                 symbol: sym.clone(),
                 position_id: 1,
+                trade_id: Some(11),
                 quantity: dec!(2.00000),
                 buy_price: dec!(99.99),
                 sell_price: dec!(100.30),
                 fees: dec!(0.40058),
                 realized_profit: dec!(0.21942),
                 time: Timestamp(10),
+            }
+            .into(),
+            PositionsOrdered {
+                symbol: sym.clone(),
+                trade_id: 12,
+                positions: vec![3, 2],
             }
             .into(),
             StreamingStarted {
@@ -792,6 +857,28 @@ mod tests {
         assert!(err.to_string().contains("schema version 2"), "{err}");
         let err = Event::decode("TradingStarted", 1, r#"{"symbol":"BTC/USDT"}"#).unwrap_err();
         assert!(err.to_string().contains("BTC/USDT"), "{err}");
+    }
+
+    /// Logs written before positions were added fresh carry version 1 of `PositionOpened`,
+    /// with the BUY's prices in it; they read as version 2, the BUY being in the `OrderPlaced`
+    /// that follows. Orders and closes of those logs carry no trade id.
+    #[test]
+    fn version_1_positions_and_orders_still_read() {
+        let v1 = r#"{"symbol":"ADAUSDT","position_id":3,"trade_id":14364030,"trigger_price":"0.0964","buy_price":"0.0963","quantity":"103.8","settings":{"chunks":5,"budget":"100","buy_down_interval":"0.0001","profit_target":"0.001","rebuy_interval":"0.001","fee":"0.001"},"rebuy_of":2,"time":1559520022517}"#;
+        let Event::PositionOpened(p) = Event::decode("PositionOpened", 1, v1).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(
+            (p.position_id, p.trade_id, p.rebuy_of, p.time),
+            (3, 14364030, Some(2), Timestamp(1559520022517))
+        );
+        let placed = r#"{"symbol":"ADAUSDT","position_id":3,"order_id":4,"client_order_id":"x","side":"BUY","order_type":"LIMIT","time_in_force":"GTC","price":"0.0963","quantity":"103.8","time":1}"#;
+        let Event::OrderPlaced(o) = Event::decode("OrderPlaced", 1, placed).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(o.trade_id, None);
+        let err = Event::decode("PositionOpened", 3, v1).unwrap_err();
+        assert!(err.to_string().contains("schema version 3"), "{err}");
     }
 
     #[test]

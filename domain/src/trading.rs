@@ -3,21 +3,46 @@
 //! The state is a fold ([`apply`]) of the symbol's `trading-SYMBOL` stream. Three kinds of input
 //! are decided against it, each giving the events to append (empty: nothing to do):
 //! - a user's [`Command`] (start, stop, shutdown, new settings) in [`decide_command`];
-//! - a market trade in [`decide_trade`]: the paper exchange's fills first (when trading on
-//!   paper), then the strategy: open a position when there is none, rebuy on a fall;
+//! - a market trade in [`decide_trade`]: every position takes one step of the book's strategy;
 //! - what a live exchange reports about our orders (fills, cancels, rejections, a halt) in
 //!   [`decide_report`].
 //!
+//! The strategy is the book's final `Formula`, decision for decision. A symbol that starts
+//! trading has one fresh position (added by the first trade after the start, so that it carries
+//! that trade's time, not a clock's), and each fresh position gets budget / chunks. On each trade
+//! every position takes exactly one step, in the order the positions are kept:
+//! 1. no BUY yet: place the BUY at the trade's price less `buy_down_interval`, truncated to the
+//!    tick, for the position's budget / that price, truncated to the step;
+//! 2. BUY filled and no SELL yet: place the SELL at buy x (1 + fee) x (1 + profit_target) x
+//!    (1 + fee), truncated to the tick, for what the BUY bought;
+//! 3. BUY resting and reached by the trade: the paper exchange fills it (live: the venue will);
+//! 4. SELL filled: the position is finished and a fresh position takes its place (when shutting
+//!    down it is dropped instead, and when the last one is dropped trading turns off);
+//! 5. SELL resting and reached by the trade: the paper exchange fills it (live: the venue will);
+//! 6. otherwise a rebuy: when the position has not asked for one yet, the trade is below its BUY
+//!    price x (1 - rebuy_interval), the symbol is not shutting down and holds fewer than chunks
+//!    positions (counting those added on this trade), a fresh position is added right after it.
+//!
+//! A position added on a trade takes its first step on the next trade, and a fill is its
+//! position's step: what follows comes with the next trade. After each trade the positions are
+//! kept in the reverse of the order they stepped in (the book builds its new list by
+//! prepending), which [`PositionsOrdered`] records after every trade that decides something;
+//! a trade that decides nothing reverses the order too, which [`pass_trade`] does in memory.
+//!
 //! Decisions are applied to a working copy as they are made, so each later decision in the same
-//! batch sees the earlier ones (a BUY filled by a trade gets its SELL placed by that same trade),
-//! and the state a worker holds after appending equals the fold of the stored events.
+//! batch sees the earlier ones, and the state a worker holds after appending equals the fold of
+//! the stored events followed by the trades after them that decided nothing.
 //!
 //! Rules kept here, beyond the book's:
 //! - trades are decided once: every event a trade causes carries its id, and trades at or below
-//!   the highest recorded id (or below the one trading started after) are ignored;
+//!   the highest id stepped on (or below the one trading started after) are ignored;
 //! - a stop cancels the symbol's open orders and reports what was bought and not sold;
-//! - an order the symbol's filters refuse is `OrderRejected`; a refused fresh BUY also stops
-//!   trading (it would be refused again on every trade), a refused rebuy does not.
+//! - an order the symbol's filters refuse is `OrderRejected`; a refused BUY of a position that
+//!   is not a rebuy also stops trading (it would be refused again on every trade), a refused
+//!   rebuy drops that position only;
+//! - live, fills, cancels and rejections come from the venue's reports; a BUY the venue
+//!   cancelled is sold for what it bought (or the position finishes, if it bought nothing), a
+//!   SELL it cancelled leaves the position holding what it did not sell.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +50,7 @@ use rust_decimal::Decimal;
 
 use crate::events::{
     Commission, Event, OrderCancelled, OrderFilled, OrderPlaced, OrderRejected, PositionClosed,
-    PositionOpened, RebuyTriggered, SettingsUpdated, StopReason, TradeReceived,
+    PositionOpened, PositionsOrdered, RebuyTriggered, SettingsUpdated, StopReason, TradeReceived,
     TradingShutdownRequested, TradingStarted, TradingStopped, Unsold,
 };
 use crate::exchange::SymbolRules;
@@ -56,16 +81,18 @@ impl Order {
     pub fn remaining(&self) -> Decimal {
         self.quantity - self.executed
     }
+
+    /// Executed in full.
+    pub fn filled(&self) -> bool {
+        self.executed >= self.quantity
+    }
 }
 
 /// One chunk of the budget: a BUY, then a SELL of what was bought.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
     pub position_id: u64,
-    pub trigger_price: Decimal,
-    pub buy_price: Decimal,
-    pub quantity: Decimal,
-    /// The settings in force when it opened; later changes do not touch it.
+    /// The settings in force when it was added; later changes do not touch it.
     pub settings: TradingSettings,
     pub rebuy_of: Option<u64>,
     /// A rebuy was already triggered by this position's fall.
@@ -86,11 +113,18 @@ impl Position {
         self.sell.as_ref().map_or(Decimal::ZERO, |o| o.executed)
     }
 
-    /// Average price of what the BUY executed (its limit price before any fill).
+    /// The BUY's limit price, once the BUY is placed.
+    pub fn buy_price(&self) -> Option<Decimal> {
+        self.buy.as_ref().map(|o| o.price)
+    }
+
+    /// Average price of what the BUY executed (its limit price before any fill; zero for a
+    /// fresh position).
     pub fn average_buy_price(&self) -> Decimal {
         match &self.buy {
             Some(o) if !o.executed.is_zero() => o.executed_quote / o.executed,
-            _ => self.buy_price,
+            Some(o) => o.price,
+            None => Decimal::ZERO,
         }
     }
 
@@ -123,10 +157,15 @@ pub struct TradingState {
     pub settings: TradingSettings,
     /// Open positions by id.
     pub positions: BTreeMap<u64, Position>,
+    /// The ids of [`TradingState::positions`] in the order they take their steps.
+    pub order: Vec<u64>,
     pub last_position_id: u64,
     pub last_order_id: u64,
     /// The highest trade id already decided on (or that trading started after).
     pub trade_cursor: Option<u64>,
+    /// The highest trade id the positions stepped on, whether it decided something or not:
+    /// ahead of `trade_cursor` by the trades [`pass_trade`] took since the last decision.
+    pub stepped: Option<u64>,
     pub totals: Totals,
 }
 
@@ -166,15 +205,23 @@ impl TradingState {
             .collect()
     }
 
-    /// Whether `trade_id` was already decided on.
+    /// Whether `trade_id` was already stepped on (decided on, or passed).
     pub fn has_seen(&self, trade_id: u64) -> bool {
-        self.trade_cursor.is_some_and(|c| trade_id <= c)
+        self.trade_cursor
+            .max(self.stepped)
+            .is_some_and(|c| trade_id <= c)
     }
 
     fn advance_cursor(&mut self, trade_id: Option<u64>) {
         if let Some(id) = trade_id {
             self.trade_cursor = Some(self.trade_cursor.map_or(id, |c| c.max(id)));
+            self.stepped = Some(self.stepped.map_or(id, |c| c.max(id)));
         }
+    }
+
+    fn remove_position(&mut self, position_id: u64) -> Option<Position> {
+        self.order.retain(|&id| id != position_id);
+        self.positions.remove(&position_id)
     }
 
     fn find_order_mut(
@@ -202,6 +249,14 @@ pub enum ApplyError {
     UnknownPosition(u64),
     #[error("event refers to order {order_id} of position {position_id}, which is not known")]
     UnknownOrder { position_id: u64, order_id: u64 },
+    #[error(
+        "positions ordered as {ordered:?} after trade {trade_id}, but the open ones are {open:?}"
+    )]
+    Order {
+        trade_id: u64,
+        ordered: Vec<u64>,
+        open: Vec<u64>,
+    },
 }
 
 /// Folds one event into the state.
@@ -227,18 +282,17 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
             state.status = TradingStatus::Off;
             state.stop_reason = Some(e.reason);
             state.positions.clear();
+            state.order.clear();
         }
         Event::SettingsUpdated(e) => state.settings = e.settings.clone(),
         Event::PositionOpened(e) => {
             state.last_position_id = state.last_position_id.max(e.position_id);
             state.advance_cursor(Some(e.trade_id));
+            state.order.push(e.position_id);
             state.positions.insert(
                 e.position_id,
                 Position {
                     position_id: e.position_id,
-                    trigger_price: e.trigger_price,
-                    buy_price: e.buy_price,
-                    quantity: e.quantity,
                     settings: e.settings.clone(),
                     rebuy_of: e.rebuy_of,
                     rebuy_notified: false,
@@ -251,6 +305,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         }
         Event::OrderPlaced(e) => {
             state.last_order_id = state.last_order_id.max(e.order_id);
+            state.advance_cursor(e.trade_id);
             let position = state
                 .positions
                 .get_mut(&e.position_id)
@@ -287,24 +342,28 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         Event::OrderCancelled(e) => {
             state.find_order_mut(e.position_id, e.order_id)?.open = false;
         }
-        Event::OrderRejected(e) => match e.side {
-            // A position whose BUY was refused never held anything: it is gone.
-            Side::Buy => {
-                state.positions.remove(&e.position_id);
-            }
-            Side::Sell => {
-                let position = state
-                    .positions
-                    .get_mut(&e.position_id)
-                    .ok_or(ApplyError::UnknownPosition(e.position_id))?;
-                position.sell_rejected = Some(e.reason.clone());
-                // Refused by the exchange after it was placed: the order is not on the book.
-                if e.order_id.is_some() && position.sell.as_ref().map(|o| o.order_id) == e.order_id
-                {
-                    position.sell = None;
+        Event::OrderRejected(e) => {
+            state.advance_cursor(e.trade_id);
+            match e.side {
+                // A position whose BUY was refused never held anything: it is gone.
+                Side::Buy => {
+                    state.remove_position(e.position_id);
+                }
+                Side::Sell => {
+                    let position = state
+                        .positions
+                        .get_mut(&e.position_id)
+                        .ok_or(ApplyError::UnknownPosition(e.position_id))?;
+                    position.sell_rejected = Some(e.reason.clone());
+                    // Refused by the exchange after it was placed: the order is not on the book.
+                    if e.order_id.is_some()
+                        && position.sell.as_ref().map(|o| o.order_id) == e.order_id
+                    {
+                        position.sell = None;
+                    }
                 }
             }
-        },
+        }
         Event::RebuyTriggered(e) => {
             state.advance_cursor(Some(e.trade_id));
             state
@@ -314,13 +373,27 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                 .rebuy_notified = true;
         }
         Event::PositionClosed(e) => {
+            state.advance_cursor(e.trade_id);
             state
-                .positions
-                .remove(&e.position_id)
+                .remove_position(e.position_id)
                 .ok_or(ApplyError::UnknownPosition(e.position_id))?;
             state.totals.positions_closed += 1;
             state.totals.realized_profit += e.realized_profit;
             state.totals.fees += e.fees;
+        }
+        Event::PositionsOrdered(e) => {
+            let mut ordered = e.positions.clone();
+            ordered.sort_unstable();
+            let open: Vec<u64> = state.positions.keys().copied().collect();
+            if ordered != open {
+                return Err(ApplyError::Order {
+                    trade_id: e.trade_id,
+                    ordered: e.positions.clone(),
+                    open,
+                });
+            }
+            state.advance_cursor(Some(e.trade_id));
+            state.order.clone_from(&e.positions);
         }
         other @ (Event::TradeReceived(_)
         | Event::StreamingStarted(_)
@@ -398,6 +471,8 @@ pub fn decide_command(
             }
             check_settings(&state.settings, rules)?;
             if state.status != TradingStatus::On {
+                // The fresh position a symbol starts with is added by the first trade after
+                // this, with that trade's id and time (see `Decider::step_all`).
                 d.emit(TradingStarted {
                     symbol,
                     after_trade_id,
@@ -434,7 +509,9 @@ pub fn decide_command(
     Ok(d.events)
 }
 
-/// Decides one market trade: paper fills (when `paper` is given), then the strategy.
+/// Decides one market trade: every position's step, with the paper exchange's fills when
+/// `paper` is given (live, the venue's reports bring them). Empty when the trade decides
+/// nothing: the caller then [`pass_trade`]s it.
 pub fn decide_trade(
     state: &TradingState,
     rules: &SymbolRules,
@@ -444,9 +521,9 @@ pub fn decide_trade(
     decider_for_trade(state, rules, paper, trade).map_or_else(Vec::new, |d| d.events)
 }
 
-/// As [`decide_trade`], and moves `state` on to what it decided: the decider's working copy
-/// becomes the state, so a caller that keeps no store in between (a backtest) does not fold the
-/// same events a second time.
+/// As [`decide_trade`], and moves `state` on to what it decided (or [`pass_trade`]s a trade
+/// that decided nothing): the decider's working copy becomes the state, so a caller that keeps
+/// no store in between (a backtest) does not fold the same events a second time.
 pub fn decide_trade_in_place(
     state: &mut TradingState,
     rules: &SymbolRules,
@@ -458,7 +535,50 @@ pub fn decide_trade_in_place(
             *state = d.state;
             d.events
         }
-        None => Vec::new(),
+        None => {
+            pass_trade(state, rules, trade);
+            Vec::new()
+        }
+    }
+}
+
+/// Takes a trade that [`decide_trade`] decided nothing on: every position stepped without
+/// acting, so the positions stand in reverse order afterwards, as in the book. Trades of other
+/// symbols, non-market trades and trades already stepped on change nothing.
+pub fn pass_trade(state: &mut TradingState, rules: &SymbolRules, trade: &TradeReceived) {
+    if !steps_on(state, rules, trade) {
+        return;
+    }
+    state.order.reverse();
+    state.stepped = Some(trade.trade_id);
+}
+
+/// Whether the positions take a step on `trade` at all.
+fn steps_on(state: &TradingState, rules: &SymbolRules, trade: &TradeReceived) -> bool {
+    trade.symbol == rules.symbol
+        && trade.kind.is_market()
+        && state.status != TradingStatus::Off
+        && !state.has_seen(trade.trade_id)
+}
+
+/// Whether a resting order would be reached by a trade at `price`: by the paper exchange's
+/// fill rule, or live by the market going through it (the venue fills it and reports).
+fn reached(paper: Option<&PaperExchange>, order: &Order, price: Decimal) -> bool {
+    paper
+        .copied()
+        .unwrap_or_default()
+        .reaches(order.side, order.price, price)
+}
+
+/// Whether `p`'s step on a trade at `price` can decide something (short of the chunks cap and
+/// the paper exchange's fills, which the full step checks): the cheap test that lets the common
+/// trade pass without copying the state.
+fn may_act(p: &Position, status: TradingStatus, price: Decimal) -> bool {
+    match (&p.buy, &p.sell) {
+        (None, _) => true,
+        (Some(buy), None) if !buy.open && p.sell_rejected.is_none() => true,
+        (Some(_), Some(sell)) if !sell.open && sell.filled() => true,
+        _ => status == TradingStatus::On && rebuy_candidate(p, price),
     }
 }
 
@@ -470,7 +590,7 @@ fn decider_for_trade<'a>(
     paper: Option<&PaperExchange>,
     trade: &TradeReceived,
 ) -> Option<Decider<'a>> {
-    if trade.symbol != rules.symbol || !trade.kind.is_market() || state.has_seen(trade.trade_id) {
+    if !steps_on(state, rules, trade) {
         return None;
     }
     let fills = match paper {
@@ -489,50 +609,17 @@ fn decider_for_trade<'a>(
         }
         _ => Vec::new(),
     };
-    let on = state.status == TradingStatus::On;
-    let opens = on && state.positions.is_empty();
-    let rebuys = on
-        && state
+    let acts = state.status == TradingStatus::On && state.positions.is_empty()
+        || state
             .positions
             .values()
-            .any(|p| rebuy_candidate(p, trade.price));
-    if fills.is_empty() && !opens && !rebuys {
+            .any(|p| may_act(p, state.status, trade.price));
+    if fills.is_empty() && !acts {
         return None;
     }
-
     let mut d = Decider::new(state, rules);
-    for fill in &fills {
-        d.execution(fill);
-    }
-    if d.state.status == TradingStatus::On {
-        if d.state.positions.is_empty() {
-            // After a close the *next* trade opens the fresh position, as in the book.
-            if !d.closed_any {
-                d.open(trade, None);
-            }
-        } else {
-            let ids: Vec<u64> = d.state.positions.keys().copied().collect();
-            for id in ids {
-                let candidate = d
-                    .state
-                    .positions
-                    .get(&id)
-                    .is_some_and(|p| rebuy_candidate(p, trade.price));
-                let room = d.state.positions.len() < d.state.settings.chunks as usize;
-                if candidate && room && d.state.status == TradingStatus::On {
-                    d.emit(RebuyTriggered {
-                        symbol: rules.symbol.clone(),
-                        position_id: id,
-                        trade_id: trade.trade_id,
-                        price: trade.price,
-                        time: trade.trade_time,
-                    });
-                    d.open(trade, Some(id));
-                }
-            }
-        }
-    }
-    Some(d)
+    d.step_all(trade, paper, &fills);
+    (!d.events.is_empty()).then_some(d)
 }
 
 /// What a live exchange says happened to one of our orders (Binance's execution reports, or
@@ -571,10 +658,10 @@ pub enum Report {
     Halted { reason: String, time: Timestamp },
 }
 
-/// Decides what an exchange report means for the symbol: fills and what follows them (the
-/// SELL after a BUY, the close after a SELL), a rejection (which stops trading when it was a
-/// fresh position's BUY, as a filter failure does), an external cancel, a halt. A report about
-/// an order that is not open (not ours, or already done) decides nothing.
+/// Decides what an exchange report means for the symbol: a fill (what follows it comes with
+/// the next trade's step), a rejection (which stops trading when it was the BUY of a position
+/// that is not a rebuy, as a filter failure does), an external cancel, a halt. A report about an
+/// order that is not open (not ours, or already done) decides nothing.
 pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report) -> Vec<Event> {
     let mut d = Decider::new(state, rules);
     let open = |client_order_id: &str| {
@@ -636,6 +723,8 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
             let Some((position, order)) = open(client_order_id) else {
                 return Vec::new();
             };
+            // What follows (a BUY ended early is sold for what it bought, or the position
+            // finishes; a SELL ended early leaves it holding) comes with the next trade's step.
             d.emit(OrderCancelled {
                 symbol: rules.symbol.clone(),
                 position_id: position.position_id,
@@ -645,18 +734,6 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
                 reason: reason.clone(),
                 time: *time,
             });
-            // A BUY ended early: sell what it bought, or let the position go if it bought
-            // nothing. A SELL ended early leaves the position holding what it did not sell.
-            if order.side == Side::Buy {
-                let Some(position) = d.state.positions.get(&position.position_id).cloned() else {
-                    return d.events;
-                };
-                if order.executed > Decimal::ZERO {
-                    d.place_sell(&position, *time);
-                } else {
-                    d.close(&position, *time);
-                }
-            }
         }
         Report::Rejected {
             client_order_id,
@@ -669,6 +746,7 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
             d.emit(OrderRejected {
                 symbol: rules.symbol.clone(),
                 position_id: position.position_id,
+                trade_id: None,
                 order_id: Some(order.order_id),
                 side: order.side,
                 price: order.price,
@@ -676,11 +754,8 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
                 reason: reason.clone(),
                 time: *time,
             });
-            if order.side == Side::Buy
-                && position.rebuy_of.is_none()
-                && d.state.status == TradingStatus::On
-            {
-                d.stop(StopReason::OrderRejected, "order rejected", None, *time);
+            if order.side == Side::Buy {
+                d.after_refused_buy(&position, *time);
             }
         }
         Report::Halted { reason, time } => {
@@ -699,8 +774,8 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
 
 fn rebuy_candidate(p: &Position, price: Decimal) -> bool {
     !p.rebuy_notified
-        && p.buy.is_some()
-        && formula::triggers_rebuy(price, p.buy_price, p.settings.rebuy_interval)
+        && p.buy_price()
+            .is_some_and(|buy| formula::triggers_rebuy(price, buy, p.settings.rebuy_interval))
 }
 
 /// What a live exchange adds to a fill.
@@ -711,12 +786,23 @@ struct LiveFill {
     venue_trade_id: Option<u64>,
 }
 
+/// What one position's step left in its place in the list.
+enum Stepped {
+    /// The position itself (it acted, or not).
+    Kept,
+    /// A fresh position, in place of a finished one.
+    Replaced(u64),
+    /// The position, and right after it the fresh position its rebuy added.
+    Rebought(u64),
+    /// Nothing: finished while shutting down, or refused.
+    Dropped,
+}
+
 /// A working copy of the state that every decided event is applied to at once.
 struct Decider<'a> {
     state: TradingState,
     rules: &'a SymbolRules,
     events: Vec<Event>,
-    closed_any: bool,
 }
 
 impl<'a> Decider<'a> {
@@ -725,7 +811,6 @@ impl<'a> Decider<'a> {
             state: state.clone(),
             rules,
             events: Vec::new(),
-            closed_any: false,
         }
     }
 
@@ -743,69 +828,211 @@ impl<'a> Decider<'a> {
         self.rules.symbol.clone()
     }
 
-    /// Opens a position triggered by `trade` and places its BUY (or records the refusal).
-    fn open(&mut self, trade: &TradeReceived, rebuy_of: Option<u64>) {
-        let settings = self.state.settings.clone();
+    fn on(&self) -> bool {
+        self.state.status == TradingStatus::On
+    }
+
+    /// Every position's step on `trade`, in the order they are kept, then their new order.
+    fn step_all(
+        &mut self,
+        trade: &TradeReceived,
+        paper: Option<&PaperExchange>,
+        fills: &[Execution],
+    ) {
+        let mut before = self.state.order.clone();
+        if before.is_empty() && self.on() {
+            // Trading is on with no position: the first trade since the start adds the fresh
+            // position the symbol starts with (as the book's trader does when it starts), and
+            // it takes its step on this trade.
+            before.push(self.add_fresh(trade, None));
+        }
+        let mut after = Vec::with_capacity(before.len() + 1);
+        let mut added = 0usize;
+        let mut dropped = 0usize;
+        for id in &before {
+            if self.state.status == TradingStatus::Off {
+                return; // a refusal stopped trading: nothing more steps
+            }
+            let Some(position) = self.state.positions.get(id).cloned() else {
+                continue;
+            };
+            let held = before.len() + added - dropped;
+            match self.step(&position, trade, paper, fills, held) {
+                Stepped::Kept => after.push(*id),
+                Stepped::Replaced(fresh) => after.push(fresh),
+                Stepped::Rebought(fresh) => {
+                    added += 1;
+                    after.push(fresh);
+                    after.push(*id);
+                }
+                Stepped::Dropped => dropped += 1,
+            }
+        }
+        if self.state.status == TradingStatus::Off {
+            return;
+        }
+        if self.state.status == TradingStatus::Shutdown && self.state.positions.is_empty() {
+            self.stop(
+                StopReason::ShutdownCompleted,
+                "shutdown completed",
+                None,
+                trade.trade_time,
+            );
+            return;
+        }
+        after.reverse();
+        if after.len() >= 2 && !self.events.is_empty() {
+            self.emit(PositionsOrdered {
+                symbol: self.symbol(),
+                trade_id: trade.trade_id,
+                positions: after,
+            });
+        }
+    }
+
+    /// One position's step (the module's rules 1 to 6). `held` is how many positions the
+    /// symbol holds at this point of the trade, for the chunks cap.
+    fn step(
+        &mut self,
+        p: &Position,
+        trade: &TradeReceived,
+        paper: Option<&PaperExchange>,
+        fills: &[Execution],
+        held: usize,
+    ) -> Stepped {
+        let time = trade.trade_time;
+        let (buy, sell) = (p.buy.as_ref(), p.sell.as_ref());
+        let fill = fills
+            .iter()
+            .find(|f| p.orders().any(|o| o.order_id == f.order_id));
+        match (buy, sell) {
+            (None, _) => {
+                return if self.place_buy(p, trade) {
+                    Stepped::Kept
+                } else {
+                    Stepped::Dropped
+                };
+            }
+            (Some(buy), None) if !buy.open && p.sell_rejected.is_none() => {
+                if p.bought() > Decimal::ZERO {
+                    self.place_sell(p, Some(trade.trade_id), time);
+                    return Stepped::Kept;
+                }
+                // The exchange cancelled the BUY before anything executed.
+                return self.finish(p, trade);
+            }
+            (Some(_), Some(sell)) if !sell.open && sell.filled() => return self.finish(p, trade),
+            _ => {}
+        }
+        if let Some(fill) = fill {
+            self.execution(fill);
+            return Stepped::Kept;
+        }
+        // Live, an order the market went through is the venue's to fill: waiting is the step.
+        let resting = sell.or(buy).filter(|o| o.open);
+        if paper.is_none() && resting.is_some_and(|o| reached(paper, o, trade.price)) {
+            return Stepped::Kept;
+        }
+        let chunks = self.state.settings.chunks as usize;
+        if self.on() && rebuy_candidate(p, trade.price) && held < chunks {
+            self.emit(RebuyTriggered {
+                symbol: self.symbol(),
+                position_id: p.position_id,
+                trade_id: trade.trade_id,
+                price: trade.price,
+                time,
+            });
+            let fresh = self.add_fresh(trade, Some(p.position_id));
+            return Stepped::Rebought(fresh);
+        }
+        Stepped::Kept
+    }
+
+    /// Adds a fresh position with the settings in force; it steps on the next trade.
+    fn add_fresh(&mut self, trade: &TradeReceived, rebuy_of: Option<u64>) -> u64 {
         let position_id = self.state.last_position_id + 1;
-        let price = formula::buy_price(
-            trade.price,
-            settings.buy_down_interval,
-            self.rules.tick_size,
-        );
-        let quantity = price.and_then(|p| {
-            formula::quantity(settings.budget, settings.chunks, p, self.rules.step_size)
-        });
-        let (price, quantity, computed) = match (price, quantity) {
-            (Some(p), Some(q)) => (p, q, true),
-            (p, q) => (p.unwrap_or_default(), q.unwrap_or_default(), false),
-        };
         self.emit(PositionOpened {
             symbol: self.symbol(),
             position_id,
             trade_id: trade.trade_id,
-            trigger_price: trade.price,
-            buy_price: price,
-            quantity,
-            settings,
+            settings: self.state.settings.clone(),
             rebuy_of,
             time: trade.trade_time,
         });
-        let refused = if computed {
-            self.rules
+        position_id
+    }
+
+    /// A finished position: closed, and replaced by a fresh one (dropped when shutting down).
+    fn finish(&mut self, p: &Position, trade: &TradeReceived) -> Stepped {
+        self.close(p, Some(trade.trade_id), trade.trade_time);
+        if self.on() {
+            Stepped::Replaced(self.add_fresh(trade, None))
+        } else {
+            Stepped::Dropped
+        }
+    }
+
+    /// Places a fresh position's BUY below `trade` (or records the refusal); whether the
+    /// position is still there.
+    fn place_buy(&mut self, p: &Position, trade: &TradeReceived) -> bool {
+        let s = &p.settings;
+        let price = formula::buy_price(trade.price, s.buy_down_interval, self.rules.tick_size);
+        let quantity = price
+            .and_then(|price| formula::quantity(s.budget, s.chunks, price, self.rules.step_size));
+        let refused = match (price, quantity) {
+            (Some(price), Some(quantity)) => self
+                .rules
                 .check_limit_order(price, quantity)
                 .err()
-                .map(|f| f.to_string())
-        } else {
-            Some("the order's price or quantity overflows".to_owned())
+                .map(|f| f.to_string()),
+            _ => Some("the order's price or quantity overflows".to_owned()),
         };
-        match refused {
-            None => self.place(position_id, Side::Buy, price, quantity, trade.trade_time),
-            Some(reason) => {
-                self.emit(OrderRejected {
-                    symbol: self.symbol(),
-                    position_id,
-                    order_id: None,
-                    side: Side::Buy,
-                    price,
-                    quantity,
-                    reason,
-                    time: trade.trade_time,
-                });
-                if rebuy_of.is_none() {
-                    self.stop(
-                        StopReason::OrderRejected,
-                        "order rejected",
-                        None,
-                        trade.trade_time,
-                    );
-                }
-            }
+        let (price, quantity) = (price.unwrap_or_default(), quantity.unwrap_or_default());
+        let Some(reason) = refused else {
+            self.place(
+                p.position_id,
+                Some(trade.trade_id),
+                Side::Buy,
+                price,
+                quantity,
+                trade.trade_time,
+            );
+            return true;
+        };
+        self.emit(OrderRejected {
+            symbol: self.symbol(),
+            position_id: p.position_id,
+            trade_id: Some(trade.trade_id),
+            order_id: None,
+            side: Side::Buy,
+            price,
+            quantity,
+            reason,
+            time: trade.trade_time,
+        });
+        self.after_refused_buy(p, trade.trade_time);
+        false
+    }
+
+    /// After a position's BUY was refused (the position is gone): a refused rebuy drops that
+    /// position only; any other stops trading, since it would be refused again on every trade.
+    fn after_refused_buy(&mut self, p: &Position, time: Timestamp) {
+        if p.rebuy_of.is_none() && self.on() {
+            self.stop(StopReason::OrderRejected, "order rejected", None, time);
+        } else if self.state.status == TradingStatus::Shutdown && self.state.positions.is_empty() {
+            self.stop(
+                StopReason::ShutdownCompleted,
+                "shutdown completed",
+                None,
+                time,
+            );
         }
     }
 
     fn place(
         &mut self,
         position_id: u64,
+        trade_id: Option<u64>,
         side: Side,
         price: Decimal,
         quantity: Decimal,
@@ -815,6 +1042,7 @@ impl<'a> Decider<'a> {
         self.emit(OrderPlaced {
             symbol: self.symbol(),
             position_id,
+            trade_id,
             order_id,
             client_order_id: client_order_id(&self.rules.symbol, order_id),
             side,
@@ -826,14 +1054,14 @@ impl<'a> Decider<'a> {
         });
     }
 
-    /// Records a fill and what follows from it: the SELL after a full BUY, the close after a
-    /// full SELL, and the end of a shutdown after the last close.
+    /// Records a paper fill.
     fn execution(&mut self, e: &Execution) {
         self.fill(e, LiveFill::default())
     }
 
-    /// As [`Decider::execution`], with what a live exchange charged when that was not the
-    /// quote asset.
+    /// Records a fill, with what a live exchange charged when that was not the quote asset.
+    /// What follows it (the SELL after a full BUY, the close after a full SELL) is the
+    /// position's next step.
     fn fill(&mut self, e: &Execution, live: LiveFill) {
         let Some((position_id, order)) = self
             .state
@@ -870,24 +1098,11 @@ impl<'a> Decider<'a> {
             status,
             time: e.time,
         });
-        if status != FillStatus::Filled {
-            return;
-        }
-        let Some(position) = self.state.positions.get(&position_id).cloned() else {
-            return;
-        };
-        match order.side {
-            Side::Buy => self.place_sell(&position, e.time),
-            Side::Sell => self.close(&position, e.time),
-        }
     }
 
-    fn place_sell(&mut self, position: &Position, time: Timestamp) {
+    fn place_sell(&mut self, position: &Position, trade_id: Option<u64>, time: Timestamp) {
         let s = &position.settings;
-        let buy = position
-            .buy
-            .as_ref()
-            .map_or(position.buy_price, |o| o.price);
+        let buy = position.buy.as_ref().map_or(Decimal::ZERO, |o| o.price);
         // What a live exchange took as commission out of the base asset is not there to sell.
         let base_fees = position.buy.as_ref().map_or(Decimal::ZERO, |o| o.base_fees);
         let quantity = if base_fees.is_zero() {
@@ -907,10 +1122,18 @@ impl<'a> Decider<'a> {
         };
         let price = price.unwrap_or_default();
         match refused {
-            None => self.place(position.position_id, Side::Sell, price, quantity, time),
+            None => self.place(
+                position.position_id,
+                trade_id,
+                Side::Sell,
+                price,
+                quantity,
+                time,
+            ),
             Some(reason) => self.emit(OrderRejected {
                 symbol: self.symbol(),
                 position_id: position.position_id,
+                trade_id,
                 order_id: None,
                 side: Side::Sell,
                 price,
@@ -921,9 +1144,9 @@ impl<'a> Decider<'a> {
         }
     }
 
-    /// Closes a position whose orders are done: normally after its SELL filled, or with
-    /// nothing sold when an exchange cancelled its BUY before anything executed.
-    fn close(&mut self, position: &Position, time: Timestamp) {
+    /// Closes a finished position: normally after its SELL filled, or with nothing sold when
+    /// an exchange cancelled its BUY before anything executed.
+    fn close(&mut self, position: &Position, trade_id: Option<u64>, time: Timestamp) {
         let Some(buy) = &position.buy else {
             return;
         };
@@ -937,6 +1160,7 @@ impl<'a> Decider<'a> {
         self.emit(PositionClosed {
             symbol: self.symbol(),
             position_id: position.position_id,
+            trade_id,
             quantity: sold,
             buy_price: position.average_buy_price().normalize(),
             sell_price: if sold.is_zero() {
@@ -948,15 +1172,6 @@ impl<'a> Decider<'a> {
             realized_profit: (sold_quote - buy.executed_quote - fees).normalize(),
             time,
         });
-        self.closed_any = true;
-        if self.state.status == TradingStatus::Shutdown && self.state.positions.is_empty() {
-            self.stop(
-                StopReason::ShutdownCompleted,
-                "shutdown completed",
-                None,
-                time,
-            );
-        }
     }
 
     /// Cancels every open order, then switches off, reporting what was left unsold.

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::import::{self, ImportError, ImportOptions, Market};
+use crate::sequencer::Sequencer;
 use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId, PAGE_SIZE};
 use crate::trader::decision_id;
 pub use report::{FileInput, Inputs, Report};
@@ -175,7 +176,12 @@ pub async fn run(
                 market: Some(options.market),
                 ..ImportOptions::default()
             };
-            // Files are parsed in parallel, file i by reader i % n, and decided in order.
+            // Files are parsed in parallel, file i by reader i % n, and decided in the order of
+            // their first trades' times (day 2, day 1 replays day 1 first).
+            let files: Vec<PathBuf> = import::in_time_order(files, &import)
+                .into_iter()
+                .cloned()
+                .collect();
             let readers = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .clamp(1, files.len().max(1));
@@ -417,6 +423,33 @@ fn decide(
     let mut clock: Option<(Instant, i64)> = None;
     let pace = options.speed.filter(|s| *s > 0.0);
     let mut input = 0;
+    // Files are replayed in trade-id order, across all of them (see `crate::sequencer`).
+    let mut sequencer: Sequencer<(), TradeReceived> = Sequencer::default();
+    let mut step = |trade: TradeReceived| -> Result<(), BacktestError> {
+        if let Some(speed) = pace {
+            let (start, first) = *clock.get_or_insert((Instant::now(), trade.trade_time.0));
+            let due = Duration::from_secs_f64(
+                (trade.trade_time.0 - first).max(0) as f64 / 1000.0 / speed,
+            );
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                // Flush what was decided so far: a paced run is watched as it goes.
+                send_kept(keep, &mut kept)?;
+                std::thread::sleep(wait);
+            }
+        }
+        let decided = backtest.trade(&trade);
+        if decided.is_empty() {
+            return Ok(());
+        }
+        if keep.is_some() {
+            kept.extend_from_slice(decided);
+            if kept.len() >= KEEP_BATCH {
+                send_kept(keep, &mut kept)?;
+            }
+        }
+        spill.write(&backtest.take_finished())
+    };
+    let mut out = |_: &(), trade| step(trade);
     while input < inputs {
         let n = sources.len();
         let batch = match sources[input % n].blocking_recv() {
@@ -427,31 +460,11 @@ fn decide(
             }
             None => break, // its reader failed: the run reports that reader's error
         };
-        for trade in &batch {
-            if let Some(speed) = pace {
-                let (start, first) = *clock.get_or_insert((Instant::now(), trade.trade_time.0));
-                let due = Duration::from_secs_f64(
-                    (trade.trade_time.0 - first).max(0) as f64 / 1000.0 / speed,
-                );
-                if let Some(wait) = due.checked_sub(start.elapsed()) {
-                    // Flush what was decided so far: a paced run is watched as it goes.
-                    send_kept(keep, &mut kept)?;
-                    std::thread::sleep(wait);
-                }
-            }
-            let decided = backtest.trade(trade);
-            if decided.is_empty() {
-                continue;
-            }
-            if keep.is_some() {
-                kept.extend_from_slice(decided);
-                if kept.len() >= KEEP_BATCH {
-                    send_kept(keep, &mut kept)?;
-                }
-            }
-            spill.write(&backtest.take_finished())?;
+        for trade in batch {
+            sequencer.push(&(), trade.trade_id, trade, &mut out)?;
         }
     }
+    sequencer.finish(&mut out)?;
     send_kept(keep, &mut kept)?;
     let finished = backtest.finish();
     spill.write(&finished.open_orders)?;

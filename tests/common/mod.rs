@@ -6,6 +6,7 @@
 //! `HEDGEHOG_SKIP_POSTGRES=1` asks to skip them (CI never sets it).
 #![allow(dead_code)]
 
+pub mod book;
 pub mod http;
 pub mod processes;
 

@@ -47,6 +47,13 @@ struct Run {
     paper: PaperExchange,
     state: TradingState,
     events: Vec<Event>,
+    /// What each input decided, or the trade it passed, in order.
+    log: Vec<Logged>,
+}
+
+enum Logged {
+    Decided(Vec<Event>),
+    Passed(TradeReceived),
 }
 
 impl Run {
@@ -56,6 +63,7 @@ impl Run {
             paper: PaperExchange::default(),
             state: TradingState::default(),
             events: Vec::new(),
+            log: Vec::new(),
         };
         run.command(Command::UpdateSettings(settings)).unwrap();
         run.command(Command::Start {
@@ -72,12 +80,17 @@ impl Run {
     }
 
     fn trade(&mut self, id: u64, price: Decimal) -> Vec<Event> {
-        let out = decide_trade(
-            &self.state,
-            &self.rules,
-            Some(&self.paper),
-            &trade(id, price),
-        );
+        self.feed(&trade(id, price), true)
+    }
+
+    /// Decides `t` as a worker does: appends (here: folds) what it decided, or passes it.
+    fn feed(&mut self, t: &TradeReceived, paper: bool) -> Vec<Event> {
+        let paper = paper.then_some(&self.paper);
+        let out = decide_trade(&self.state, &self.rules, paper, t);
+        if out.is_empty() {
+            pass_trade(&mut self.state, &self.rules, t);
+            self.log.push(Logged::Passed(t.clone()));
+        }
         self.record(&out);
         out
     }
@@ -87,14 +100,15 @@ impl Run {
             self.state = apply(std::mem::take(&mut self.state), e).unwrap();
         }
         self.events.extend_from_slice(events);
+        if !events.is_empty() {
+            self.log.push(Logged::Decided(events.to_vec()));
+        }
     }
 }
 
 impl Run {
     fn live_trade(&mut self, id: u64, price: Decimal) -> Vec<Event> {
-        let out = decide_trade(&self.state, &self.rules, None, &trade(id, price));
-        self.record(&out);
-        out
+        self.feed(&trade(id, price), false)
     }
 
     fn report(&mut self, report: Report) -> Vec<Event> {
@@ -147,6 +161,20 @@ fn settings(chunks: u32, budget: Decimal) -> TradingSettings {
 }
 
 #[test]
+fn the_first_trade_after_the_start_adds_the_fresh_position_and_it_buys() {
+    let mut run = Run::new(xrp(), settings(5, dec!(100)));
+    assert_eq!(types(&run.events), ["SettingsUpdated", "TradingStarted"]);
+    let out = run.trade(1, dec!(1.0));
+    assert_eq!(types(&out), ["PositionOpened", "OrderPlaced"]);
+    let (Event::PositionOpened(fresh), Event::OrderPlaced(buy)) = (&out[0], &out[1]) else {
+        unreachable!()
+    };
+    assert_eq!((fresh.position_id, fresh.trade_id), (1, 1));
+    assert_eq!((buy.trade_id, buy.side), (Some(1), Side::Buy));
+    assert_eq!(run.state.order, [1]);
+}
+
+#[test]
 fn book_vector_buy_price_and_quantity_through_the_aggregate() {
     // price 1.0, buy_down 0.01, budget 10 in one chunk, tick 0.0001, step 1 -> buy 0.99 x 10
     let s = TradingSettings {
@@ -182,45 +210,57 @@ fn book_vector_chunked_budget() {
     assert_eq!(buy.quantity.to_string(), "50.000");
 }
 
-/// A state holding one position bought at 1.00 with rebuy_interval 0.1.
-fn bought_at_one(chunks: u32) -> Run {
+/// A state holding one position bought at 1.00 (rebuy_interval 0.1) whose SELL rests at 1.003.
+fn selling_at_one(chunks: u32) -> Run {
     let s = TradingSettings {
         buy_down_interval: dec!(0),
         rebuy_interval: dec!(0.1),
         ..settings(chunks, dec!(100))
     };
     let mut run = Run::new(xrp(), s);
-    run.trade(1, dec!(1.00));
-    assert_eq!(run.state.positions[&1].buy_price, dec!(1.00));
+    assert_eq!(
+        types(&run.trade(1, dec!(1.00))),
+        ["PositionOpened", "OrderPlaced"]
+    );
+    assert_eq!(run.state.positions[&1].buy_price(), Some(dec!(1.00)));
+    // 0.89 is far enough below for a rebuy, but the position's step is the fill.
+    assert_eq!(types(&run.trade(2, dec!(0.89))), ["OrderFilled"]);
+    // And on the next trade its step is the SELL.
+    assert_eq!(types(&run.trade(3, dec!(0.89))), ["OrderPlaced"]);
     run
 }
 
 #[test]
 fn book_vector_rebuy() {
-    let mut run = bought_at_one(5);
-    // 0.9 is not strictly below 1.00 - 0.1: no rebuy (it fills the BUY, a SELL follows).
-    let out = run.trade(2, dec!(0.9));
-    assert!(!types(&out).contains(&"RebuyTriggered"), "{out:?}");
-    // 0.89 rebuys: the position is notified and one more opens.
-    let out = run.trade(3, dec!(0.89));
+    let mut run = selling_at_one(5);
+    // 0.9 is not strictly below 1.00 - 0.1: no rebuy.
+    assert!(run.trade(4, dec!(0.9)).is_empty());
+    // 0.89 rebuys: the position is notified and a fresh one is added right after it.
+    let out = run.trade(5, dec!(0.89));
     assert_eq!(
         types(&out),
-        ["RebuyTriggered", "PositionOpened", "OrderPlaced"]
+        ["RebuyTriggered", "PositionOpened", "PositionsOrdered"]
     );
-    assert_eq!(run.state.positions.len(), 2);
+    assert_eq!(run.state.order, [1, 2]);
     assert!(run.state.positions[&1].rebuy_notified);
-    // An already-notified position does not rebuy again.
-    let out = run.trade(4, dec!(0.85));
-    assert!(!out
-        .iter()
-        .any(|e| matches!(e, Event::RebuyTriggered(r) if r.position_id == 1)));
+    assert_eq!(run.state.positions[&2].rebuy_of, Some(1));
+    // The fresh one buys on the next trade; the notified one does not rebuy again.
+    let out = run.trade(6, dec!(0.85));
+    assert_eq!(types(&out), ["OrderPlaced", "PositionsOrdered"]);
+    assert_eq!(
+        run.state.order,
+        [2, 1],
+        "the order reverses after each trade"
+    );
+    // A trade that decides nothing reverses it too.
+    assert!(run.trade(7, dec!(0.85)).is_empty());
+    assert_eq!(run.state.order, [1, 2]);
 }
 
 #[test]
 fn book_vector_no_rebuy_when_positions_number_chunks() {
-    let mut run = bought_at_one(1);
-    let out = run.trade(2, dec!(0.5));
-    assert!(!types(&out).contains(&"RebuyTriggered"), "{out:?}");
+    let mut run = selling_at_one(1);
+    assert!(run.trade(4, dec!(0.5)).is_empty());
     assert!(
         !run.state.positions[&1].rebuy_notified,
         "not notified, so it can rebuy later"
@@ -228,7 +268,7 @@ fn book_vector_no_rebuy_when_positions_number_chunks() {
 }
 
 #[test]
-fn a_position_runs_buy_sell_close_and_the_next_trade_opens_a_fresh_one() {
+fn a_position_runs_buy_sell_close_one_step_a_trade_and_a_fresh_one_takes_its_place() {
     let s = TradingSettings {
         buy_down_interval: dec!(0.01),
         profit_target: dec!(0.01),
@@ -241,21 +281,26 @@ fn a_position_runs_buy_sell_close_and_the_next_trade_opens_a_fresh_one() {
     );
     // BUY at 0.99: a trade at 0.99 does not cross it, 0.9899 does.
     assert!(run.trade(2, dec!(0.9900)).is_empty());
-    let out = run.trade(3, dec!(0.9899));
-    assert_eq!(types(&out), ["OrderFilled", "OrderPlaced"]);
-    let Event::OrderPlaced(sell) = &out[1] else {
+    assert_eq!(types(&run.trade(3, dec!(0.9899))), ["OrderFilled"]);
+    let out = run.trade(4, dec!(0.9899));
+    assert_eq!(types(&out), ["OrderPlaced"]);
+    let Event::OrderPlaced(sell) = &out[0] else {
         unreachable!()
     };
     // 0.99 * 1.001 * 1.01 * 1.001 = 1.00190... -> 1.0019 on the tick
-    assert_eq!((sell.side, sell.price), (Side::Sell, dec!(1.0019)));
+    assert_eq!(
+        (sell.side, sell.price, sell.trade_id),
+        (Side::Sell, dec!(1.0019), Some(4))
+    );
     assert_eq!(
         sell.quantity,
         dec!(101.0),
         "what the BUY filled: 100 / 0.99 on a 0.1 step"
     );
-    let out = run.trade(4, dec!(1.0020));
-    assert_eq!(types(&out), ["OrderFilled", "PositionClosed"]);
-    let Event::PositionClosed(closed) = &out[1] else {
+    assert_eq!(types(&run.trade(5, dec!(1.0020))), ["OrderFilled"]);
+    let out = run.trade(6, dec!(1.1));
+    assert_eq!(types(&out), ["PositionClosed", "PositionOpened"]);
+    let Event::PositionClosed(closed) = &out[0] else {
         unreachable!()
     };
     let buy_quote = dec!(0.99) * dec!(101.0);
@@ -265,11 +310,10 @@ fn a_position_runs_buy_sell_close_and_the_next_trade_opens_a_fresh_one() {
     assert_eq!(closed.realized_profit, sell_quote - buy_quote - fees);
     assert!(closed.realized_profit > dec!(0));
     assert_eq!(run.state.totals.positions_closed, 1);
-    // The next trade opens a fresh position.
-    assert_eq!(
-        types(&run.trade(5, dec!(1.1))),
-        ["PositionOpened", "OrderPlaced"]
-    );
+    assert_eq!(run.state.order, [2]);
+    // The fresh position buys on the next trade.
+    let out = run.trade(7, dec!(1.1));
+    assert_eq!(types(&out), ["OrderPlaced"]);
     assert_eq!(run.state.positions.keys().copied().collect::<Vec<_>>(), [2]);
 }
 
@@ -280,8 +324,7 @@ fn partial_fills_are_recorded_and_the_sell_waits_for_the_full_buy() {
     run.trade(1, dec!(1.0000)); // BUY 0.9999 x 100.0
     let mut t = trade(2, dec!(0.9));
     t.quantity = dec!(40);
-    let out = decide_trade(&run.state, &run.rules, Some(&run.paper), &t);
-    run.record(&out);
+    let out = run.feed(&t, true);
     assert_eq!(types(&out), ["OrderFilled"]);
     let Event::OrderFilled(f) = &out[0] else {
         unreachable!()
@@ -292,12 +335,13 @@ fn partial_fills_are_recorded_and_the_sell_waits_for_the_full_buy() {
     );
     let mut t = trade(3, dec!(0.9));
     t.quantity = dec!(100);
-    let out = decide_trade(&run.state, &run.rules, Some(&run.paper), &t);
-    assert_eq!(types(&out), ["OrderFilled", "OrderPlaced"]);
+    let out = run.feed(&t, true);
+    assert_eq!(types(&out), ["OrderFilled"]);
     let Event::OrderFilled(f) = &out[0] else {
         unreachable!()
     };
     assert_eq!((f.quantity, f.status), (dec!(60.0), FillStatus::Filled));
+    assert_eq!(types(&run.trade(4, dec!(0.9))), ["OrderPlaced"]);
 }
 
 #[test]
@@ -306,46 +350,29 @@ fn touch_fills_at_equal_price_cross_does_not() {
     run.trade(1, dec!(1.0000)); // BUY at 0.9999
     assert!(run.trade(2, dec!(0.9999)).is_empty());
     run.paper.fill = FillModel::Touch;
-    assert_eq!(
-        types(&run.trade(3, dec!(0.9999))),
-        ["OrderFilled", "OrderPlaced"]
-    );
+    assert_eq!(types(&run.trade(3, dec!(0.9999))), ["OrderFilled"]);
 }
 
 #[test]
 fn shutdown_lets_positions_run_out_then_turns_off() {
-    let s = TradingSettings {
-        buy_down_interval: dec!(0),
-        ..settings(5, dec!(100))
-    };
-    let mut run = Run::new(xrp(), s);
-    run.trade(1, dec!(1.0000)); // BUY at 1.0000
-    run.trade(2, dec!(0.9990)); // fills, SELL at 1.003
+    let mut run = selling_at_one(5);
     assert_eq!(
         types(&run.command(Command::Shutdown).unwrap()),
         ["TradingShutdownRequested"]
     );
     // No rebuy in shutdown, however far the price falls.
-    assert!(run.trade(3, dec!(0.5)).is_empty());
+    assert!(run.trade(4, dec!(0.5)).is_empty());
     assert_eq!(run.state.positions.len(), 1);
-    let out = run.trade(4, dec!(1.1));
-    assert_eq!(
-        types(&out),
-        ["OrderFilled", "PositionClosed", "TradingStopped"]
-    );
-    let Event::TradingStopped(stopped) = &out[2] else {
+    assert_eq!(types(&run.trade(5, dec!(1.1))), ["OrderFilled"]);
+    // The finished position is dropped, not replaced; it was the last: trading is off.
+    let out = run.trade(6, dec!(1.1));
+    assert_eq!(types(&out), ["PositionClosed", "TradingStopped"]);
+    let Event::TradingStopped(stopped) = &out[1] else {
         unreachable!()
     };
     assert_eq!(stopped.reason, StopReason::ShutdownCompleted);
     assert_eq!(run.state.status, TradingStatus::Off);
-    assert!(run.trade(5, dec!(1.0)).is_empty(), "off: no new position");
-}
-
-#[test]
-fn shutdown_with_nothing_open_turns_off_at_once() {
-    let mut run = Run::new(xrp(), settings(5, dec!(100)));
-    let out = run.command(Command::Shutdown).unwrap();
-    assert_eq!(types(&out), ["TradingShutdownRequested", "TradingStopped"]);
+    assert!(run.trade(7, dec!(1.0)).is_empty(), "off: no new position");
     assert!(
         run.command(Command::Shutdown).unwrap().is_empty(),
         "off already"
@@ -353,16 +380,19 @@ fn shutdown_with_nothing_open_turns_off_at_once() {
 }
 
 #[test]
+fn shutdown_before_any_position_turns_off_at_once() {
+    let mut run = Run::new(xrp(), settings(5, dec!(100)));
+    let out = run.command(Command::Shutdown).unwrap();
+    assert_eq!(types(&out), ["TradingShutdownRequested", "TradingStopped"]);
+    assert!(run.trade(1, dec!(1.0)).is_empty());
+}
+
+#[test]
 fn stop_cancels_every_open_order_and_reports_what_was_not_sold() {
-    let s = TradingSettings {
-        buy_down_interval: dec!(0),
-        rebuy_interval: dec!(0.01),
-        ..settings(5, dec!(100))
-    };
-    let mut run = Run::new(xrp(), s);
-    run.trade(1, dec!(1.0000)); // position 1: BUY 20 at 1.0000
-    run.trade(2, dec!(0.9800)); // fills 1 (SELL placed), rebuys: position 2 BUY at 0.98
-    assert_eq!(run.state.positions.len(), 2);
+    let mut run = selling_at_one(5);
+    run.trade(4, dec!(0.85)); // rebuy: position 2 added
+    run.trade(5, dec!(0.85)); // position 2 places its BUY
+    assert_eq!(run.state.open_orders().count(), 2);
     let out = run.command(Command::Stop).unwrap();
     assert_eq!(
         types(&out),
@@ -377,16 +407,17 @@ fn stop_cancels_every_open_order_and_reports_what_was_not_sold() {
         [Unsold {
             position_id: 1,
             quantity: dec!(20.0),
-            buy_price: dec!(1.0000),
+            buy_price: dec!(1.00),
         }]
     );
     assert!(run.state.open_orders().next().is_none());
+    assert!(run.state.order.is_empty());
     assert!(
         run.command(Command::Stop).unwrap().is_empty(),
         "stopping what is stopped"
     );
     assert!(
-        run.trade(3, dec!(2)).is_empty(),
+        run.trade(6, dec!(2)).is_empty(),
         "cancelled orders never fill"
     );
 }
@@ -413,9 +444,161 @@ fn a_refused_fresh_buy_is_rejected_and_stops_trading() {
         "{}",
         r.reason
     );
+    assert_eq!(r.trade_id, Some(1));
     assert_eq!(run.state.status, TradingStatus::Off);
     assert_eq!(run.state.stop_reason, Some(StopReason::OrderRejected));
     assert!(run.state.positions.is_empty());
+}
+
+/// The hand-checked sequence: three chunks, rebuys, the chunks cap leaving room for fewer
+/// rebuys than ask on one trade, two positions finishing on one trade, and a shutdown that
+/// drains. Every event below was worked out by hand from the book's rules (see the module's
+/// doc): tick 0.0001, step 0.1, budget 300 in 3 chunks (100 each), buy_down 0, profit 0.01,
+/// rebuy 0.05, fee 0.
+#[test]
+fn hand_checked_sequence_of_the_books_rules() {
+    let s = TradingSettings {
+        chunks: 3,
+        budget: dec!(300),
+        buy_down_interval: dec!(0),
+        profit_target: dec!(0.01),
+        rebuy_interval: dec!(0.05),
+        fee: dec!(0),
+    };
+    let mut run = Run::new(xrp(), s);
+    let step = |run: &mut Run, id: u64, price: Decimal| -> Vec<String> {
+        run.trade(id, price)
+            .iter()
+            .map(|e| match e {
+                Event::PositionOpened(p) => {
+                    format!("open {} rebuy_of {:?}", p.position_id, p.rebuy_of)
+                }
+                Event::OrderPlaced(o) => {
+                    format!(
+                        "place {} {:?} {} x {}",
+                        o.position_id, o.side, o.price, o.quantity
+                    )
+                }
+                Event::OrderFilled(f) => format!("fill {} {:?}", f.position_id, f.side),
+                Event::RebuyTriggered(r) => format!("rebuy {}", r.position_id),
+                Event::PositionClosed(c) => format!("close {}", c.position_id),
+                Event::PositionsOrdered(o) => format!("order {:?}", o.positions),
+                Event::TradingStopped(t) => format!("stopped {:?}", t.reason),
+                other => other.event_type().to_owned(),
+            })
+            .collect()
+    };
+    // The first trade adds 1, which places its BUY at 1.0000 for 100 / 1 = 100.0.
+    assert_eq!(
+        step(&mut run, 1, dec!(1.0000)),
+        ["open 1 rebuy_of None", "place 1 Buy 1.0000 x 100.0"]
+    );
+    assert_eq!(step(&mut run, 2, dec!(0.9999)), ["fill 1 Buy"]);
+    // SELL at 1.0000 x 1.01 = 1.0100.
+    assert_eq!(
+        step(&mut run, 3, dec!(0.9999)),
+        ["place 1 Sell 1.0100 x 100.0"]
+    );
+    // 0.9499 < 1.0000 x 0.95: 1 asks for a rebuy; 2 is added right after it.
+    assert_eq!(
+        step(&mut run, 4, dec!(0.9499)),
+        ["rebuy 1", "open 2 rebuy_of Some(1)", "order [1, 2]"]
+    );
+    // 1 steps (nothing), 2 places its BUY at 0.9499 for 100 / 0.9499 = 105.27 -> 105.2.
+    assert_eq!(
+        step(&mut run, 5, dec!(0.9499)),
+        ["place 2 Buy 0.9499 x 105.2", "order [2, 1]"]
+    );
+    assert_eq!(
+        step(&mut run, 6, dec!(0.9498)),
+        ["fill 2 Buy", "order [1, 2]"]
+    );
+    // SELL of 2 at 0.9499 x 1.01 = 0.959399 -> 0.9593.
+    assert_eq!(
+        step(&mut run, 7, dec!(0.9498)),
+        ["place 2 Sell 0.9593 x 105.2", "order [2, 1]"]
+    );
+    // A trade that decides nothing reverses the order too.
+    assert!(step(&mut run, 8, dec!(0.9500)).is_empty());
+    assert_eq!(run.state.order, [1, 2]);
+    // 1.02 goes through both SELLs: each fill is its position's step, in order.
+    assert_eq!(
+        step(&mut run, 9, dec!(1.0200)),
+        ["fill 1 Sell", "fill 2 Sell", "order [2, 1]"]
+    );
+    // Both finish on one trade, each replaced in its place by a fresh position.
+    assert_eq!(
+        step(&mut run, 10, dec!(1.0200)),
+        [
+            "close 2",
+            "open 3 rebuy_of None",
+            "close 1",
+            "open 4 rebuy_of None",
+            "order [4, 3]"
+        ]
+    );
+    assert_eq!(run.state.totals.positions_closed, 2);
+    assert_eq!(
+        step(&mut run, 11, dec!(1.0000)),
+        [
+            "place 4 Buy 1.0000 x 100.0",
+            "place 3 Buy 1.0000 x 100.0",
+            "order [3, 4]"
+        ]
+    );
+    assert_eq!(
+        step(&mut run, 12, dec!(0.9999)),
+        ["fill 3 Buy", "fill 4 Buy", "order [4, 3]"]
+    );
+    assert_eq!(
+        step(&mut run, 13, dec!(0.9999)),
+        [
+            "place 4 Sell 1.0100 x 100.0",
+            "place 3 Sell 1.0100 x 100.0",
+            "order [3, 4]"
+        ]
+    );
+    // Both ask for a rebuy at 0.9, but 2 positions + 1 fill the 3 chunks: 3 steps first and
+    // gets it; 4 finds no room and stays un-notified.
+    assert_eq!(
+        step(&mut run, 14, dec!(0.9000)),
+        ["rebuy 3", "open 5 rebuy_of Some(3)", "order [4, 3, 5]"]
+    );
+    assert!(!run.state.positions[&4].rebuy_notified);
+    assert_eq!(
+        step(&mut run, 15, dec!(0.9000)),
+        ["place 5 Buy 0.9000 x 111.1", "order [5, 3, 4]"]
+    );
+    assert_eq!(
+        types(&run.command(Command::Shutdown).unwrap()),
+        ["TradingShutdownRequested"]
+    );
+    // Nothing rebuys in shutdown.
+    assert_eq!(
+        step(&mut run, 16, dec!(0.8999)),
+        ["fill 5 Buy", "order [4, 3, 5]"]
+    );
+    // 0.9 x 1.01 = 0.909.
+    assert_eq!(
+        step(&mut run, 17, dec!(0.8999)),
+        ["place 5 Sell 0.9090 x 111.1", "order [5, 3, 4]"]
+    );
+    assert_eq!(
+        step(&mut run, 18, dec!(1.0200)),
+        [
+            "fill 5 Sell",
+            "fill 3 Sell",
+            "fill 4 Sell",
+            "order [4, 3, 5]"
+        ]
+    );
+    // Shutting down: finished positions are dropped, and the last one turns trading off.
+    assert_eq!(
+        step(&mut run, 19, dec!(1.0200)),
+        ["close 4", "close 3", "close 5", "stopped ShutdownCompleted"]
+    );
+    assert_eq!(run.state.status, TradingStatus::Off);
+    assert_eq!(run.state.totals.positions_closed, 5);
 }
 
 #[test]
@@ -464,13 +647,14 @@ fn commands_say_when_nothing_changes_and_refuse_bad_settings() {
 }
 
 #[test]
-fn settings_apply_to_positions_opened_after_them() {
+fn settings_apply_to_positions_added_after_them() {
     let mut run = Run::new(xrp(), settings(5, dec!(100)));
     run.trade(1, dec!(1.0));
     run.command(Command::UpdateSettings(settings(5, dec!(200))))
         .unwrap();
     assert_eq!(run.state.positions[&1].settings.budget, dec!(100));
-    assert_eq!(run.state.positions[&1].quantity, dec!(20.0));
+    let buy = run.state.positions[&1].buy.as_ref().unwrap();
+    assert_eq!(buy.quantity, dec!(20.0), "100 / 5 at 0.9999");
 }
 
 #[test]
@@ -484,6 +668,7 @@ fn a_trade_is_decided_once_and_trades_before_the_start_never() {
         paper: PaperExchange::default(),
         state: TradingState::default(),
         events: Vec::new(),
+        log: Vec::new(),
     };
     fresh
         .command(Command::Start {
@@ -504,6 +689,7 @@ fn foreign_and_inconsistent_events_are_refused() {
     let closed: Event = PositionClosed {
         symbol: Symbol::parse("XRPUSDT").unwrap(),
         position_id: 9,
+        trade_id: None,
         quantity: dec!(1),
         buy_price: dec!(1),
         sell_price: dec!(1),
@@ -516,6 +702,17 @@ fn foreign_and_inconsistent_events_are_refused() {
         apply(TradingState::default(), &closed).unwrap_err(),
         ApplyError::UnknownPosition(9)
     );
+    let run = selling_at_one(5);
+    let ordered: Event = PositionsOrdered {
+        symbol: Symbol::parse("XRPUSDT").unwrap(),
+        trade_id: 9,
+        positions: vec![1, 2],
+    }
+    .into();
+    assert!(matches!(
+        apply(run.state, &ordered).unwrap_err(),
+        ApplyError::Order { trade_id: 9, .. }
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,8 +750,7 @@ fn simulate(inputs: &[Input], chunks: u32, paper: PaperExchange) -> Run {
                 price = (price + Decimal::from(*ticks) * rules.tick_size).max(dec!(0.5));
                 let mut t = trade(i as u64 + 1, price);
                 t.quantity = Decimal::from(*quantity);
-                let out = decide_trade(&run.state, &run.rules, Some(&run.paper), &t);
-                run.record(&out);
+                run.feed(&t, true);
             }
             Input::Command(c) => {
                 let command = match c {
@@ -592,39 +788,50 @@ proptest! {
         let run = simulate(&inputs, chunks, paper);
         let rules = xrp();
 
-        // Replaying the decisions through their stored (JSON) form rebuilds the live state,
-        // and every decision obeys the strategy's invariants.
+        // Replaying the decisions through their stored (JSON) form, with the trades that
+        // decided nothing passed in between, rebuilds the live state, and every decision obeys
+        // the strategy's invariants.
         let mut rebuilt = TradingState::default();
         let mut sells: BTreeMap<u64, Decimal> = BTreeMap::new();
-        for e in &run.events {
-            let json = e.encode_stored().unwrap();
-            let back = Event::decode(e.event_type(), e.schema_version(), &json).unwrap();
-            prop_assert_eq!(&back, e);
-            match e {
-                Event::PositionOpened(p) => {
-                    prop_assert!(
-                        rebuilt.positions.len() < p.settings.chunks as usize,
-                        "more open positions than chunks"
-                    );
+        for logged in &run.log {
+            let events = match logged {
+                Logged::Passed(t) => {
+                    pass_trade(&mut rebuilt, &rules, t);
+                    continue;
                 }
-                Event::OrderPlaced(o) => {
-                    prop_assert!((o.price % rules.tick_size).is_zero(), "price {} off tick", o.price);
-                    prop_assert!((o.quantity % rules.step_size).is_zero(), "qty {} off step", o.quantity);
-                    prop_assert!(rules.check_limit_order(o.price, o.quantity).is_ok());
-                    if o.side == Side::Sell {
-                        let buy = rebuilt.positions[&o.position_id].buy.as_ref().unwrap();
-                        prop_assert!(!buy.open, "SELL placed before its BUY filled");
-                        prop_assert_eq!(o.quantity, buy.executed);
-                        sells.insert(o.position_id, o.quantity);
+                Logged::Decided(events) => events,
+            };
+            for e in events {
+                let json = e.encode_stored().unwrap();
+                let back = Event::decode(e.event_type(), e.schema_version(), &json).unwrap();
+                prop_assert_eq!(&back, e);
+                match e {
+                    Event::PositionOpened(p) if p.rebuy_of.is_some() => {
+                        prop_assert!(
+                            rebuilt.positions.len() < rebuilt.settings.chunks as usize,
+                            "a rebuy beyond the chunks"
+                        );
                     }
+                    Event::OrderPlaced(o) => {
+                        prop_assert!((o.price % rules.tick_size).is_zero(), "price {} off tick", o.price);
+                        prop_assert!((o.quantity % rules.step_size).is_zero(), "qty {} off step", o.quantity);
+                        prop_assert!(rules.check_limit_order(o.price, o.quantity).is_ok());
+                        if o.side == Side::Sell {
+                            let buy = rebuilt.positions[&o.position_id].buy.as_ref().unwrap();
+                            prop_assert!(!buy.open, "SELL placed before its BUY filled");
+                            prop_assert_eq!(o.quantity, buy.executed);
+                            sells.insert(o.position_id, o.quantity);
+                        }
+                    }
+                    Event::PositionClosed(c) => {
+                        prop_assert_eq!(Some(&c.quantity), sells.get(&c.position_id));
+                    }
+                    _ => {}
                 }
-                Event::PositionClosed(c) => {
-                    prop_assert_eq!(Some(&c.quantity), sells.get(&c.position_id));
-                }
-                _ => {}
+                rebuilt = apply(rebuilt, &back).unwrap();
+                prop_assert!(rebuilt.positions.len() <= chunks as usize);
+                prop_assert_eq!(rebuilt.order.len(), rebuilt.positions.len());
             }
-            rebuilt = apply(rebuilt, &back).unwrap();
-            prop_assert!(rebuilt.positions.len() <= chunks as usize);
         }
         prop_assert_eq!(&rebuilt, &run.state);
 
@@ -682,8 +889,11 @@ fn live_reports_fill_once_however_often_they_arrive() {
         quantity * price,
         dec!(1),
     )));
-    assert_eq!(types(&out), ["OrderFilled", "OrderPlaced"]);
-    let Event::OrderPlaced(sell) = &out[1] else {
+    assert_eq!(types(&out), ["OrderFilled"]);
+    // The SELL is the position's next step, on the next trade.
+    let out = run.live_trade(3, dec!(0.5));
+    assert_eq!(types(&out), ["OrderPlaced"]);
+    let Event::OrderPlaced(sell) = &out[0] else {
         unreachable!()
     };
     assert_eq!(sell.side, Side::Sell);
@@ -699,11 +909,14 @@ fn live_reports_fill_once_however_often_they_arrive() {
         sell.quantity * sell.price,
         sell.quantity,
     ));
-    assert_eq!(types(&out), ["OrderFilled", "PositionClosed"]);
-    assert!(run.state.positions.is_empty());
+    assert_eq!(types(&out), ["OrderFilled"]);
     assert!(run
         .report(executed(&sell_id, sell.quantity, dec!(1), sell.quantity))
         .is_empty());
+    assert_eq!(
+        types(&run.live_trade(4, dec!(0.5))),
+        ["PositionClosed", "PositionOpened"]
+    );
 }
 
 #[test]
@@ -729,6 +942,7 @@ fn a_live_rejection_of_a_fresh_buy_stops_trading_and_of_a_sell_keeps_the_positio
     let buy = run.client_id(Side::Buy);
     let q = run.state.open_orders().next().unwrap().1.quantity;
     run.report(without_commission(executed(&buy, q, q * dec!(0.99), q)));
+    run.live_trade(2, dec!(1.0));
     let sell = run.client_id(Side::Sell);
     let out = run.report(Report::Rejected {
         client_order_id: sell,
@@ -759,8 +973,7 @@ fn an_exchange_cancel_ends_the_buy_and_a_halt_stops_with_the_reason() {
         reason: "expired on Binance".into(),
         time: Timestamp(5),
     });
-    assert_eq!(types(&out), ["OrderCancelled", "PositionClosed"]);
-    assert!(run.state.positions.is_empty());
+    assert_eq!(types(&out), ["OrderCancelled"]);
     assert!(run
         .report(Report::Cancelled {
             client_order_id: buy,
@@ -770,9 +983,10 @@ fn an_exchange_cancel_ends_the_buy_and_a_halt_stops_with_the_reason() {
         .is_empty());
     assert_eq!(
         types(&run.live_trade(2, dec!(1.0))),
-        ["PositionOpened", "OrderPlaced"],
-        "the next trade opens a fresh position"
+        ["PositionClosed", "PositionOpened"],
+        "a BUY cancelled unfilled finishes its position on the next trade"
     );
+    assert_eq!(types(&run.live_trade(3, dec!(1.0))), ["OrderPlaced"]);
     let out = run.report(Report::Halted {
         reason: "IP banned until 1700000000000".into(),
         time: Timestamp(8),
