@@ -516,7 +516,28 @@ mod cases {
             err.contains("no spot trades of ADAUSDT in the store") && err.contains("--data"),
             "{err}"
         );
-        ok(hedgehog(db, &["import", "trades", day]));
+        // Imported as a user might: the later half of the day first, then the earlier half,
+        // in two runs, so the log holds the day out of trade-id order.
+        let id = |line: &String| -> u64 { line.split(';').nth(4).unwrap().parse().unwrap() };
+        let lines = ada_day_lines();
+        let mut ids: Vec<u64> = lines.iter().map(id).collect();
+        ids.sort_unstable();
+        let middle = ids[ids.len() / 2];
+        let (later, earlier) = (dir.path().join("later.csv"), dir.path().join("earlier.csv"));
+        let part = |upper: bool| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| (id(l) >= middle) == upper)
+                .cloned()
+                .collect()
+        };
+        write_lines(&later, &part(true));
+        write_lines(&earlier, &part(false));
+        ok(hedgehog(db, &["import", "trades", later.to_str().unwrap()]));
+        ok(hedgehog(
+            db,
+            &["import", "trades", earlier.to_str().unwrap()],
+        ));
         let from_files = dir.path().join("files.json");
         let from_store = dir.path().join("store.json");
         let mut files_args = vec!["backtest", "--symbol", "ADAUSDT", "--data", day];

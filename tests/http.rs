@@ -223,7 +223,7 @@ mod cases {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let api = Api::new(&base);
         trade_adausdt(db);
-        ok(hedgehog(db, &["import", "trades", ADA_DAY_HEAD]));
+        ok(hedgehog(db, &["import", "trades", ADA_DAY]));
 
         // The engine trades them and projects live; the API answers from the same read models
         // as the CLI, once the engine is done.

@@ -26,6 +26,7 @@ on_both_backends!(
     append_only_at_the_database_level,
     many_processes_can_open_a_fresh_store_at_once,
     first_trade_after_finds_where_a_worker_resumes,
+    trades_read_in_trade_id_order_whatever_order_they_were_stored_in,
     stream_events_read_without_metadata_match_the_full_read,
     trades_stored_by_schema_version_1_still_read,
     payloads_with_escapes_and_control_characters_round_trip,
@@ -140,6 +141,49 @@ mod cases {
             store.first_trade_after(&stream, Some(13)).await.unwrap(),
             None
         );
+    }
+
+    pub async fn trades_read_in_trade_id_order_whatever_order_they_were_stored_in(db: &TestDb) {
+        let store = db.open().await;
+        let ada = StreamId::trades(&symbol("ADAUSDT"));
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        assert!(store.read_trades(&ada, None, 10).await.unwrap().is_empty());
+        // A newer range first, then an older one, another stream in between.
+        for (stream, sym, ids) in [
+            (&ada, "ADAUSDT", vec![50u64, 52, 51]),
+            (&eth, "ETHUSDT", vec![1, 2]),
+            (&ada, "ADAUSDT", vec![20, 10, 30]),
+        ] {
+            let events = ids
+                .iter()
+                .map(|id| NewEvent::new(common::trade(sym, *id)))
+                .collect();
+            store
+                .append(stream, ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+        }
+        let mut read = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.read_trades(&ada, after, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            assert!(page.iter().all(|e| e.stream_id == ada));
+            after = page.last().and_then(|e| e.event.trade_id());
+            read.extend(page.iter().filter_map(|e| e.event.trade_id()));
+        }
+        assert_eq!(read, [10, 20, 30, 50, 51, 52]);
+        let above = store.read_trades(&ada, Some(30), 100).await.unwrap();
+        let ids: Vec<u64> = above.iter().filter_map(|e| e.event.trade_id()).collect();
+        assert_eq!(ids, [50, 51, 52]);
+        assert!(store
+            .read_trades(&ada, Some(u64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     pub async fn append_then_read_back_with_metadata(db: &TestDb) {

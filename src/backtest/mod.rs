@@ -371,11 +371,11 @@ fn hash_file(path: &Path) -> Result<(String, u64), BacktestError> {
     Ok((format!("{:x}", hasher.finalize()), bytes))
 }
 
-/// Pages of the market stream read at once: SQLite answers each on a connection of its own and
-/// decodes it on every core, so the next pages are ready while the decider works.
+/// Pages of the market stream read ahead of the decider.
 const PAGES_AHEAD: usize = 2;
 
-/// The market stream in stored order, as it stood when the run began, page by page down `tx`.
+/// The market stream in trade-id order (its trade key, whatever order the trades were stored
+/// in), page by page down `tx`. Each page is read while the decider works on the ones before.
 async fn read_store(
     store: &Store,
     stream: &StreamId,
@@ -383,18 +383,15 @@ async fn read_store(
     progress: &(dyn Fn(u64) + Send + Sync),
     tx: &mpsc::Sender<Piece>,
 ) -> Result<(), BacktestError> {
-    use futures::StreamExt;
-    // Stream versions run 1..=version without gaps, so every page's range is known up front.
-    let version = store.stream_version(stream).await?;
-    let pages = (0..(version + PAGE_SIZE - 1) / PAGE_SIZE).map(|page| {
-        let from = 1 + page * PAGE_SIZE;
-        let limit = PAGE_SIZE.min(version - from + 1);
-        async move { store.read_stream_events(stream, from, limit).await }
-    });
-    let mut pages = futures::stream::iter(pages).buffered(PAGES_AHEAD);
-    while let Some(page) = pages.next().await {
-        let page = page?;
+    let mut after = None;
+    loop {
+        let page = store.read_trades(stream, after, PAGE_SIZE).await?;
+        let Some(last) = page.last().and_then(|e| e.event.trade_id()) else {
+            break;
+        };
+        after = Some(last);
         progress(page.len() as u64);
+        let full = page.len() as i64 >= PAGE_SIZE;
         let trades: Vec<TradeReceived> = page
             .into_iter()
             .filter_map(|e| match e.event {
@@ -404,6 +401,9 @@ async fn read_store(
             .collect();
         if !trades.is_empty() && tx.send(Piece::Trades(trades)).await.is_err() {
             return Ok(()); // the decider failed; its error is the one reported
+        }
+        if !full {
+            break;
         }
     }
     let _ = tx.send(Piece::End).await;

@@ -540,6 +540,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError>;
 
+    /// A market stream's trades with a trade id above `after`, in trade-id order (the
+    /// stream's trade key), at most `limit`.
+    async fn read_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError>;
+
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError>;
 
     async fn head_position(&self) -> Result<i64, StoreError>;
@@ -797,6 +806,24 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
         self.backend.read_stream_events(stream, from, limit).await
+    }
+
+    /// Reads a market stream's trades in trade-id order, whatever order they were stored in:
+    /// those with an id above `after` (every one when `None`), at most `limit`. Page on with the
+    /// last one's id. The market's own order, for replays and backtests.
+    pub async fn read_trades(
+        &self,
+        stream: &StreamId,
+        after: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let after = match after.map(i64::try_from) {
+            None => -1,
+            Some(Ok(id)) => id,
+            // No stored trade id can be above what the store cannot key.
+            Some(Err(_)) => return Ok(Vec::new()),
+        };
+        self.backend.read_trades(stream, after, limit).await
     }
 
     /// Reads a whole stream (for rebuilding an aggregate).

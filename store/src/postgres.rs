@@ -316,6 +316,25 @@ impl Backend for PgBackend {
         rows.into_iter().map(decode_slim).collect()
     }
 
+    async fn read_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        // Along the (stream_id, trade_id) key: `trade_id > $2` implies the key's
+        // `trade_id IS NOT NULL`.
+        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
+            "{SLIM_COLUMNS} WHERE stream_id = $1 AND trade_id > $2 ORDER BY trade_id LIMIT $3"
+        ))
+        .bind(stream.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_slim).collect()
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COALESCE(MAX(stream_version), 0)::int8 FROM events WHERE stream_id = $1",

@@ -39,6 +39,8 @@ const SLIM_COLUMNS: &str =
 const ALL_PAGE: &str = "WHERE position >= ?1 ORDER BY position LIMIT ?2";
 const STREAM_PAGE: &str =
     "WHERE stream_id = ?3 AND stream_version >= ?1 ORDER BY stream_version LIMIT ?2";
+/// Along the (stream_id, trade_id) key: `trade_id > ?1` implies its `trade_id IS NOT NULL`.
+const TRADES_PAGE: &str = "WHERE stream_id = ?3 AND trade_id > ?1 ORDER BY trade_id LIMIT ?2";
 
 pub(crate) struct Reader {
     path: PathBuf,
@@ -172,6 +174,21 @@ impl Reader {
         )
     }
 
+    /// A market stream's trades with ids above `after`, in trade-id order. Blocking.
+    pub(crate) fn trades<T: Page>(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<T>, StoreError> {
+        self.read(
+            &format!("{} {TRADES_PAGE}", T::COLUMNS),
+            after,
+            limit,
+            Some(stream),
+        )
+    }
+
     fn read<T: Page>(
         &self,
         sql: &str,
@@ -185,9 +202,14 @@ impl Reader {
         };
         let mut out = read_page::<T>(&conn, sql, from, limit, stream);
         // Asked after the read, so any commit whose rows it saw shows here if still unsynced.
-        // Positions rise along a page (of $all or of one stream): the hidden rows are its end.
+        // The page ends before its first hidden row (positions rise along a page of $all or of
+        // one stream's versions; along trade ids they need not, and a reader paging on from
+        // the last trade it got must not skip one).
         if let (Ok(page), Some(cap)) = (&mut out, self.durability.visible()) {
-            let keep = page.partition_point(|e| e.position() <= cap);
+            let keep = page
+                .iter()
+                .position(|e| e.position() > cap)
+                .unwrap_or(page.len());
             page.truncate(keep);
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

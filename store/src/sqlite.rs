@@ -190,6 +190,16 @@ impl Backend for SqliteBackend {
         off_runtime(move || reader.stream(&stream, from, limit)).await
     }
 
+    async fn read_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let (reader, stream) = (Arc::clone(&self.reader), stream.clone());
+        off_runtime(move || reader.trades(&stream, after, limit)).await
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?",
