@@ -111,12 +111,14 @@ enum Command {
         #[command(subcommand)]
         what: StoringCommandArg,
     },
-    /// Switch a symbol's trading on, off, or into shutdown; show its status.
+    /// Switch a symbol's trading on, off, or into shutdown; show its status. The strategy is the
+    /// book's naive one: each trade, every position takes one step (place its BUY, place its
+    /// SELL, fill, finish and be replaced, or add a rebuy position), in the book's order.
     Trading {
         #[command(subcommand)]
         what: TradingCommandArg,
     },
-    /// Show or change a symbol's strategy settings (they apply to positions opened after).
+    /// Show or change a symbol's strategy settings (they apply to positions added after).
     Settings {
         #[command(subcommand)]
         what: SettingsCommandArg,
@@ -209,7 +211,8 @@ enum Command {
     },
     /// Replay trades through the strategy and the paper exchange, as live trading would have
     /// decided them, and report: from the store (the symbol's trades in the window), or from
-    /// files with --data. Deterministic: the same trades and settings give the same fingerprint.
+    /// files with --data, in trade-id order either way. Deterministic: the same trades and
+    /// settings give the same fingerprint.
     Backtest(Box<BacktestArgs>),
     /// The paper exchange behind Binance's spot API on 127.0.0.1, for any Binance client.
     Exchange {
@@ -423,11 +426,12 @@ enum StoringCommandArg {
 
 #[derive(Debug, Subcommand)]
 enum TradingCommandArg {
-    /// Trade SYMBOL: the next trade opens a position.
+    /// Trade SYMBOL: the next trade adds its fresh position, which places its BUY.
     Start { symbol: Symbol },
     /// Stop at once: cancel every open order of SYMBOL and report what was left unsold.
     Stop { symbol: Symbol },
-    /// No new positions for SYMBOL; trading turns off when the open ones have closed.
+    /// The book's shutdown: no rebuys, finished positions are not replaced, and trading turns
+    /// off when the last one has finished.
     Shutdown { symbol: Symbol },
     /// Status, open positions and profit of SYMBOL, or of every symbol traded so far.
     Status { symbol: Option<Symbol> },
@@ -871,7 +875,9 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
     /// Import trades from files: Binance trade CSVs, the book's trade_events dumps, websocket
-    /// recordings; plain, .gz or .zip. Importing the same trades again stores nothing new.
+    /// recordings; plain, .gz or .zip. Each market stream is stored in trade-id order across
+    /// the files (rows up to 100,000 out of place are put back). Importing the same trades
+    /// again stores nothing new.
     Trades {
         #[arg(required = true)]
         files: Vec<PathBuf>,

@@ -166,7 +166,7 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
     // #5 @ 0.4302 goes through the SELL: filled
     // #6 @ 0.4260: P1 is finished: closed, and P2 takes its place
     // #7 @ 0.4290: P2 places its BUY 46 @ 0.4279 (0.4290 × 0.9975 = 0.4279275), left open
-    let mut orders: Vec<OrderLine> = r["orders"]
+    let orders: Vec<OrderLine> = r["orders"]
         .as_array()
         .unwrap()
         .iter()
@@ -187,7 +187,10 @@ fn the_book_scenario_places_exactly_the_orders_worked_out_by_hand() {
             )
         })
         .collect();
-    orders.sort();
+    assert!(
+        orders.windows(2).all(|w| w[0].0 < w[1].0),
+        "listed in the order they were placed"
+    );
     let o = |id, pos, side: &str, price, qty, status: &str, fills: &[u64]| {
         (
             id,

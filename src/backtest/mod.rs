@@ -130,25 +130,48 @@ pub struct Outcome {
     pub orders: Orders,
 }
 
-/// The orders of a run, in the order they finished, then those still open: a temporary file
-/// read back one order at a time.
+/// The orders of a run, spilled to a temporary file as they finish (those still open last) and
+/// read back one order at a time, in the order they were placed.
 pub struct Orders {
     file: Option<File>,
 }
 
 impl Orders {
-    /// Calls `f` with every order, in order.
+    /// Calls `f` with every order in the order they were placed (order id order). The spill
+    /// holds them in the order they finished; an index of 24 bytes an order puts them back, so
+    /// the orders themselves are never all held at once.
     pub fn for_each(
         &mut self,
         mut f: impl FnMut(OrderRecord) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            order_id: u64,
+        }
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         file.rewind()?;
-        let mut lines = BufReader::new(&*file).lines();
-        while let Some(line) = lines.next().transpose()? {
-            f(serde_json::from_str(&line)?)?;
+        let mut index: Vec<(u64, u64, usize)> = Vec::new();
+        let mut reader = BufReader::new(&*file);
+        let (mut line, mut offset) = (String::new(), 0u64);
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            index.push((serde_json::from_str::<Id>(&line)?.order_id, offset, n));
+            offset += n as u64;
+        }
+        drop(reader);
+        index.sort_unstable();
+        let mut buffer = Vec::new();
+        for (_, offset, len) in index {
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            buffer.resize(len, 0);
+            file.read_exact(&mut buffer)?;
+            f(serde_json::from_slice(&buffer)?)?;
         }
         Ok(())
     }
