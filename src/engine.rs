@@ -230,7 +230,7 @@ fn start_trader(
     let aggregate = TradingAggregate {
         rules: rules.clone(),
         // Live, the exchange fills the orders: trades only drive the strategy.
-        paper: options.live.is_none().then_some(options.paper),
+        paper: options.live.is_none().then_some(options.paper.clone()),
     };
     let store = store.clone();
     let venue = options.live.as_ref().map(|l| l.venue.clone());

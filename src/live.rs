@@ -213,6 +213,7 @@ pub fn reports_of(order: &Order, now: i64) -> Vec<Report> {
                 Decimal::ZERO
             },
             commission,
+            commission_price: None,
             time,
         });
     }
@@ -266,6 +267,7 @@ pub fn reports_of_trades(order: &Order, trades: &[MyTrade]) -> Vec<Report> {
                     asset: t.commission_asset.clone(),
                 }),
                 last_quantity: t.qty,
+                commission_price: None,
                 time: Timestamp(t.time),
             }
         })

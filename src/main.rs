@@ -13,7 +13,7 @@ use hedgehog::backtest;
 use hedgehog::config::{self, ExchangeMode};
 use hedgehog::domain::events::StoringTopic;
 use hedgehog::domain::exchange::SymbolRules;
-use hedgehog::domain::paper_exchange::{FillModel, PaperExchange};
+use hedgehog::domain::paper_exchange::{FeeAsset, FillModel, PaperExchange};
 use hedgehog::domain::streaming::StreamingCommand;
 use hedgehog::domain::trading::TradingState;
 use hedgehog::domain::{Event, Symbol, TradingSettings, TradingStatus};
@@ -745,6 +745,18 @@ struct BacktestArgs {
     /// Cap each paper fill at the trade's quantity.
     #[arg(long)]
     partial_fills: bool,
+    /// Charge commissions in this asset (BNB: Binance's discount, with a lower --fee) instead of
+    /// the quote asset, counted in fees and profit at its price when charged: a fixed
+    /// --fee-asset-price, or its market's trades in --fee-asset-data.
+    #[arg(long)]
+    fee_asset: Option<String>,
+    /// The fee asset's price in the quote asset (e.g. 600 for BNB in USDT).
+    #[arg(long, requires = "fee_asset", conflicts_with = "fee_asset_data")]
+    fee_asset_price: Option<Decimal>,
+    /// The fee asset's market trades (e.g. BNBUSDT), any format `import` reads: its price at a
+    /// fill is its last trade at or before it.
+    #[arg(long, requires = "fee_asset", num_args = 1..)]
+    fee_asset_data: Vec<PathBuf>,
     /// Write the report as JSON, with every order and its fills (`-`: to stdout, instead of
     /// the table).
     #[arg(long)]
@@ -1262,6 +1274,7 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 paper: PaperExchange {
                     fill: config.exchange.fill,
                     partial_fills: config.exchange.partial_fills,
+                    fee_asset: None,
                 },
                 rules,
                 updates: Some(updates),
@@ -1583,6 +1596,39 @@ async fn backtest(
     for file in &args.data {
         anyhow::ensure!(file.is_file(), "--data {}: no such file", file.display());
     }
+    for file in &args.fee_asset_data {
+        anyhow::ensure!(
+            file.is_file(),
+            "--fee-asset-data {}: no such file",
+            file.display()
+        );
+    }
+    let fee_asset = match &args.fee_asset {
+        None => None,
+        Some(asset) => {
+            let asset = asset.to_ascii_uppercase();
+            anyhow::ensure!(
+                asset != rules.quote_asset,
+                "--fee-asset {asset}: commissions are charged in the quote asset already"
+            );
+            anyhow::ensure!(
+                args.fee_asset_price.is_some() || !args.fee_asset_data.is_empty(),
+                "--fee-asset {asset} needs its price in {}: --fee-asset-price P, or its \
+                 market's trades with --fee-asset-data FILE...",
+                rules.quote_asset
+            );
+            if let Some(price) = args.fee_asset_price {
+                anyhow::ensure!(
+                    price > Decimal::ZERO,
+                    "--fee-asset-price {price}: must be greater than 0"
+                );
+            }
+            Some(FeeAsset {
+                asset,
+                price: args.fee_asset_price,
+            })
+        }
+    };
     let settings = SettingsChange::from(args.settings).applied_to(&TradingSettings::default());
     let json_to_stdout = args.report.as_deref() == Some(std::path::Path::new("-"));
     let (source, total) = if args.data.is_empty() {
@@ -1621,8 +1667,10 @@ async fn backtest(
                 FillArg::Touch => FillModel::Touch,
             },
             partial_fills: args.partial_fills,
+            fee_asset,
         },
         rules,
+        fee_asset_data: args.fee_asset_data.clone(),
         // The run id is the one value taken from the clock: it names the kept stream.
         keep: args.keep.then(uuid::Uuid::now_v7),
         speed: args.speed,

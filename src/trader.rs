@@ -193,6 +193,7 @@ impl Trader {
 
     /// Decides one report of the venue, appends the decision and acts on it.
     async fn report(&mut self, report: Report) -> Result<(), TraderError> {
+        let report = self.priced(report).await;
         let decided = self
             .commit(
                 |aggregate, state| aggregate.decide_report(state, &report),
@@ -212,6 +213,7 @@ impl Trader {
             let reports = live::send(&venue.rest, &events).await;
             events.clear();
             for report in reports {
+                let report = self.priced(report).await;
                 let decided = self
                     .commit(
                         |aggregate, state| aggregate.decide_report(state, &report),
@@ -222,6 +224,51 @@ impl Trader {
             }
         }
         Ok(())
+    }
+
+    /// Live: a commission charged in a third asset (BNB) is priced in the quote asset at the
+    /// time it was charged ([`crate::binance::rest::RestClient::price_at`]), so that fees and
+    /// profit count it. Unpriced (the request failed), it is recorded as charged and counted as
+    /// nothing, with a warning.
+    async fn priced(&self, mut report: Report) -> Report {
+        let Some(venue) = &self.venue else {
+            return report;
+        };
+        let rules = &self.aggregate.rules;
+        let Report::Executed {
+            commission: Some(commission),
+            commission_price,
+            time,
+            ..
+        } = &mut report
+        else {
+            return report;
+        };
+        if commission_price.is_some()
+            || commission.asset == rules.base_asset
+            || commission.asset == rules.quote_asset
+        {
+            return report;
+        }
+        let pair = format!("{}{}", commission.asset, rules.quote_asset);
+        let price = match Symbol::parse(&pair) {
+            Ok(pair) => venue
+                .rest
+                .price_at(&pair, time.0)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match price {
+            Ok(Some(price)) => *commission_price = Some(price),
+            Ok(None) => {
+                tracing::warn!(symbol = %self.symbol(), %pair, "no price for the commission's asset; its fee counts as 0")
+            }
+            Err(error) => {
+                tracing::warn!(symbol = %self.symbol(), %pair, %error, "pricing the commission's asset failed; its fee counts as 0")
+            }
+        }
+        report
     }
 
     /// Live: brings the log and Binance together (see [`live::reconcile`]). A failure is

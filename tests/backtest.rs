@@ -755,3 +755,102 @@ mod cases {
         assert_eq!(from_store["fingerprint"], report["fingerprint"]);
     }
 }
+
+/// Commissions charged in another asset follow that asset's own market: BTCUSDT traded,
+/// commissions in ETH priced by ETHUSDT's trades of the same minutes (real recordings). Each
+/// fill records the ETH charged and the ETH price it counts at: the last ETHUSDT trade at or
+/// before the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fees_in_another_asset_count_at_its_market_price_when_charged() {
+    let db = TestDb::sqlite();
+    let rec = |name: &str| fixture(&format!("binance-ws/{name}"));
+    let (btc8, btc9) = (
+        rec("spot_btcusdt_20240808.gz"),
+        rec("spot_btcusdt_20240809.gz"),
+    );
+    let (eth8, eth9) = (
+        rec("spot_ethusdt_20240808.trades.gz"),
+        rec("spot_ethusdt_20240809.trades.gz"),
+    );
+    let arg = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let args = [
+        "backtest",
+        "--symbol",
+        "BTCUSDT",
+        "--data",
+        &arg(&btc8),
+        &arg(&btc9),
+        "--budget",
+        "100",
+        "--buy-down-interval",
+        "0.00002",
+        "--profit-target",
+        "0.00001",
+        "--fee",
+        "0.00075",
+        "--fee-asset",
+        "ETH",
+        "--fee-asset-data",
+        &arg(&eth9),
+        &arg(&eth8),
+        "--keep",
+    ];
+    let out = ok(hedgehog(&db, &args));
+    assert!(out.contains("fees in ETH at its market's price"), "{out}");
+    let mut eth: Vec<(u64, i64, Decimal)> =
+        hedgehog::import::read_trades(&[eth8, eth9], &hedgehog::import::ImportOptions::default())
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| (t.trade_id, t.trade_time.0, t.price))
+            .collect();
+    eth.sort();
+    let store = db.open().await;
+    let kept = store
+        .streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| s.as_str().starts_with("backtest-"))
+        .unwrap()
+        .0;
+    let fills: Vec<_> = events_of(&store, &kept)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::OrderFilled(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(fills.len() >= 2, "the run fills orders: {out}");
+    for f in &fills {
+        let price = eth
+            .iter()
+            .take_while(|(_, time, _)| *time <= f.time.0)
+            .last()
+            .map(|(_, _, p)| *p)
+            .expect("an ETH trade before the fill");
+        let charged = f.commission.as_ref().expect("charged in ETH");
+        assert_eq!(charged.asset, "ETH");
+        assert_eq!(f.commission_price, Some(price), "ETH's price at the fill");
+        let quote_fee = f.price * f.quantity * dec!(0.00075);
+        assert_eq!(charged.amount, (quote_fee / price).round_dp(8).normalize());
+        assert_eq!(f.fee, (charged.amount * price).normalize());
+    }
+    // Without a price the run is refused, saying what to give.
+    let err = refused(hedgehog(
+        &db,
+        &[
+            "backtest",
+            "--symbol",
+            "BTCUSDT",
+            "--data",
+            &arg(&btc8),
+            "--fee-asset",
+            "BNB",
+        ],
+    ));
+    assert!(
+        err.contains("--fee-asset BNB needs its price in USDT"),
+        "{err}"
+    );
+}

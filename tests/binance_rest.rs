@@ -3,6 +3,7 @@
 
 #[path = "common/binance_mock.rs"]
 mod binance_mock;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -558,4 +559,172 @@ async fn historical_trades_are_public_paged_and_in_id_order() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// What a commission charged in BNB is counted at: BNBUSDT's price in the minute it was charged
+/// (the close of that minute's kline), or `None` before BNBUSDT's first trade.
+#[tokio::test]
+async fn a_commission_asset_is_priced_by_the_minute_it_was_charged_in() {
+    let mock = Mock::start(0).await;
+    let bnb = hedgehog::domain::Symbol::parse("BNBUSDT").unwrap();
+    let minute = 1_700_000_040_000i64; // a minute boundary
+    let trades: Vec<_> = [
+        (1u64, 0, "600.1"),
+        (2, 30_000, "600.5"),
+        (3, 61_000, "601.0"),
+    ]
+    .into_iter()
+    .map(|(id, at, price)| hedgehog::domain::events::TradeReceived {
+        symbol: bnb.clone(),
+        trade_id: id,
+        price: price.parse().unwrap(),
+        quantity: dec!(1),
+        trade_time: hedgehog::domain::Timestamp(minute + at),
+        event_time: hedgehog::domain::Timestamp(minute + at),
+        buyer_is_maker: false,
+        buyer_order_id: None,
+        seller_order_id: None,
+        first_trade_id: None,
+        kind: Default::default(),
+    })
+    .collect();
+    mock.serve_trades(&trades);
+    let rest = RestClient::new(&mock.url, None, Duration::from_secs(5));
+    assert_eq!(
+        rest.price_at(&bnb, minute + 10_000).await.unwrap(),
+        Some(dec!(600.5)),
+        "the close of the minute it falls in"
+    );
+    assert_eq!(
+        rest.price_at(&bnb, minute + 90_000).await.unwrap(),
+        Some(dec!(601.0))
+    );
+    assert_eq!(rest.price_at(&bnb, minute - 1).await.unwrap(), None);
+    let asked = mock.seen().pop().unwrap();
+    assert_eq!(asked.path, "/api/v3/klines");
+    assert_eq!(
+        (
+            asked.params["interval"].as_str(),
+            asked.params["limit"].as_str()
+        ),
+        ("1m", "1")
+    );
+    assert_eq!(asked.api_key, None, "public: no key sent");
+}
+
+/// Live, end to end: a fill whose commission Binance took in BNB is recorded with what it was
+/// worth in USDT when charged (BNBUSDT's price that minute), so fees and profit count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
+    use hedgehog::aggregate::TradingAggregate;
+    use hedgehog::binance::user_stream::Feed;
+    use hedgehog::domain::events::{Commission, TradeReceived};
+    use hedgehog::domain::trading::Report;
+    use hedgehog::domain::{Event, Timestamp};
+    use hedgehog::store::{ExpectedVersion, NewEvent, StreamId};
+    use hedgehog::trading::{Request, SettingsChange};
+
+    let db = common::TestDb::sqlite();
+    let store = db.open().await;
+    let mock = Mock::start(0).await;
+    let at = 1_700_000_040_000i64;
+    let trade = |symbol: &str, id: u64, price: rust_decimal::Decimal, time: i64| TradeReceived {
+        symbol: Symbol::parse(symbol).unwrap(),
+        trade_id: id,
+        price,
+        quantity: dec!(1),
+        trade_time: Timestamp(time),
+        event_time: Timestamp(time),
+        buyer_is_maker: false,
+        buyer_order_id: None,
+        seller_order_id: None,
+        first_trade_id: None,
+        kind: Default::default(),
+    };
+    mock.serve_trades(&[trade("BNBUSDT", 1, dec!(612.3), at + 5_000)]);
+    let info = hedgehog::exchange_info::bundled().unwrap();
+    let rules = info.get(&btcusdt()).unwrap().clone();
+    let settings = SettingsChange {
+        chunks: Some(1),
+        budget: Some(dec!(100)),
+        ..SettingsChange::default()
+    };
+    for request in [Request::Settings(settings), Request::Start] {
+        hedgehog::trading::command(&store, &rules, request, Timestamp(at))
+            .await
+            .unwrap();
+    }
+    let venue = hedgehog::live::Venue::new(client(&mock, Duration::from_secs(2)), info.clone());
+    let aggregate = TradingAggregate {
+        rules: rules.clone(),
+        paper: None,
+    };
+    let trader = hedgehog::trader::Trader::load(store.clone(), aggregate)
+        .await
+        .unwrap()
+        .on_venue(venue.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(trader.run(stopped));
+    store
+        .append(
+            &StreamId::trades(&btcusdt()),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(trade("BTCUSDT", 7, dec!(60000), at + 10_000))],
+        )
+        .await
+        .unwrap();
+    let trading = StreamId::trading(&btcusdt());
+    let events = || async { store.read_stream_to_end(&trading).await.unwrap() };
+    let started = Instant::now();
+    let placed = loop {
+        let placed = events().await.into_iter().find_map(|e| match e.event {
+            Event::OrderPlaced(o) => Some(o),
+            _ => None,
+        });
+        // Sent once stored: wait for the venue to have it, not just the log.
+        if let Some(o) = placed.filter(|_| mock.seen().iter().any(|s| s.path == "/api/v3/order")) {
+            break o;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no BUY placed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let report = Report::Executed {
+        client_order_id: placed.client_order_id.clone(),
+        trade_id: Some(99),
+        cumulative_quantity: placed.quantity,
+        cumulative_quote_quantity: placed.quantity * placed.price,
+        commission: Some(Commission {
+            amount: dec!(0.0001),
+            asset: "BNB".into(),
+        }),
+        last_quantity: placed.quantity,
+        commission_price: None,
+        time: Timestamp(at + 20_000),
+    };
+    venue
+        .feed
+        .send(Feed::Report {
+            symbol: btcusdt(),
+            report,
+        })
+        .unwrap();
+    let fill = loop {
+        let fill = events().await.into_iter().find_map(|e| match e.event {
+            Event::OrderFilled(f) => Some(f),
+            _ => None,
+        });
+        if let Some(f) = fill {
+            break f;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no fill recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(fill.commission_price, Some(dec!(612.3)));
+    assert_eq!(fill.fee, dec!(0.06123), "0.0001 BNB at 612.3 USDT");
+    assert_eq!(fill.base_fee, dec!(0));
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
 }

@@ -99,6 +99,7 @@ fn filled(order_id: u64) -> Event {
         fee: dec!(0.009),
         fee_asset: "USDT".into(),
         commission: None,
+        commission_price: None,
         base_fee: dec!(0),
         venue_trade_id: None,
         status: FillStatus::Filled,

@@ -97,6 +97,14 @@ impl Backtest {
         &self.last
     }
 
+    /// The price of the asset commissions are charged in, as of the next trade (when the run
+    /// charges them in another asset whose price follows the market).
+    pub fn set_fee_asset_price(&mut self, price: Decimal) {
+        if let Some(asset) = self.paper.fee_asset.as_mut() {
+            asset.price = Some(price);
+        }
+    }
+
     /// What the last call decided (after [`Backtest::start`]: the settings and the start).
     pub fn decided(&self) -> &[Event] {
         &self.last

@@ -286,10 +286,15 @@ pub struct OrderFilled {
     /// Fee charged on this fill, in `fee_asset`.
     pub fee: Decimal,
     pub fee_asset: String,
-    /// What a live exchange charged, as it said it, when that was not the quote asset (then
-    /// `fee` is its quote value at the fill price, or 0 for a third asset such as BNB).
+    /// What the exchange charged, as it said it, when that was not the quote asset (then
+    /// `fee` is its quote value: at the fill price for the base asset, at
+    /// `commission_price` for a third asset such as BNB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commission: Option<Commission>,
+    /// The price in the quote asset of a third commission asset (BNB) when it was charged, which
+    /// `fee` counts it at; absent when it could not be priced (`fee` is then 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission_price: Option<Decimal>,
     /// The part of the commission taken out of the bought base asset: that much less is there
     /// to sell.
     #[serde(default, skip_serializing_if = "Decimal::is_zero")]
@@ -758,6 +763,7 @@ mod tests {
                     amount: dec!(0.00200),
                     asset: "BTC".into(),
                 }),
+                commission_price: None,
                 base_fee: dec!(0.00200),
                 venue_trade_id: Some(4242),
                 status: FillStatus::Filled,

@@ -42,12 +42,36 @@ impl fmt::Display for FillModel {
 }
 
 /// How the paper exchange fills; part of a backtest's identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PaperExchange {
     pub fill: FillModel,
     /// Cap each fill at the trade's quantity instead of filling the whole order.
     pub partial_fills: bool,
+    /// Charge commissions in this asset instead of the quote asset (Binance's BNB discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_asset: Option<FeeAsset>,
 }
+
+/// An asset commissions are charged in, with its price in the quote asset as of now (the shell
+/// moves it along with the market: time enters as data).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeeAsset {
+    pub asset: String,
+    /// Quote asset per unit of `asset`; `None` until a price is known.
+    pub price: Option<Decimal>,
+}
+
+/// A commission charged in an asset other than the quote asset, as charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charged {
+    pub amount: Decimal,
+    pub asset: String,
+    /// Its price in the quote asset when it was charged.
+    pub price: Decimal,
+}
+
+/// Binance charges commissions to 8 decimals.
+const COMMISSION_DP: u32 = 8;
 
 /// What the paper exchange needs to know of an open order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +93,11 @@ pub struct Execution {
     pub trade_id: Option<u64>,
     pub price: Decimal,
     pub quantity: Decimal,
-    /// Commission for this fill, in the quote asset.
+    /// Commission for this fill, in the quote asset (its quote value when `charged` says it
+    /// was taken in another asset).
     pub fee: Decimal,
+    /// The commission as charged in another asset, if it was.
+    pub charged: Option<Charged>,
     pub time: Timestamp,
 }
 
@@ -116,13 +143,25 @@ impl PaperExchange {
                 continue;
             }
             *left -= quantity.min(*left);
+            // Exact, without the trailing zeros a product of scaled decimals carries.
+            let mut fee = (order.price * quantity * order.fee_rate).normalize();
+            let charged = self.fee_asset.as_ref().and_then(|a| {
+                let price = a.price.filter(|p| *p > Decimal::ZERO)?;
+                let amount = (fee / price).round_dp(COMMISSION_DP).normalize();
+                fee = (amount * price).normalize();
+                Some(Charged {
+                    amount,
+                    asset: a.asset.clone(),
+                    price,
+                })
+            });
             out.push(Execution {
                 order_id: order.order_id,
                 trade_id: Some(trade.trade_id),
                 price: order.price,
                 quantity,
-                // Exact, without the trailing zeros a product of scaled decimals carries.
-                fee: (order.price * quantity * order.fee_rate).normalize(),
+                fee,
+                charged,
                 time: trade.trade_time,
             });
         }
@@ -226,6 +265,7 @@ mod tests {
                 price: dec!(100),
                 quantity: dec!(2),
                 fee: dec!(0.2),
+                charged: None,
                 time: Timestamp(1000),
             }]
         );

@@ -561,15 +561,6 @@ fn steps_on(state: &TradingState, rules: &SymbolRules, trade: &TradeReceived) ->
         && !state.has_seen(trade.trade_id)
 }
 
-/// Whether a resting order would be reached by a trade at `price`: by the paper exchange's
-/// fill rule, or live by the market going through it (the venue fills it and reports).
-fn reached(paper: Option<&PaperExchange>, order: &Order, price: Decimal) -> bool {
-    paper
-        .copied()
-        .unwrap_or_default()
-        .reaches(order.side, order.price, price)
-}
-
 /// Whether `p`'s step on a trade at `price` can decide something (short of the chunks cap and
 /// the paper exchange's fills, which the full step checks): the cheap test that lets the common
 /// trade pass without copying the state.
@@ -640,6 +631,9 @@ pub enum Report {
         commission: Option<Commission>,
         /// Quantity of the last execution (to know whether `commission` covers all that is new).
         last_quantity: Decimal,
+        /// The price in the quote asset of the commission's asset when it is neither the base nor
+        /// the quote asset (BNB): looked up by the shell, so the fee counts at what it was worth.
+        commission_price: Option<Decimal>,
         time: Timestamp,
     },
     /// The exchange cancelled or expired the order (not at our request).
@@ -678,6 +672,7 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
             cumulative_quote_quantity,
             commission,
             last_quantity,
+            commission_price,
             time,
         } => {
             let Some((_, order)) = open(client_order_id) else {
@@ -691,12 +686,17 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
             let price = (quote / quantity).round_dp(rules.tick_size.scale().max(8));
             // The report's commission is this fill's only when nothing else went unrecorded.
             let commission = commission.clone().filter(|_| quantity == *last_quantity);
-            let (fee, base_fee) = match &commission {
-                Some(c) if c.asset == rules.quote_asset => (c.amount, Decimal::ZERO),
+            let (fee, base_fee, priced_at) = match &commission {
+                Some(c) if c.asset == rules.quote_asset => (c.amount, Decimal::ZERO, None),
                 Some(c) if c.asset == rules.base_asset => {
-                    ((c.amount * price).normalize(), c.amount)
+                    ((c.amount * price).normalize(), c.amount, None)
                 }
-                _ => (Decimal::ZERO, Decimal::ZERO),
+                // A third asset (BNB): at its price when charged, when the shell found one.
+                Some(c) => match commission_price {
+                    Some(p) => ((c.amount * *p).normalize(), Decimal::ZERO, Some(*p)),
+                    None => (Decimal::ZERO, Decimal::ZERO, None),
+                },
+                None => (Decimal::ZERO, Decimal::ZERO, None),
             };
             let commission = commission.filter(|c| c.asset != rules.quote_asset);
             d.fill(
@@ -706,10 +706,12 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
                     price,
                     quantity,
                     fee,
+                    charged: None,
                     time: *time,
                 },
                 LiveFill {
                     commission,
+                    commission_price: priced_at,
                     base_fee,
                     venue_trade_id: *trade_id,
                 },
@@ -782,6 +784,7 @@ fn rebuy_candidate(p: &Position, price: Decimal) -> bool {
 #[derive(Default)]
 struct LiveFill {
     commission: Option<Commission>,
+    commission_price: Option<Decimal>,
     base_fee: Decimal,
     venue_trade_id: Option<u64>,
 }
@@ -928,9 +931,11 @@ impl<'a> Decider<'a> {
             self.execution(fill);
             return Stepped::Kept;
         }
-        // Live, an order the market went through is the venue's to fill: waiting is the step.
+        // Live, an order the market went through (as `cross` sees it) is the venue's to fill:
+        // waiting for its report is the step.
         let resting = sell.or(buy).filter(|o| o.open);
-        if paper.is_none() && resting.is_some_and(|o| reached(paper, o, trade.price)) {
+        let through = |o: &Order| PaperExchange::default().reaches(o.side, o.price, trade.price);
+        if paper.is_none() && resting.is_some_and(through) {
             return Stepped::Kept;
         }
         let chunks = self.state.settings.chunks as usize;
@@ -1054,9 +1059,26 @@ impl<'a> Decider<'a> {
         });
     }
 
-    /// Records a paper fill.
+    /// Records a paper fill, with its commission as charged when that was another asset.
     fn execution(&mut self, e: &Execution) {
-        self.fill(e, LiveFill::default())
+        let charged = e.charged.as_ref().map(|c| {
+            (
+                Commission {
+                    amount: c.amount,
+                    asset: c.asset.clone(),
+                },
+                c.price,
+            )
+        });
+        let (commission, commission_price) = charged.unzip();
+        self.fill(
+            e,
+            LiveFill {
+                commission,
+                commission_price,
+                ..LiveFill::default()
+            },
+        )
     }
 
     /// Records a fill, with what a live exchange charged when that was not the quote asset.
@@ -1093,6 +1115,7 @@ impl<'a> Decider<'a> {
             fee: e.fee,
             fee_asset: self.rules.quote_asset.clone(),
             commission: live.commission,
+            commission_price: live.commission_price,
             base_fee: live.base_fee,
             venue_trade_id: live.venue_trade_id,
             status,

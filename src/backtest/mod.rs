@@ -30,6 +30,7 @@ use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::trading::Refusal;
 use hedgehog_domain::{Event, Symbol, TradingSettings};
 use hedgehog_projections::query::Window;
+use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -116,6 +117,9 @@ pub struct BacktestOptions {
     pub speed: Option<f64>,
     /// Keep every order for the report (in a temporary file); off, only the counts remain.
     pub record_orders: bool,
+    /// Trades of the fee asset's market (BNBUSDT for BNB): its price at each fill is its last
+    /// trade at or before the fill. Empty: the fee asset's price is fixed (or there is none).
+    pub fee_asset_data: Vec<PathBuf>,
 }
 
 /// The stream a kept run's events go to.
@@ -186,7 +190,7 @@ pub async fn run(
 ) -> Result<Outcome, BacktestError> {
     let backtest = Backtest::start(
         options.rules.clone(),
-        options.paper,
+        options.paper.clone(),
         options.settings.clone(),
     )?;
     let mut sources = Vec::new();
@@ -254,6 +258,21 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let fee_prices = if options.fee_asset_data.is_empty() {
+        None
+    } else {
+        let (tx, rx) = mpsc::channel::<Vec<(i64, Decimal)>>(IN_FLIGHT);
+        let files = options.fee_asset_data.clone();
+        let import = ImportOptions {
+            market: Some(options.market),
+            ..ImportOptions::default()
+        };
+        sources.push(tokio::task::spawn_blocking(move || {
+            read_prices(&files, &import, &tx)?;
+            Ok(Vec::new())
+        }));
+        Some(PriceFeed::new(rx))
+    };
     let decide_options = options.clone();
     let decider = tokio::task::spawn_blocking(move || {
         decide(
@@ -262,6 +281,7 @@ pub async fn run(
             receivers,
             inputs,
             keep_tx.as_ref(),
+            fee_prices,
         )
     });
     let decided = decider.await;
@@ -433,6 +453,81 @@ async fn read_store(
     Ok(())
 }
 
+/// The fee asset's trades, as (time, price) in trade-id order, in batches down `tx`.
+fn read_prices(
+    files: &[PathBuf],
+    options: &ImportOptions,
+    tx: &mpsc::Sender<Vec<(i64, Decimal)>>,
+) -> Result<(), BacktestError> {
+    let mut sequencer: Sequencer<(), TradeReceived> = Sequencer::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut out = |_: &(), t: TradeReceived| -> Result<(), ImportError> {
+        batch.push((t.trade_time.0, t.price));
+        if batch.len() >= BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            tx.blocking_send(full).map_err(|_| ImportError::Stopped)?;
+        }
+        Ok(())
+    };
+    for file in import::in_time_order(files, options) {
+        let read = import::for_each_trade(file, options, &|_| {}, &mut |_, trade| {
+            sequencer.push(&(), trade.trade_id, trade, &mut out)
+        });
+        match read {
+            Ok(_) => {}
+            Err(ImportError::Stopped) => return Ok(()), // the decider is gone
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match sequencer.finish(&mut out) {
+        Ok(()) | Err(ImportError::Stopped) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
+}
+
+/// The fee asset's price over time, read as far as the run has got.
+struct PriceFeed {
+    rx: mpsc::Receiver<Vec<(i64, Decimal)>>,
+    pending: std::collections::VecDeque<(i64, Decimal)>,
+    price: Option<Decimal>,
+    done: bool,
+}
+
+impl PriceFeed {
+    fn new(rx: mpsc::Receiver<Vec<(i64, Decimal)>>) -> Self {
+        PriceFeed {
+            rx,
+            pending: Default::default(),
+            price: None,
+            done: false,
+        }
+    }
+
+    /// The price of the last trade at or before `time` (none before the first).
+    fn at(&mut self, time: i64) -> Option<Decimal> {
+        loop {
+            while let Some(&(t, p)) = self.pending.front() {
+                if t > time {
+                    return self.price;
+                }
+                self.price = Some(p);
+                self.pending.pop_front();
+            }
+            if self.done {
+                return self.price;
+            }
+            match self.rx.blocking_recv() {
+                Some(batch) => self.pending.extend(batch),
+                None => self.done = true,
+            }
+        }
+    }
+}
+
 /// Feeds every trade to the run; returns its end and its orders.
 fn decide(
     mut backtest: Backtest,
@@ -440,6 +535,7 @@ fn decide(
     mut sources: Vec<mpsc::Receiver<Piece>>,
     inputs: usize,
     keep: Option<&mpsc::Sender<Vec<Event>>>,
+    mut fee_prices: Option<PriceFeed>,
 ) -> Result<(hedgehog_domain::backtest::Finished, Orders), BacktestError> {
     let mut spill = Spill::new(options.record_orders)?;
     let mut kept: Vec<Event> = backtest.decided().to_vec();
@@ -459,6 +555,9 @@ fn decide(
                 send_kept(keep, &mut kept)?;
                 std::thread::sleep(wait);
             }
+        }
+        if let Some(price) = fee_prices.as_mut().and_then(|f| f.at(trade.trade_time.0)) {
+            backtest.set_fee_asset_price(price);
         }
         let decided = backtest.trade(&trade);
         if decided.is_empty() {

@@ -58,6 +58,9 @@ pub struct Inputs {
     pub trades_sha256: String,
     pub settings: TradingSettings,
     pub paper: PaperExchange,
+    /// The fee asset's market trades its price followed, when it was not fixed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fee_asset_data: Vec<String>,
     pub rules: RulesInput,
     /// The Hedgehog version that decided.
     pub version: &'static str,
@@ -111,7 +114,12 @@ impl Report {
                 to: options.window.to,
                 trades_sha256: f.trades_sha256,
                 settings: options.settings.clone(),
-                paper: options.paper,
+                paper: options.paper.clone(),
+                fee_asset_data: options
+                    .fee_asset_data
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect(),
                 rules: RulesInput::from(&options.rules),
                 version: env!("CARGO_PKG_VERSION"),
             },
@@ -200,12 +208,22 @@ pub fn print_table(out: &mut impl Write, r: &Report) -> io::Result<()> {
         (
             "paper exchange",
             format!(
-                "{} fills, {}",
+                "{} fills, {}{}",
                 r.inputs.paper.fill,
                 if r.inputs.paper.partial_fills {
                     "capped at each trade's quantity"
                 } else {
                     "whole orders"
+                },
+                match &r.inputs.paper.fee_asset {
+                    None => String::new(),
+                    Some(a) => match a.price {
+                        Some(p) if r.inputs.fee_asset_data.is_empty() => format!(
+                            ", fees in {} at {} {}",
+                            a.asset, p, r.quote_asset
+                        ),
+                        _ => format!(", fees in {} at its market's price", a.asset),
+                    },
                 }
             ),
         ),

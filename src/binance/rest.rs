@@ -99,6 +99,8 @@ pub enum RestError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{endpoint}: unexpected answer: {reason}")]
+    Unexpected { endpoint: String, reason: String },
     #[error("{endpoint} needs API keys: set BINANCE_API_KEY and BINANCE_API_SECRET")]
     NoCredentials { endpoint: String },
     #[error("{0} is set but {1} is not: set both, or neither for paper trading")]
@@ -542,6 +544,22 @@ endpoints! {
     ACCOUNT = GET "/api/v3/account", Signed, weight 20;
     MY_TRADES = GET "/api/v3/myTrades", Signed, weight 20;
     HISTORICAL_TRADES = GET "/api/v3/historicalTrades", None, weight 25;
+    KLINES = GET "/api/v3/klines", None, weight 2;
+}
+
+/// One kline as Binance sends it: an array of open time, open, high, low, close (prices as
+/// text), then volumes and counts.
+type RawKline = Vec<serde_json::Value>;
+
+/// The close of a kline, or why it has none.
+fn kline_close(kline: &RawKline) -> Result<Decimal, String> {
+    let close = kline
+        .get(4)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("a kline without its close: {kline:?}"))?;
+    close
+        .parse()
+        .map_err(|e| format!("a kline's close {close:?}: {e}"))
 }
 
 /// The most trades one `historicalTrades` request returns.
@@ -795,6 +813,29 @@ impl RestClient {
             ("limit", limit.min(HISTORICAL_TRADES_LIMIT).to_string()),
         ];
         self.send(&HISTORICAL_TRADES, params).await
+    }
+
+    /// The price of `symbol` at `time` (ms), to the minute: the close of the last 1-minute
+    /// kline opening at or before it (`GET /api/v3/klines`, weight 2); `None` when the symbol
+    /// had no trade by then. What a commission charged in a third asset (BNB) is counted at.
+    pub async fn price_at(&self, symbol: &Symbol, time: i64) -> Result<Option<Decimal>, RestError> {
+        let params = vec![
+            ("symbol", symbol.as_str().to_owned()),
+            ("interval", "1m".to_owned()),
+            ("endTime", time.to_string()),
+            ("limit", "1".to_owned()),
+        ];
+        let body = self.send_raw(&KLINES, params).await?;
+        let klines: Vec<RawKline> = decode(&KLINES.name(), &body)?;
+        klines
+            .last()
+            .map(|k| {
+                kline_close(k).map_err(|reason| RestError::Unexpected {
+                    endpoint: KLINES.name(),
+                    reason,
+                })
+            })
+            .transpose()
     }
 
     /// `GET /api/v3/account`: balances (non-zero only) and commission rates.
@@ -1110,6 +1151,19 @@ mod tests {
         assert_eq!(first.event_time, first.trade_time);
         assert!(first.buyer_is_maker);
         assert!(!trades[1].is_buyer_maker);
+    }
+
+    /// Binance's documented `klines` answer: the close is the fifth field, as text.
+    #[test]
+    fn a_klines_close_is_its_fifth_field() {
+        let body = include_str!("../../tests/fixtures/binance-rest/klines_response.json");
+        let klines: Vec<RawKline> = decode("GET /api/v3/klines", body).unwrap();
+        assert_eq!(
+            kline_close(&klines[0]).unwrap(),
+            "0.01577100".parse::<Decimal>().unwrap()
+        );
+        let err = kline_close(&vec![serde_json::json!(1)]).unwrap_err();
+        assert!(err.contains("without its close"), "{err}");
     }
 
     /// The example in Binance's documentation of signed endpoints (HMAC SHA256).

@@ -133,6 +133,8 @@ impl ExecutionReport {
                     asset: asset.clone(),
                 }),
                 last_quantity: self.last_quantity,
+                // Priced by the trader (see `live::price_commission`).
+                commission_price: None,
                 time,
             }),
             "CANCELED" => cancelled("cancelled on Binance".to_owned()),
@@ -190,11 +192,16 @@ mod tests {
             cumulative_quote_quantity,
             commission,
             last_quantity,
+            commission_price,
             time,
         }) = r.report()
         else {
             panic!("{r:?}")
         };
+        assert_eq!(
+            commission_price, None,
+            "priced by the trader, not the parser"
+        );
         assert_eq!(client_order_id, r.client_order_id);
         assert_eq!(
             (

@@ -168,6 +168,7 @@ fn cost(method: &Method, path: &str) -> Option<(u32, bool, bool)> {
         ("GET", "/api/v3/openOrders") => (6, false, true),
         ("GET", "/api/v3/account") => (20, false, true),
         ("GET", "/api/v3/historicalTrades") => (25, false, false),
+        ("GET", "/api/v3/klines") => (2, false, false),
         _ => return None,
     })
 }
@@ -334,6 +335,63 @@ fn answer(
                 .map(|(_, t)| t.clone())
                 .collect();
             (StatusCode::OK, Value::Array(page))
+        }
+        ("GET", "/api/v3/klines") => {
+            if let Some(refusal) = mandatory(&["symbol", "interval"]) {
+                return refusal;
+            }
+            if params["interval"] != "1m" {
+                return error(400, -1120, "Invalid interval.");
+            }
+            let symbol = params["symbol"].clone();
+            let end = params.get("endTime").map_or(Ok(now), |v| v.parse::<i64>());
+            let limit = params.get("limit").map_or(Ok(500), |v| v.parse::<usize>());
+            let (Ok(end), Ok(limit)) = (end, limit) else {
+                return error(400, -1100, "Illegal characters found in a parameter.");
+            };
+            // Binance's 1-minute klines of the served trades: one per minute that has trades,
+            // the last `limit` of those opening at or before `endTime`.
+            let mut minutes: BTreeMap<i64, Vec<rust_decimal::Decimal>> = BTreeMap::new();
+            for (_, t) in inner
+                .market
+                .range((symbol.clone(), 0)..)
+                .take_while(|((s, _), _)| *s == symbol)
+            {
+                let time = t["time"].as_i64().unwrap_or(0);
+                let price = t["price"]
+                    .as_str()
+                    .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
+                minutes
+                    .entry(time - time.rem_euclid(60_000))
+                    .or_default()
+                    .extend(price);
+            }
+            let mut last: Vec<(&i64, &Vec<rust_decimal::Decimal>)> =
+                minutes.range(..=end).rev().take(limit).collect();
+            last.reverse();
+            let klines: Vec<Value> = last
+                .into_iter()
+                .filter(|(_, prices)| !prices.is_empty())
+                .map(|(open, prices)| {
+                    let (high, low) = (prices.iter().max(), prices.iter().min());
+                    let text = |p: Option<&rust_decimal::Decimal>| p.map(|p| p.to_string());
+                    json!([
+                        open,
+                        text(prices.first()),
+                        text(high),
+                        text(low),
+                        text(prices.last()),
+                        "0",
+                        open + 59_999,
+                        "0",
+                        prices.len(),
+                        "0",
+                        "0",
+                        "0"
+                    ])
+                })
+                .collect();
+            (StatusCode::OK, Value::Array(klines))
         }
         ("GET", "/api/v3/exchangeInfo") => {
             let mut info = fixture("http_spot_market_exchange_info.json");

@@ -137,6 +137,7 @@ fn executed(client_order_id: &str, cumulative: Decimal, quote: Decimal, last: De
             asset: "XRP".into(),
         }),
         last_quantity: last,
+        commission_price: None,
         time: Timestamp(99),
     }
 }
@@ -784,8 +785,9 @@ proptest! {
         let paper = PaperExchange {
             fill: if touch { FillModel::Touch } else { FillModel::Cross },
             partial_fills,
+            fee_asset: None,
         };
-        let run = simulate(&inputs, chunks, paper);
+        let run = simulate(&inputs, chunks, paper.clone());
         let rules = xrp();
 
         // Replaying the decisions through their stored (JSON) form, with the trades that
@@ -836,7 +838,7 @@ proptest! {
         prop_assert_eq!(&rebuilt, &run.state);
 
         // The same inputs decide the same events, byte for byte.
-        let again = simulate(&inputs, chunks, paper);
+        let again = simulate(&inputs, chunks, paper.clone());
         let bytes = |r: &Run| r.events.iter().map(|e| e.encode().unwrap()).collect::<Vec<_>>();
         prop_assert_eq!(bytes(&again), bytes(&run));
     }
@@ -1006,4 +1008,61 @@ fn an_exchange_cancel_ends_the_buy_and_a_halt_stops_with_the_reason() {
             time: Timestamp(9)
         })
         .is_empty());
+}
+
+#[test]
+fn a_commission_in_bnb_counts_at_bnbs_price_when_charged() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let q = run.state.open_orders().next().unwrap().1.quantity;
+    let bnb = |amount, price| Report::Executed {
+        client_order_id: buy.clone(),
+        trade_id: Some(5),
+        cumulative_quantity: q,
+        cumulative_quote_quantity: q * dec!(0.9999),
+        commission: Some(Commission {
+            amount,
+            asset: "BNB".into(),
+        }),
+        last_quantity: q,
+        commission_price: price,
+        time: Timestamp(9),
+    };
+    let out = run.report(bnb(dec!(0.0001), Some(dec!(600))));
+    let Event::OrderFilled(f) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(f.fee, dec!(0.06), "0.0001 BNB at 600 USDT");
+    assert_eq!(f.commission_price, Some(dec!(600)));
+    assert_eq!(f.base_fee, dec!(0), "nothing taken out of the XRP bought");
+    assert_eq!(f.commission.as_ref().map(|c| c.asset.as_str()), Some("BNB"));
+    // Unpriced (the shell found no price): recorded as charged, counted as nothing.
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let out = run.report(bnb(dec!(0.0001), None));
+    let Event::OrderFilled(f) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!((f.fee, f.commission_price), (dec!(0), None));
+}
+
+#[test]
+fn the_paper_exchange_charges_in_another_asset_at_its_price() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.paper.fee_asset = Some(crate::paper_exchange::FeeAsset {
+        asset: "BNB".into(),
+        price: Some(dec!(300)),
+    });
+    run.trade(1, dec!(1.0)); // BUY 0.9999 x 100.0
+    let out = run.trade(2, dec!(0.9));
+    let Event::OrderFilled(f) = &out[0] else {
+        unreachable!()
+    };
+    // 0.9999 x 100 x 0.001 = 0.09999 USDT = 0.0003333 BNB at 300 (to 8 decimals).
+    let c = f.commission.as_ref().unwrap();
+    assert_eq!((c.amount, c.asset.as_str()), (dec!(0.0003333), "BNB"));
+    assert_eq!(f.commission_price, Some(dec!(300)));
+    assert_eq!(f.fee, dec!(0.09999));
+    assert_eq!(f.fee_asset, "USDT", "fee is the commission's quote value");
 }
