@@ -349,8 +349,23 @@ mod cases {
         })
         .await;
         // ...and a stop issued through another handle (another process, as far as the store
-        // knows) reaches it: what it holds is cancelled, and it decides nothing afterwards.
-        command(&other, Request::Stop).await;
+        // knows) reaches it: what it holds is cancelled, and it decides nothing afterwards. The
+        // worker is still trading the day, so the stop may lose a race to one of its decisions
+        // and be refused; a user tries again, as the error says.
+        loop {
+            let stop = trading::command(
+                &other,
+                &ada_rules(),
+                Request::Stop,
+                Timestamp(1_559_520_000_000),
+            )
+            .await;
+            match stop {
+                Ok(_) => break,
+                Err(trading::TradingError::Conflict(_)) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
         let stopped_at = trading_events(&other).await.len();
         let more: Vec<_> = (1..=50u64)
             .map(|i| {
