@@ -3,17 +3,17 @@
 //! 57,018 rows come after a row with a higher trade id), and a strategy fed them in file order
 //! sees time run backwards.
 //!
-//! A [`Sequencer`] holds back up to [`WINDOW`] trades per stream and lets out the lowest id
-//! whenever it holds more, so any row displaced by fewer than [`WINDOW`] rows comes out in
-//! place. Sorted input (Binance's public files, recordings) flows through at the cost of a heap
-//! push and pop, in memory bounded by the window (about 20 MB a stream), however long the input.
-//! A row more than [`WINDOW`] rows late comes out after higher ids: it is counted as `late`,
-//! never dropped, and the caller says so.
+//! A [`Sequencer`] holds back the last [`WINDOW`] trades of each stream and lets the lowest ids
+//! out in chunks of [`WINDOW`], so any row displaced by at most [`WINDOW`] rows comes out in
+//! place: for such a row to come too late, a row above it would have to be let out while
+//! [`WINDOW`] rows above that one were held, all of them arrived before it and belonging after
+//! it. A chunk is put in order by sorting what is held (by id, then arrival), and input already
+//! in order is only checked, never sorted, so sorted input
+//! (Binance's public files, recordings) streams through at a memmove's cost, in memory bounded
+//! by two windows (about 30 MB a stream), however long the input. A row further out of place
+//! comes out after higher ids: it is counted as `late`, never dropped, and the caller says so.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap};
-
-/// How many trades a stream's window holds back at most.
+/// How many trades a stream holds back at least (and lets out at once).
 pub const WINDOW: usize = 100_000;
 
 /// What a sequencer did to its input.
@@ -27,43 +27,20 @@ pub struct Reordering {
 
 /// Puts items keyed by trade id back in trade-id order, per stream `K`.
 pub struct Sequencer<K, T> {
-    lanes: BTreeMap<K, Lane<T>>,
+    lanes: std::collections::BTreeMap<K, Lane<T>>,
     window: usize,
     counts: Reordering,
 }
 
 struct Lane<T> {
-    held: BinaryHeap<Reverse<Entry<T>>>,
-    /// Arrival number: equal ids come out in the order they came in.
+    /// Held items as (trade id, arrival number, item), in arrival order after the part last
+    /// sorted.
+    held: Vec<(u64, u64, T)>,
     arrivals: u64,
+    /// Whether `held` is in id order (then letting out needs no sort).
+    in_order: bool,
     highest_in: Option<u64>,
     last_out: Option<u64>,
-}
-
-struct Entry<T> {
-    id: u64,
-    arrival: u64,
-    item: T,
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.id, self.arrival) == (other.id, other.arrival)
-    }
-}
-
-impl<T> Eq for Entry<T> {}
-
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<T> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.id, self.arrival).cmp(&(other.id, other.arrival))
-    }
 }
 
 impl<K: Ord + Clone, T> Default for Sequencer<K, T> {
@@ -73,10 +50,10 @@ impl<K: Ord + Clone, T> Default for Sequencer<K, T> {
 }
 
 impl<K: Ord + Clone, T> Sequencer<K, T> {
-    /// A sequencer holding back at most `window` items per stream (at least one).
+    /// A sequencer holding back at least `window` items per stream (at least one).
     pub fn new(window: usize) -> Self {
         Sequencer {
-            lanes: BTreeMap::new(),
+            lanes: std::collections::BTreeMap::new(),
             window: window.max(1),
             counts: Reordering::default(),
         }
@@ -91,15 +68,14 @@ impl<K: Ord + Clone, T> Sequencer<K, T> {
         out: &mut impl FnMut(&K, T) -> Result<(), E>,
     ) -> Result<(), E> {
         if !self.lanes.contains_key(key) {
-            self.lanes.insert(
-                key.clone(),
-                Lane {
-                    held: BinaryHeap::new(),
-                    arrivals: 0,
-                    highest_in: None,
-                    last_out: None,
-                },
-            );
+            let lane = Lane {
+                held: Vec::new(),
+                arrivals: 0,
+                in_order: true,
+                highest_in: None,
+                last_out: None,
+            };
+            self.lanes.insert(key.clone(), lane);
         }
         let Some(lane) = self.lanes.get_mut(key) else {
             return Ok(());
@@ -108,14 +84,20 @@ impl<K: Ord + Clone, T> Sequencer<K, T> {
             self.counts.reordered += 1;
         }
         lane.highest_in = Some(lane.highest_in.map_or(id, |h| h.max(id)));
+        if lane.held.last().is_some_and(|(last, _, _)| id < *last) {
+            lane.in_order = false;
+        }
+        if lane.held.len() == lane.held.capacity() {
+            // Grow as a Vec does, but never past the two windows it can hold.
+            let room = (2 * self.window).saturating_sub(lane.held.len()).max(1);
+            lane.held
+                .reserve_exact(lane.held.len().max(1_024).min(room));
+        }
         lane.arrivals += 1;
-        lane.held.push(Reverse(Entry {
-            id,
-            arrival: lane.arrivals,
-            item,
-        }));
-        while lane.held.len() > self.window {
-            lane.release(key, &mut self.counts, out)?;
+        lane.held.push((id, lane.arrivals, item));
+        if lane.held.len() >= 2 * self.window {
+            let keep = self.window;
+            lane.release(key, keep, &mut self.counts, out)?;
         }
         Ok(())
     }
@@ -123,9 +105,7 @@ impl<K: Ord + Clone, T> Sequencer<K, T> {
     /// Lets out everything still held, stream by stream in key order.
     pub fn finish<E>(&mut self, out: &mut impl FnMut(&K, T) -> Result<(), E>) -> Result<(), E> {
         for (key, lane) in &mut self.lanes {
-            while !lane.held.is_empty() {
-                lane.release(key, &mut self.counts, out)?;
-            }
+            lane.release(key, 0, &mut self.counts, out)?;
         }
         Ok(())
     }
@@ -137,20 +117,29 @@ impl<K: Ord + Clone, T> Sequencer<K, T> {
 }
 
 impl<T> Lane<T> {
+    /// Puts what is held in order and lets out all but the `keep` highest.
     fn release<K, E>(
         &mut self,
         key: &K,
+        keep: usize,
         counts: &mut Reordering,
         out: &mut impl FnMut(&K, T) -> Result<(), E>,
     ) -> Result<(), E> {
-        let Some(Reverse(entry)) = self.held.pop() else {
-            return Ok(());
-        };
-        if self.last_out.is_some_and(|last| entry.id < last) {
-            counts.late += 1;
+        if !self.in_order {
+            // Equal ids keep their arrival order; an unstable sort needs no scratch memory.
+            self.held
+                .sort_unstable_by_key(|(id, arrival, _)| (*id, *arrival));
+            self.in_order = true;
         }
-        self.last_out = Some(self.last_out.map_or(entry.id, |l| l.max(entry.id)));
-        out(key, entry.item)
+        let go = self.held.len().saturating_sub(keep);
+        for (id, _, item) in self.held.drain(..go) {
+            if self.last_out.is_some_and(|last| id < last) {
+                counts.late += 1;
+            }
+            self.last_out = Some(self.last_out.map_or(id, |l| l.max(id)));
+            out(key, item)?;
+        }
+        Ok(())
     }
 }
 
@@ -194,6 +183,7 @@ mod tests {
 
     #[test]
     fn a_row_later_than_the_window_is_let_out_late_and_counted() {
+        // Window 2: at 4 held, the 2 lowest go. 1 comes 4 rows after its place.
         let (got, counts) = run(2, &[(0, 3), (0, 4), (0, 5), (0, 6), (0, 1)]);
         assert_eq!(got, [(0, 3), (0, 4), (0, 1), (0, 5), (0, 6)]);
         assert_eq!(
@@ -203,5 +193,18 @@ mod tests {
                 late: 1
             }
         );
+    }
+
+    #[test]
+    fn rows_displaced_by_up_to_the_window_are_never_late() {
+        // Every row shifted back by up to 3 places, with a window of 3.
+        let mut ids: Vec<(u8, u64)> = (0..60).map(|i| (0, i)).collect();
+        for chunk in ids.chunks_mut(4) {
+            chunk.rotate_right(1);
+        }
+        let (got, counts) = run(3, &ids);
+        let expected: Vec<(u8, u64)> = (0..60).map(|i| (0, i)).collect();
+        assert_eq!(got, expected);
+        assert_eq!(counts.late, 0);
     }
 }

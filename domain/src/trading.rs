@@ -102,6 +102,9 @@ pub struct Position {
     /// Why its SELL was refused, if it was: the position then holds its inventory.
     pub sell_rejected: Option<String>,
     pub opened_at: Timestamp,
+    /// The price a trade must go below to trigger its rebuy, once its BUY is placed (kept, not
+    /// computed on every trade).
+    pub rebuy_below: Option<Decimal>,
 }
 
 impl Position {
@@ -300,6 +303,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                     sell: None,
                     sell_rejected: None,
                     opened_at: e.time,
+                    rebuy_below: None,
                 },
             );
         }
@@ -323,7 +327,11 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                 open: true,
             };
             match e.side {
-                Side::Buy => position.buy = Some(order),
+                Side::Buy => {
+                    position.buy = Some(order);
+                    position.rebuy_below =
+                        formula::rebuy_price(e.price, position.settings.rebuy_interval);
+                }
                 Side::Sell => {
                     position.sell = Some(order);
                     position.sell_rejected = None;
@@ -564,12 +572,12 @@ fn steps_on(state: &TradingState, rules: &SymbolRules, trade: &TradeReceived) ->
 /// Whether `p`'s step on a trade at `price` can decide something (short of the chunks cap and
 /// the paper exchange's fills, which the full step checks): the cheap test that lets the common
 /// trade pass without copying the state.
-fn may_act(p: &Position, status: TradingStatus, price: Decimal) -> bool {
+fn may_act(p: &Position, room: bool, price: Decimal) -> bool {
     match (&p.buy, &p.sell) {
         (None, _) => true,
         (Some(buy), None) if !buy.open && p.sell_rejected.is_none() => true,
         (Some(_), Some(sell)) if !sell.open && sell.filled() => true,
-        _ => status == TradingStatus::On && rebuy_candidate(p, price),
+        _ => room && rebuy_candidate(p, price),
     }
 }
 
@@ -584,8 +592,16 @@ fn decider_for_trade<'a>(
     if !steps_on(state, rules, trade) {
         return None;
     }
+    // The paper exchange's fills, worked out only when the trade reaches a resting order (most
+    // trades reach none, and then nothing is allocated).
+    let reaches = |exchange: &PaperExchange| {
+        state.positions.values().any(|p| {
+            p.orders()
+                .any(|o| o.open && exchange.reaches(o.side, o.price, trade.price))
+        })
+    };
     let fills = match paper {
-        Some(exchange) if state.positions.values().any(|p| p.orders().any(|o| o.open)) => {
+        Some(exchange) if reaches(exchange) => {
             let resting: Vec<RestingOrder> = state
                 .open_orders()
                 .map(|(p, o)| RestingOrder {
@@ -600,11 +616,15 @@ fn decider_for_trade<'a>(
         }
         _ => Vec::new(),
     };
-    let acts = state.status == TradingStatus::On && state.positions.is_empty()
+    // A rebuy needs room under the chunks cap: positions added on a trade only take room, and
+    // only a shutdown (which allows no rebuy) drops positions before their replacement.
+    let on = state.status == TradingStatus::On;
+    let room = on && state.positions.len() < state.settings.chunks as usize;
+    let acts = on && state.positions.is_empty()
         || state
             .positions
             .values()
-            .any(|p| may_act(p, state.status, trade.price));
+            .any(|p| may_act(p, room, trade.price));
     if fills.is_empty() && !acts {
         return None;
     }
@@ -774,10 +794,10 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
     d.events
 }
 
+/// Whether a trade at `price` is far enough below `p`'s BUY for the rebuy it has not yet asked
+/// for (the book's `trigger_rebuy?`: strictly below buy x (1 - rebuy_interval)).
 fn rebuy_candidate(p: &Position, price: Decimal) -> bool {
-    !p.rebuy_notified
-        && p.buy_price()
-            .is_some_and(|buy| formula::triggers_rebuy(price, buy, p.settings.rebuy_interval))
+    !p.rebuy_notified && p.rebuy_below.is_some_and(|limit| price < limit)
 }
 
 /// What a live exchange adds to a fill.

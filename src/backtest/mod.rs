@@ -434,7 +434,6 @@ async fn read_store(
         };
         after = Some(last);
         progress(page.len() as u64);
-        let full = page.len() as i64 >= PAGE_SIZE;
         let trades: Vec<TradeReceived> = page
             .into_iter()
             .filter_map(|e| match e.event {
@@ -444,9 +443,6 @@ async fn read_store(
             .collect();
         if !trades.is_empty() && tx.send(Piece::Trades(trades)).await.is_err() {
             return Ok(()); // the decider failed; its error is the one reported
-        }
-        if !full {
-            break;
         }
     }
     let _ = tx.send(Piece::End).await;

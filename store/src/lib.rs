@@ -810,7 +810,8 @@ impl Store {
 
     /// Reads a market stream's trades in trade-id order, whatever order they were stored in:
     /// those with an id above `after` (every one when `None`), at most `limit`. Page on with the
-    /// last one's id. The market's own order, for replays and backtests.
+    /// last one's id until a page is empty (a page may be short before the end). The market's
+    /// own order, for replays and backtests.
     pub async fn read_trades(
         &self,
         stream: &StreamId,
