@@ -21,6 +21,7 @@ on_both_backends!(
     futures_files_go_to_their_own_market,
     agg_trades_make_the_candles_their_trades_make,
     each_market_stream_is_stored_in_trade_id_order,
+    read_models_do_not_depend_on_the_order_ranges_were_imported_in,
 );
 
 /// Binance's aggTrades of the fixture's trades, built the way Binance builds them: a run of
@@ -427,6 +428,68 @@ mod cases {
             stored.windows(2).all(|w| w[0] < w[1]),
             "the files were read day 8 first"
         );
+    }
+
+    /// A day imported later half first, then earlier half (so the log holds it out of trade-id
+    /// order) answers `ohlc` and `trades` as the day imported whole, before and after a rebuild.
+    pub async fn read_models_do_not_depend_on_the_order_ranges_were_imported_in(db: &TestDb) {
+        let whole = if db.url.starts_with("sqlite") {
+            TestDb::sqlite()
+        } else {
+            TestDb::postgres()
+                .await
+                .expect("a second PostgreSQL schema")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let day = fixture("ADAUSDT-2019-06-03.csv.gz");
+        let lines: Vec<String> = {
+            let file = std::fs::File::open(&day).unwrap();
+            std::io::BufRead::lines(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
+                .map(Result::unwrap)
+                .collect()
+        };
+        let id = |l: &String| -> u64 { l.split(';').nth(4).unwrap().parse().unwrap() };
+        let (later, earlier) = (dir.path().join("later.csv"), dir.path().join("earlier.csv"));
+        for (path, upper) in [(&later, true), (&earlier, false)] {
+            let part: Vec<String> = lines
+                .iter()
+                .filter(|l| (id(l) >= 14_392_000) == upper)
+                .cloned()
+                .collect();
+            std::fs::write(path, part.join("\n") + "\n").unwrap();
+        }
+        ok(&import(&whole, &[day.to_str().unwrap()]));
+        ok(&import(db, &[later.to_str().unwrap()]));
+        ok(&import(db, &[earlier.to_str().unwrap()]));
+        let run = |db: &TestDb, args: &[&str]| -> String {
+            let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+                .args(["--database-url", &db.url])
+                .args(args)
+                .output()
+                .unwrap();
+            ok(&out)
+        };
+        // `trades` ends each row with the trade's position in the log, which differs.
+        let trades = |db: &TestDb| -> Vec<String> {
+            run(db, &["trades", "ADAUSDT", "--format", "csv"])
+                .lines()
+                .map(|l| l.rsplit_once(',').map_or(l, |(row, _)| row).to_owned())
+                .collect()
+        };
+        let expected = trades(&whole);
+        assert_eq!(expected.len(), 57_019, "a header and every trade");
+        assert_eq!(trades(db), expected);
+        for pass in ["as imported", "after a rebuild"] {
+            for interval in ["1m", "1h", "1d"] {
+                let ohlc = ["ohlc", "ADAUSDT", "--interval", interval, "--format", "csv"];
+                assert_eq!(
+                    run(db, &ohlc),
+                    run(&whole, &ohlc),
+                    "{interval} candles {pass}"
+                );
+            }
+            run(db, &["projections", "rebuild"]);
+        }
     }
 
     /// The counts SOURCES.md gives for whole real files.
