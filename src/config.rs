@@ -24,6 +24,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use hedgehog_domain::paper_exchange::FillModel;
 use hedgehog_domain::{Symbol, TradingSettings};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{redact_url, DEFAULT_DATABASE_URL};
@@ -162,6 +163,12 @@ pub struct ExchangeConfig {
     pub fill: FillModel,
     /// Cap each paper fill at the trade's quantity.
     pub partial_fills: bool,
+    /// Charge paper commissions in this asset (BNB) instead of the quote asset, counted at
+    /// `fee_asset_price`.
+    pub fee_asset: Option<String>,
+    /// The fee asset's price in the quote asset, for paper trading (live fills are priced at
+    /// the asset's market price when charged).
+    pub fee_asset_price: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -232,6 +239,8 @@ impl Default for ExchangeConfig {
             info: None,
             fill: FillModel::Cross,
             partial_fills: false,
+            fee_asset: None,
+            fee_asset_price: None,
         }
     }
 }
@@ -506,6 +515,27 @@ impl Loaded {
                 );
             }
         }
+        match (&c.exchange.fee_asset, c.exchange.fee_asset_price) {
+            (Some(asset), None) => {
+                return Err(self.invalid(
+                    "exchange.fee_asset",
+                    format!("{asset} needs its price: set exchange.fee_asset_price"),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(
+                    "exchange.fee_asset_price",
+                    "is the price of exchange.fee_asset, which is not set",
+                ))
+            }
+            (_, Some(price)) if price <= Decimal::ZERO => {
+                return Err(self.invalid(
+                    "exchange.fee_asset_price",
+                    format!("{price}: must be greater than 0"),
+                ))
+            }
+            _ => {}
+        }
         if let Some(info) = &c.exchange.info {
             if !info.exists() {
                 return Err(self.invalid(
@@ -579,6 +609,10 @@ backfill_limit = {backfill_limit}
 # paper fills: cross (a trade goes through the price) or touch (a trade at the price)
 fill = "cross"
 partial_fills = false
+# charge paper commissions in another asset (BNB, with the discounted strategy fee), at a
+# fixed price in the quote asset
+# fee_asset = "BNB"
+# fee_asset_price = "600"
 
 [strategy]
 # the settings a symbol trades with until `hedgehog settings set` changes them

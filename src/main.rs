@@ -1274,7 +1274,10 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 paper: PaperExchange {
                     fill: config.exchange.fill,
                     partial_fills: config.exchange.partial_fills,
-                    fee_asset: None,
+                    fee_asset: config.exchange.fee_asset.as_ref().map(|asset| FeeAsset {
+                        asset: asset.to_ascii_uppercase(),
+                        price: config.exchange.fee_asset_price,
+                    }),
                 },
                 rules,
                 updates: Some(updates),

@@ -242,6 +242,22 @@ const CASES: &[Case] = &[
         )),
     ),
     case(
+        "exchange.fee_asset",
+        "fee_asset = \"BNB\"",
+        "BNB",
+        ("HEDGEHOG_EXCHANGE_FEE_ASSET", "ETH"),
+        "ETH",
+        None,
+    ),
+    case(
+        "exchange.fee_asset_price",
+        "fee_asset_price = \"600\"",
+        "600",
+        ("HEDGEHOG_EXCHANGE_FEE_ASSET_PRICE", "3000.5"),
+        "3000.5",
+        None,
+    ),
+    case(
         "exchange.backfill_limit",
         "backfill_limit = 10",
         "10",
@@ -434,6 +450,14 @@ fn every_error_names_the_key_and_where_it_came_from_and_nothing_runs() {
             "http.bind (from file bad.toml)",
         ),
         ("[log]\nlevel = \"=!=\"\n", "log.level (from file bad.toml)"),
+        (
+            "[exchange]\nfee_asset = \"BNB\"\n",
+            "exchange.fee_asset (from file bad.toml): BNB needs its price",
+        ),
+        (
+            "[exchange]\nfee_asset = \"BNB\"\nfee_asset_price = \"0\"\n",
+            "exchange.fee_asset_price (from file bad.toml): 0: must be greater",
+        ),
     ];
     for (text, expected) in cases {
         std::fs::write(&file, text).unwrap();
