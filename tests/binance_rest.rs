@@ -518,17 +518,14 @@ async fn historical_trades_are_public_paged_and_in_id_order() {
     let mock = Mock::start(0).await;
     let trades: Vec<_> = (100..3_100u64)
         .map(|id| hedgehog::domain::events::TradeReceived {
-            symbol: btcusdt(),
-            trade_id: id,
-            price: dec!(60000.01) + rust_decimal::Decimal::from(id % 7),
             quantity: dec!(0.001),
-            trade_time: hedgehog::domain::Timestamp(1_700_000_000_000 + id as i64),
-            event_time: hedgehog::domain::Timestamp(1_700_000_000_000 + id as i64),
             buyer_is_maker: id % 2 == 0,
-            buyer_order_id: None,
-            seller_order_id: None,
-            first_trade_id: None,
-            kind: Default::default(),
+            ..common::trade_at(
+                "BTCUSDT",
+                id,
+                dec!(60000.01) + rust_decimal::Decimal::from(id % 7),
+                1_700_000_000_000 + id as i64,
+            )
         })
         .collect();
     mock.serve_trades(&trades);
@@ -569,24 +566,12 @@ async fn a_commission_asset_is_priced_by_the_minute_it_was_charged_in() {
     let bnb = hedgehog::domain::Symbol::parse("BNBUSDT").unwrap();
     let minute = 1_700_000_040_000i64; // a minute boundary
     let trades: Vec<_> = [
-        (1u64, 0, "600.1"),
-        (2, 30_000, "600.5"),
-        (3, 61_000, "601.0"),
+        (1u64, 0, dec!(600.1)),
+        (2, 30_000, dec!(600.5)),
+        (3, 61_000, dec!(601.0)),
     ]
     .into_iter()
-    .map(|(id, at, price)| hedgehog::domain::events::TradeReceived {
-        symbol: bnb.clone(),
-        trade_id: id,
-        price: price.parse().unwrap(),
-        quantity: dec!(1),
-        trade_time: hedgehog::domain::Timestamp(minute + at),
-        event_time: hedgehog::domain::Timestamp(minute + at),
-        buyer_is_maker: false,
-        buyer_order_id: None,
-        seller_order_id: None,
-        first_trade_id: None,
-        kind: Default::default(),
-    })
+    .map(|(id, at, price)| common::trade_at("BNBUSDT", id, price, minute + at))
     .collect();
     mock.serve_trades(&trades);
     let rest = RestClient::new(&mock.url, None, Duration::from_secs(5));
@@ -618,7 +603,7 @@ async fn a_commission_asset_is_priced_by_the_minute_it_was_charged_in() {
 async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
     use hedgehog::aggregate::TradingAggregate;
     use hedgehog::binance::user_stream::Feed;
-    use hedgehog::domain::events::{Commission, TradeReceived};
+    use hedgehog::domain::events::Commission;
     use hedgehog::domain::trading::Report;
     use hedgehog::domain::{Event, Timestamp};
     use hedgehog::store::{ExpectedVersion, NewEvent, StreamId};
@@ -628,19 +613,7 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
     let store = db.open().await;
     let mock = Mock::start(0).await;
     let at = 1_700_000_040_000i64;
-    let trade = |symbol: &str, id: u64, price: rust_decimal::Decimal, time: i64| TradeReceived {
-        symbol: Symbol::parse(symbol).unwrap(),
-        trade_id: id,
-        price,
-        quantity: dec!(1),
-        trade_time: Timestamp(time),
-        event_time: Timestamp(time),
-        buyer_is_maker: false,
-        buyer_order_id: None,
-        seller_order_id: None,
-        first_trade_id: None,
-        kind: Default::default(),
-    };
+    let trade = common::trade_at;
     mock.serve_trades(&[trade("BNBUSDT", 1, dec!(612.3), at + 5_000)]);
     let info = hedgehog::exchange_info::bundled().unwrap();
     let rules = info.get(&btcusdt()).unwrap().clone();

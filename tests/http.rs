@@ -425,9 +425,11 @@ mod cases {
         assert!(cli.contains("ADAUSDT") && cli.contains("on"), "{cli}");
         let (_, body) = api.post("/api/symbols/ADAUSDT/trading/shutdown").await;
         assert_eq!(
-            body["status"], "off",
-            "no open positions: shutdown completes: {body}"
+            body["status"], "shutdown",
+            "the book's shutdown: the fresh position trading started with still runs out: {body}"
         );
+        let (_, body) = api.post("/api/symbols/ADAUSDT/trading/stop").await;
+        assert_eq!(body["status"], "off", "stop ends it at once: {body}");
 
         // What does not exist is a 404 with a JSON body.
         let (status, body) = api.post("/api/symbols/NOPEUSDT/trading/start").await;

@@ -169,6 +169,9 @@ pub struct TradingState {
     /// The highest trade id the positions stepped on, whether it decided something or not:
     /// ahead of `trade_cursor` by the trades [`pass_trade`] took since the last decision.
     pub stepped: Option<u64>,
+    /// Trading started with no position: the next trade adds the fresh one the symbol starts
+    /// with (even in shutdown, as the book's trader has it from its start).
+    pub awaiting_first: bool,
     pub totals: Totals,
 }
 
@@ -278,6 +281,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         Event::TradingStarted(e) => {
             state.status = TradingStatus::On;
             state.stop_reason = None;
+            state.awaiting_first = state.positions.is_empty();
             state.advance_cursor(e.after_trade_id);
         }
         Event::TradingShutdownRequested(_) => state.status = TradingStatus::Shutdown,
@@ -286,9 +290,11 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
             state.stop_reason = Some(e.reason);
             state.positions.clear();
             state.order.clear();
+            state.awaiting_first = false;
         }
         Event::SettingsUpdated(e) => state.settings = e.settings.clone(),
         Event::PositionOpened(e) => {
+            state.awaiting_first = false;
             state.last_position_id = state.last_position_id.max(e.position_id);
             state.advance_cursor(Some(e.trade_id));
             state.order.push(e.position_id);
@@ -497,7 +503,9 @@ pub fn decide_command(
                 d.emit(TradingShutdownRequested {
                     symbol: symbol.clone(),
                 });
-                if state.positions.is_empty() {
+                // Nothing to run out (a log written before positions were replaced when they
+                // finished): off at once. A fresh start's first position still comes.
+                if state.positions.is_empty() && !state.awaiting_first {
                     d.stop(
                         StopReason::ShutdownCompleted,
                         "shutdown completed",
@@ -620,7 +628,7 @@ fn decider_for_trade<'a>(
     // only a shutdown (which allows no rebuy) drops positions before their replacement.
     let on = state.status == TradingStatus::On;
     let room = on && state.positions.len() < state.settings.chunks as usize;
-    let acts = on && state.positions.is_empty()
+    let acts = (on || state.awaiting_first) && state.positions.is_empty()
         || state
             .positions
             .values()
@@ -863,7 +871,7 @@ impl<'a> Decider<'a> {
         fills: &[Execution],
     ) {
         let mut before = self.state.order.clone();
-        if before.is_empty() && self.on() {
+        if before.is_empty() && (self.on() || self.state.awaiting_first) {
             // Trading is on with no position: the first trade since the start adds the fresh
             // position the symbol starts with (as the book's trader does when it starts), and
             // it takes its step on this trade.

@@ -149,6 +149,23 @@ pub fn trade(sym: &str, trade_id: u64) -> TradeReceived {
     }
 }
 
+/// A market trade of `sym` at `price` and `time` (ms), keyed by `trade_id`, quantity 1.
+pub fn trade_at(sym: &str, trade_id: u64, price: Decimal, time: i64) -> TradeReceived {
+    TradeReceived {
+        symbol: symbol(sym),
+        trade_id,
+        price,
+        quantity: Decimal::ONE,
+        trade_time: Timestamp(time),
+        event_time: Timestamp(time),
+        buyer_is_maker: false,
+        buyer_order_id: None,
+        seller_order_id: None,
+        first_trade_id: None,
+        kind: TradeKind::Market,
+    }
+}
+
 pub fn trades(sym: &str, ids: std::ops::Range<u64>) -> Vec<NewEvent> {
     ids.map(|id| NewEvent::new(trade(sym, id))).collect()
 }

@@ -381,11 +381,23 @@ fn shutdown_lets_positions_run_out_then_turns_off() {
 }
 
 #[test]
-fn shutdown_before_any_position_turns_off_at_once() {
+fn a_shutdown_right_after_the_start_still_runs_the_first_position_as_in_the_book() {
     let mut run = Run::new(xrp(), settings(5, dec!(100)));
     let out = run.command(Command::Shutdown).unwrap();
-    assert_eq!(types(&out), ["TradingShutdownRequested", "TradingStopped"]);
-    assert!(run.trade(1, dec!(1.0)).is_empty());
+    assert_eq!(types(&out), ["TradingShutdownRequested"]);
+    // The book's trader has its fresh position from the start: it buys, sells, and is dropped.
+    assert_eq!(
+        types(&run.trade(1, dec!(1.0))),
+        ["PositionOpened", "OrderPlaced"]
+    );
+    assert_eq!(types(&run.trade(2, dec!(0.5))), ["OrderFilled"]);
+    assert_eq!(types(&run.trade(3, dec!(0.5))), ["OrderPlaced"]);
+    assert_eq!(types(&run.trade(4, dec!(2))), ["OrderFilled"]);
+    assert_eq!(
+        types(&run.trade(5, dec!(2))),
+        ["PositionClosed", "TradingStopped"]
+    );
+    assert_eq!(run.state.status, TradingStatus::Off);
 }
 
 #[test]
