@@ -116,6 +116,11 @@ pub struct HttpConfig {
     pub bind: SocketAddr,
     /// Bearer token for mutating requests (required to bind anything but loopback).
     pub token: Option<String>,
+    /// Host names the API answers for besides the bound address, localhost, 127.0.0.1 and
+    /// [::1] (a name a reverse proxy forwards).
+    pub allowed_hosts: Vec<String>,
+    /// Origins whose pages may change things besides the server's own (`https://desk.example`).
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -202,6 +207,8 @@ impl Default for HttpConfig {
         HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -590,6 +597,10 @@ database_url = "{database_url}"
 bind = "{bind}"
 # bearer token for mutating requests; required to bind anything but loopback
 # token = "change-me"
+# Host names answered for besides localhost, 127.0.0.1, [::1] and the bound address, and
+# origins whose pages may change things besides the server's own
+allowed_hosts = []
+allowed_origins = []
 
 [exchange]
 # paper, binance or binance-testnet (live modes also need --live and BINANCE_API_KEY/SECRET)

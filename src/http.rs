@@ -4,11 +4,15 @@
 //!
 //! Every answer is JSON; every error is `{"error": {"status": N, "message": "..."}}` with the
 //! CLI's message: 404 for an unknown symbol, 409 for a lost race, 422 for settings refused, 400
-//! for a malformed body, 401 without the token, 413 for a body over 64 KiB.
+//! for a malformed body, 401 without the token, 413 for a body over 64 KiB, 421 for a foreign
+//! Host, 403 for a foreign Origin.
 //!
 //! Security: `run` binds 127.0.0.1 by default and refuses another address unless a token is
 //! set (`HEDGEHOG_API_TOKEN`); with a token, every mutating request must carry
 //! `Authorization: Bearer TOKEN`. The token is compared in constant time and never logged.
+//! Before any route, [`Allowed`] refuses a request addressed to another Host (421: DNS
+//! rebinding) and a state change from another site's page (403: a cross-site "simple" POST
+//! needs no preflight, so a browser would send it from any page).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +67,110 @@ pub struct Api {
     /// Turns true when the server stops: subscriptions end then, so shutdown never waits on
     /// a client that keeps listening.
     pub stopping: watch::Receiver<bool>,
+    /// Which Host names the server answers for and which Origins may change things.
+    pub allowed: Allowed,
+}
+
+/// Who may address the API, against DNS rebinding and cross-site requests: a request whose
+/// `Host` is not the bound address, `localhost`, `127.0.0.1`, `[::1]` or a listed name is
+/// refused (421), and a state-changing request whose `Origin` is not the server's own (one of
+/// those names on the bound port) or a listed origin is refused (403). A request without
+/// `Origin` (curl, scripts) is judged by the token alone.
+#[derive(Debug, Clone, Default)]
+pub struct Allowed {
+    /// More Host names to answer for (`http.allowed_hosts`): a name behind a reverse proxy.
+    pub hosts: Vec<String>,
+    /// More origins that may change things (`http.allowed_origins`), as `scheme://host[:port]`.
+    pub origins: Vec<String>,
+    /// The address the server is bound to (set by [`serve`]).
+    pub bound: Option<SocketAddr>,
+}
+
+impl Allowed {
+    /// Whether `host` (a Host header: `name[:port]`) names this server.
+    fn host(&self, host: &str) -> bool {
+        let name = host_name(host);
+        ["localhost", "127.0.0.1", "::1"].contains(&name.as_str())
+            || self
+                .bound
+                .is_some_and(|b| !b.ip().is_unspecified() && b.ip().to_string() == name)
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(&name))
+    }
+
+    /// Whether a page of `origin` may change things here.
+    fn origin(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        if self
+            .origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        let Ok(url) = url::Url::parse(origin) else {
+            return false; // `null` (a sandboxed or local page) and anything unparsable
+        };
+        let port = url.port_or_known_default();
+        url.scheme() == "http"
+            && url.host_str().is_some_and(|h| self.host(h))
+            && self.bound.is_none_or(|b| port == Some(b.port()))
+    }
+}
+
+/// The name part of a Host header, lower-cased, without its port or IPv6 brackets.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.to_ascii_lowercase()
+}
+
+/// Refuses requests addressed to another host, and state changes from another site's pages.
+async fn guard(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !api.allowed.host(&host) {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this server does not answer for Host {host:?}: address it as localhost or \
+                 127.0.0.1, or list the name in http.allowed_hosts"
+            ),
+        )
+        .into_response();
+    }
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if changes {
+        if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("(not text)");
+            if !api.allowed.origin(origin) {
+                tracing::warn!(%origin, path = %request.uri().path(), "refused a request from another site");
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "a page of {origin} may not change anything here; list the origin in \
+                         http.allowed_origins to allow it"
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Why `run` will not serve on an address.
@@ -106,6 +214,7 @@ pub fn router(api: Api) -> Router {
         .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
 }
 
@@ -792,9 +901,10 @@ async fn openapi() -> impl IntoResponse {
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    api: Api,
+    mut api: Api,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    api.allowed.bound = Some(listener.local_addr()?);
     axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await
@@ -835,6 +945,49 @@ mod tests {
             .filter(|path| path.starts_with('/') && !path.starts_with("/assets/"))
             .collect();
         assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn hosts_and_origins_are_this_servers_or_listed() {
+        let allowed = Allowed {
+            hosts: vec!["hedgehog.lan".into()],
+            origins: vec!["https://desk.example".into()],
+            bound: Some("127.0.0.1:8080".parse().unwrap()),
+        };
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "LOCALHOST",
+            "hedgehog.lan:80",
+        ] {
+            assert!(allowed.host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.2:8080",
+            "",
+            "localhost.evil.example",
+        ] {
+            assert!(!allowed.host(host), "{host}");
+        }
+        for origin in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "https://desk.example/",
+        ] {
+            assert!(allowed.origin(origin), "{origin}");
+        }
+        for origin in [
+            "https://evil.example",
+            "http://localhost:9999",
+            "https://localhost:8080",
+            "null",
+            "http://hedgehog.lan.evil.example:8080",
+        ] {
+            assert!(!allowed.origin(origin), "{origin}");
+        }
     }
 
     #[test]

@@ -1261,6 +1261,11 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                     tail: hedgehog::tail::Tail::start(store.clone(), stop.subscribe()).await?,
                     updates: updates.clone(),
                     stopping: stop.subscribe(),
+                    allowed: hedgehog::http::Allowed {
+                        hosts: config.http.allowed_hosts.clone(),
+                        origins: config.http.allowed_origins.clone(),
+                        bound: None,
+                    },
                 };
                 let mut stopping = stop.subscribe();
                 let shutdown = async move {

@@ -242,6 +242,22 @@ const CASES: &[Case] = &[
         )),
     ),
     case(
+        "http.allowed_hosts",
+        "allowed_hosts = [\"hedgehog.lan\"]",
+        "[\"hedgehog.lan\"]",
+        ("HEDGEHOG_HTTP_ALLOWED_HOSTS", "[\"desk.lan\"]"),
+        "[\"desk.lan\"]",
+        None,
+    ),
+    case(
+        "http.allowed_origins",
+        "allowed_origins = [\"https://a.example\"]",
+        "[\"https://a.example\"]",
+        ("HEDGEHOG_HTTP_ALLOWED_ORIGINS", "[\"https://b.example\"]"),
+        "[\"https://b.example\"]",
+        None,
+    ),
+    case(
         "exchange.fee_asset",
         "fee_asset = \"BNB\"",
         "BNB",

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http::{error_message, start_engine, Api, Sse};
+use common::http::{error_message, start_engine, Api, Sse, TOKEN};
 use common::processes::{hedgehog, ok, terminate};
 use common::TestDb;
 use reqwest::StatusCode;
@@ -449,4 +449,73 @@ mod cases {
 
         terminate(engine);
     }
+}
+
+/// DNS rebinding and cross-site requests: a foreign Host is answered with nothing but a 421, and
+/// a foreign Origin changes nothing (403), whatever the token; the server's own origin, listed
+/// hosts and origins, and requests without Origin (scripts) go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_or_origin_is_refused_and_changes_nothing() {
+    let db = TestDb::sqlite();
+    let (engine, base) = start_engine(&db, "ws://127.0.0.1:9");
+    let api = Api::new(&base);
+    let with = |request: reqwest::RequestBuilder, name: &str, value: &str| {
+        request.header(name, value.to_owned())
+    };
+    for path in ["/api/health", "/api/symbols/ADAUSDT", "/api/orders", "/"] {
+        let (status, body) = api
+            .send(with(api.client.get(api.url(path)), "host", "evil.example"))
+            .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path}: {body}");
+        assert!(
+            error_message(&body).contains("http.allowed_hosts"),
+            "{body}"
+        );
+    }
+    let (status, _) = api
+        .send(with(
+            api.client.get(api.url("/api/health")),
+            "host",
+            "hedgehog.lan:8080",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "a listed host");
+
+    let start = api.url("/api/symbols/ADAUSDT/trading/start");
+    let settings = api.url("/api/symbols/ADAUSDT/settings");
+    for origin in ["https://evil.example", "null", "http://localhost:1"] {
+        let post = api.client.post(&start).bearer_auth(TOKEN);
+        let (status, body) = api.send(with(post, "origin", origin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
+        assert!(
+            error_message(&body).contains("http.allowed_origins"),
+            "{body}"
+        );
+        let put = api
+            .client
+            .put(&settings)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(r#"{"budget":"999"}"#);
+        let (status, _) = api.send(with(put, "origin", origin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    let glance = api.get("/api/symbols/ADAUSDT").await;
+    assert_eq!(glance["status"], "off", "nothing was switched: {glance}");
+    assert_ne!(
+        glance["settings"]["budget"], "999",
+        "nothing was set: {glance}"
+    );
+
+    // The server's own pages, a listed origin and scripts without Origin do change things.
+    let own = base.trim_end_matches('/').to_owned();
+    for origin in [own.as_str(), "https://desk.example"] {
+        let post = api.client.post(&start).bearer_auth(TOKEN);
+        let (status, body) = api.send(with(post, "origin", origin)).await;
+        assert_eq!(status, StatusCode::OK, "{origin}: {body}");
+        let (status, _) = api.post("/api/symbols/ADAUSDT/trading/stop").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(api.get("/api/symbols/ADAUSDT").await["status"], "off");
+    terminate(engine);
 }

@@ -20,6 +20,11 @@ pub fn start_engine(db: &TestDb, ws_url: &str) -> (Running, String) {
         .args(["--database-url", &db.url, "run", "--http", "127.0.0.1:0"])
         .args(["--binance-ws-url", ws_url])
         .env("HEDGEHOG_API_TOKEN", TOKEN)
+        .env("HEDGEHOG_HTTP_ALLOWED_HOSTS", "[\"hedgehog.lan\"]")
+        .env(
+            "HEDGEHOG_HTTP_ALLOWED_ORIGINS",
+            "[\"https://desk.example\"]",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
