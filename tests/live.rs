@@ -291,8 +291,24 @@ mod cases {
         );
 
         // The exchange agrees: the BUY filled, the SELL rests under our client order id, and
-        // the SELL's BTC is locked.
-        let on_exchange = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
+        // the SELL's BTC is locked. The engine sends the SELL once its OrderPlaced is stored,
+        // so the log can show it a moment before the exchange does: wait for the exchange.
+        let started = Instant::now();
+        let on_exchange = loop {
+            let open = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
+            if !open.is_empty() {
+                break open;
+            }
+            assert!(
+                engine.child().try_wait().unwrap().is_none(),
+                "the engine died"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the recorded SELL never reached the exchange"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(on_exchange.len(), 1, "{on_exchange:?}");
         assert_eq!(on_exchange[0].client_order_id, sell.client_order_id);
         let (_, locked) = rest.account().await.unwrap().balance("BTC");
