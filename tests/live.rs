@@ -293,22 +293,8 @@ mod cases {
         // The exchange agrees: the BUY filled, the SELL rests under our client order id, and
         // the SELL's BTC is locked. The engine sends the SELL once its OrderPlaced is stored,
         // so the log can show it a moment before the exchange does: wait for the exchange.
-        let started = Instant::now();
-        let on_exchange = loop {
-            let open = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
-            if !open.is_empty() {
-                break open;
-            }
-            assert!(
-                engine.child().try_wait().unwrap().is_none(),
-                "the engine died"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the recorded SELL never reached the exchange"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let on_exchange =
+            open_orders_until(&rest, &mut engine, "the recorded SELL", |o| !o.is_empty()).await;
         assert_eq!(on_exchange.len(), 1, "{on_exchange:?}");
         assert_eq!(on_exchange[0].client_order_id, sell.client_order_id);
         let (_, locked) = rest.account().await.unwrap().balance("BTC");
@@ -328,23 +314,13 @@ mod cases {
         ok(hedgehog(db, &["trading", "stop", "BTCUSDT"]));
         assert_eq!(rest.open_orders(&symbol("BTCUSDT")).await.unwrap().len(), 1);
         let mut engine = live_engine(db, &exchange);
-        let started = Instant::now();
-        while !rest
-            .open_orders(&symbol("BTCUSDT"))
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            assert!(
-                engine.child().try_wait().unwrap().is_none(),
-                "the engine died"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the restarted engine did not cancel the SELL the log had cancelled"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        open_orders_until(
+            &rest,
+            &mut engine,
+            "the cancel of the SELL the log had cancelled",
+            |o| o.is_empty(),
+        )
+        .await;
         let (free, locked) = rest.account().await.unwrap().balance("BTC");
         assert_eq!(
             (free, locked),
@@ -452,4 +428,30 @@ async fn the_paper_exchange_fills_from_a_live_trade_stream() {
         "0.001 less the 0.1 % commission in BTC"
     );
     drop(replay);
+}
+
+/// BTCUSDT's open orders on the exchange once `done` holds of them: an effect of the engine, in
+/// another process, waited for (failing if the engine dies or 30 s pass).
+async fn open_orders_until(
+    rest: &RestClient,
+    engine: &mut Running,
+    what: &str,
+    done: impl Fn(&[hedgehog::binance::rest::Order]) -> bool,
+) -> Vec<hedgehog::binance::rest::Order> {
+    let started = Instant::now();
+    loop {
+        let open = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
+        if done(&open) {
+            return open;
+        }
+        assert!(
+            engine.child().try_wait().unwrap().is_none(),
+            "the engine died waiting for {what}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the exchange never showed {what}: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
