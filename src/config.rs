@@ -161,6 +161,9 @@ pub struct ExchangeConfig {
     pub backfill_url: Option<String>,
     /// The most trades filled in one gap (0: none are).
     pub backfill_limit: u64,
+    /// Seconds a trade stream may stay silent (no data, ping or pong) before the connection is
+    /// taken as dead and made again.
+    pub idle_timeout_secs: u64,
     /// An exchangeInfo file (plain or .gz) for the symbols' filters; default: the bundled
     /// snapshot (live trading reads Binance's own).
     pub info: Option<PathBuf>,
@@ -214,6 +217,11 @@ impl Default for HttpConfig {
 }
 
 impl ExchangeConfig {
+    /// How long a silent trade stream is trusted ([`ExchangeConfig::idle_timeout_secs`]).
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idle_timeout_secs)
+    }
+
     /// Where and how much the streamer fills gaps from (see [`ExchangeConfig::backfill_url`]).
     pub fn backfill(&self) -> Option<crate::streamer::Backfill> {
         let url = match &self.backfill_url {
@@ -243,6 +251,7 @@ impl Default for ExchangeConfig {
             ws_api_url: None,
             backfill_url: None,
             backfill_limit: crate::streamer::BACKFILL_LIMIT,
+            idle_timeout_secs: crate::streamer::IDLE_TIMEOUT.as_secs(),
             info: None,
             fill: FillModel::Cross,
             partial_fills: false,
@@ -522,6 +531,12 @@ impl Loaded {
                 );
             }
         }
+        if c.exchange.idle_timeout_secs == 0 {
+            return Err(self.invalid(
+                "exchange.idle_timeout_secs",
+                "0: must be at least 1 (Binance pings every 20 s)",
+            ));
+        }
         match (&c.exchange.fee_asset, c.exchange.fee_asset_price) {
             (Some(asset), None) => {
                 return Err(self.invalid(
@@ -615,6 +630,8 @@ stream_url = "{stream_url}"
 # backfill_url = "https://api.binance.com"
 # the most trades filled in one gap (0: gaps are reported, not filled)
 backfill_limit = {backfill_limit}
+# seconds a trade stream may send nothing (not even a ping) before it is taken as dead
+idle_timeout_secs = {idle}
 # an exchangeInfo file for the symbols' filters; default: the bundled snapshot
 # info = "exchange-info.json.gz"
 # paper fills: cross (a trade goes through the price) or touch (a trade at the price)
@@ -655,6 +672,7 @@ format = "text"
         bind = d.http.bind,
         stream_url = d.exchange.stream_url,
         backfill_limit = d.exchange.backfill_limit,
+        idle = d.exchange.idle_timeout_secs,
         chunks = s.chunks,
         budget = s.budget,
         buy_down = s.buy_down_interval,

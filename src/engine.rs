@@ -37,6 +37,8 @@ pub struct EngineOptions {
     pub binance_ws_url: String,
     /// Where the streamer fills gaps in the trade stream from; none: they are reported only.
     pub backfill: Option<Backfill>,
+    /// How long a silent trade stream is trusted (see `StreamerOptions::idle_timeout`).
+    pub idle_timeout: std::time::Duration,
     /// The paper exchange that fills the orders.
     pub paper: PaperExchange,
     pub rules: Arc<ExchangeRules>,
@@ -88,15 +90,18 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     let mut tasks = Vec::new();
     {
-        let (store, url, stats) = (store.clone(), options.binance_ws_url.clone(), stats);
-        let backfill = options.backfill.clone();
+        let source = crate::streamer::StreamerOptions {
+            idle_timeout: options.idle_timeout,
+            ..crate::streamer::StreamerOptions::new(options.binance_ws_url.clone(), Vec::new())
+        }
+        .with_backfill(options.backfill.clone());
+        let (store, stats) = (store.clone(), stats);
         tasks.push(supervise(
             "streamer".to_owned(),
             shutdown.clone(),
             move |stop| {
-                let (store, url, stats) = (store.clone(), url.clone(), Arc::clone(&stats));
-                let backfill = backfill.clone();
-                async move { crate::streaming::follow(store, url, backfill, stats, stop).await }
+                let (store, source, stats) = (store.clone(), source.clone(), Arc::clone(&stats));
+                async move { crate::streaming::follow(store, source, stats, stop).await }
             },
         ));
     }

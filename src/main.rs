@@ -1276,6 +1276,7 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             let options = EngineOptions {
                 binance_ws_url,
                 backfill: config.exchange.backfill(),
+                idle_timeout: config.exchange.idle_timeout(),
                 paper: PaperExchange {
                     fill: config.exchange.fill,
                     partial_fills: config.exchange.partial_fills,
@@ -1375,17 +1376,20 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = if symbols.is_empty() {
                 // Follow the streaming switches: autostart, and react to start / stop.
-                let follow = hedgehog::streaming::follow(
-                    store.clone(),
-                    binance_ws_url,
-                    config.exchange.backfill(),
-                    Arc::clone(&stats),
-                    stopped,
-                );
+                let source = StreamerOptions {
+                    idle_timeout: config.exchange.idle_timeout(),
+                    ..StreamerOptions::new(binance_ws_url, Vec::new())
+                }
+                .with_backfill(config.exchange.backfill());
+                let follow =
+                    hedgehog::streaming::follow(store.clone(), source, Arc::clone(&stats), stopped);
                 tokio::spawn(async move { follow.await.map_err(anyhow::Error::from) })
             } else {
-                let options = StreamerOptions::new(binance_ws_url, symbols)
-                    .with_backfill(config.exchange.backfill());
+                let options = StreamerOptions {
+                    idle_timeout: config.exchange.idle_timeout(),
+                    ..StreamerOptions::new(binance_ws_url, symbols)
+                }
+                .with_backfill(config.exchange.backfill());
                 let run = streamer::run(store.clone(), options, Arc::clone(&stats), stopped);
                 tokio::spawn(async move { run.await.map_err(anyhow::Error::from) })
             };

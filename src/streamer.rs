@@ -47,7 +47,13 @@ pub struct StreamerOptions {
     pub max_backoff: Duration,
     /// Where gaps are filled from; none: they are reported only.
     pub backfill: Option<Backfill>,
+    /// A connection that delivers no frame at all (data, ping or pong) for this long is taken
+    /// as dead: a half-open TCP connection never ends by itself, and Binance pings every 20 s.
+    pub idle_timeout: Duration,
 }
+
+/// How long a silent trade stream is trusted by default: three of Binance's pings.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the streamer fills gaps in spot trade ids from, and how much of each.
 #[derive(Debug, Clone)]
@@ -73,6 +79,7 @@ impl StreamerOptions {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
             backfill: None,
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 
@@ -105,6 +112,8 @@ pub struct StreamerStats {
     pub duplicates: AtomicU64,
     pub malformed: AtomicU64,
     pub connections: AtomicU64,
+    /// Connections dropped because they went silent.
+    pub silent: AtomicU64,
     pub gaps: AtomicU64,
     /// Trades missing in the gaps, as found.
     pub missing: AtomicU64,
@@ -116,12 +125,13 @@ impl StreamerStats {
     pub fn summary(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "received {}, stored {}, duplicates {}, malformed {}, connections {}, gaps {} ({} trades missing, backfilled {})",
+            "received {}, stored {}, duplicates {}, malformed {}, connections {} ({} silent), gaps {} ({} trades missing, backfilled {})",
             get(&self.received),
             get(&self.stored),
             get(&self.duplicates),
             get(&self.malformed),
             get(&self.connections),
+            get(&self.silent),
             get(&self.gaps),
             get(&self.missing),
             get(&self.backfilled),
@@ -196,13 +206,20 @@ pub async fn run(
         stats.connections.fetch_add(1, Ordering::Relaxed);
         tracing::info!(url, "trade stream connected");
         let mut got_data = false;
+        let mut heard = Instant::now();
         loop {
             let deadline = pending.since.map(|t| t + options.flush_after);
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = sleep_until(deadline) => flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?,
+                _ = tokio::time::sleep_until(heard + options.idle_timeout) => {
+                    stats.silent.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(url, idle = ?options.idle_timeout, "the trade stream sent nothing, not even a ping; taking the connection as dead and reconnecting");
+                    break;
+                }
                 message = ws.next() => match message {
                     Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
                         got_data = true;
                         if handle(text.as_str(), &mut pending, &stats) >= options.batch_size {
                             flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
@@ -212,7 +229,7 @@ pub async fn run(
                         tracing::info!("trade stream closed by the server; reconnecting");
                         break;
                     }
-                    Some(Ok(_)) => {} // pings are answered by tungstenite
+                    Some(Ok(_)) => heard = Instant::now(), // pings are answered by tungstenite
                     Some(Err(error)) => {
                         tracing::warn!(%error, "trade stream dropped; reconnecting");
                         break;

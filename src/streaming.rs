@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{AggregateError, StreamingAggregate};
 use crate::store::{Store, StoreError, StreamId};
-use crate::streamer::{self, Backfill, StreamerOptions, StreamerStats};
+use crate::streamer::{self, StreamerOptions, StreamerStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
@@ -107,10 +107,10 @@ pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError
 }
 
 /// Streams every symbol whose streaming is on, re-planning on every switch, until `shutdown`.
+/// `source` says where from and how (its symbols are replaced by those switched on).
 pub async fn follow(
     store: Store,
-    url: String,
-    backfill: Option<Backfill>,
+    source: StreamerOptions,
     stats: Arc<StreamerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StreamingError> {
@@ -127,8 +127,10 @@ pub async fn follow(
         tracing::info!(?symbols, "streaming the symbols switched on");
         let (stop, stopped) = watch::channel(false);
         let running = (!symbols.is_empty()).then(|| {
-            let options = StreamerOptions::new(url.clone(), symbols.iter().cloned().collect())
-                .with_backfill(backfill.clone());
+            let options = StreamerOptions {
+                symbols: symbols.iter().cloned().collect(),
+                ..source.clone()
+            };
             tokio::spawn(streamer::run(
                 store.clone(),
                 options,

@@ -274,6 +274,14 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "exchange.idle_timeout_secs",
+        "idle_timeout_secs = 30",
+        "30",
+        ("HEDGEHOG_EXCHANGE_IDLE_TIMEOUT_SECS", "90"),
+        "90",
+        None,
+    ),
+    case(
         "exchange.backfill_limit",
         "backfill_limit = 10",
         "10",
@@ -466,6 +474,10 @@ fn every_error_names_the_key_and_where_it_came_from_and_nothing_runs() {
             "http.bind (from file bad.toml)",
         ),
         ("[log]\nlevel = \"=!=\"\n", "log.level (from file bad.toml)"),
+        (
+            "[exchange]\nidle_timeout_secs = 0\n",
+            "exchange.idle_timeout_secs (from file bad.toml): 0: must be at least 1",
+        ),
         (
             "[exchange]\nfee_asset = \"BNB\"\n",
             "exchange.fee_asset (from file bad.toml): BNB needs its price",

@@ -312,3 +312,70 @@ async fn the_streamer_answers_pings() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+/// A connection that goes silent (no data, no ping) is taken as dead and made again: the first
+/// server connection sends one trade and then nothing, the next ones accept and say nothing.
+/// The trade is stored, and the streamer keeps reconnecting, counting each silent connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_trade_stream_is_dropped_and_reconnected() {
+    use futures::SinkExt;
+    use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
+    use std::sync::atomic::Ordering;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for n in 0..3 {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            if n == 0 {
+                let frame = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161601001,"s":"BTCUSDT","t":3000000001,"p":"60000.01","q":"0.001","T":1723161601000,"m":false,"M":true}}"#;
+                ws.send(Message::Text(frame.into())).await.unwrap();
+            }
+            held.push(ws); // kept open, and silent: a half-open connection as seen from here
+        }
+        held
+    });
+    let db = TestDb::sqlite();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = StreamerOptions {
+        idle_timeout: Duration::from_millis(400),
+        ..StreamerOptions::new(url, vec![symbol("BTCUSDT")])
+    };
+    let stats = std::sync::Arc::new(StreamerStats::default());
+    let running = tokio::spawn(streamer::run(
+        db.open().await,
+        options,
+        std::sync::Arc::clone(&stats),
+        stopped,
+    ));
+    let held = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the streamer came back twice within 20 s")
+        .unwrap();
+    assert_eq!(held.len(), 3);
+    let started = std::time::Instant::now();
+    while stats.silent.load(Ordering::Relaxed) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "silence counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored = db
+        .open()
+        .await
+        .read_stream_to_end(&hedgehog::store::StreamId::trades(&symbol("BTCUSDT")))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the trade sent before the silence is stored"
+    );
+    assert!(stats.summary().contains("silent"), "{}", stats.summary());
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}

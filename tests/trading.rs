@@ -404,6 +404,7 @@ mod more_cases {
         let options = EngineOptions {
             binance_ws_url: "ws://127.0.0.1:9".into(),
             backfill: None,
+            idle_timeout: hedgehog::streamer::IDLE_TIMEOUT,
             paper: PaperExchange::default(),
             rules: Arc::new(hedgehog::exchange_info::bundled().unwrap()),
             updates: None,
