@@ -134,6 +134,7 @@ pub async fn run(
             Arc::clone(&live.venue.rest),
             live.credentials,
             live.venue.feed,
+            options.idle_timeout,
             shutdown.clone(),
         )));
     }

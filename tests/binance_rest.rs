@@ -383,6 +383,7 @@ async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes(
         rest,
         Credentials::new(API_KEY, SECRET),
         feed,
+        hedgehog::streamer::IDLE_TIMEOUT,
         stopped,
     ));
     let mut seen = Vec::new();
@@ -700,4 +701,67 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
     assert_eq!(fill.base_fee, dec!(0));
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
+}
+
+/// The user data stream pings the venue itself, and a connection that goes silent (no answer,
+/// not even a pong) is taken as dead: the client subscribes again on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_user_data_stream_is_pinged_then_made_again() {
+    use futures::{SinkExt, StreamExt};
+    use hedgehog::binance::user_stream::{follow, Feed};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws-api/v3", listener.local_addr().unwrap());
+    let (pinged, mut pings) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            let Some(Ok(Message::Text(request))) = ws.next().await else {
+                panic!("no subscription request");
+            };
+            let request: serde_json::Value = serde_json::from_str(request.as_str()).unwrap();
+            let answer =
+                json!({"id": request["id"], "status": 200, "result": {"subscriptionId": 0}});
+            ws.send(Message::text(answer.to_string())).await.unwrap();
+            // The client's own ping comes; then this side says nothing more, pongs included.
+            let ping = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+            let _ = pinged.send(matches!(ping, Ok(Some(Ok(Message::Ping(_))))));
+            held.push(ws);
+        }
+        held
+    });
+    let feed = hedgehog::binance::user_stream::channel();
+    let mut reports = feed.subscribe();
+    let rest = std::sync::Arc::new(RestClient::new(
+        "http://127.0.0.1:9",
+        None,
+        Duration::from_secs(1),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follow(
+        url,
+        rest,
+        Credentials::new(API_KEY, SECRET),
+        feed,
+        Duration::from_millis(600),
+        stopped,
+    ));
+    for n in 0..2 {
+        let next = tokio::time::timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .unwrap_or_else(|_| panic!("subscription {n} within 10 s"))
+            .unwrap();
+        assert!(matches!(next, Feed::Subscribed), "{next:?}");
+    }
+    assert!(pings.recv().await.unwrap(), "the client pinged the venue");
+    let held = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.len(), 2, "a second connection after the silence");
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }

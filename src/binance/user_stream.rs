@@ -73,7 +73,15 @@ enum Dropped {
     Refused(String),
     #[error("the connection dropped: {0}")]
     Lost(String),
+    #[error(
+        "nothing came for {0:?}, not even a pong to our pings: the connection is taken as dead"
+    )]
+    Silent(Duration),
 }
+
+/// Binance closes a WebSocket API connection after 24 hours: one this old is made again first
+/// (the new subscription makes every trader reconcile, so no report is lost in between).
+const MAX_AGE: Duration = Duration::from_secs(23 * 3600);
 
 /// Follows the user data stream until `shutdown` turns true.
 pub async fn follow(
@@ -81,6 +89,7 @@ pub async fn follow(
     rest: Arc<RestClient>,
     credentials: Credentials,
     feed: broadcast::Sender<Feed>,
+    idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(500);
@@ -88,7 +97,7 @@ pub async fn follow(
     while !*shutdown.borrow() {
         attempt += 1;
         let outcome = tokio::select! {
-            outcome = session(&url, &rest, &credentials, &feed, attempt) => outcome,
+            outcome = session(&url, &rest, &credentials, &feed, attempt, idle) => outcome,
             _ = shutdown.changed() => return,
         };
         match outcome {
@@ -102,14 +111,25 @@ pub async fn follow(
     }
 }
 
-/// One connection: subscribe, then relay reports until it ends.
+/// What ended a wait on the connection.
+enum Next {
+    Message(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Ping,
+    Silent,
+    Old,
+}
+
+/// One connection: subscribe, then relay reports until it ends. It pings every third of `idle`
+/// and takes `idle` without any frame (a half-open connection never ends by itself) as dead.
 async fn session(
     url: &str,
     rest: &RestClient,
     credentials: &Credentials,
     feed: &broadcast::Sender<Feed>,
     attempt: u64,
+    idle: Duration,
 ) -> Result<(), Dropped> {
+    let opened = tokio::time::Instant::now();
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(url),
@@ -126,7 +146,32 @@ async fn session(
     .await
     .map_err(|e| Dropped::Lost(e.to_string()))?;
     let mut subscribed = false;
-    while let Some(message) = ws.next().await {
+    let every = (idle / 3).max(Duration::from_millis(10));
+    let mut pings = tokio::time::interval_at(opened + every, every);
+    let mut heard = tokio::time::Instant::now();
+    loop {
+        let next = tokio::select! {
+            message = ws.next() => Next::Message(message),
+            _ = pings.tick() => Next::Ping,
+            _ = tokio::time::sleep_until(heard + idle) => Next::Silent,
+            _ = tokio::time::sleep_until(opened + MAX_AGE) => Next::Old,
+        };
+        let message = match next {
+            Next::Message(Some(message)) => message,
+            Next::Message(None) => return Ok(()),
+            Next::Ping => {
+                ws.send(Message::Ping(Vec::new().into()))
+                    .await
+                    .map_err(|e| Dropped::Lost(e.to_string()))?;
+                continue;
+            }
+            Next::Silent => return Err(Dropped::Silent(idle)),
+            Next::Old => {
+                tracing::info!(url, age = ?opened.elapsed(), "user data stream connection near Binance's 24 hours; making it again");
+                return Ok(());
+            }
+        };
+        heard = tokio::time::Instant::now();
         let text = match message.map_err(|e| Dropped::Lost(e.to_string()))? {
             Message::Text(text) => text,
             Message::Close(_) => return Ok(()),
@@ -161,5 +206,4 @@ async fn session(
             Err(e) => tracing::warn!(error = %e, "user data stream: unreadable message skipped"),
         }
     }
-    Ok(())
 }
