@@ -320,7 +320,7 @@ async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_t
 #[tokio::test]
 async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes() {
     use futures::{SinkExt, StreamExt};
-    use hedgehog::binance::user_stream::{follow, Feed};
+    use hedgehog::binance::user_stream::Feed;
     use hedgehog::domain::trading::Report;
     use tokio_tungstenite::tungstenite::Message;
 
@@ -370,22 +370,7 @@ async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes(
             ws.close(None).await.unwrap();
         }
     });
-    let feed = hedgehog::binance::user_stream::channel();
-    let mut reports = feed.subscribe();
-    let rest = std::sync::Arc::new(RestClient::new(
-        "http://127.0.0.1:9",
-        None,
-        Duration::from_secs(1),
-    ));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follow(
-        url,
-        rest,
-        Credentials::new(API_KEY, SECRET),
-        feed,
-        hedgehog::streamer::IDLE_TIMEOUT,
-        stopped,
-    ));
+    let (mut reports, stop, task) = follow_user_stream(url, hedgehog::streamer::IDLE_TIMEOUT);
     let mut seen = Vec::new();
     while seen.len() < 4 {
         let next = tokio::time::timeout(Duration::from_secs(10), reports.recv())
@@ -708,7 +693,7 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_user_data_stream_is_pinged_then_made_again() {
     use futures::{SinkExt, StreamExt};
-    use hedgehog::binance::user_stream::{follow, Feed};
+    use hedgehog::binance::user_stream::Feed;
     use tokio_tungstenite::tungstenite::Message;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -733,22 +718,7 @@ async fn a_silent_user_data_stream_is_pinged_then_made_again() {
         }
         held
     });
-    let feed = hedgehog::binance::user_stream::channel();
-    let mut reports = feed.subscribe();
-    let rest = std::sync::Arc::new(RestClient::new(
-        "http://127.0.0.1:9",
-        None,
-        Duration::from_secs(1),
-    ));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follow(
-        url,
-        rest,
-        Credentials::new(API_KEY, SECRET),
-        feed,
-        Duration::from_millis(600),
-        stopped,
-    ));
+    let (mut reports, stop, task) = follow_user_stream(url, Duration::from_millis(600));
     for n in 0..2 {
         let next = tokio::time::timeout(Duration::from_secs(10), reports.recv())
             .await
@@ -764,4 +734,33 @@ async fn a_silent_user_data_stream_is_pinged_then_made_again() {
     assert_eq!(held.len(), 2, "a second connection after the silence");
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// Follows the user data stream at `url` with our keys (REST unused): its feed, its stop switch
+/// and the task.
+fn follow_user_stream(
+    url: String,
+    idle: Duration,
+) -> (
+    tokio::sync::broadcast::Receiver<hedgehog::binance::user_stream::Feed>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let feed = hedgehog::binance::user_stream::channel();
+    let reports = feed.subscribe();
+    let rest = std::sync::Arc::new(RestClient::new(
+        "http://127.0.0.1:9",
+        None,
+        Duration::from_secs(1),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(hedgehog::binance::user_stream::follow(
+        url,
+        rest,
+        Credentials::new(API_KEY, SECRET),
+        feed,
+        idle,
+        stopped,
+    ));
+    (reports, stop, task)
 }
