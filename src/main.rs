@@ -1280,10 +1280,11 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 paper: PaperExchange {
                     fill: config.exchange.fill,
                     partial_fills: config.exchange.partial_fills,
-                    fee_asset: config.exchange.fee_asset.as_ref().map(|asset| FeeAsset {
-                        asset: asset.to_ascii_uppercase(),
-                        price: config.exchange.fee_asset_price,
-                    }),
+                    fee_asset: config
+                        .exchange
+                        .fee_asset
+                        .as_deref()
+                        .map(|asset| FeeAsset::new(asset, config.exchange.fee_asset_price)),
                 },
                 rules,
                 updates: Some(updates),
@@ -1605,22 +1606,21 @@ async fn backtest(
         }
         None => false,
     };
-    for file in &args.data {
-        anyhow::ensure!(file.is_file(), "--data {}: no such file", file.display());
-    }
-    for file in &args.fee_asset_data {
-        anyhow::ensure!(
-            file.is_file(),
-            "--fee-asset-data {}: no such file",
-            file.display()
-        );
+    for (flag, files) in [
+        ("--data", &args.data),
+        ("--fee-asset-data", &args.fee_asset_data),
+    ] {
+        for file in files {
+            anyhow::ensure!(file.is_file(), "{flag} {}: no such file", file.display());
+        }
     }
     let fee_asset = match &args.fee_asset {
         None => None,
         Some(asset) => {
-            let asset = asset.to_ascii_uppercase();
+            let fee_asset = FeeAsset::new(asset, args.fee_asset_price);
+            let asset = &fee_asset.asset;
             anyhow::ensure!(
-                asset != rules.quote_asset,
+                *asset != rules.quote_asset,
                 "--fee-asset {asset}: commissions are charged in the quote asset already"
             );
             anyhow::ensure!(
@@ -1635,10 +1635,7 @@ async fn backtest(
                     "--fee-asset-price {price}: must be greater than 0"
                 );
             }
-            Some(FeeAsset {
-                asset,
-                price: args.fee_asset_price,
-            })
+            Some(fee_asset)
         }
     };
     let settings = SettingsChange::from(args.settings).applied_to(&TradingSettings::default());

@@ -61,6 +61,16 @@ pub struct FeeAsset {
     pub price: Option<Decimal>,
 }
 
+impl FeeAsset {
+    /// `asset` (any case: assets are upper-case on Binance) at `price`.
+    pub fn new(asset: &str, price: Option<Decimal>) -> FeeAsset {
+        FeeAsset {
+            asset: asset.to_ascii_uppercase(),
+            price,
+        }
+    }
+}
+
 /// A commission charged in an asset other than the quote asset, as charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charged {
