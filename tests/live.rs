@@ -231,7 +231,8 @@ mod cases {
             sell.quantity,
             buy.quantity
         );
-        let open = rest.open_orders(&symbol("BTCUSDT")).await.unwrap();
+        // Sent once stored: wait for the exchange to show it.
+        let open = open_orders_until(&rest, &mut engine, "the SELL", |o| !o.is_empty()).await;
         assert_eq!(
             open.len(),
             1,
