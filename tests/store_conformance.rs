@@ -192,11 +192,21 @@ mod cases {
         let trading = StreamId::trading(&sym);
         let correlation = Uuid::now_v7();
         let cause = Uuid::now_v7();
+        // Who sent it, with the characters COPY and JSON treat specially.
+        let who: hedgehog::store::Metadata = [
+            ("by", "ada@desk\\1"),
+            ("via", "cli\t\"quoted\"\n"),
+            ("client", "[::1]:5050"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
         let started = NewEvent::new(TradingStarted {
             symbol: sym.clone(),
             after_trade_id: None,
         })
-        .caused_by(correlation, cause);
+        .caused_by(correlation, cause)
+        .with_metadata(who.clone());
         let out = store
             .append(&trading, ExpectedVersion::Exact(0), vec![started.clone()])
             .await
@@ -238,7 +248,12 @@ mod cases {
         assert_eq!(all[0].correlation_id, Some(correlation));
         assert_eq!(all[0].causation_id, Some(cause));
         assert_eq!(all[0].event, started.event);
+        assert_eq!(
+            all[0].metadata, who,
+            "metadata survives the round trip exactly"
+        );
         assert_eq!(all[1].correlation_id, None);
+        assert!(all[1].metadata.is_empty(), "no metadata reads as none");
 
         assert_eq!(store.head_position().await.unwrap(), 4);
         assert_eq!(store.stream_version(&trading).await.unwrap(), 1);
@@ -737,6 +752,20 @@ mod cases {
         }
         let root = repo.get(id.clone()).await.unwrap();
         assert_eq!((root.version(), root.state().streaming), (2, false));
+
+        // A repository over `acting_for` records who sent the command beside each event.
+        let who: hedgehog::store::Metadata = [("by".to_owned(), "ada@desk".to_owned())].into();
+        let mut repo = Repository::new(
+            AggregateRootBuilder::from(StreamingAggregate),
+            store.acting_for(who.clone()),
+        );
+        let mut root = repo.get(id.clone()).await.unwrap();
+        root.handle(StreamingCommand::Start).await.unwrap();
+        repo.add(root).await.unwrap();
+        let stored = store.read_stream_to_end(&id).await.unwrap();
+        assert_eq!(stored.len(), 3);
+        assert!(stored[..2].iter().all(|e| e.metadata.is_empty()));
+        assert_eq!(stored[2].metadata, who);
 
         // Removing a stream is refused: the log is append-only.
         let err = repo.remove(id.clone()).await.unwrap_err();

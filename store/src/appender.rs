@@ -29,10 +29,10 @@ use super::{
 /// Values bound once per statement: the position and version before its first row, the stream,
 /// the time ([`bind_statement`]).
 const SHARED_VALUES: usize = 4;
-/// Values bound per row: id, type, schema version, payload, correlation, causation, trade id
-/// ([`bind_event`]).
-const ROW_VALUES: usize = 7;
-/// Rows per multi-row INSERT: 3,504 values, within SQLite's 32,766. One statement inserting 500
+/// Values bound per row: id, type, schema version, payload, correlation, causation, trade id,
+/// metadata ([`bind_event`]).
+const ROW_VALUES: usize = 8;
+/// Rows per multi-row INSERT: 4,004 values, within SQLite's 32,766. One statement inserting 500
 /// rows spent a third less time than 500 runs of a one-row statement (each run opens cursors on
 /// the table and its three indexes and seeks them from the root again).
 const CHUNK_ROWS: usize = 500;
@@ -47,7 +47,8 @@ const CHUNK_ROWS: usize = 500;
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR ROLLBACK INTO events (position, event_id, stream_id, stream_version, event_type, \
-         schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) VALUES ",
+         schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, metadata) \
+         VALUES ",
     );
     for k in 1..=rows {
         let p = SHARED_VALUES + (k - 1) * ROW_VALUES;
@@ -55,14 +56,15 @@ fn insert_sql(rows: usize) -> String {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "(?1 + {k}, ?{}, ?2, ?3 + {k}, ?{}, ?{}, ?{}, ?4, ?{}, ?{}, ?{})",
+            "(?1 + {k}, ?{}, ?2, ?3 + {k}, ?{}, ?{}, ?{}, ?4, ?{}, ?{}, ?{}, ?{})",
             p + 1,
             p + 2,
             p + 3,
             p + 4,
             p + 5,
             p + 6,
-            p + 7
+            p + 7,
+            p + 8
         ));
     }
     sql
@@ -100,7 +102,8 @@ fn bind_event(insert: &mut Statement<'_>, row: usize, e: &PreparedEvent) -> rusq
     insert.raw_bind_parameter(first + 3, &e.payload)?;
     insert.raw_bind_parameter(first + 4, blob(&e.correlation_id))?;
     insert.raw_bind_parameter(first + 5, blob(&e.causation_id))?;
-    insert.raw_bind_parameter(first + 6, e.trade_id)
+    insert.raw_bind_parameter(first + 6, e.trade_id)?;
+    insert.raw_bind_parameter(first + 7, e.metadata.as_deref())
 }
 
 pub(crate) struct Appender {

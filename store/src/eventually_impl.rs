@@ -8,7 +8,8 @@
 //! Mapping: an `eventually` version is our `stream_version` (from 1) and its sequence number is
 //! our global `position` (from 1); `Select::From(n)` is inclusive, as in `eventually`'s own
 //! in-memory store. `Persisted` has no room for our metadata, so appends through this view get
-//! fresh UUID v7 ids and no correlation; use [`Store::append`] to choose them.
+//! fresh UUID v7 ids, no correlation and the metadata of [`Store::acting_for`]; use
+//! [`Store::append`] to choose them per event.
 
 use eventually::store::{AppendError, EventStream, Expected, Persisted, Select};
 use eventually::subscription::EventStream as SubscriberStream;
@@ -17,7 +18,9 @@ use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use hedgehog_domain::Event;
 
-use super::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId, PAGE_SIZE};
+use super::{
+    ExpectedVersion, Metadata, NewEvent, RecordedEvent, Store, StoreError, StreamId, PAGE_SIZE,
+};
 
 impl AppendError for StoreError {
     fn is_conflict_error(&self) -> bool {
@@ -54,7 +57,11 @@ impl EventStore for Store {
                 Expected::Any => ExpectedVersion::Any,
                 Expected::Exact(v) => ExpectedVersion::Exact(i64::from(v)),
             };
-            let events = events.into_iter().map(NewEvent::new).collect();
+            let metadata = &self.acting_for;
+            let events = events
+                .into_iter()
+                .map(|e| NewEvent::new(e).with_metadata(Metadata::clone(metadata)))
+                .collect();
             let outcome = Store::append(self, &source_id, expected, events).await?;
             to_u32("stream version", outcome.stream_version)
         })

@@ -142,6 +142,13 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// Who or what caused an event, as `key = value` text: for a user's command, who sent it
+/// (`by`), how (`via`: cli, http, dashboard) and from where (`client`). Stored beside the
+/// payload, never in it, so a replay's events stay byte for byte the same; empty (stored as
+/// NULL) for what the engine decides itself and for market data. A `BTreeMap`, so it is
+/// written in one order.
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
 /// An event to append, with the metadata its writer chooses.
 ///
 /// The id is chosen by the writer, not the store, so that a retried append is recognised as
@@ -151,6 +158,8 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
+    /// Who or what caused it (an audit trail of commands).
+    pub metadata: Metadata,
     pub event: Event,
 }
 
@@ -161,8 +170,14 @@ impl NewEvent {
             event_id: Uuid::now_v7(),
             correlation_id: None,
             causation_id: None,
+            metadata: Metadata::new(),
             event: event.into(),
         }
+    }
+
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     pub fn with_id(mut self, event_id: Uuid) -> Self {
@@ -190,6 +205,8 @@ pub struct RecordedEvent {
     pub recorded_at: i64,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
+    /// Who or what caused it; empty for the engine's own decisions and market data.
+    pub metadata: Metadata,
     pub event: Event,
 }
 
@@ -317,6 +334,8 @@ pub(crate) struct PreparedEvent {
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
     pub trade_id: Option<i64>,
+    /// The metadata as a JSON object; `None` when there is none.
+    pub metadata: Option<String>,
 }
 
 /// A batch encoded outside the write transaction (JSON work never holds the lock), with the
@@ -363,6 +382,14 @@ impl PreparedBatch {
                 .event
                 .encode_stored()
                 .map_err(|source| StoreError::Encode { event_type, source })?;
+            let metadata = if new.metadata.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::to_string(&new.metadata)
+                        .map_err(|source| StoreError::Encode { event_type, source })?,
+                )
+            };
             prepared.push(PreparedEvent {
                 event_id: new.event_id,
                 event_type,
@@ -371,6 +398,7 @@ impl PreparedBatch {
                 correlation_id: new.correlation_id,
                 causation_id: new.causation_id,
                 trade_id,
+                metadata,
             });
         }
         Ok(PreparedBatch {
@@ -475,8 +503,10 @@ pub(crate) fn decode_row(
     recorded_at: i64,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    metadata: Option<&str>,
 ) -> Result<RecordedEvent, StoreError> {
     let event = decode_event(position, event_type, schema_version, payload)?;
+    let metadata = decode_metadata(position, metadata)?;
     Ok(RecordedEvent {
         position,
         event_id,
@@ -485,8 +515,21 @@ pub(crate) fn decode_row(
         recorded_at,
         correlation_id,
         causation_id,
+        metadata,
         event,
     })
+}
+
+/// Decodes the `metadata` column: NULL is none.
+pub(crate) fn decode_metadata(position: i64, text: Option<&str>) -> Result<Metadata, StoreError> {
+    match text {
+        None => Ok(Metadata::new()),
+        Some(text) => serde_json::from_str(text).map_err(|_| StoreError::Corrupt {
+            position,
+            column: "metadata",
+            value: text.to_owned(),
+        }),
+    }
 }
 
 /// What each database must provide; everything else is shared.
@@ -595,6 +638,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// The highest position this process knows to be committed; wakes subscribers.
     head: watch::Sender<i64>,
+    /// What appends through `eventually`'s view record as their metadata ([`Store::acting_for`]).
+    acting_for: Arc<Metadata>,
 }
 
 /// A committed append that is not yet acknowledged: see [`Store::begin_append`]. Dropping it
@@ -671,6 +716,16 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// The same store, whose appends through `eventually`'s traits (a `Repository` deciding a
+    /// user's command) record `metadata`: who sent the command. [`Store::append`] takes each
+    /// event's own.
+    pub fn acting_for(&self, metadata: Metadata) -> Store {
+        Store {
+            acting_for: Arc::new(metadata),
+            ..self.clone()
+        }
+    }
+
     /// Opens (and migrates) the store at `url`: `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let scheme = url.split(':').next().unwrap_or_default();
@@ -686,7 +741,11 @@ impl Store {
         let head = backend.head_position().await?;
         let (tx, _) = watch::channel(head);
         tracing::debug!(backend = backend.name(), head, "event store open");
-        Ok(Store { backend, head: tx })
+        Ok(Store {
+            backend,
+            head: tx,
+            acting_for: Arc::default(),
+        })
     }
 
     /// `sqlite` or `postgres`.

@@ -31,7 +31,7 @@ use super::{
 };
 
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
-     schema_version, payload, recorded_at, correlation_id, causation_id FROM events";
+     schema_version, payload, recorded_at, correlation_id, causation_id, metadata FROM events";
 
 /// The columns of a [`StreamEvent`].
 const SLIM_COLUMNS: &str = "SELECT position, stream_id, stream_version, event_type, \
@@ -60,6 +60,7 @@ type Row = (
     i64,
     Option<Uuid>,
     Option<Uuid>,
+    Option<String>,
 );
 
 pub(crate) struct PgBackend {
@@ -128,27 +129,48 @@ fn copy_rows(
             e.event_type,
             e.schema_version
         );
-        for (i, part) in e.payload.split('\\').enumerate() {
-            if i > 0 {
-                out.push_str("\\\\");
-            }
-            out.push_str(part);
-        }
+        copy_text(&mut out, &e.payload);
         let _ = write!(out, "\t{recorded_at}\t");
         or_null(&mut out, e.correlation_id);
         out.push('\t');
         or_null(&mut out, e.causation_id);
         out.push('\t');
         or_null(&mut out, e.trade_id);
+        out.push('\t');
+        match &e.metadata {
+            Some(json) => copy_text(&mut out, json),
+            None => out.push_str("\\N"),
+        }
         out.push('\n');
     }
     out
 }
 
+/// JSON text as a COPY field: JSON escapes every control character, so a backslash is the one
+/// character to double.
+fn copy_text(out: &mut String, json: &str) {
+    for (i, part) in json.split('\\').enumerate() {
+        if i > 0 {
+            out.push_str("\\\\");
+        }
+        out.push_str(part);
+    }
+}
+
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause) = row;
+    let (pos, id, stream, version, ty, schema, payload, at, corr, cause, metadata) = row;
     decode_row(
-        pos, id, &stream, version, &ty, schema, &payload, at, corr, cause,
+        pos,
+        id,
+        &stream,
+        version,
+        &ty,
+        schema,
+        &payload,
+        at,
+        corr,
+        cause,
+        metadata.as_deref(),
     )
 }
 
@@ -222,8 +244,8 @@ impl Backend for PgBackend {
         let mut copy = tx
             .copy_in_raw(
                 "COPY events (position, event_id, stream_id, stream_version, event_type, \
-                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id) \
-                 FROM STDIN",
+                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
+                 metadata) FROM STDIN",
             )
             .await?;
         match copy

@@ -33,7 +33,7 @@ const KEEP: usize = 4;
 
 const FULL_COLUMNS: &str =
     "SELECT position, stream_id, stream_version, event_type, schema_version, \
-     payload, event_id, recorded_at, correlation_id, causation_id FROM events";
+     payload, event_id, recorded_at, correlation_id, causation_id, metadata FROM events";
 const SLIM_COLUMNS: &str =
     "SELECT position, stream_id, stream_version, event_type, schema_version, payload FROM events";
 const ALL_PAGE: &str = "WHERE position >= ?1 ORDER BY position LIMIT ?2";
@@ -70,6 +70,8 @@ pub(crate) struct RawRow {
     recorded_at: i64,
     correlation: Option<[u8; 16]>,
     causation: Option<[u8; 16]>,
+    /// The metadata column's JSON, in the arena; `None` when NULL.
+    metadata: Option<Range<usize>>,
 }
 
 impl Page for RecordedEvent {
@@ -87,6 +89,13 @@ impl Page for RecordedEvent {
             recorded_at: row.recorded_at,
             correlation_id: row.correlation.map(Uuid::from_bytes),
             causation_id: row.causation.map(Uuid::from_bytes),
+            metadata: match &row.metadata {
+                None => crate::Metadata::new(),
+                Some(range) => crate::decode_metadata(
+                    row.position,
+                    Some(text(arena, range, row.position, "metadata")?),
+                )?,
+            },
             event: event(row, arena)?,
         })
     }
@@ -341,6 +350,19 @@ fn step<T: Page>(row: &rusqlite::Row<'_>, arena: &mut Vec<u8>) -> Result<RawRow,
         },
         causation: if full {
             uuid(row, 9, position, "causation_id")?
+        } else {
+            None
+        },
+        metadata: if full {
+            match row.get_ref(10)? {
+                ValueRef::Null => None,
+                ValueRef::Text(bytes) => {
+                    let start = arena.len();
+                    arena.extend_from_slice(bytes);
+                    Some(start..arena.len())
+                }
+                other => return Err(corrupt(position, "metadata", other)),
+            }
         } else {
             None
         },
