@@ -114,13 +114,31 @@ impl StrategyConfig {
 pub struct HttpConfig {
     /// Where `run` serves the HTTP API.
     pub bind: SocketAddr,
-    /// Bearer token for mutating requests (required to bind anything but loopback).
+    /// `token` (default): every request but `/api/health` and the dashboard's files needs a
+    /// token or a dashboard session; `off`: none does, on a loopback address only.
+    pub auth: AuthMode,
+    /// The API's token (named `default` in the audit trail); without one, `run` makes one and
+    /// keeps it in `token_file`.
     pub token: Option<String>,
+    /// Where `run` keeps the token it makes; default: beside a SQLite database file
+    /// (`hedgehog.api-token`), else `~/.config/hedgehog/api-token`.
+    pub token_file: Option<PathBuf>,
+    /// More tokens, by name: each person or program its own, named in the audit trail.
+    pub tokens: BTreeMap<String, String>,
     /// Host names the API answers for besides the bound address, localhost, 127.0.0.1 and
     /// [::1] (a name a reverse proxy forwards).
     pub allowed_hosts: Vec<String>,
     /// Origins whose pages may change things besides the server's own (`https://desk.example`).
     pub allowed_origins: Vec<String>,
+}
+
+/// Whether the HTTP API wants a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    #[default]
+    Token,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -209,7 +227,10 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auth: AuthMode::Token,
             token: None,
+            token_file: None,
+            tokens: BTreeMap::new(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
         }
@@ -340,9 +361,13 @@ pub fn keys() -> Vec<String> {
     out.into_iter().map(|(k, _)| k).collect()
 }
 
+/// Keys whose value is a table of names the user chooses.
+const TABLE_KEYS: &[&str] = &["http.tokens"];
+
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
     match value {
-        serde_json::Value::Object(map) => {
+        // A table of the user's own keys (`http.tokens`) is one key, set as a whole.
+        serde_json::Value::Object(map) if !TABLE_KEYS.contains(&prefix) => {
             for (k, v) in map {
                 let key = if prefix.is_empty() {
                     k.clone()
@@ -584,6 +609,11 @@ impl Loaded {
                 let shown = match (key.as_str(), &value) {
                     (_, serde_json::Value::Null) => "(none)".to_owned(),
                     ("http.token", _) => "***".to_owned(),
+                    ("http.tokens", serde_json::Value::Object(map)) => {
+                        let names: Vec<String> =
+                            map.keys().map(|name| format!("{name} = ***")).collect();
+                        format!("{{{}}}", names.join(", "))
+                    }
                     ("database_url", serde_json::Value::String(url)) => redact_url(url),
                     (_, serde_json::Value::String(s)) => s.clone(),
                     (_, other) => other.to_string(),
@@ -610,8 +640,15 @@ database_url = "{database_url}"
 [http]
 # where `hedgehog run` serves the HTTP API and dashboard
 bind = "{bind}"
-# bearer token for mutating requests; required to bind anything but loopback
-# token = "change-me"
+# "token": every request but /api/health and the dashboard's files needs a token (scripts:
+# `Authorization: Bearer TOKEN`) or the dashboard's session; "off": none does (loopback only)
+auth = "token"
+# the API's token; without one, `run` makes one at first start and keeps it in token_file
+# token = "at least 16 characters"
+# default: beside a SQLite database file (hedgehog.api-token), else ~/.config/hedgehog/api-token
+# token_file = "hedgehog.api-token"
+# more tokens, each named in the audit trail of the commands it sends
+tokens = {{}}
 # Host names answered for besides localhost, 127.0.0.1, [::1] and the bound address, and
 # origins whose pages may change things besides the server's own
 allowed_hosts = []

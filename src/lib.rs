@@ -1,6 +1,7 @@
 //! `hedgehog`: the imperative shell around `hedgehog-domain`: the event store, the runtime and
 //! the command line. See ARCHITECTURE.md for the map.
 
+pub mod actor;
 pub mod aggregate;
 pub mod backtest;
 pub mod binance;

@@ -164,10 +164,15 @@ enum Command {
         /// json`) and exit without starting.
         #[arg(long)]
         print_config: bool,
-        /// Bearer token required on the API's mutating requests; required to bind anything but
-        /// a loopback address [config: http.token; env: HEDGEHOG_API_TOKEN].
+        /// The API's token (`Authorization: Bearer`); without one, `run` makes one and keeps
+        /// it in http.token_file [config: http.token; env: HEDGEHOG_API_TOKEN, which unlike
+        /// this flag no other user can see in the process list].
         #[arg(long)]
         api_token: Option<String>,
+        /// Serve the API without authentication: on a loopback address only, and any program
+        /// on this machine can then trade [config: http.auth = "off"].
+        #[arg(long, conflicts_with = "api_token")]
+        no_auth: bool,
     },
     /// The configuration: where each value comes from, and an example file.
     Config {
@@ -519,6 +524,93 @@ fn print_config_json(out: &mut impl Write, loaded: &config::Loaded) -> anyhow::R
 
 /// The configuration's `[symbols]`: each is switched on once, by the first start that finds it
 /// never switched (a later `streaming stop` or `trading stop` is not undone at the next start).
+/// How the API's users get in, for the lines `run` prints.
+enum Access {
+    Off,
+    Configured,
+    /// The token `run` keeps in a file (made now when `made`).
+    File {
+        path: std::path::PathBuf,
+        token: String,
+        made: bool,
+    },
+}
+
+/// The API's authentication from the configuration: its tokens, or off.
+fn api_auth(config: &config::Config) -> anyhow::Result<(hedgehog::http::auth::Auth, Access)> {
+    use hedgehog::http::auth::{self, Auth, DEFAULT_TOKEN_NAME};
+    let http = &config.http;
+    if http.auth == config::AuthMode::Off {
+        tracing::warn!(
+            "HTTP API authentication is off (http.auth = \"off\"): any program on this machine \
+             can read positions and trade"
+        );
+        return Ok((Auth::off(), Access::Off));
+    }
+    let (token, access) = match http.token.as_ref().filter(|t| !t.is_empty()) {
+        Some(token) => (token.clone(), Access::Configured),
+        None => {
+            let path = http
+                .token_file
+                .clone()
+                .or_else(|| auth::default_token_file(&config.database_url))
+                .context("no place for the API token: set http.token, or http.token_file")?;
+            let (token, made) = auth::load_or_create_token(&path)?;
+            (token.clone(), Access::File { path, token, made })
+        }
+    };
+    let mut tokens = vec![(DEFAULT_TOKEN_NAME.to_owned(), token)];
+    for (name, token) in &http.tokens {
+        anyhow::ensure!(
+            name != DEFAULT_TOKEN_NAME,
+            "http.tokens: the name {DEFAULT_TOKEN_NAME:?} is http.token's; give this token another"
+        );
+        tokens.push((name.clone(), token.clone()));
+    }
+    Ok((
+        Auth::with_tokens(tokens).context("http.token / http.tokens")?,
+        access,
+    ))
+}
+
+/// Where the dashboard is, and how to get in: the link with the made token when a person is
+/// watching (as Jupyter does; only the owner can read the file anyway), else where the token is.
+/// The token never goes to a log.
+fn print_access(
+    out: &mut impl Write,
+    bound: std::net::SocketAddr,
+    access: &Access,
+) -> io::Result<()> {
+    let host = if bound.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], bound.port()))
+    } else {
+        bound
+    };
+    match access {
+        Access::Off => writeln!(
+            out,
+            "dashboard on http://{host}/ (authentication off: anyone on this machine can trade)"
+        ),
+        Access::Configured => writeln!(
+            out,
+            "dashboard on http://{host}/ (sign in with the configured API token)"
+        ),
+        Access::File { path, token, made } => {
+            let made = if *made { "made now, " } else { "" };
+            if io::stdout().is_terminal() {
+                writeln!(out, "dashboard on http://{host}/#token={token}")?;
+            } else {
+                writeln!(out, "dashboard on http://{host}/")?;
+            }
+            writeln!(
+                out,
+                "API token ({made}readable by you only) in {}; scripts send `Authorization: Bearer TOKEN`",
+                path.display()
+            )
+        }
+    }
+}
+
 async fn first_start(
     store: &Store,
     config: &config::Config,
@@ -843,6 +935,7 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
             partial_fills,
             http,
             api_token,
+            no_auth,
             ..
         } => {
             for (key, value) in source.keys() {
@@ -872,6 +965,9 @@ fn flag_layer(cli: &Cli) -> serde_json::Value {
             }
             if let Some(token) = api_token {
                 set("http.token", token.as_str().into());
+            }
+            if *no_auth {
+                set("http.auth", "off".into());
             }
         }
         Command::Stream { source, .. } => {
@@ -1104,6 +1200,12 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
         return backtest(store.as_ref(), config.exchange.info.as_deref(), *args).await;
     }
     let store = open_store(&config.database_url).await?;
+    // Commands record who sent them; `run` records the configuration it applies as the
+    // user's, and its engine's own decisions as no one's.
+    let store = match cli.command {
+        Command::Run { .. } => store,
+        _ => hedgehog::actor::Actor::cli().on(&store),
+    };
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Status => {
@@ -1153,8 +1255,8 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             if matches!(format, Format::Table) {
                 writeln!(
                     out,
-                    "{:>10}  {:<24} {:>8}  {:<24} PAYLOAD",
-                    "POSITION", "STREAM", "VERSION", "TYPE"
+                    "{:>10}  {:<24} {:>8}  {:<24} {:<32} PAYLOAD",
+                    "POSITION", "STREAM", "VERSION", "TYPE", "BY"
                 )?;
             }
             for e in &events {
@@ -1225,7 +1327,6 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             let exchange = config.exchange.mode;
             let binance_ws_url = config.exchange.stream_url.clone();
             let http = config.http.bind;
-            let api_token = config.http.token.clone();
             let live = live_venue(
                 exchange,
                 live,
@@ -1238,24 +1339,28 @@ async fn run(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 None => exchange_rules(config.exchange.info.as_deref())?,
             };
             let live = live.map(|(live, _)| live);
-            first_start(&store, &config, &rules, &rules_from).await?;
+            let by_config = hedgehog::actor::Actor::config().on(&store);
+            first_start(&by_config, &config, &rules, &rules_from).await?;
             let rules = Arc::new(rules);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let updates = Projector::channel();
             let server = if no_http {
                 None
             } else {
-                hedgehog::http::check_bind(http, api_token.as_deref())?;
+                let (auth, access) = api_auth(&config)?;
+                hedgehog::http::check_bind(http, &auth)?;
                 let listener = tokio::net::TcpListener::bind(http)
                     .await
                     .with_context(|| format!("cannot serve the HTTP API on {http} (--http)"))?;
-                writeln!(out, "http API on http://{}", listener.local_addr()?)?;
+                let bound = listener.local_addr()?;
+                writeln!(out, "http API on http://{bound}")?;
+                print_access(&mut out, bound, &access)?;
                 out.flush()?;
                 let api = hedgehog::http::Api {
                     store: store.clone(),
                     rules: Arc::clone(&rules),
                     rules_from,
-                    token: api_token,
+                    auth,
                     strategy: config.strategy.settings(),
                     clock: now,
                     tail: hedgehog::tail::Tail::start(store.clone(), stop.subscribe()).await?,
@@ -1929,11 +2034,12 @@ fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyho
     match format {
         Format::Table => writeln!(
             out,
-            "{:>10}  {:<24} {:>8}  {:<24} {}",
+            "{:>10}  {:<24} {:>8}  {:<24} {:<32} {}",
             e.position,
             e.stream_id.as_str(),
             e.stream_version,
             e.event.event_type(),
+            hedgehog::actor::describe(&e.metadata),
             payload
         )?,
         Format::Json => {
@@ -1945,6 +2051,7 @@ fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyho
                 "recorded_at": e.recorded_at,
                 "correlation_id": e.correlation_id,
                 "causation_id": e.causation_id,
+                "metadata": e.metadata,
                 "event": serde_json::from_str::<serde_json::Value>(&payload)?,
             });
             writeln!(out, "{line}")?;

@@ -258,6 +258,31 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "http.auth",
+        "auth = \"off\"",
+        "off",
+        ("HEDGEHOG_HTTP_AUTH", "token"),
+        "token",
+        Some((&["run", "--no-auth"], "off")),
+    ),
+    case(
+        "http.token_file",
+        "token_file = \"from-file.token\"",
+        "from-file.token",
+        ("HEDGEHOG_HTTP_TOKEN_FILE", "from-env.token"),
+        "from-env.token",
+        None,
+    ),
+    case(
+        "http.tokens",
+        "tokens = { desk = \"file-desk-secret-0000\" }",
+        "{desk = ***}",
+        ("HEDGEHOG_HTTP_TOKENS", "{ops = \"env-ops-secret-00000\"}"),
+        // Tables merge: the environment adds tokens to the file's.
+        "{desk = ***, ops = ***}",
+        None,
+    ),
+    case(
         "exchange.fee_asset",
         "fee_asset = \"BNB\"",
         "BNB",

@@ -1,7 +1,9 @@
-//! The dashboard in headless Chromium: the page is loaded while the replay server feeds trades
+//! The dashboard in headless Chromium: without the token it shows nothing but a sign-in form;
+//! opened with the link `run` prints (`#token=...`), it trades the token for its session cookie
+//! and drops it from the address. Then the page is loaded while the replay server feeds trades
 //! to `hedgehog run`; candles and orders appear on it, and keep coming from the subscription
-//! (the page does not reload them); its Stop button stops trading through the API. A
-//! screenshot is saved under `target/tmp/dashboard.png`.
+//! (the page does not reload them); its Stop button stops trading through the API with the
+//! session, recorded as the dashboard's. A screenshot is saved under `target/tmp/dashboard.png`.
 //!
 //! It needs Debian's `chromium` (`.ci/run` installs it). Without a browser the test fails,
 //! saying so, unless `HEDGEHOG_SKIP_BROWSER=1` asks to skip it (CI never sets it).
@@ -14,6 +16,7 @@ use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use common::http::{start_engine, trade_btcusdt, Api, TOKEN};
+use common::processes::{hedgehog, ok};
 use common::processes::{terminate, Replay};
 use common::TestDb;
 use futures::StreamExt;
@@ -69,6 +72,11 @@ const READ_PAGE: &str = r##"(() => ({
     trading: document.getElementById("trading").textContent,
     live: document.getElementById("live").textContent,
     message: document.getElementById("message").textContent,
+    signin: !document.getElementById("signin").hidden,
+    signin_message: document.getElementById("signin-message").textContent,
+    who: document.getElementById("who").textContent,
+    hash: location.hash,
+    cookies: document.cookie,
 }))()"##;
 
 /// Reads the page until `done` holds (up to 60 s).
@@ -103,14 +111,47 @@ async fn the_dashboard_shows_live_candles_and_orders_and_drives_trading() {
     // A blank page first: navigating a fresh target straight to a URL can wait forever on
     // newer Chromium builds.
     let page = browser.new_page("about:blank").await.unwrap();
-    page.goto(format!("{url}/?symbol=BTCUSDT&interval=1m"))
+
+    // Without the token: a sign-in form, no data; a wrong token is refused on the form.
+    page.goto(format!("{url}/")).await.unwrap();
+    let anonymous = until(&page, "the sign-in form", |p| p["signin"] == true).await;
+    assert_eq!(anonymous["candles"], 0, "{anonymous}");
+    eval(
+        &page,
+        r##"(() => {
+            document.getElementById("token").value = "not-the-token-at-all";
+            document.querySelector("#signin button").click();
+            return true;
+        })()"##,
+    )
+    .await;
+    let refused = until(&page, "the token refused", |p| {
+        p["signin_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("401"))
+    })
+    .await;
+    assert_eq!(refused["signin"], true);
+
+    // The link `run` prints: the page signs in and drops the token from its address; the
+    // session cookie is out of the page's reach (HttpOnly).
+    page.goto(format!("{url}/?symbol=BTCUSDT&interval=1m#token={TOKEN}"))
         .await
         .unwrap();
-
     let first = until(&page, "a candle", |p| {
         p["loaded"].is_string() && p["live"] == "live" && p["candles"].as_u64() >= Some(1)
     })
     .await;
+    assert_eq!(first["signin"], false, "{first}");
+    assert_eq!(first["hash"], "", "the token left the address: {first}");
+    assert_eq!(first["who"], "signed in as default", "{first}");
+    assert!(
+        !first["cookies"]
+            .as_str()
+            .unwrap()
+            .contains("hedgehog_session"),
+        "the session cookie is HttpOnly: {first}"
+    );
     // More candles and an order arrive without the page loading anything again.
     let later = until(&page, "new candles, an order and a fill", |p| {
         p["candles"].as_u64() > first["candles"].as_u64().max(Some(2))
@@ -134,16 +175,13 @@ async fn the_dashboard_shows_live_candles_and_orders_and_drives_trading() {
         .unwrap();
     eprintln!("dashboard screenshot: {}", shot.display());
 
-    // Its Stop button, with the token typed in, stops trading through the API.
+    // Its Stop button stops trading through the API, with the session alone.
     eval(
         &page,
-        &format!(
-            r#"(() => {{
-                document.getElementById("token").value = "{TOKEN}";
-                document.querySelector('button[data-command="trading/stop"]').click();
-                return true;
-            }})()"#
-        ),
+        r#"(() => {
+            document.querySelector('button[data-command="trading/stop"]').click();
+            return true;
+        })()"#,
     )
     .await;
     let stopped = until(&page, "trading stopped", |p| p["trading"] == "off").await;
@@ -153,6 +191,25 @@ async fn the_dashboard_shows_live_candles_and_orders_and_drives_trading() {
     );
     let status = api.get("/api/symbols/BTCUSDT").await;
     assert_eq!(status["status"], "off");
+
+    // The audit trail says it was the dashboard, signed in with the default token.
+    let out = ok(hedgehog(
+        &db,
+        &["events", "--stream", "trading-BTCUSDT", "--format", "json"],
+    ));
+    let stop = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"]["type"] == "TradingStopped")
+        .expect("a TradingStopped event");
+    assert_eq!(stop["metadata"]["by"], "default", "{stop}");
+    assert_eq!(stop["metadata"]["via"], "dashboard", "{stop}");
+    assert!(
+        stop["metadata"]["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{stop}"
+    );
 
     browser.close().await.unwrap();
     let _ = browser.wait().await;

@@ -1,13 +1,16 @@
 //! The HTTP command API of `hedgehog run`, through the real binary on both backends: commands
-//! go through the store like the CLI's, errors are 4xx with a JSON body, the token guards every
-//! mutating request, and a non-loopback bind without a token is refused.
+//! go through the store like the CLI's and record who sent them, errors are 4xx with a JSON
+//! body, the token (or the dashboard's session) guards every request but the health check and
+//! the dashboard's files, and authentication is off on loopback only.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http::{error_message, start_engine, Api, Sse, TOKEN};
+use common::http::{
+    client_with_token, error_message, launch_engine, start_engine, Api, Sse, TOKEN,
+};
 use common::processes::{hedgehog, ok, terminate};
 use common::TestDb;
 use reqwest::StatusCode;
@@ -15,6 +18,7 @@ use serde_json::{json, Value};
 
 on_both_backends!(
     commands_over_http_reach_the_store_and_errors_are_json,
+    commands_record_who_sent_them,
     queries_answer_what_the_cli_answers,
     updates_resume_after_a_reconnect_without_a_gap,
 );
@@ -87,19 +91,226 @@ fn without_kind(mut row: Value) -> Value {
 }
 
 #[test]
-fn a_public_bind_without_a_token_is_refused() {
+fn authentication_is_off_on_loopback_only() {
     let db = TestDb::sqlite();
     let out = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
         .args(["--database-url", &db.url, "run", "--http", "0.0.0.0:0"])
-        .env_remove("HEDGEHOG_API_TOKEN")
+        .arg("--no-auth")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("0.0.0.0:0") && err.contains("HEDGEHOG_API_TOKEN"),
+        err.contains("0.0.0.0:0") && err.contains("http.auth"),
         "{err}"
     );
+}
+
+/// Every request but `/api/health` and the dashboard's files needs the token: reads, writes
+/// and subscriptions, answered 401 with a JSON body and `WWW-Authenticate` without it or with
+/// a wrong one, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_writes_and_subscriptions_need_the_token() {
+    let db = TestDb::sqlite();
+    let (engine, base) = start_engine(&db, "ws://127.0.0.1:9");
+    let api = Api::new(&base);
+    let anonymous = reqwest::Client::new();
+    let wrong = client_with_token("s3cret-token-for-tests-but-wrong");
+    for path in [
+        "/api/health",
+        "/",
+        "/assets/dashboard.js",
+        "/assets/dashboard.css",
+    ] {
+        let response = anonymous.get(api.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path} is public");
+    }
+    let reads = [
+        "/api/symbols",
+        "/api/symbols/ADAUSDT",
+        "/api/symbols/ADAUSDT/settings",
+        "/api/orders",
+        "/api/trades?symbol=ADAUSDT",
+        "/api/ohlc?symbol=ADAUSDT",
+        "/api/openapi.json",
+        "/api/session",
+        "/api/events",
+        "/api/updates",
+        "/api/no-such-thing",
+    ];
+    for client in [&anonymous, &wrong] {
+        for path in reads {
+            let response = client.get(api.url(path)).send().await.unwrap();
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer realm=\"hedgehog\"",
+                "{path}"
+            );
+            let (status, body) = common::http::answer(response).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            assert!(error_message(&body).contains("token"), "{body}");
+        }
+        let writes = [
+            client.post(api.url("/api/symbols/ADAUSDT/trading/start")),
+            client.post(api.url("/api/symbols/ADAUSDT/streaming/start")),
+            client
+                .put(api.url("/api/symbols/ADAUSDT/settings"))
+                .header("content-type", "application/json")
+                .body(r#"{"budget":"999"}"#),
+            client.post(api.url("/api/session")),
+            client.delete(api.url("/api/session")),
+        ];
+        for request in writes {
+            let (status, body) = api.send(request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        }
+    }
+    // The token's owner sees and changes what the others could not.
+    let glance = api.get("/api/symbols/ADAUSDT").await;
+    assert_eq!(glance["status"], "off", "{glance}");
+    assert_ne!(glance["settings"]["budget"], "999", "{glance}");
+    assert_eq!(
+        api.get("/api/session").await,
+        json!({"name": "default", "via": "http", "auth": "token"})
+    );
+    let mut events = api.subscribe("/api/events?after=0").await;
+    let (status, _) = api.post("/api/symbols/ADAUSDT/trading/start").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, kind, _) = events.next().await;
+    assert_eq!(kind, "TradingStarted");
+    terminate(engine);
+}
+
+/// The dashboard's session: opened with the token only, an HttpOnly, SameSite=Strict cookie
+/// named for the port, good for reads, subscriptions and (from the page's own origin) changes;
+/// a forged or altered cookie, one without Origin on a change, and one after sign-out are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_session_is_a_signed_http_only_strict_cookie() {
+    let db = TestDb::sqlite();
+    let (engine, base) = start_engine(&db, "ws://127.0.0.1:9");
+    let api = Api::new(&base);
+    let port = base.rsplit(':').next().unwrap().trim_end_matches('/');
+    let name = format!("hedgehog_session_{port}");
+    let open = api
+        .client
+        .post(api.url("/api/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    let set_cookie = open.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    let pair = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(pair.starts_with(&format!("{name}=")), "{pair}");
+    assert!(!pair.contains(TOKEN), "the cookie is not the token: {pair}");
+
+    let browser = reqwest::Client::new();
+    let with_cookie = |request: reqwest::RequestBuilder, cookie: &str| {
+        request.header("cookie", cookie.to_owned())
+    };
+    let (status, body) = api
+        .send(with_cookie(browser.get(api.url("/api/session")), &pair))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["via"], "dashboard");
+    let sse = with_cookie(browser.get(api.url("/api/updates")), &pair);
+    assert_eq!(sse.send().await.unwrap().status(), StatusCode::OK);
+
+    // A change with the session needs the page's own Origin.
+    let start = api.url("/api/symbols/ADAUSDT/trading/start");
+    let (status, body) = api.send(with_cookie(browser.post(&start), &pair)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(error_message(&body).contains("Origin"), "{body}");
+    let foreign = with_cookie(browser.post(&start), &pair).header("origin", "https://evil.example");
+    assert_eq!(api.send(foreign).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.get("/api/symbols/ADAUSDT").await["status"], "off");
+    let own = with_cookie(browser.post(&start), &pair).header("origin", base.trim_end_matches('/'));
+    let (status, body) = api.send(own).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A session cannot open another, and cookies not signed by this server are refused: an
+    // altered one (another token's name), one made up, one for another port.
+    let (status, _) = api
+        .send(
+            with_cookie(browser.post(api.url("/api/session")), &pair)
+                .header("origin", base.trim_end_matches('/')),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let value = pair.split_once('=').unwrap().1;
+    let altered = format!("{name}={}", value.replace("default", "desk00"));
+    let made_up =
+        format!("{name}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA4102444800000.default");
+    let other_port = format!("hedgehog_session_1={value}");
+    for cookie in [altered, made_up, other_port] {
+        let (status, body) = api
+            .send(with_cookie(browser.get(api.url("/api/symbols")), &cookie))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{cookie}: {body}");
+    }
+
+    // Signing out clears the cookie.
+    let out = with_cookie(browser.delete(api.url("/api/session")), &pair)
+        .header("origin", base.trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    let cleared = out.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cleared.starts_with(&format!("{name}=;")) || cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    terminate(engine);
+}
+
+/// Without a configured token, `run` makes one at first start, keeps it beside the database
+/// readable by its owner only, says where (never printing it when nobody watches), and uses
+/// the same one after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_makes_a_token_for_its_owner_and_keeps_it() {
+    let db = TestDb::sqlite();
+    let file =
+        std::path::Path::new(db.url.strip_prefix("sqlite://").unwrap()).with_extension("api-token");
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (engine, base, printed) = launch_engine(&db, "ws://127.0.0.1:9", &[], &[]);
+        let line = printed.wait_for("API token");
+        assert!(line.contains(&file.display().to_string()), "{line}");
+        let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+        assert_eq!(token.len(), 64, "{token}");
+        assert!(
+            !printed.all().contains(&token),
+            "the token is not printed to a pipe: {}",
+            printed.all()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let client = client_with_token(&token);
+        let answer = client
+            .get(format!("{base}/api/symbols"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let answer = reqwest::Client::new()
+            .get(format!("{base}/api/symbols"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        tokens.push((token, line));
+        terminate(engine);
+    }
+    assert_eq!(tokens[0].0, tokens[1].0, "the same token after a restart");
+    assert!(tokens[0].1.contains("made now"), "{}", tokens[0].1);
+    assert!(!tokens[1].1.contains("made now"), "{}", tokens[1].1);
 }
 
 mod cases {
@@ -370,6 +581,75 @@ mod cases {
         terminate(engine);
     }
 
+    /// Who sent each command is recorded beside its events and shown by `hedgehog events`: the
+    /// CLI's user and host, the HTTP token's name and the client's address, `anonymous` with
+    /// authentication off.
+    pub async fn commands_record_who_sent_them(db: &TestDb) {
+        ok(hedgehog(db, &["trading", "start", "ADAUSDT"]));
+        let desk = "desk-token-0123456789";
+        let (engine, base, _) = launch_engine(
+            db,
+            "ws://127.0.0.1:9",
+            &[
+                ("HEDGEHOG_API_TOKEN", TOKEN),
+                ("HEDGEHOG_HTTP_TOKENS", &format!("{{desk = \"{desk}\"}}")),
+            ],
+            &[],
+        );
+        let client = client_with_token(desk);
+        let stop = client
+            .post(format!("{base}/api/symbols/ADAUSDT/trading/stop"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stop.status(), StatusCode::OK);
+        terminate(engine);
+        let (engine, base, _) = launch_engine(db, "ws://127.0.0.1:9", &[], &["--no-auth"]);
+        let start = reqwest::Client::new()
+            .post(format!("{base}/api/symbols/ADAUSDT/trading/start"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), StatusCode::OK);
+        terminate(engine);
+
+        let out = ok(hedgehog(
+            db,
+            &["events", "--stream", "trading-ADAUSDT", "--format", "json"],
+        ));
+        let events: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let who: Vec<(&str, &str, bool)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["metadata"]["by"].as_str().unwrap_or(""),
+                    e["metadata"]["via"].as_str().unwrap_or(""),
+                    e["metadata"]["client"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("127.0.0.1:")),
+                )
+            })
+            .collect();
+        let user = who[0].0;
+        assert!(user.contains('@'), "{who:?}");
+        assert_eq!(
+            who,
+            [
+                (user, "cli", false),
+                ("desk", "http", true),
+                ("anonymous", "http", true)
+            ],
+            "{out}"
+        );
+        let table = ok(hedgehog(db, &["events", "--stream", "trading-ADAUSDT"]));
+        assert!(table.lines().next().unwrap().contains("BY"), "{table}");
+        assert!(table.contains(&format!("{user} (cli)")), "{table}");
+        assert!(table.contains("desk (http 127.0.0.1:"), "{table}");
+    }
+
     pub async fn commands_over_http_reach_the_store_and_errors_are_json(db: &TestDb) {
         let (engine, base) = start_engine(db, "ws://127.0.0.1:9");
         let api = Api::new(&base);
@@ -379,7 +659,7 @@ mod cases {
 
         // Without the token, nothing changes.
         let start = "/api/symbols/ADAUSDT/trading/start";
-        let (status, body) = api.send(api.client.post(api.url(start))).await;
+        let (status, body) = api.send(reqwest::Client::new().post(api.url(start))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(error_message(&body).contains("Authorization: Bearer"));
         let (status, _) = api
@@ -500,7 +780,7 @@ async fn a_foreign_host_or_origin_is_refused_and_changes_nothing() {
     let start = api.url("/api/symbols/ADAUSDT/trading/start");
     let settings = api.url("/api/symbols/ADAUSDT/settings");
     for origin in ["https://evil.example", "null", "http://localhost:1"] {
-        let post = api.client.post(&start).bearer_auth(TOKEN);
+        let post = api.client.post(&start);
         let (status, body) = api.send(with(post, "origin", origin)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
         assert!(
@@ -510,7 +790,6 @@ async fn a_foreign_host_or_origin_is_refused_and_changes_nothing() {
         let put = api
             .client
             .put(&settings)
-            .bearer_auth(TOKEN)
             .header("content-type", "application/json")
             .body(r#"{"budget":"999"}"#);
         let (status, _) = api.send(with(put, "origin", origin)).await;
@@ -526,7 +805,7 @@ async fn a_foreign_host_or_origin_is_refused_and_changes_nothing() {
     // The server's own pages, a listed origin and scripts without Origin do change things.
     let own = base.trim_end_matches('/').to_owned();
     for origin in [own.as_str(), "https://desk.example"] {
-        let post = api.client.post(&start).bearer_auth(TOKEN);
+        let post = api.client.post(&start);
         let (status, body) = api.send(with(post, "origin", origin)).await;
         assert_eq!(status, StatusCode::OK, "{origin}: {body}");
         let (status, _) = api.post("/api/symbols/ADAUSDT/trading/stop").await;

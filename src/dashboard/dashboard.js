@@ -269,18 +269,72 @@ function subscribe() {
 
 async function command(path) {
   if (!view.symbol) return say("choose a symbol first", true);
-  const headers = {};
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = `Bearer ${token}`;
+  // The session cookie goes with it, and the browser adds the page's Origin.
   try {
     const answer = await json(`/api/symbols/${encodeURIComponent(view.symbol)}/${path}`, {
-      method: "POST", headers,
+      method: "POST",
     });
     say(`${path.replace("/", " ")}: ${answer.changed ? "done" : "already so"} (${answer.status})`);
     refreshStatus();
   } catch (e) {
     say(`${path.replace("/", " ")}: ${e.message}`, true);
   }
+}
+
+// --- signing in -----------------------------------------------------------------------------
+
+// Trades the token for the session cookie (HttpOnly: no script, this one included, can read
+// it); the token itself is kept nowhere.
+async function signIn(token) {
+  return json("/api/session", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+  });
+}
+
+function showWho(session) {
+  const who = $("who");
+  who.textContent = session.auth === "off" ? "authentication off" : `signed in as ${session.name}`;
+  who.hidden = false;
+  $("signout").hidden = session.auth === "off";
+}
+
+// Resolves with the session once there is one: from the link `hedgehog run` printed
+// (`#token=...`, dropped from the address at once), an open session, or the form.
+async function session() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      await signIn(fromLink);
+    } catch (e) {
+      $("signin-message").textContent = `the link's token was refused (${e.message})`;
+    }
+  }
+  try {
+    return await json("/api/session");
+  } catch (e) {
+    // No session: ask for the token.
+  }
+  const form = $("signin");
+  form.hidden = false;
+  document.querySelector("main").hidden = true;
+  return new Promise((resolve) => {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        await signIn($("token").value.trim());
+        $("token").value = "";
+        form.hidden = true;
+        document.querySelector("main").hidden = false;
+        resolve(await json("/api/session"));
+      } catch (err) {
+        const message = $("signin-message");
+        message.textContent = err.message;
+        message.className = "error";
+      }
+    });
+  });
 }
 
 // --- wiring ---------------------------------------------------------------------------------
@@ -297,9 +351,11 @@ async function start() {
   const url = new URLSearchParams(location.search);
   $("interval").value = url.get("interval") || "1m";
   $("market").value = url.get("market") || "spot";
-  $("token").value = localStorage.getItem("hedgehog-token") || "";
-  $("token").addEventListener("change", () =>
-    localStorage.setItem("hedgehog-token", $("token").value.trim()));
+  showWho(await session());
+  $("signout").addEventListener("click", async () => {
+    await fetch("/api/session", { method: "DELETE" });
+    location.reload();
+  });
   let symbols = [];
   try {
     symbols = await json("/api/symbols");

@@ -11,15 +11,56 @@ use serde_json::{json, Value};
 use super::processes::Running;
 use super::TestDb;
 
-pub const TOKEN: &str = "s3cret-token";
+pub const TOKEN: &str = "s3cret-token-for-tests";
 
 /// `hedgehog run` with the API on a free port and the token set, streaming from `ws_url`, and
 /// its base URL.
 pub fn start_engine(db: &TestDb, ws_url: &str) -> (Running, String) {
+    let (engine, url, _) = launch_engine(db, ws_url, &[("HEDGEHOG_API_TOKEN", TOKEN)], &[]);
+    (engine, url)
+}
+
+/// What a process printed on stdout, line by line, read on a thread of its own so that it
+/// never writes to a closed pipe.
+#[derive(Clone, Default)]
+pub struct Printed(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Printed {
+    /// The first line containing `text`, waiting up to 30 s for it.
+    pub fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.0.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {text:?} in 30 s: {:?}",
+                self.0.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// `hedgehog run` on a free port with `env` set and further `args`: its base URL and what it
+/// prints. The allowed host and origin of the tests are configured.
+pub fn launch_engine(
+    db: &TestDb,
+    ws_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Running, String, Printed) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
         .args(["--database-url", &db.url, "run", "--http", "127.0.0.1:0"])
         .args(["--binance-ws-url", ws_url])
-        .env("HEDGEHOG_API_TOKEN", TOKEN)
+        .args(args)
+        .env_remove("HEDGEHOG_API_TOKEN")
+        .envs(env.iter().copied())
         .env("HEDGEHOG_HTTP_ALLOWED_HOSTS", "[\"hedgehog.lan\"]")
         .env(
             "HEDGEHOG_HTTP_ALLOWED_ORIGINS",
@@ -29,16 +70,23 @@ pub fn start_engine(db: &TestDb, ws_url: &str) -> (Running, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the engine");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let printed = Printed::default();
+    let lines = printed.clone();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            lines.0.lock().unwrap().push(line);
+        }
+    });
+    let running = Running::new(child);
+    let line = printed.wait_for("http API on");
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    (Running::new(child), url)
+    (running, url, printed)
 }
 
 /// A Server-Sent Events connection, read frame by frame (`id`, `event`, JSON `data`).
@@ -114,6 +162,19 @@ pub fn error_message(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("an error body: {body}"))
 }
 
+/// A client that sends the token on every request, as a script would.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// The API of one engine, with the token on every request.
 pub struct Api {
     pub client: reqwest::Client,
@@ -123,7 +184,7 @@ pub struct Api {
 impl Api {
     pub fn new(url: &str) -> Api {
         Api {
-            client: reqwest::Client::new(),
+            client: client_with_token(TOKEN),
             url: url.to_owned(),
         }
     }
@@ -152,8 +213,7 @@ impl Api {
 
     /// POST `path` with the token; the status and JSON answer.
     pub async fn post(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.client.post(self.url(path)).bearer_auth(TOKEN))
-            .await
+        self.send(self.client.post(self.url(path))).await
     }
 
     /// PUT `body` to `path` with the token; the status and JSON answer.
@@ -167,7 +227,6 @@ impl Api {
         self.send(
             self.client
                 .put(self.url(path))
-                .bearer_auth(TOKEN)
                 .header("content-type", "application/json")
                 .body(body),
         )

@@ -125,10 +125,13 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .spawn()?;
     let ws = first_word(&mut replay, "ws://")?;
+    // The clients read as the dashboard's owner would: with a token.
+    let token = format!("load-{}", uuid::Uuid::now_v7().simple());
     let mut engine = Command::new(&hedgehog)
         .args(["--database-url", &url, "run", "--http", "127.0.0.1:0"])
         .args(["--binance-ws-url", &ws])
         .env("RUST_LOG", "warn")
+        .env("HEDGEHOG_API_TOKEN", &token)
         .stdout(Stdio::piped())
         .spawn()?;
     let http = first_word(&mut engine, "http://")?;
@@ -144,7 +147,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
             let symbol = &symbols[(i / 2) % symbols.len()].symbol;
             format!("/api/events?symbol={symbol}&after=0")
         };
-        let request = client.get(format!("{http}{path}"));
+        let request = client.get(format!("{http}{path}")).bearer_auth(&token);
         tasks.push((path, tokio::spawn(listen(request, stopping.clone()))));
     }
 
@@ -302,10 +305,13 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a child's first line of stdout and returns its first word starting with `prefix`.
+/// Reads a child's first line of stdout and returns its first word starting with `prefix`;
+/// what it prints after is read and dropped, so it never writes to a closed pipe.
 fn first_word(child: &mut Child, prefix: &str) -> anyhow::Result<String> {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    out.read_line(&mut line)?;
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     line.split_whitespace()
         .find(|w| w.starts_with(prefix))
         .map(str::to_owned)

@@ -7,12 +7,13 @@
 //! for a malformed body, 401 without the token, 413 for a body over 64 KiB, 421 for a foreign
 //! Host, 403 for a foreign Origin.
 //!
-//! Security: `run` binds 127.0.0.1 by default and refuses another address unless a token is
-//! set (`HEDGEHOG_API_TOKEN`); with a token, every mutating request must carry
-//! `Authorization: Bearer TOKEN`. The token is compared in constant time and never logged.
-//! Before any route, [`Allowed`] refuses a request addressed to another Host (421: DNS
-//! rebinding) and a state change from another site's page (403: a cross-site "simple" POST
-//! needs no preflight, so a browser would send it from any page).
+//! Security, in the order a request meets it: [`Allowed`] refuses a request addressed to
+//! another Host (421: DNS rebinding) and a state change from another site's page (403: a
+//! cross-site "simple" POST needs no preflight, so a browser would send it from any page);
+//! then [`auth`] wants the token (`Authorization: Bearer`) or the dashboard's session cookie on
+//! every request but `/api/health` and the dashboard's static files, reads and subscriptions
+//! included, and hands the handlers who sent it: every command records it (the audit trail).
+//! `run` binds 127.0.0.1 by default; authentication can be off on loopback only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::streaming::StreamingCommand;
 use hedgehog_domain::{Event, Symbol, Timestamp, TradingSettings};
@@ -33,6 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
+pub mod auth;
+
+use crate::actor::Actor;
 use crate::projections::candles::{Candle, Interval};
 use crate::projections::orders::OrderRow;
 use crate::projections::query::{self, UpdateFilter, UpdateKind, Window};
@@ -54,8 +58,8 @@ pub struct Api {
     pub rules: Arc<ExchangeRules>,
     /// Where the rules came from, for error messages.
     pub rules_from: String,
-    /// Required on mutating requests when set.
-    pub token: Option<String>,
+    /// The tokens every request but the public ones needs.
+    pub auth: auth::Auth,
     /// The configured strategy: a symbol started for the first time trades with it.
     pub strategy: hedgehog_domain::TradingSettings,
     /// The wall clock, read at the edge: commands carry their time as data.
@@ -175,12 +179,12 @@ async fn guard(
 
 /// Why `run` will not serve on an address.
 #[derive(Debug, thiserror::Error)]
-#[error("refusing to serve the HTTP API on {0} without a token: set HEDGEHOG_API_TOKEN, or bind 127.0.0.1")]
+#[error("refusing to serve the HTTP API on {0} with authentication off (http.auth = \"off\"): anyone who can reach the address could trade; bind 127.0.0.1, or turn authentication on")]
 pub struct InsecureBind(pub SocketAddr);
 
-/// Checks that a non-loopback address comes with a token.
-pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), InsecureBind> {
-    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+/// Checks that authentication is off on a loopback address only.
+pub fn check_bind(addr: SocketAddr, auth: &auth::Auth) -> Result<(), InsecureBind> {
+    if addr.ip().is_loopback() || !auth.is_off() {
         Ok(())
     } else {
         Err(InsecureBind(addr))
@@ -211,9 +215,20 @@ pub fn router(api: Api) -> Router {
         .route("/api/events", get(events))
         .route("/api/updates", get(updates))
         .route("/api/openapi.json", get(openapi))
+        .route(
+            "/api/session",
+            get(auth::session)
+                .post(auth::open_session)
+                .delete(auth::close_session),
+        )
         .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Layers run from the last added: the guard, then authentication.
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
 }
@@ -237,7 +252,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"status": self.status.as_u16(), "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"hedgehog\""),
+            );
+        }
+        response
     }
 }
 
@@ -297,26 +319,6 @@ impl From<JsonRejection> for ApiError {
 }
 
 impl Api {
-    /// Refuses a mutating request without the token, when one is set.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
-            return Ok(());
-        };
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this request needs the API token: send `Authorization: Bearer TOKEN`",
-            ))
-        }
-    }
-
     fn symbol_rules(
         &self,
         symbol: &str,
@@ -324,10 +326,6 @@ impl Api {
         let symbol = parse_symbol(symbol)?;
         Ok(trading::rules_for(&self.rules, &self.rules_from, &symbol)?)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_symbol(text: &str) -> Result<Symbol, ApiError> {
@@ -366,9 +364,9 @@ impl CommandAnswer {
 async fn trading_action(
     State(api): State<Api>,
     Path((symbol, action)): Path<(String, String)>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<CommandAnswer>, ApiError> {
-    api.authorize(&headers)?;
+    let store = actor.on(&api.store);
     let request = match action.as_str() {
         "start" => Request::Start,
         "stop" => Request::Stop,
@@ -382,18 +380,17 @@ async fn trading_action(
     };
     let rules = api.symbol_rules(&symbol)?;
     if matches!(request, Request::Start) {
-        trading::apply_default_settings(&api.store, rules, &api.strategy, (api.clock)()).await?;
+        trading::apply_default_settings(&store, rules, &api.strategy, (api.clock)()).await?;
     }
-    let outcome = trading::command(&api.store, rules, request, (api.clock)()).await?;
+    let outcome = trading::command(&store, rules, request, (api.clock)()).await?;
     Ok(Json(CommandAnswer::of(&rules.symbol, outcome)))
 }
 
 async fn streaming_action(
     State(api): State<Api>,
     Path((symbol, action)): Path<(String, String)>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.authorize(&headers)?;
     let (command, state) = match action.as_str() {
         "start" => (StreamingCommand::Start, "on"),
         "stop" => (StreamingCommand::Stop, "off"),
@@ -405,8 +402,14 @@ async fn streaming_action(
         }
     };
     let symbol = parse_symbol(&symbol)?;
-    let outcome =
-        streaming::command(&api.store, &api.rules, &api.rules_from, &symbol, command).await?;
+    let outcome = streaming::command(
+        &actor.on(&api.store),
+        &api.rules,
+        &api.rules_from,
+        &symbol,
+        command,
+    )
+    .await?;
     Ok(Json(json!({
         "symbol": symbol,
         "changed": outcome == streaming::Outcome::Changed,
@@ -444,10 +447,9 @@ struct SettingsBody {
 async fn put_settings(
     State(api): State<Api>,
     Path(symbol): Path<String>,
-    headers: HeaderMap,
+    Extension(actor): Extension<Actor>,
     body: Result<Json<SettingsBody>, JsonRejection>,
 ) -> Result<Json<CommandAnswer>, ApiError> {
-    api.authorize(&headers)?;
     let Json(body) = body?;
     let change = SettingsChange {
         chunks: body.chunks,
@@ -464,8 +466,13 @@ async fn put_settings(
         ));
     }
     let rules = api.symbol_rules(&symbol)?;
-    let outcome =
-        trading::command(&api.store, rules, Request::Settings(change), (api.clock)()).await?;
+    let outcome = trading::command(
+        &actor.on(&api.store),
+        rules,
+        Request::Settings(change),
+        (api.clock)(),
+    )
+    .await?;
     Ok(Json(CommandAnswer::of(&rules.symbol, outcome)))
 }
 
@@ -889,7 +896,7 @@ fn failed(e: ProjectionError) -> SseEvent {
 }
 
 /// The API's description (OpenAPI 3.1), kept at the repository's root.
-const OPENAPI: &str = include_str!("../openapi.json");
+const OPENAPI: &str = include_str!("../../openapi.json");
 
 async fn openapi() -> impl IntoResponse {
     (
@@ -905,9 +912,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     api.allowed.bound = Some(listener.local_addr()?);
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]
@@ -915,15 +925,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_binds_without_a_token() {
+    fn authentication_is_off_on_loopback_only() {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert!(check_bind(local, None).is_ok());
-        assert!(check_bind(open, None).is_err());
-        assert!(check_bind(open, Some("")).is_err());
-        assert!(check_bind(open, Some("s3cret")).is_ok());
-        let message = check_bind(open, None).unwrap_err().to_string();
-        assert!(message.contains("HEDGEHOG_API_TOKEN"), "{message}");
+        let off = auth::Auth::off();
+        let on = auth::Auth::with_tokens(vec![("default".into(), "0123456789abcdef0123".into())])
+            .unwrap();
+        assert!(check_bind(local, &off).is_ok());
+        assert!(check_bind(local, &on).is_ok());
+        assert!(check_bind(open, &on).is_ok());
+        let message = check_bind(open, &off).unwrap_err().to_string();
+        assert!(message.contains("http.auth"), "{message}");
     }
 
     /// Every route the router serves is described in openapi.json, and every path described
@@ -937,7 +949,7 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let sources = [include_str!("http.rs"), include_str!("dashboard/mod.rs")];
+        let sources = [include_str!("mod.rs"), include_str!("../dashboard/mod.rs")];
         let routed: std::collections::BTreeSet<&str> = sources
             .iter()
             .flat_map(|source| source.split(".route(").skip(1))
@@ -988,12 +1000,5 @@ mod tests {
         ] {
             assert!(!allowed.origin(origin), "{origin}");
         }
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
