@@ -650,7 +650,10 @@ impl Book {
             return Err(refuse(-2011, "Unknown order sent."));
         };
         let mut answer = order.json();
+        // As Binance: the order's client id is `origClientOrderId`, and `clientOrderId` names
+        // the cancel request itself.
         answer["origClientOrderId"] = json!(order.client_order_id);
+        answer["clientOrderId"] = json!(format!("cancel-{}", order.order_id));
         answer["transactTime"] = json!(now);
         Ok((
             answer,

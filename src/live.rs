@@ -115,16 +115,17 @@ pub async fn send(rest: &RestClient, events: &[Event]) -> Vec<Report> {
                 {
                     Ok(answer) => {
                         tracing::info!(symbol = %cancelled.symbol, client_order_id = %id, "order cancelled on Binance");
-                        // It may have filled a little more before the cancel reached it. While
-                        // the order is still open in the log that is recorded as a fill; once
-                        // the log has closed it (a stop), it can only be said, loudly.
+                        // It may have filled a little more before the cancel reached it: the
+                        // answer's cumulative figures say so, and deciding them records it (as
+                        // a fill while the order is open in the log, as a fill after the
+                        // cancel once a stop has closed it).
                         if answer.executed_qty > cancelled.executed_quantity {
                             tracing::warn!(
                                 symbol = %cancelled.symbol,
                                 client_order_id = %id,
                                 recorded = %cancelled.executed_quantity,
                                 on_binance = %answer.executed_qty,
-                                "the order filled more on Binance than the log recorded before it was cancelled: check the account, the difference may not be in the log"
+                                "the order filled more on Binance before the cancel reached it; recording the fill"
                             );
                         }
                         reports.extend(reports_of(&answer, rest.server_now()));
@@ -184,7 +185,7 @@ pub fn reports_of(order: &Order, now: i64) -> Vec<Report> {
             .or(order.time)
             .unwrap_or(now),
     );
-    let client_order_id = order.client_order_id.clone();
+    let client_order_id = order.client_id().to_owned();
     let mut reports = Vec::new();
     if order.executed_qty > Decimal::ZERO {
         // The answer's fills, when it lists them, say what was charged (in one asset).
@@ -223,7 +224,7 @@ pub fn reports_of(order: &Order, now: i64) -> Vec<Report> {
 
 /// How an order ended, if it did: cancelled, expired or rejected on Binance.
 fn ending(order: &Order, time: Timestamp) -> Option<Report> {
-    let client_order_id = order.client_order_id.clone();
+    let client_order_id = order.client_id().to_owned();
     match order.status {
         OrderStatus::Canceled => Some(Report::Cancelled {
             client_order_id,
@@ -258,7 +259,7 @@ pub fn reports_of_trades(order: &Order, trades: &[MyTrade]) -> Vec<Report> {
             quantity += t.qty;
             quote += t.quote_qty;
             Report::Executed {
-                client_order_id: order.client_order_id.clone(),
+                client_order_id: order.client_id().to_owned(),
                 trade_id: Some(t.id),
                 cumulative_quantity: quantity,
                 cumulative_quote_quantity: quote,
@@ -344,7 +345,9 @@ pub async fn reconcile(
                 .cancel_order(symbol, &OrderRef::ClientId(order.client_order_id.clone()))
                 .await
             {
-                Ok(_) | Err(RestError::UnknownOrder { .. }) => {}
+                // What it executed before the cancel is recorded (a fill after the cancel).
+                Ok(answer) => reports.extend(reports_of(&answer, rest.server_now())),
+                Err(RestError::UnknownOrder { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -1995,6 +1995,14 @@ fn print_trading_status(
         {
             writeln!(out, "  {symbol} last stopped: {reason:?}")?;
         }
+        let quote = rules.get(symbol).map_or("", |r| r.quote_asset.as_str());
+        for u in state.left_unsold() {
+            writeln!(
+                out,
+                "  {symbol} left unsold by a stop: position {}: {} {base} bought at {} {quote}",
+                u.position_id, u.quantity, u.buy_price
+            )?;
+        }
     }
     Ok(())
 }

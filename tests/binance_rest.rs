@@ -688,6 +688,126 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
     running.await.unwrap().unwrap();
 }
 
+/// A fill that lands on Binance between a recorded stop and its cancel (a `trading stop` from
+/// another process, the fill not yet reported) comes back in the cancel's answer: the engine
+/// records it as a fill after the cancel, and `trading status` reports what the position
+/// bought as left unsold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_racing_a_stop_is_recorded_from_the_cancels_answer() {
+    use hedgehog::aggregate::TradingAggregate;
+    use hedgehog::domain::{Event, Timestamp};
+    use hedgehog::store::{ExpectedVersion, NewEvent, StreamId};
+    use hedgehog::trading::{Request, SettingsChange};
+
+    let db = common::TestDb::sqlite();
+    let store = db.open().await;
+    let mock = Mock::start(0).await;
+    let at = 1_700_000_040_000i64;
+    let info = hedgehog::exchange_info::bundled().unwrap();
+    let rules = info.get(&btcusdt()).unwrap().clone();
+    let settings = SettingsChange {
+        chunks: Some(1),
+        budget: Some(dec!(100)),
+        ..SettingsChange::default()
+    };
+    for request in [Request::Settings(settings), Request::Start] {
+        hedgehog::trading::command(&store, &rules, request, Timestamp(at))
+            .await
+            .unwrap();
+    }
+    let venue = hedgehog::live::Venue::new(client(&mock, Duration::from_secs(2)), info.clone());
+    let aggregate = TradingAggregate {
+        rules: rules.clone(),
+        paper: None,
+    };
+    let trader = hedgehog::trader::Trader::load(store.clone(), aggregate)
+        .await
+        .unwrap()
+        .on_venue(venue);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(trader.run(stopped));
+    store
+        .append(
+            &StreamId::trades(&btcusdt()),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(common::trade_at(
+                "BTCUSDT",
+                7,
+                dec!(60000),
+                at + 10_000,
+            ))],
+        )
+        .await
+        .unwrap();
+    let trading = StreamId::trading(&btcusdt());
+    let events = || async { store.read_stream_to_end(&trading).await.unwrap() };
+    let started = Instant::now();
+    let placed = loop {
+        let placed = events().await.into_iter().find_map(|e| match e.event {
+            Event::OrderPlaced(o) => Some(o),
+            _ => None,
+        });
+        // Sent once stored: wait for the venue to have it, not just the log.
+        if let Some(o) = placed.filter(|_| mock.orders().len() == 1) {
+            break o;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no BUY placed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Most of the BUY executes on Binance, unreported; then a stop is recorded.
+    let quantity = dec!(0.001);
+    assert!(placed.quantity > quantity, "{placed:?}");
+    let quote = quantity * placed.price;
+    mock.execute(
+        &placed.client_order_id,
+        &quantity.to_string(),
+        &quote.to_string(),
+    );
+    hedgehog::trading::command(&store, &rules, Request::Stop, Timestamp(at + 20_000))
+        .await
+        .unwrap();
+    let late = loop {
+        let late = events().await.into_iter().find_map(|e| match e.event {
+            Event::OrderFilledAfterCancel(f) => Some(f),
+            _ => None,
+        });
+        if let Some(f) = late {
+            break f;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the fill in the cancel's answer was not recorded: {:?}",
+            events().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (late.quantity, late.cumulative_quantity, late.price),
+        (quantity, quantity, placed.price)
+    );
+    assert_eq!(mock.orders()[0]["status"], "CANCELED");
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let (state, _) = hedgehog::trading::state(&store, &btcusdt()).await.unwrap();
+    let left = state.left_unsold();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].quantity, quantity);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+        .args(["--database-url", &db.url, "trading", "status", "BTCUSDT"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "left unsold by a stop: position {}: {quantity} BTC bought at {} USDT",
+            late.position_id,
+            placed.price.normalize()
+        )),
+        "{text}"
+    );
+}
+
 /// The user data stream pings the venue itself, and a connection that goes silent (no answer,
 /// not even a pong) is taken as dead: the client subscribes again on a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,39 @@ pub struct OrderFilled {
     pub time: Timestamp,
 }
 
+/// A live exchange executed more of an order than the log had recorded when a stop cancelled
+/// it: the fill raced the cancel, and the cancel's answer (or a later report) says so. The
+/// position is no longer traded, but what it bought is real: a BUY's fill adds to the
+/// inventory the stop left unsold, a SELL's takes from it (`trading status` shows it), so
+/// nothing the venue did is missing from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFilledAfterCancel {
+    pub symbol: Symbol,
+    pub position_id: u64,
+    pub order_id: u64,
+    pub side: Side,
+    /// Average price of what executed beyond the recorded fills.
+    pub price: Decimal,
+    /// Quantity executed beyond the recorded fills.
+    pub quantity: Decimal,
+    /// Quantity executed in all, as the venue reports it.
+    pub cumulative_quantity: Decimal,
+    pub cumulative_quote_quantity: Decimal,
+    /// Fee of this fill in `fee_asset` (the quote asset), as for [`OrderFilled`]; 0 when the
+    /// venue's answer did not say (a cancel's answer carries no commission).
+    pub fee: Decimal,
+    pub fee_asset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission: Option<Commission>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub base_fee: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_trade_id: Option<u64>,
+    pub time: Timestamp,
+}
+
 /// A commission as an exchange charged it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commission {
@@ -544,6 +577,7 @@ events! {
     PositionOpened = 2,
     OrderPlaced = 1,
     OrderFilled = 1,
+    OrderFilledAfterCancel = 1,
     OrderCancelled = 1,
     OrderRejected = 1,
     RebuyTriggered = 1,
@@ -604,6 +638,7 @@ impl Event {
             Event::PositionOpened(e) => &e.symbol,
             Event::OrderPlaced(e) => &e.symbol,
             Event::OrderFilled(e) => &e.symbol,
+            Event::OrderFilledAfterCancel(e) => &e.symbol,
             Event::OrderCancelled(e) => &e.symbol,
             Event::OrderRejected(e) => &e.symbol,
             Event::RebuyTriggered(e) => &e.symbol,
@@ -777,6 +812,24 @@ mod tests {
                 side: Side::Sell,
                 executed_quantity: dec!(0),
                 reason: "trading stopped".into(),
+                time: Timestamp(7),
+            }
+            .into(),
+            OrderFilledAfterCancel {
+                symbol: sym.clone(),
+                position_id: 1,
+                order_id: 1,
+                side: Side::Buy,
+                price: dec!(0.09640000),
+                quantity: dec!(10.0),
+                cumulative_quantity: dec!(1037.2),
+                cumulative_quote_quantity: dec!(99.98608000),
+                fee: dec!(0),
+                fee_asset: "USDT".into(),
+                commission: None,
+                commission_price: None,
+                base_fee: dec!(0.0100),
+                venue_trade_id: Some(88),
                 time: Timestamp(7),
             }
             .into(),

@@ -49,9 +49,10 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::events::{
-    Commission, Event, OrderCancelled, OrderFilled, OrderPlaced, OrderRejected, PositionClosed,
-    PositionOpened, PositionsOrdered, RebuyTriggered, SettingsUpdated, StopReason, TradeReceived,
-    TradingShutdownRequested, TradingStarted, TradingStopped, Unsold,
+    Commission, Event, OrderCancelled, OrderFilled, OrderFilledAfterCancel, OrderPlaced,
+    OrderRejected, PositionClosed, PositionOpened, PositionsOrdered, RebuyTriggered,
+    SettingsUpdated, StopReason, TradeReceived, TradingShutdownRequested, TradingStarted,
+    TradingStopped, Unsold,
 };
 use crate::exchange::SymbolRules;
 use crate::formula;
@@ -173,6 +174,12 @@ pub struct TradingState {
     /// with (even in shutdown, as the book's trader has it from its start).
     pub awaiting_first: bool,
     pub totals: Totals,
+    /// The positions stops ended while they held inventory or had an order cancelled before it
+    /// executed in full, by id: no longer traded, but what they hold is the account's, and a
+    /// live venue may still report a fill that raced the cancel
+    /// ([`OrderFilledAfterCancel`]). Kept across starts: a venue can answer long after (an
+    /// engine down when the stop was recorded cancels at its next start).
+    pub left: BTreeMap<u64, Position>,
 }
 
 impl TradingState {
@@ -198,17 +205,27 @@ impl TradingState {
 
     /// What the open positions bought and have not sold.
     pub fn unsold(&self) -> Vec<Unsold> {
-        self.positions
+        unsold_of(self.positions.values())
+    }
+
+    /// What stops left bought and not sold, late fills included: inventory on the account that
+    /// trading no longer manages.
+    pub fn left_unsold(&self) -> Vec<Unsold> {
+        unsold_of(self.left.values())
+    }
+
+    /// The order with `client_order_id` that was cancelled before it executed in full, and its
+    /// position: one a stop left, or (in a stop's batch, between its cancels and the
+    /// `TradingStopped`) one still among the positions.
+    fn cancelled_order(&self, client_order_id: &str) -> Option<(&Position, &Order)> {
+        self.left
             .values()
-            .filter_map(|p| {
-                let quantity = p.bought() - p.sold();
-                (quantity > Decimal::ZERO).then(|| Unsold {
-                    position_id: p.position_id,
-                    quantity,
-                    buy_price: p.average_buy_price().normalize(),
-                })
+            .chain(self.positions.values())
+            .find_map(|p| {
+                p.orders()
+                    .find(|o| o.client_order_id == client_order_id && !o.open && !o.filled())
+                    .map(|o| (p, o))
             })
-            .collect()
     }
 
     /// Whether `trade_id` was already stepped on (decided on, or passed).
@@ -265,6 +282,19 @@ pub enum ApplyError {
     },
 }
 
+fn unsold_of<'a>(positions: impl Iterator<Item = &'a Position>) -> Vec<Unsold> {
+    positions
+        .filter_map(|p| {
+            let quantity = p.bought() - p.sold();
+            (quantity > Decimal::ZERO).then(|| Unsold {
+                position_id: p.position_id,
+                quantity,
+                buy_price: p.average_buy_price().normalize(),
+            })
+        })
+        .collect()
+}
+
 /// Folds one event into the state.
 pub fn apply(mut state: TradingState, event: &Event) -> Result<TradingState, ApplyError> {
     apply_mut(&mut state, event)?;
@@ -288,7 +318,12 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         Event::TradingStopped(e) => {
             state.status = TradingStatus::Off;
             state.stop_reason = Some(e.reason);
-            state.positions.clear();
+            // What the stop ends but the account still holds, or may yet (a cancelled order).
+            for (id, position) in std::mem::take(&mut state.positions) {
+                if position.bought() > position.sold() || position.orders().any(|o| !o.filled()) {
+                    state.left.insert(id, position);
+                }
+            }
             state.order.clear();
             state.awaiting_first = false;
         }
@@ -355,6 +390,21 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
         }
         Event::OrderCancelled(e) => {
             state.find_order_mut(e.position_id, e.order_id)?.open = false;
+        }
+        Event::OrderFilledAfterCancel(e) => {
+            let order = state
+                .left
+                .get_mut(&e.position_id)
+                .or_else(|| state.positions.get_mut(&e.position_id))
+                .and_then(|p| p.order_mut(e.order_id))
+                .ok_or(ApplyError::UnknownOrder {
+                    position_id: e.position_id,
+                    order_id: e.order_id,
+                })?;
+            order.executed = e.cumulative_quantity;
+            order.executed_quote = e.cumulative_quote_quantity;
+            order.fees += e.fee;
+            order.base_fees += e.base_fee;
         }
         Event::OrderRejected(e) => {
             state.advance_cursor(e.trade_id);
@@ -703,47 +753,42 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
             commission_price,
             time,
         } => {
-            let Some((_, order)) = open(client_order_id) else {
-                return Vec::new();
+            let reported = Reported {
+                venue_trade_id: *trade_id,
+                cumulative_quantity: *cumulative_quantity,
+                cumulative_quote_quantity: *cumulative_quote_quantity,
+                commission: commission.as_ref(),
+                last_quantity: *last_quantity,
+                commission_price: *commission_price,
+                time: *time,
             };
-            let quantity = cumulative_quantity.min(&order.quantity) - order.executed;
-            if quantity <= Decimal::ZERO {
-                return Vec::new();
-            }
-            let quote = *cumulative_quote_quantity - order.executed_quote;
-            let price = (quote / quantity).round_dp(rules.tick_size.scale().max(8));
-            // The report's commission is this fill's only when nothing else went unrecorded.
-            let commission = commission.clone().filter(|_| quantity == *last_quantity);
-            let (fee, base_fee, priced_at) = match &commission {
-                Some(c) if c.asset == rules.quote_asset => (c.amount, Decimal::ZERO, None),
-                Some(c) if c.asset == rules.base_asset => {
-                    ((c.amount * price).normalize(), c.amount, None)
+            if let Some((_, order)) = open(client_order_id) {
+                if let Some((execution, live)) = reported.beyond(&order, rules) {
+                    d.fill(&execution, live);
                 }
-                // A third asset (BNB): at its price when charged, when the shell found one.
-                Some(c) => match commission_price {
-                    Some(p) => ((c.amount * *p).normalize(), Decimal::ZERO, Some(*p)),
-                    None => (Decimal::ZERO, Decimal::ZERO, None),
-                },
-                None => (Decimal::ZERO, Decimal::ZERO, None),
-            };
-            let commission = commission.filter(|c| c.asset != rules.quote_asset);
-            d.fill(
-                &Execution {
-                    order_id: order.order_id,
-                    trade_id: None,
-                    price,
-                    quantity,
-                    fee,
-                    charged: None,
-                    time: *time,
-                },
-                LiveFill {
-                    commission,
-                    commission_price: priced_at,
-                    base_fee,
-                    venue_trade_id: *trade_id,
-                },
-            );
+            } else if let Some((position, order)) = state.cancelled_order(client_order_id) {
+                // A fill that raced a stop's cancel: recorded for what it is.
+                if let Some((e, live)) = reported.beyond(order, rules) {
+                    d.emit(OrderFilledAfterCancel {
+                        symbol: rules.symbol.clone(),
+                        position_id: position.position_id,
+                        order_id: order.order_id,
+                        side: order.side,
+                        price: e.price,
+                        quantity: e.quantity,
+                        cumulative_quantity: order.executed + e.quantity,
+                        cumulative_quote_quantity: (order.executed_quote + e.price * e.quantity)
+                            .normalize(),
+                        fee: e.fee,
+                        fee_asset: rules.quote_asset.clone(),
+                        commission: live.commission,
+                        commission_price: live.commission_price,
+                        base_fee: live.base_fee,
+                        venue_trade_id: live.venue_trade_id,
+                        time: e.time,
+                    });
+                }
+            }
         }
         Report::Cancelled {
             client_order_id,
@@ -815,6 +860,65 @@ struct LiveFill {
     commission_price: Option<Decimal>,
     base_fee: Decimal,
     venue_trade_id: Option<u64>,
+}
+
+/// An execution report's figures ([`Report::Executed`]).
+struct Reported<'a> {
+    venue_trade_id: Option<u64>,
+    cumulative_quantity: Decimal,
+    cumulative_quote_quantity: Decimal,
+    commission: Option<&'a Commission>,
+    last_quantity: Decimal,
+    commission_price: Option<Decimal>,
+    time: Timestamp,
+}
+
+impl Reported<'_> {
+    /// What the report says `order` executed beyond what is recorded (cumulative figures, so a
+    /// report seen twice adds nothing), with its fee in the quote asset; `None` when nothing.
+    fn beyond(&self, order: &Order, rules: &SymbolRules) -> Option<(Execution, LiveFill)> {
+        let quantity = self.cumulative_quantity.min(order.quantity) - order.executed;
+        if quantity <= Decimal::ZERO {
+            return None;
+        }
+        let quote = self.cumulative_quote_quantity - order.executed_quote;
+        let price = (quote / quantity).round_dp(rules.tick_size.scale().max(8));
+        // The report's commission is this fill's only when nothing else went unrecorded.
+        let commission = self
+            .commission
+            .cloned()
+            .filter(|_| quantity == self.last_quantity);
+        let (fee, base_fee, priced_at) = match &commission {
+            Some(c) if c.asset == rules.quote_asset => (c.amount, Decimal::ZERO, None),
+            Some(c) if c.asset == rules.base_asset => {
+                ((c.amount * price).normalize(), c.amount, None)
+            }
+            // A third asset (BNB): at its price when charged, when the shell found one.
+            Some(c) => match self.commission_price {
+                Some(p) => ((c.amount * p).normalize(), Decimal::ZERO, Some(p)),
+                None => (Decimal::ZERO, Decimal::ZERO, None),
+            },
+            None => (Decimal::ZERO, Decimal::ZERO, None),
+        };
+        let commission = commission.filter(|c| c.asset != rules.quote_asset);
+        Some((
+            Execution {
+                order_id: order.order_id,
+                trade_id: None,
+                price,
+                quantity,
+                fee,
+                charged: None,
+                time: self.time,
+            },
+            LiveFill {
+                commission,
+                commission_price: priced_at,
+                base_fee,
+                venue_trade_id: self.venue_trade_id,
+            },
+        ))
+    }
 }
 
 /// What one position's step left in its place in the list.

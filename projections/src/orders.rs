@@ -89,7 +89,20 @@ pub fn apply_order_event(row: &mut Option<OrderRow>, position: i64, event: &Even
             row.position = position;
             true
         }
-        (None, Event::OrderFilled(_) | Event::OrderCancelled(_)) => false,
+        // A fill that raced a stop's cancel: the order stays cancelled, having executed more.
+        (Some(row), Event::OrderFilledAfterCancel(e)) => {
+            row.executed_quantity = e.cumulative_quantity;
+            row.cumulative_quote_quantity = e.cumulative_quote_quantity;
+            row.fees += e.fee;
+            row.fee_asset = Some(e.fee_asset.clone());
+            row.update_time = e.time.millis();
+            row.position = position;
+            true
+        }
+        (
+            None,
+            Event::OrderFilled(_) | Event::OrderCancelled(_) | Event::OrderFilledAfterCancel(_),
+        ) => false,
         _ => true,
     }
 }
@@ -105,6 +118,7 @@ fn order_key(event: &Event) -> Option<(Symbol, u64)> {
         Event::OrderPlaced(e) => Some((e.symbol.clone(), e.order_id)),
         Event::OrderFilled(e) => Some((e.symbol.clone(), e.order_id)),
         Event::OrderCancelled(e) => Some((e.symbol.clone(), e.order_id)),
+        Event::OrderFilledAfterCancel(e) => Some((e.symbol.clone(), e.order_id)),
         _ => None,
     }
 }

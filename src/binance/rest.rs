@@ -389,7 +389,12 @@ pub struct Fill {
 pub struct Order {
     pub symbol: String,
     pub order_id: u64,
+    /// The order's client id, except in a cancel's answer, where it is the cancel request's
+    /// own and the order's is `orig_client_order_id`: see [`Order::client_id`].
     pub client_order_id: String,
+    /// The cancelled order's client id, in a cancel's answer.
+    #[serde(default)]
+    pub orig_client_order_id: Option<String>,
     pub price: Decimal,
     pub orig_qty: Decimal,
     pub executed_qty: Decimal,
@@ -406,6 +411,16 @@ pub struct Order {
     pub transact_time: Option<i64>,
     #[serde(default)]
     pub fills: Vec<Fill>,
+}
+
+impl Order {
+    /// The order's own client id, whatever the answer (a cancel's names its own request in
+    /// `clientOrderId`).
+    pub fn client_id(&self) -> &str {
+        self.orig_client_order_id
+            .as_deref()
+            .unwrap_or(&self.client_order_id)
+    }
 }
 
 /// One execution of ours, as `myTrades` lists it.

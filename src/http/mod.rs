@@ -665,6 +665,7 @@ async fn symbol_status(
         "streaming": if streaming { "on" } else { "off" },
         "settings": state.settings,
         "positions": positions,
+        "left_unsold": state.left_unsold(),
         "positions_closed": state.totals.positions_closed,
         "realized_profit": state.totals.realized_profit,
         "fees": state.totals.fees,

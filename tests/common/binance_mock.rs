@@ -133,6 +133,20 @@ impl Mock {
         self.lock().seen.clone()
     }
 
+    /// The order `client_order_id` executes `quantity` for `quote` in all, with no report sent
+    /// (one the user data stream has not delivered yet): what a cancel then answers.
+    pub fn execute(&self, client_order_id: &str, quantity: &str, quote: &str) {
+        let mut inner = self.lock();
+        let order = inner
+            .orders
+            .iter_mut()
+            .find(|o| o["clientOrderId"] == client_order_id)
+            .expect("an order with that client order id");
+        order["executedQty"] = json!(quantity);
+        order["cummulativeQuoteQty"] = json!(quote);
+        order["status"] = json!("PARTIALLY_FILLED");
+    }
+
     pub fn orders(&self) -> Vec<Value> {
         self.lock().orders.clone()
     }
@@ -479,7 +493,9 @@ fn answer(
             match (method.as_str(), found) {
                 ("GET", Some(order)) => (StatusCode::OK, order.clone()),
                 ("GET", None) => error(400, -2013, "Order does not exist."),
-                (_, Some(order)) if order["status"] == "NEW" => {
+                (_, Some(order))
+                    if order["status"] == "NEW" || order["status"] == "PARTIALLY_FILLED" =>
+                {
                     order["status"] = json!("CANCELED");
                     order["updateTime"] = json!(now);
                     let mut cancel = fixture("cancel_order_response.json");
@@ -507,7 +523,7 @@ fn answer(
                 .orders
                 .iter()
                 .filter(|o| {
-                    o["status"] == "NEW"
+                    (o["status"] == "NEW" || o["status"] == "PARTIALLY_FILLED")
                         && params
                             .get("symbol")
                             .is_none_or(|s| o["symbol"] == s.as_str())

@@ -1078,3 +1078,118 @@ fn the_paper_exchange_charges_in_another_asset_at_its_price() {
     assert_eq!(f.fee, dec!(0.09999));
     assert_eq!(f.fee_asset, "USDT", "fee is the commission's quote value");
 }
+
+/// A fill that lands on the venue between a recorded stop and its cancel comes back in the
+/// cancel's answer: it is recorded as a fill after the cancel, the stopped position keeps what
+/// it bought (reported as left unsold, across a new start), a SELL's late fill takes from it,
+/// and the same answer twice adds nothing.
+#[test]
+fn a_fill_racing_a_stop_is_recorded_and_left_unsold() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let Event::OrderPlaced(placed) = run.events.last().unwrap().clone() else {
+        unreachable!()
+    };
+    let (price, quantity) = (placed.price, placed.quantity);
+    let third = (quantity / dec!(3)).round_dp(1);
+    run.report(without_commission(executed(
+        &buy,
+        third,
+        third * price,
+        third,
+    )));
+
+    // Stopped with a third bought: the BUY is cancelled in the log, the third left unsold.
+    let out = run.command(Command::Stop).unwrap();
+    assert_eq!(types(&out), ["OrderCancelled", "TradingStopped"]);
+    assert_eq!(run.state.left_unsold()[0].quantity, third);
+    assert!(run.state.positions.is_empty());
+
+    // The cancel's answer: the venue had executed two thirds by then.
+    let two_thirds = third * dec!(2);
+    let answer = executed(&buy, two_thirds, two_thirds * price, third);
+    let out = run.report(answer.clone());
+    assert_eq!(types(&out), ["OrderFilledAfterCancel"]);
+    let Event::OrderFilledAfterCancel(late) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (late.quantity, late.cumulative_quantity, late.price),
+        (third, two_thirds, price)
+    );
+    assert_eq!(
+        late.base_fee,
+        third / dec!(1000),
+        "the commission it took in XRP"
+    );
+    let left = run.state.left_unsold();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].quantity, two_thirds,
+        "the position keeps what it bought"
+    );
+    assert_eq!(left[0].buy_price, price);
+    assert!(
+        run.report(answer).is_empty(),
+        "the same answer again adds nothing"
+    );
+    // The venue's own cancel report about it changes nothing either.
+    let cancelled = Report::Cancelled {
+        client_order_id: buy.clone(),
+        reason: "cancelled on Binance".into(),
+        time: Timestamp(100),
+    };
+    assert!(run.report(cancelled).is_empty());
+
+    // A new start trades fresh positions and still reports what the stop left.
+    run.command(Command::Start {
+        after_trade_id: Some(1),
+    })
+    .unwrap();
+    assert_eq!(run.state.left_unsold()[0].quantity, two_thirds);
+    assert!(run.state.unsold().is_empty());
+    // Rebuilt from its events, the state is the same.
+    let rebuilt = run
+        .events
+        .iter()
+        .try_fold(TradingState::default(), |s, e| apply(s, e))
+        .unwrap();
+    assert_eq!(rebuilt.left, run.state.left);
+}
+
+#[test]
+fn a_sell_that_raced_a_stop_takes_from_what_was_left() {
+    let mut run = Run::new(xrp(), settings(1, dec!(100)));
+    run.live_trade(1, dec!(1.0));
+    let buy = run.client_id(Side::Buy);
+    let Event::OrderPlaced(placed) = run.events.last().unwrap().clone() else {
+        unreachable!()
+    };
+    let q = placed.quantity;
+    run.report(without_commission(executed(&buy, q, q * placed.price, q)));
+    let out = run.live_trade(2, dec!(1.0));
+    let Event::OrderPlaced(sell) = &out[0] else {
+        panic!("{out:?}")
+    };
+    let sell_id = run.client_id(Side::Sell);
+    run.command(Command::Stop).unwrap();
+    assert_eq!(run.state.left_unsold()[0].quantity, q);
+    let half = (sell.quantity / dec!(2)).round_dp(1);
+    let out = run.report(without_commission(executed(
+        &sell_id,
+        half,
+        half * sell.price,
+        half,
+    )));
+    assert_eq!(types(&out), ["OrderFilledAfterCancel"]);
+    assert_eq!(run.state.left_unsold()[0].quantity, q - half);
+    // All of it sold after all: nothing is left unsold.
+    run.report(without_commission(executed(
+        &sell_id,
+        q,
+        q * sell.price,
+        q - half,
+    )));
+    assert!(run.state.left_unsold().is_empty(), "{:?}", run.state.left);
+}
