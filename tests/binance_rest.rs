@@ -12,6 +12,7 @@ use hedgehog::binance::rest::{
     Credentials, NewOrder, OrderRef, OrderStatus, RateLimit, RateLimitType, RestClient, RestError,
 };
 use hedgehog::domain::{Side, Symbol};
+use hedgehog::store::StreamId;
 use rust_decimal_macros::dec;
 use serde_json::json;
 
@@ -583,24 +584,26 @@ async fn a_commission_asset_is_priced_by_the_minute_it_was_charged_in() {
     assert_eq!(asked.api_key, None, "public: no key sent");
 }
 
-/// Live, end to end: a fill whose commission Binance took in BNB is recorded with what it was
-/// worth in USDT when charged (BNBUSDT's price that minute), so fees and profit count it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
+/// A live trader on BTCUSDT (one chunk of 100 USDT) against `mock`, and the BUY its first
+/// trade placed: stored, and on the venue.
+struct LiveBuy {
+    db: common::TestDb,
+    store: hedgehog::store::Store,
+    rules: hedgehog::domain::exchange::SymbolRules,
+    venue: hedgehog::live::Venue,
+    stop: tokio::sync::watch::Sender<bool>,
+    running: tokio::task::JoinHandle<Result<(), hedgehog::trader::TraderError>>,
+    placed: hedgehog::domain::events::OrderPlaced,
+}
+
+async fn live_buy(mock: &Mock, at: i64) -> LiveBuy {
     use hedgehog::aggregate::TradingAggregate;
-    use hedgehog::binance::user_stream::Feed;
-    use hedgehog::domain::events::Commission;
-    use hedgehog::domain::trading::Report;
     use hedgehog::domain::{Event, Timestamp};
-    use hedgehog::store::{ExpectedVersion, NewEvent, StreamId};
+    use hedgehog::store::{ExpectedVersion, NewEvent};
     use hedgehog::trading::{Request, SettingsChange};
 
     let db = common::TestDb::sqlite();
     let store = db.open().await;
-    let mock = Mock::start(0).await;
-    let at = 1_700_000_040_000i64;
-    let trade = common::trade_at;
-    mock.serve_trades(&[trade("BNBUSDT", 1, dec!(612.3), at + 5_000)]);
     let info = hedgehog::exchange_info::bundled().unwrap();
     let rules = info.get(&btcusdt()).unwrap().clone();
     let settings = SettingsChange {
@@ -613,7 +616,7 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
             .await
             .unwrap();
     }
-    let venue = hedgehog::live::Venue::new(client(&mock, Duration::from_secs(2)), info.clone());
+    let venue = hedgehog::live::Venue::new(client(mock, Duration::from_secs(2)), info.clone());
     let aggregate = TradingAggregate {
         rules: rules.clone(),
         paper: None,
@@ -628,25 +631,71 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
         .append(
             &StreamId::trades(&btcusdt()),
             ExpectedVersion::Any,
-            vec![NewEvent::new(trade("BTCUSDT", 7, dec!(60000), at + 10_000))],
+            vec![NewEvent::new(common::trade_at(
+                "BTCUSDT",
+                7,
+                dec!(60000),
+                at + 10_000,
+            ))],
         )
         .await
         .unwrap();
-    let trading = StreamId::trading(&btcusdt());
-    let events = || async { store.read_stream_to_end(&trading).await.unwrap() };
     let started = Instant::now();
     let placed = loop {
-        let placed = events().await.into_iter().find_map(|e| match e.event {
-            Event::OrderPlaced(o) => Some(o),
-            _ => None,
-        });
+        let placed = store
+            .read_stream_to_end(&StreamId::trading(&btcusdt()))
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|e| match e.event {
+                Event::OrderPlaced(o) => Some(o),
+                _ => None,
+            });
         // Sent once stored: wait for the venue to have it, not just the log.
-        if let Some(o) = placed.filter(|_| mock.seen().iter().any(|s| s.path == "/api/v3/order")) {
+        if let Some(o) = placed.filter(|_| mock.orders().len() == 1) {
             break o;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "no BUY placed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    LiveBuy {
+        db,
+        store,
+        rules,
+        venue,
+        stop,
+        running,
+        placed,
+    }
+}
+
+/// Live, end to end: a fill whose commission Binance took in BNB is recorded with what it was
+/// worth in USDT when charged (BNBUSDT's price that minute), so fees and profit count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
+    use hedgehog::binance::user_stream::Feed;
+    use hedgehog::domain::events::Commission;
+    use hedgehog::domain::trading::Report;
+    use hedgehog::domain::{Event, Timestamp};
+
+    let mock = Mock::start(0).await;
+    let at = 1_700_000_040_000i64;
+    mock.serve_trades(&[common::trade_at("BNBUSDT", 1, dec!(612.3), at + 5_000)]);
+    let LiveBuy {
+        store,
+        venue,
+        stop,
+        running,
+        placed,
+        ..
+    } = live_buy(&mock, at).await;
+    let events = || async {
+        store
+            .read_stream_to_end(&StreamId::trading(&btcusdt()))
+            .await
+            .unwrap()
+    };
+    let started = Instant::now();
     let report = Report::Executed {
         client_order_id: placed.client_order_id.clone(),
         trade_id: Some(99),
@@ -694,66 +743,27 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
 /// bought as left unsold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_racing_a_stop_is_recorded_from_the_cancels_answer() {
-    use hedgehog::aggregate::TradingAggregate;
     use hedgehog::domain::{Event, Timestamp};
-    use hedgehog::store::{ExpectedVersion, NewEvent, StreamId};
-    use hedgehog::trading::{Request, SettingsChange};
+    use hedgehog::trading::Request;
 
-    let db = common::TestDb::sqlite();
-    let store = db.open().await;
     let mock = Mock::start(0).await;
     let at = 1_700_000_040_000i64;
-    let info = hedgehog::exchange_info::bundled().unwrap();
-    let rules = info.get(&btcusdt()).unwrap().clone();
-    let settings = SettingsChange {
-        chunks: Some(1),
-        budget: Some(dec!(100)),
-        ..SettingsChange::default()
-    };
-    for request in [Request::Settings(settings), Request::Start] {
-        hedgehog::trading::command(&store, &rules, request, Timestamp(at))
+    let LiveBuy {
+        db,
+        store,
+        rules,
+        stop,
+        running,
+        placed,
+        ..
+    } = live_buy(&mock, at).await;
+    let events = || async {
+        store
+            .read_stream_to_end(&StreamId::trading(&btcusdt()))
             .await
-            .unwrap();
-    }
-    let venue = hedgehog::live::Venue::new(client(&mock, Duration::from_secs(2)), info.clone());
-    let aggregate = TradingAggregate {
-        rules: rules.clone(),
-        paper: None,
+            .unwrap()
     };
-    let trader = hedgehog::trader::Trader::load(store.clone(), aggregate)
-        .await
-        .unwrap()
-        .on_venue(venue);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(trader.run(stopped));
-    store
-        .append(
-            &StreamId::trades(&btcusdt()),
-            ExpectedVersion::Any,
-            vec![NewEvent::new(common::trade_at(
-                "BTCUSDT",
-                7,
-                dec!(60000),
-                at + 10_000,
-            ))],
-        )
-        .await
-        .unwrap();
-    let trading = StreamId::trading(&btcusdt());
-    let events = || async { store.read_stream_to_end(&trading).await.unwrap() };
     let started = Instant::now();
-    let placed = loop {
-        let placed = events().await.into_iter().find_map(|e| match e.event {
-            Event::OrderPlaced(o) => Some(o),
-            _ => None,
-        });
-        // Sent once stored: wait for the venue to have it, not just the log.
-        if let Some(o) = placed.filter(|_| mock.orders().len() == 1) {
-            break o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no BUY placed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     // Most of the BUY executes on Binance, unreported; then a stop is recorded.
     let quantity = dec!(0.001);
     assert!(placed.quantity > quantity, "{placed:?}");
