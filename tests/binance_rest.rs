@@ -596,6 +596,33 @@ struct LiveBuy {
     placed: hedgehog::domain::events::OrderPlaced,
 }
 
+/// The first event of the BTCUSDT trading stream that `pick` takes, once `ready` holds too,
+/// polled for up to 20 s.
+async fn recorded<T>(
+    store: &hedgehog::store::Store,
+    what: &str,
+    pick: impl Fn(hedgehog::domain::Event) -> Option<T>,
+    ready: impl Fn() -> bool,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let events = store
+            .read_stream_to_end(&StreamId::trading(&btcusdt()))
+            .await
+            .unwrap();
+        if let Some(found) = events.iter().find_map(|e| pick(e.event.clone())) {
+            if ready() {
+                return found;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {what} recorded: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn live_buy(mock: &Mock, at: i64) -> LiveBuy {
     use hedgehog::aggregate::TradingAggregate;
     use hedgehog::domain::{Event, Timestamp};
@@ -640,24 +667,17 @@ async fn live_buy(mock: &Mock, at: i64) -> LiveBuy {
         )
         .await
         .unwrap();
-    let started = Instant::now();
-    let placed = loop {
-        let placed = store
-            .read_stream_to_end(&StreamId::trading(&btcusdt()))
-            .await
-            .unwrap()
-            .into_iter()
-            .find_map(|e| match e.event {
-                Event::OrderPlaced(o) => Some(o),
-                _ => None,
-            });
-        // Sent once stored: wait for the venue to have it, not just the log.
-        if let Some(o) = placed.filter(|_| mock.orders().len() == 1) {
-            break o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no BUY placed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Sent once stored: wait for the venue to have it, not just the log.
+    let placed = recorded(
+        &store,
+        "BUY placed",
+        |e| match e {
+            Event::OrderPlaced(o) => Some(o),
+            _ => None,
+        },
+        || mock.orders().len() == 1,
+    )
+    .await;
     LiveBuy {
         db,
         store,
@@ -689,13 +709,6 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
         placed,
         ..
     } = live_buy(&mock, at).await;
-    let events = || async {
-        store
-            .read_stream_to_end(&StreamId::trading(&btcusdt()))
-            .await
-            .unwrap()
-    };
-    let started = Instant::now();
     let report = Report::Executed {
         client_order_id: placed.client_order_id.clone(),
         trade_id: Some(99),
@@ -716,20 +729,16 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
             report,
         })
         .unwrap();
-    let fill = loop {
-        let fill = events().await.into_iter().find_map(|e| match e.event {
+    let fill = recorded(
+        &store,
+        "fill",
+        |e| match e {
             Event::OrderFilled(f) => Some(f),
             _ => None,
-        });
-        if let Some(f) = fill {
-            break f;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no fill recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        },
+        || true,
+    )
+    .await;
     assert_eq!(fill.commission_price, Some(dec!(612.3)));
     assert_eq!(fill.fee, dec!(0.06123), "0.0001 BNB at 612.3 USDT");
     assert_eq!(fill.base_fee, dec!(0));
@@ -757,13 +766,6 @@ async fn a_fill_racing_a_stop_is_recorded_from_the_cancels_answer() {
         placed,
         ..
     } = live_buy(&mock, at).await;
-    let events = || async {
-        store
-            .read_stream_to_end(&StreamId::trading(&btcusdt()))
-            .await
-            .unwrap()
-    };
-    let started = Instant::now();
     // Most of the BUY executes on Binance, unreported; then a stop is recorded.
     let quantity = dec!(0.001);
     assert!(placed.quantity > quantity, "{placed:?}");
@@ -776,21 +778,16 @@ async fn a_fill_racing_a_stop_is_recorded_from_the_cancels_answer() {
     hedgehog::trading::command(&store, &rules, Request::Stop, Timestamp(at + 20_000))
         .await
         .unwrap();
-    let late = loop {
-        let late = events().await.into_iter().find_map(|e| match e.event {
+    let late = recorded(
+        &store,
+        "fill from the cancel's answer",
+        |e| match e {
             Event::OrderFilledAfterCancel(f) => Some(f),
             _ => None,
-        });
-        if let Some(f) = late {
-            break f;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the fill in the cancel's answer was not recorded: {:?}",
-            events().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        },
+        || true,
+    )
+    .await;
     assert_eq!(
         (late.quantity, late.cumulative_quantity, late.price),
         (quantity, quantity, placed.price)
