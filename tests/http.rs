@@ -794,6 +794,9 @@ async fn a_foreign_host_or_origin_is_refused_and_changes_nothing() {
             .body(r#"{"budget":"999"}"#);
         let (status, _) = api.send(with(put, "origin", origin)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
+        let delete = api.client.delete(api.url("/api/session"));
+        let (status, _) = api.send(with(delete, "origin", origin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
     }
     let glance = api.get("/api/symbols/ADAUSDT").await;
     assert_eq!(glance["status"], "off", "nothing was switched: {glance}");
