@@ -81,7 +81,28 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 impl SqliteBackend {
+    /// Opens (creating and migrating if need be) the store at `url`.
+    ///
+    /// Several processes opening a fresh file at once contend for it while it is created and
+    /// switched to WAL, and SQLite answers some of those moments "database is locked" at once,
+    /// without waiting in its busy handler (a journal-mode change, a WAL recovery). So an open
+    /// that meets a busy database starts again after a short pause, until [`BUSY_TIMEOUT`].
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match Self::try_open(url).await {
+                Err(e) if e.is_busy() && started.elapsed() < BUSY_TIMEOUT => {
+                    tracing::debug!(error = %e, "the store is busy being opened; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    async fn try_open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
