@@ -205,27 +205,7 @@ pub enum Command {
         what: ExchangeCommandArg,
     },
     /// Serve recorded trades as Binance's combined trade stream on 127.0.0.1.
-    ReplayServer {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Port to listen on (0: any free port; the address is printed).
-        #[arg(long, default_value_t = 9443)]
-        port: u16,
-        /// 1 plays at real pace, 10 ten times faster, 0 as fast as possible.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Cut the connection after this many messages, to exercise reconnects (0: never).
-        #[arg(long, default_value_t = 0)]
-        drop_every: u64,
-        /// Messages a new connection repeats from before where the last one was cut.
-        #[arg(long, default_value_t = hedgehog::replay_server::RESUME_OVERLAP)]
-        resume_overlap: usize,
-        /// Symbol for files whose rows carry none.
-        #[arg(long)]
-        symbol: Option<Symbol>,
-        #[arg(long, value_enum)]
-        format: Option<import::Format>,
-    },
+    ReplayServer(ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -693,4 +673,28 @@ pub enum ImportCommand {
 pub enum Format {
     Table,
     Json,
+}
+
+/// `replay-server`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 9443)]
+    pub port: u16,
+    /// 1 plays at real pace, 10 ten times faster, 0 as fast as possible.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Cut the connection after this many messages, to exercise reconnects (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub drop_every: u64,
+    /// Messages a new connection repeats from before where the last one was cut.
+    #[arg(long, default_value_t = hedgehog::replay_server::RESUME_OVERLAP)]
+    pub resume_overlap: usize,
+    /// Symbol for files whose rows carry none.
+    #[arg(long)]
+    pub symbol: Option<Symbol>,
+    #[arg(long, value_enum)]
+    pub format: Option<import::Format>,
 }

@@ -2,12 +2,9 @@
 
 use std::io::{self, Write};
 
-use std::path::PathBuf;
-
 use hedgehog::config::{self};
-use hedgehog::domain::Symbol;
 use hedgehog::exchange_info;
-use hedgehog::import::{self, ImportOptions};
+use hedgehog::import::ImportOptions;
 use hedgehog::replay_server::{ReplayOptions, ReplayServer};
 use rust_decimal::Decimal;
 
@@ -79,16 +76,16 @@ pub async fn exchange_serve(
 }
 
 /// `replay-server`: plays recorded trades over a websocket, as Binance's trade stream.
-#[allow(clippy::too_many_arguments)]
-pub async fn replay_server(
-    files: Vec<PathBuf>,
-    port: u16,
-    speed: f64,
-    drop_every: u64,
-    resume_overlap: usize,
-    symbol: Option<Symbol>,
-    format: Option<import::Format>,
-) -> anyhow::Result<()> {
+pub async fn replay_server(args: ReplayArgs) -> anyhow::Result<()> {
+    let ReplayArgs {
+        files,
+        port,
+        speed,
+        drop_every,
+        resume_overlap,
+        symbol,
+        format,
+    } = args;
     anyhow::ensure!(
         speed >= 0.0 && speed.is_finite(),
         "--speed must be 0 or more, not {speed}"

@@ -32,26 +32,9 @@ pub async fn dispatch(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             print_config: true, ..
         } => return print_config_json(&mut out, &loaded),
         Command::Config { what } => return config_show(&mut out, &loaded, what),
-        Command::ReplayServer {
-            files,
-            port,
-            speed,
-            drop_every,
-            resume_overlap,
-            symbol,
-            format,
-        } => {
+        Command::ReplayServer(args) => {
             drop(out);
-            return exchange::replay_server(
-                files,
-                port,
-                speed,
-                drop_every,
-                resume_overlap,
-                symbol,
-                format,
-            )
-            .await;
+            return exchange::replay_server(args).await;
         }
         Command::Exchange { what } => {
             drop(out);
@@ -119,7 +102,7 @@ async fn with_store(
             format,
         } => query::orders(out, store, symbol, status, run, format).await,
         Command::Trades { symbol, window } => query::trades(out, store, symbol, window).await,
-        Command::ReplayServer { .. }
+        Command::ReplayServer(_)
         | Command::Exchange { .. }
         | Command::Backtest(_)
         | Command::Config { .. } => unreachable!("dispatched before the store is opened"),
