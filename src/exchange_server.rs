@@ -1020,19 +1020,12 @@ mod tests {
     }
 
     fn trade(id: u64, price: Decimal) -> TradeReceived {
-        TradeReceived {
-            symbol: Symbol::parse("ADAUSDT").unwrap(),
-            trade_id: id,
-            price,
-            quantity: dec!(100000),
-            trade_time: hedgehog_domain::Timestamp(id as i64),
-            event_time: hedgehog_domain::Timestamp(id as i64),
-            buyer_is_maker: true,
-            buyer_order_id: None,
-            seller_order_id: None,
-            first_trade_id: None,
-            kind: hedgehog_domain::TradeKind::Market,
-        }
+        hedgehog_domain::testkit::trade("ADAUSDT", id)
+            .price(price)
+            .quantity(dec!(100000))
+            .at(id as i64)
+            .buyer_is_maker(true)
+            .build()
     }
 
     #[test]

@@ -571,7 +571,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Symbol, TradeKind};
+    use crate::types::Symbol;
     use rust_decimal_macros::dec;
 
     fn rules() -> SymbolRules {
@@ -592,19 +592,11 @@ mod tests {
     }
 
     fn trade(id: u64, price: Decimal) -> TradeReceived {
-        TradeReceived {
-            symbol: Symbol::parse("XRPUSDT").unwrap(),
-            trade_id: id,
-            price,
-            quantity: dec!(1000),
-            trade_time: Timestamp(1_560_000_000_000 + id as i64 * 1000),
-            event_time: Timestamp(1_560_000_000_000 + id as i64 * 1000),
-            buyer_is_maker: false,
-            buyer_order_id: None,
-            seller_order_id: None,
-            first_trade_id: None,
-            kind: TradeKind::Market,
-        }
+        crate::testkit::trade("XRPUSDT", id)
+            .price(price)
+            .quantity(dec!(1000))
+            .at(1_560_000_000_000 + id as i64 * 1000)
+            .build()
     }
 
     fn settings() -> TradingSettings {

@@ -676,19 +676,13 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn trade() -> TradeReceived {
-        TradeReceived {
-            symbol: Symbol::parse("ADAUSDT").unwrap(),
-            trade_id: 14364025,
-            price: dec!(0.09643000),
-            quantity: dec!(1617.50000000),
-            trade_time: Timestamp(1559520022517),
-            event_time: Timestamp(1559520022520),
-            buyer_is_maker: false,
-            buyer_order_id: Some(71181005),
-            seller_order_id: Some(71180991),
-            first_trade_id: None,
-            kind: TradeKind::Market,
-        }
+        crate::testkit::trade("ADAUSDT", 14364025)
+            .price(dec!(0.09643000))
+            .quantity(dec!(1617.50000000))
+            .at(1559520022517)
+            .event_time(1559520022520)
+            .order_ids(Some(71181005), Some(71180991))
+            .build()
     }
 
     /// The canonical and the stored forms are contracts: this test fails if a rename or reorder

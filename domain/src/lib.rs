@@ -13,6 +13,8 @@ pub mod paper_exchange;
 pub mod settings;
 pub mod storing;
 pub mod streaming;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod trading;
 pub mod types;
 

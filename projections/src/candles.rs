@@ -663,23 +663,15 @@ async fn load_candle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hedgehog_domain::types::{Timestamp, TradeKind};
     use rust_decimal_macros::dec;
 
     fn trade(id: u64, time: i64, price: Decimal, qty: Decimal, maker: bool) -> TradeReceived {
-        TradeReceived {
-            symbol: Symbol::parse("BTCUSDT").unwrap(),
-            trade_id: id,
-            price,
-            quantity: qty,
-            trade_time: Timestamp(time),
-            event_time: Timestamp(time),
-            buyer_is_maker: maker,
-            buyer_order_id: None,
-            seller_order_id: None,
-            first_trade_id: None,
-            kind: TradeKind::Market,
-        }
+        hedgehog_domain::testkit::trade("BTCUSDT", id)
+            .price(price)
+            .quantity(qty)
+            .at(time)
+            .buyer_is_maker(maker)
+            .build()
     }
 
     #[test]

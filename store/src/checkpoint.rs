@@ -130,24 +130,18 @@ async fn wal_frames(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 mod tests {
     use super::*;
     use crate::{Database, ExpectedVersion, NewEvent, Store, StreamId};
-    use hedgehog_domain::events::TradeReceived;
-    use hedgehog_domain::{Symbol, Timestamp, TradeKind};
+    use hedgehog_domain::Symbol;
 
     fn trades(symbol: &Symbol, ids: std::ops::Range<u64>) -> Vec<NewEvent> {
         ids.map(|trade_id| {
-            NewEvent::new(TradeReceived {
-                symbol: symbol.clone(),
-                trade_id,
-                price: rust_decimal::Decimal::new(6_000_001, 2),
-                quantity: rust_decimal::Decimal::new(1, 3),
-                trade_time: Timestamp(1_700_000_000_000),
-                event_time: Timestamp(1_700_000_000_001),
-                buyer_is_maker: false,
-                buyer_order_id: None,
-                seller_order_id: None,
-                first_trade_id: None,
-                kind: TradeKind::Market,
-            })
+            NewEvent::new(
+                hedgehog_domain::testkit::trade(symbol.as_str(), trade_id)
+                    .price(rust_decimal::Decimal::new(6_000_001, 2))
+                    .quantity(rust_decimal::Decimal::new(1, 3))
+                    .at(1_700_000_000_000)
+                    .event_time(1_700_000_000_001)
+                    .build(),
+            )
         })
         .collect()
     }

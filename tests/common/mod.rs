@@ -10,10 +10,11 @@ pub mod book;
 pub mod http;
 pub mod processes;
 
+use hedgehog::domain::testkit;
 use std::time::Duration;
 
 use hedgehog::domain::events::TradeReceived;
-use hedgehog::domain::{Symbol, Timestamp, TradeKind};
+use hedgehog::domain::Symbol;
 use hedgehog::store::{NewEvent, Store};
 use rust_decimal::Decimal;
 
@@ -134,36 +135,20 @@ pub fn symbol(s: &str) -> Symbol {
 
 /// A realistic trade (ADAUSDT prices from the book's data), keyed by `trade_id`.
 pub fn trade(sym: &str, trade_id: u64) -> TradeReceived {
-    TradeReceived {
-        symbol: symbol(sym),
-        trade_id,
-        price: Decimal::new(9_643_000 + (trade_id % 1000) as i64, 8),
-        quantity: Decimal::new(161_750_000_000, 8),
-        trade_time: Timestamp(1_559_520_022_517 + trade_id as i64),
-        event_time: Timestamp(1_559_520_022_520 + trade_id as i64),
-        buyer_is_maker: trade_id % 2 == 0,
-        buyer_order_id: Some(71_181_005 + trade_id),
-        seller_order_id: None,
-        first_trade_id: None,
-        kind: TradeKind::Market,
-    }
+    let id = trade_id as i64;
+    testkit::trade(sym, trade_id)
+        .price(Decimal::new(9_643_000 + id % 1000, 8))
+        .quantity(Decimal::new(161_750_000_000, 8))
+        .at(1_559_520_022_517 + id)
+        .event_time(1_559_520_022_520 + id)
+        .buyer_is_maker(trade_id % 2 == 0)
+        .order_ids(Some(71_181_005 + trade_id), None)
+        .build()
 }
 
 /// A market trade of `sym` at `price` and `time` (ms), keyed by `trade_id`, quantity 1.
 pub fn trade_at(sym: &str, trade_id: u64, price: Decimal, time: i64) -> TradeReceived {
-    TradeReceived {
-        symbol: symbol(sym),
-        trade_id,
-        price,
-        quantity: Decimal::ONE,
-        trade_time: Timestamp(time),
-        event_time: Timestamp(time),
-        buyer_is_maker: false,
-        buyer_order_id: None,
-        seller_order_id: None,
-        first_trade_id: None,
-        kind: TradeKind::Market,
-    }
+    testkit::trade(sym, trade_id).price(price).at(time).build()
 }
 
 pub fn trades(sym: &str, ids: std::ops::Range<u64>) -> Vec<NewEvent> {

@@ -1,6 +1,5 @@
 use super::*;
 use crate::paper_exchange::FillModel;
-use crate::types::TradeKind;
 use proptest::prelude::*;
 use rust_decimal_macros::dec;
 
@@ -26,19 +25,12 @@ fn xrp() -> SymbolRules {
 }
 
 fn trade(id: u64, price: Decimal) -> TradeReceived {
-    TradeReceived {
-        symbol: Symbol::parse("XRPUSDT").unwrap(),
-        trade_id: id,
-        price,
-        quantity: dec!(1000),
-        trade_time: Timestamp(1_000 * id as i64),
-        event_time: Timestamp(1_000 * id as i64 + 1),
-        buyer_is_maker: false,
-        buyer_order_id: None,
-        seller_order_id: None,
-        first_trade_id: None,
-        kind: TradeKind::Market,
-    }
+    crate::testkit::trade("XRPUSDT", id)
+        .price(price)
+        .quantity(dec!(1000))
+        .at(1_000 * id as i64)
+        .event_time(1_000 * id as i64 + 1)
+        .build()
 }
 
 /// Runs inputs through decide + apply like a worker would, returning every event and the state.
@@ -1153,7 +1145,7 @@ fn a_fill_racing_a_stop_is_recorded_and_left_unsold() {
     let rebuilt = run
         .events
         .iter()
-        .try_fold(TradingState::default(), |s, e| apply(s, e))
+        .try_fold(TradingState::default(), apply)
         .unwrap();
     assert_eq!(rebuilt.left, run.state.left);
 }

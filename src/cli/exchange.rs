@@ -1,0 +1,158 @@
+//! The simulated Binance: `exchange serve` and `replay-server`.
+
+use std::io::{self, Write};
+
+use hedgehog::config::{self};
+use hedgehog::exchange_info;
+use hedgehog::import::ImportOptions;
+use hedgehog::replay_server::{ReplayOptions, ReplayServer};
+use rust_decimal::Decimal;
+
+use super::args::*;
+use super::run::stop_signal;
+
+/// `hedgehog exchange serve`: fills in what the options leave open (the exchange info, fresh
+/// keys), binds, says where, and serves until a signal.
+pub async fn exchange_serve(
+    exchange_info_file: Option<&std::path::Path>,
+    mut options: hedgehog::exchange_server::ExchangeOptions,
+    port: u16,
+) -> anyhow::Result<()> {
+    use hedgehog::exchange_server::ExchangeServer;
+    anyhow::ensure!(
+        options.speed >= 0.0 && options.speed.is_finite(),
+        "--speed must be 0 or more, not {}",
+        options.speed
+    );
+    anyhow::ensure!(
+        options.commission >= Decimal::ZERO && options.commission < Decimal::ONE,
+        "--commission must be in [0, 1), not {}",
+        options.commission
+    );
+    let (json, origin) = match exchange_info_file {
+        Some(path) => (exchange_info::load_json(path)?, path.display().to_string()),
+        None => (
+            exchange_info::bundled_json()?,
+            "bundled exchange info".to_owned(),
+        ),
+    };
+    options.rules = exchange_info::parse(&json, &origin)?;
+    options.exchange_info_json = json;
+    let mut fresh = Vec::new();
+    let mut fresh_secret = |value: &mut String, what: &'static str| {
+        if value.is_empty() {
+            use rand::distr::{Alphanumeric, SampleString};
+            *value = Alphanumeric.sample_string(&mut rand::rng(), 64);
+            fresh.push(what);
+        }
+    };
+    fresh_secret(&mut options.api_key, "api key");
+    fresh_secret(&mut options.secret, "api secret");
+    let server = ExchangeServer::bind(([127, 0, 0, 1], port).into(), options.clone()).await?;
+    let addr = server.local_addr()?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "paper exchange on http://{addr} ({} trades to play)",
+        server.trades()
+    )?;
+    writeln!(out, "  REST              http://{addr}/api/v3")?;
+    writeln!(
+        out,
+        "  trade stream      ws://{addr}/stream?streams=<symbol>@trade"
+    )?;
+    writeln!(out, "  user data stream  ws://{addr}/ws-api/v3")?;
+    // Keys this exchange issued itself are shown once, to whoever started it.
+    if fresh.contains(&"api key") {
+        writeln!(out, "  api key           {}", options.api_key)?;
+    }
+    if fresh.contains(&"api secret") {
+        writeln!(out, "  api secret        {}", options.secret)?;
+    }
+    out.flush()?;
+    drop(out);
+    server.serve(stop_signal()).await;
+    Ok(())
+}
+
+/// `replay-server`: plays recorded trades over a websocket, as Binance's trade stream.
+pub async fn replay_server(args: ReplayArgs) -> anyhow::Result<()> {
+    let ReplayArgs {
+        files,
+        port,
+        speed,
+        drop_every,
+        resume_overlap,
+        symbol,
+        format,
+    } = args;
+    anyhow::ensure!(
+        speed >= 0.0 && speed.is_finite(),
+        "--speed must be 0 or more, not {speed}"
+    );
+    let options = ReplayOptions {
+        files,
+        speed,
+        drop_every,
+        resume_overlap,
+        import: ImportOptions {
+            symbol,
+            format,
+            ..ImportOptions::default()
+        },
+    };
+    let server = ReplayServer::bind(([127, 0, 0, 1], port).into(), options).await?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "listening on ws://{} ({} trades)",
+        server.local_addr()?,
+        server.len()
+    )?;
+    out.flush()?;
+    drop(out);
+    tokio::select! {
+        _ = server.serve() => {}
+        _ = stop_signal() => {}
+    }
+
+    Ok(())
+}
+
+/// `exchange serve`.
+pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyhow::Result<()> {
+    let ExchangeCommandArg::Serve {
+        files,
+        port,
+        speed,
+        balances,
+        commission,
+        api_key,
+        api_secret,
+        symbol,
+        format,
+        follow,
+        follow_symbols,
+    } = what;
+    exchange_serve(
+        config.exchange.info.as_deref(),
+        hedgehog::exchange_server::ExchangeOptions {
+            files,
+            speed,
+            import: ImportOptions {
+                symbol,
+                format,
+                ..ImportOptions::default()
+            },
+            api_key: api_key.unwrap_or_default(),
+            secret: api_secret.unwrap_or_default(),
+            balances,
+            commission,
+            exchange_info_json: String::new(),
+            rules: Default::default(),
+            follow: follow.map(|url| (url, follow_symbols)),
+        },
+        port,
+    )
+    .await
+}
