@@ -181,6 +181,133 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
 
     // Check every events client against the log.
     let store = Store::open(&url).await?;
+    let log = check_against_log(&store, &symbols, &seen).await?;
+    let engine = Engine {
+        rss,
+        anon,
+        stop_time,
+        status,
+    };
+    let backend = store.backend_name();
+    let failed = print_report(&o, symbols.len(), total, backend, &log, &seen, &engine)?;
+    if failed {
+        bail!("the load test failed: see above");
+    }
+    Ok(())
+}
+
+/// How the engine went through the load: its memory each second, how long SIGTERM took.
+struct Engine {
+    rss: Vec<u64>,
+    anon: Vec<u64>,
+    stop_time: Duration,
+    status: std::process::ExitStatus,
+}
+
+/// Prints what the clients received and the engine did; true when the test failed (a client
+/// error, an event lost or out of order, an unclean exit).
+fn print_report(
+    o: &LoadOptions,
+    symbols: usize,
+    total: u64,
+    backend: &str,
+    log: &Checked,
+    seen: &[(String, Seen)],
+    engine: &Engine,
+) -> anyhow::Result<bool> {
+    let errors: Vec<&String> = seen.iter().flat_map(|(_, s)| &s.errors).collect();
+    let frames: u64 = seen.iter().map(|(_, s)| s.frames).sum();
+    let bytes: u64 = seen.iter().map(|(_, s)| s.bytes).sum();
+    let catch_ups: u64 = seen.iter().map(|(_, s)| s.catch_ups).sum();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let tenth = (engine.rss.len() / 10).max(1);
+    let early = engine.rss[..tenth.min(engine.rss.len())]
+        .iter()
+        .sum::<u64>()
+        / tenth as u64;
+    let after_warmup = &engine.rss[(engine.rss.len() / 6).min(engine.rss.len() - 1)..];
+    let late = engine.rss[engine.rss.len() - tenth..].iter().sum::<u64>() / tenth as u64;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "load: {} symbols, {} SSE clients ({} on /api/updates, {} on /api/events?symbol=), {} s, {}",
+        symbols,
+        o.clients,
+        o.clients.div_ceil(2),
+        o.clients / 2,
+        o.seconds,
+        backend
+    )?;
+    writeln!(
+        out,
+        "  trades stored {} of {total} recorded ({:.0}/s); log head {}",
+        log.trades_stored,
+        log.trades_stored as f64 / o.seconds as f64,
+        log.head
+    )?;
+    writeln!(
+        out,
+        "  SSE frames delivered {frames} ({:.0}/s, {:.1} MiB); catch-ups on /api/updates {catch_ups}",
+        frames as f64 / o.seconds as f64,
+        bytes as f64 / 1048576.0
+    )?;
+    writeln!(
+        out,
+        "  events clients checked against the log: {} events, lost or out of order {}",
+        log.checked, log.lost
+    )?;
+    writeln!(out, "  client errors {}", errors.len())?;
+    for e in errors.iter().take(5) {
+        writeln!(out, "    {e}")?;
+    }
+    writeln!(
+        out,
+        "  engine RSS MiB: first tenth {:.1}, last tenth {:.1}, after warm-up min {:.1} max {:.1}",
+        mib(early),
+        mib(late),
+        mib(*after_warmup.iter().min().unwrap_or(&0)),
+        mib(*after_warmup.iter().max().unwrap_or(&0)),
+    )?;
+    let every_5_s = |samples: &[u64]| {
+        samples
+            .iter()
+            .step_by(5)
+            .map(|k| format!("{:.0}", mib(*k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    writeln!(out, "  engine RSS MiB each 5 s: {}", every_5_s(&engine.rss))?;
+    writeln!(
+        out,
+        "  of which anonymous (heap) MiB each 5 s: {}",
+        every_5_s(&engine.anon)
+    )?;
+    writeln!(
+        out,
+        "  SIGTERM to exit: {:.2} s, {}",
+        engine.stop_time.as_secs_f64(),
+        engine.status
+    )?;
+    Ok(!errors.is_empty() || log.lost > 0 || !engine.status.success())
+}
+
+/// What the events clients received, checked against the log.
+struct Checked {
+    head: i64,
+    trades_stored: u64,
+    /// Events missing or out of order across the clients.
+    lost: u64,
+    /// Events the clients received.
+    checked: u64,
+}
+
+/// Reads the log once and compares each `/api/events?symbol=` client's positions with that
+/// symbol's events up to the last one it got.
+async fn check_against_log(
+    store: &Store,
+    symbols: &[&SymbolRules],
+    seen: &[(String, Seen)],
+) -> anyhow::Result<Checked> {
     let mut by_symbol: HashMap<Symbol, Vec<i64>> = HashMap::new();
     let mut next = 1;
     loop {
@@ -199,7 +326,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     let head = next - 1;
     let trades_stored: u64 = {
         let mut n = 0;
-        for r in &symbols {
+        for r in symbols {
             n += store
                 .stream_version(&hedgehog::store::StreamId::trades(&r.symbol))
                 .await? as u64;
@@ -208,7 +335,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     };
     let mut lost = 0u64;
     let mut checked = 0u64;
-    for (path, s) in &seen {
+    for (path, s) in seen {
         let Some(symbol) = path
             .split("symbol=")
             .nth(1)
@@ -233,76 +360,12 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         checked += s.positions.len() as u64;
     }
 
-    let errors: Vec<&String> = seen.iter().flat_map(|(_, s)| &s.errors).collect();
-    let frames: u64 = seen.iter().map(|(_, s)| s.frames).sum();
-    let bytes: u64 = seen.iter().map(|(_, s)| s.bytes).sum();
-    let catch_ups: u64 = seen.iter().map(|(_, s)| s.catch_ups).sum();
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let tenth = (rss.len() / 10).max(1);
-    let early = rss[..tenth.min(rss.len())].iter().sum::<u64>() / tenth as u64;
-    let after_warmup = &rss[(rss.len() / 6).min(rss.len() - 1)..];
-    let late = rss[rss.len() - tenth..].iter().sum::<u64>() / tenth as u64;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "load: {} symbols, {} SSE clients ({} on /api/updates, {} on /api/events?symbol=), {} s, {}",
-        symbols.len(),
-        o.clients,
-        o.clients.div_ceil(2),
-        o.clients / 2,
-        o.seconds,
-        store.backend_name()
-    )?;
-    writeln!(
-        out,
-        "  trades stored {trades_stored} of {total} recorded ({:.0}/s); log head {head}",
-        trades_stored as f64 / o.seconds as f64
-    )?;
-    writeln!(
-        out,
-        "  SSE frames delivered {frames} ({:.0}/s, {:.1} MiB); catch-ups on /api/updates {catch_ups}",
-        frames as f64 / o.seconds as f64,
-        bytes as f64 / 1048576.0
-    )?;
-    writeln!(
-        out,
-        "  events clients checked against the log: {checked} events, lost or out of order {lost}"
-    )?;
-    writeln!(out, "  client errors {}", errors.len())?;
-    for e in errors.iter().take(5) {
-        writeln!(out, "    {e}")?;
-    }
-    writeln!(
-        out,
-        "  engine RSS MiB: first tenth {:.1}, last tenth {:.1}, after warm-up min {:.1} max {:.1}",
-        mib(early),
-        mib(late),
-        mib(*after_warmup.iter().min().unwrap_or(&0)),
-        mib(*after_warmup.iter().max().unwrap_or(&0)),
-    )?;
-    let every_5_s = |samples: &[u64]| {
-        samples
-            .iter()
-            .step_by(5)
-            .map(|k| format!("{:.0}", mib(*k)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    writeln!(out, "  engine RSS MiB each 5 s: {}", every_5_s(&rss))?;
-    writeln!(
-        out,
-        "  of which anonymous (heap) MiB each 5 s: {}",
-        every_5_s(&anon)
-    )?;
-    writeln!(
-        out,
-        "  SIGTERM to exit: {:.2} s, {status}",
-        stop_time.as_secs_f64()
-    )?;
-    if !errors.is_empty() || lost > 0 || !status.success() {
-        bail!("the load test failed: see above");
-    }
-    Ok(())
+    Ok(Checked {
+        head,
+        trades_stored,
+        lost,
+        checked,
+    })
 }
 
 /// Reads a child's first line of stdout and returns its first word starting with `prefix`;
