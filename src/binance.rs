@@ -14,42 +14,11 @@ pub mod user_stream;
 use std::borrow::Cow;
 
 use hedgehog_domain::events::TradeReceived;
+pub use hedgehog_domain::Market;
 use hedgehog_domain::{Symbol, Timestamp, TradeKind};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-use crate::store::StreamId;
-
-/// Which Binance market a trade is from. It decides the trade's stream: the same symbol on
-/// spot and on USD-M futures are different markets, whose trade ids overlap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Market {
-    #[default]
-    Spot,
-    /// Binance USD-M futures: its own stream, `usdm-trades-SYMBOL`.
-    #[value(name = "usdm")]
-    UsdmFutures,
-}
-
-impl Market {
-    /// The stream of this market's trades of `symbol`.
-    pub fn trades_stream(self, symbol: &Symbol) -> StreamId {
-        match self {
-            Market::Spot => StreamId::trades(symbol),
-            Market::UsdmFutures => StreamId::usdm_trades(symbol),
-        }
-    }
-}
-
-impl std::fmt::Display for Market {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Market::Spot => "spot",
-            Market::UsdmFutures => "usdm",
-        })
-    }
-}
 
 /// What one frame turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +39,7 @@ impl Frame {
     pub fn into_trade(self) -> Option<(Market, TradeReceived)> {
         match self {
             Frame::Trade(t) => Some((Market::Spot, t)),
-            Frame::FuturesTrade(t) => Some((Market::UsdmFutures, t)),
+            Frame::FuturesTrade(t) => Some((Market::Usdm, t)),
             Frame::OtherStream(_) | Frame::NotAStreamMessage => None,
         }
     }

@@ -280,7 +280,7 @@ fn parse_files(
     for file in in_time_order(files, options) {
         with_reader(file, progress, |reader| {
             parse_one(file, reader, options, &mut counts, &mut |market, trade| {
-                let stream = market.trades_stream(&trade.symbol);
+                let stream = crate::store::StreamId::market_trades(market, &trade.symbol);
                 sequencer.push(&stream, trade.trade_id, trade, &mut out)
             })
         })??;

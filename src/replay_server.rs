@@ -90,7 +90,7 @@ pub fn combined_frame(market: Market, t: &TradeReceived) -> (String, String) {
             object.insert("a".into(), a.into());
         }
         match market {
-            Market::UsdmFutures => {
+            Market::Usdm => {
                 object.insert("X".into(), t.kind.as_str().into());
             }
             Market::Spot => {
@@ -282,7 +282,7 @@ mod tests {
         let (stream, frame) = combined_frame(Market::Spot, &t);
         assert_eq!(stream, "btcusdt@trade");
         assert_eq!(parse_frame(&frame).unwrap(), Frame::Trade(t.clone()));
-        let (_, futures) = combined_frame(Market::UsdmFutures, &t);
+        let (_, futures) = combined_frame(Market::Usdm, &t);
         assert_eq!(parse_frame(&futures).unwrap(), Frame::FuturesTrade(t));
     }
 }

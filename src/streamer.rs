@@ -282,7 +282,7 @@ fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
             return 0;
         }
     };
-    let stream = market.trades_stream(&trade.symbol);
+    let stream = crate::store::StreamId::market_trades(market, &trade.symbol);
     stats.received.fetch_add(1, Ordering::Relaxed);
     let id = trade.trade_id;
     match pending.last_id.get(&stream).copied() {

@@ -20,4 +20,4 @@ pub mod types;
 
 pub use events::Event;
 pub use settings::TradingSettings;
-pub use types::{Side, Symbol, Timestamp, TradeKind, TradingStatus};
+pub use types::{Market, Side, Symbol, Timestamp, TradeKind, TradingStatus};

@@ -4,6 +4,7 @@
 //! get into an event, whether it comes from a CLI flag, a CSV row or an old log.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -355,5 +356,53 @@ mod tests {
         }
         assert!(TradeKind::Market.is_market());
         assert!(!TradeKind::InsuranceFund.is_market());
+    }
+}
+
+/// The market a trade is from: the same symbol on spot and on Binance USD-M futures are
+/// different markets, whose trade ids and prices differ, so their trades are kept apart (each
+/// its own stream, its own rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Market {
+    #[default]
+    Spot,
+    /// Binance USD-M futures.
+    Usdm,
+}
+
+impl Market {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::Usdm => "usdm",
+        }
+    }
+}
+
+impl fmt::Display for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A market name that is not `spot` or `usdm`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown market {0:?}: use spot or usdm")]
+pub struct UnknownMarket(pub String);
+
+impl FromStr for Market {
+    type Err = UnknownMarket;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spot" => Ok(Market::Spot),
+            "usdm" => Ok(Market::Usdm),
+            other => Err(UnknownMarket(other.to_owned())),
+        }
+    }
+}
+
+impl Serialize for Market {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }

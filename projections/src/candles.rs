@@ -442,7 +442,7 @@ impl ReadModel for Candles {
 
     fn apply(&mut self, origin: &Origin, event: &Event) {
         if let Event::TradeReceived(trade) = event {
-            if let Some(market) = Market::of_stream(&origin.stream) {
+            if let Some(market) = origin.stream.market() {
                 // Binance's klines count market trades only (not insurance fund or ADL ones).
                 if trade.kind.is_market() {
                     self.add(market, trade, origin.position);

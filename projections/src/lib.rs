@@ -23,12 +23,11 @@ mod storing;
 pub mod trade_events;
 
 use std::fmt;
-use std::str::FromStr;
 
 use futures::future::BoxFuture;
 use hedgehog_domain::Event;
 use hedgehog_store::{StoreError, StreamId};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 pub use db::{Checkpoint, Tx};
 pub use projector::{updates_as_stream, ProjectionStatus, Projector, Published, Updates};
@@ -43,55 +42,8 @@ pub struct Origin {
     pub position: i64,
 }
 
-/// The market a trade stream belongs to: spot and USD-M futures ids and prices differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Market {
-    Spot,
-    Usdm,
-}
-
-impl Market {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Market::Spot => "spot",
-            Market::Usdm => "usdm",
-        }
-    }
-
-    /// The market of a market-trade stream (`trades-X`, `usdm-trades-X`); `None` for others.
-    pub fn of_stream(stream: &StreamId) -> Option<Market> {
-        if stream.symbol_of("trades").is_some() {
-            Some(Market::Spot)
-        } else if stream.symbol_of("usdm-trades").is_some() {
-            Some(Market::Usdm)
-        } else {
-            None
-        }
-    }
-}
-
-impl fmt::Display for Market {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for Market {
-    type Err = ProjectionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "spot" => Ok(Market::Spot),
-            "usdm" => Ok(Market::Usdm),
-            other => Err(ProjectionError::UnknownMarket(other.to_owned())),
-        }
-    }
-}
-
-impl Serialize for Market {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+/// The market of a trade stream: the domain's.
+pub use hedgehog_domain::Market;
 
 /// A change to a read model, as subscribers receive it, after its transaction committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,8 +70,6 @@ pub enum ProjectionError {
     },
     #[error("unknown projection {0:?}: the projections are trade_events, orders, backtest_orders, trading_settings, streaming_settings and candles")]
     UnknownProjection(String),
-    #[error("unknown market {0:?}: use spot or usdm")]
-    UnknownMarket(String),
 }
 
 /// A read model: `eventually`'s per-event fold plus what a projector needs to store it.

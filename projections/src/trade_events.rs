@@ -99,7 +99,7 @@ impl TradeEvents {
     /// a page at a time, keeping rows already there.
     async fn backfill(tx: &mut Tx, symbol: &Symbol, position: i64) -> Result<(), ProjectionError> {
         for stream in [StreamId::trades(symbol), StreamId::usdm_trades(symbol)] {
-            let Some(market) = Market::of_stream(&stream) else {
+            let Some(market) = stream.market() else {
                 continue;
             };
             let mut pages = LogPages::new(stream, position);
@@ -137,7 +137,7 @@ impl ReadModel for TradeEvents {
     fn apply(&mut self, origin: &Origin, event: &Event) {
         match event {
             Event::TradeReceived(trade) => {
-                if let Some(market) = Market::of_stream(&origin.stream) {
+                if let Some(market) = origin.stream.market() {
                     self.pending
                         .push(TradeRow::of(market, origin.position, trade));
                 }

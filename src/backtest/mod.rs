@@ -235,7 +235,7 @@ pub async fn run(
             let store = store
                 .ok_or(BacktestError::NoStore("a backtest over stored trades"))?
                 .clone();
-            let stream = options.market.trades_stream(&options.symbol);
+            let stream = crate::store::StreamId::market_trades(options.market, &options.symbol);
             let window = options.window;
             let progress = Arc::clone(&progress);
             let (tx, rx) = mpsc::channel::<Piece>(PAGES_AHEAD);
@@ -323,7 +323,7 @@ fn no_trades(options: &BacktestOptions) -> BacktestError {
         Source::Store => (
             format!(
                 "in the store ({})",
-                options.market.trades_stream(&options.symbol)
+                crate::store::StreamId::market_trades(options.market, &options.symbol)
             ),
             "import some with `hedgehog import trades`, stream them, or pass --data FILE",
         ),

@@ -92,7 +92,10 @@ impl Report {
             Source::Files { .. } => ("files", None),
             Source::Store => (
                 "store",
-                Some(options.market.trades_stream(&options.symbol).to_string()),
+                Some(
+                    crate::store::StreamId::market_trades(options.market, &options.symbol)
+                        .to_string(),
+                ),
             ),
         };
         Report {

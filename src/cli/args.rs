@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-use hedgehog::domain::Symbol;
-use hedgehog::import::{self};
+use hedgehog::domain::{Market, Symbol};
+use hedgehog::import;
 use hedgehog::time::parse_time;
 use hedgehog::trading::SettingsChange;
 use hedgehog_projections::candles::Interval;
@@ -317,8 +317,8 @@ pub struct WindowArgs {
     /// Up to this time, inclusive (same forms as --from).
     #[arg(long, value_parser = parse_time)]
     pub to: Option<i64>,
-    #[arg(long, value_enum, default_value_t = import::Market::Spot)]
-    pub market: import::Market,
+    #[arg(long, default_value_t = Market::Spot)]
+    pub market: Market,
     /// table, csv (for candles: Binance's kline columns, times in ms) or json.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
@@ -487,8 +487,8 @@ pub struct BacktestArgs {
     #[arg(long, value_enum, requires = "data")]
     pub format: Option<import::Format>,
     /// The market of the trades: its stream in the store, and what files must hold.
-    #[arg(long, value_enum, default_value_t = import::Market::Spot)]
-    pub market: import::Market,
+    #[arg(long, default_value_t = Market::Spot)]
+    pub market: Market,
     /// The strategy's settings: the defaults (see `hedgehog settings show`) with these changed.
     #[command(flatten)]
     pub settings: SettingsArgs,
@@ -659,7 +659,7 @@ pub enum ImportCommand {
         /// The market of the trades: spot, or usdm for Binance USD-M futures (their own stream).
         /// Default: recordings say it themselves; CSVs and book dumps are spot.
         #[arg(long, value_enum)]
-        market: Option<import::Market>,
+        market: Option<Market>,
         /// Report each bad row and go on, instead of stopping at the first.
         #[arg(long)]
         skip_bad_rows: bool,

@@ -60,7 +60,7 @@ pub async fn backtest(
         SettingsChange::from(args.settings.clone()).applied_to(&TradingSettings::default());
     let (source, total) = if args.data.is_empty() {
         let store = store.context("a backtest over stored trades needs the store")?;
-        let stream = args.market.trades_stream(&args.symbol);
+        let stream = hedgehog::store::StreamId::market_trades(args.market, &args.symbol);
         (
             backtest::Source::Store,
             u64::try_from(store.stream_version(&stream).await?).unwrap_or(0),

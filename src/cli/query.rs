@@ -2,8 +2,7 @@
 
 use std::io::Write;
 
-use hedgehog::domain::Symbol;
-use hedgehog::import::{self};
+use hedgehog::domain::{Market, Symbol};
 use hedgehog::store::Store;
 use hedgehog::time::format_time;
 use hedgehog_projections::candles::Interval;
@@ -23,7 +22,7 @@ pub async fn ohlc(
     catch_up(store).await?;
     let candles = query::candles(
         &store.database(),
-        projection_market(window.market),
+        window.market,
         &symbol,
         interval,
         window.window(),
@@ -65,20 +64,13 @@ pub async fn trades(
     print_trades(
         out,
         store,
-        projection_market(window.market),
+        window.market,
         &symbol,
         window.window(),
         window.format,
     )
     .await?;
     Ok(())
-}
-
-pub fn projection_market(market: import::Market) -> hedgehog_projections::Market {
-    match market {
-        import::Market::Spot => hedgehog_projections::Market::Spot,
-        import::Market::UsdmFutures => hedgehog_projections::Market::Usdm,
-    }
 }
 
 pub fn print_candles(
@@ -208,7 +200,7 @@ pub fn print_orders(
 pub async fn print_trades(
     out: &mut impl Write,
     store: &Store,
-    market: hedgehog_projections::Market,
+    market: Market,
     symbol: &Symbol,
     window: Window,
     format: QueryFormat,

@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use hedgehog_domain::events::DecodeError;
-use hedgehog_domain::{Event, Symbol};
+use hedgehog_domain::{Event, Market, Symbol};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -88,6 +88,26 @@ impl StreamId {
     /// trade ids overlap spot's, so another stream.
     pub fn usdm_trades(symbol: &Symbol) -> Self {
         StreamId(format!("usdm-trades-{symbol}").into())
+    }
+
+    /// The market trades of `symbol` on `market`: [`StreamId::trades`] or
+    /// [`StreamId::usdm_trades`].
+    pub fn market_trades(market: Market, symbol: &Symbol) -> Self {
+        match market {
+            Market::Spot => StreamId::trades(symbol),
+            Market::Usdm => StreamId::usdm_trades(symbol),
+        }
+    }
+
+    /// The market of a market-trade stream (`trades-X`, `usdm-trades-X`); `None` for others.
+    pub fn market(&self) -> Option<Market> {
+        if self.symbol_of("trades").is_some() {
+            Some(Market::Spot)
+        } else if self.symbol_of("usdm-trades").is_some() {
+            Some(Market::Usdm)
+        } else {
+            None
+        }
     }
 
     /// The streaming switch of a symbol.
