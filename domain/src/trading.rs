@@ -348,6 +348,55 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                 },
             );
         }
+        Event::OrderPlaced(_)
+        | Event::OrderFilled(_)
+        | Event::OrderFilledAfterCancel(_)
+        | Event::OrderCancelled(_)
+        | Event::OrderRejected(_) => apply_order_event(state, event)?,
+        Event::RebuyTriggered(e) => {
+            state.advance_cursor(Some(e.trade_id));
+            state
+                .positions
+                .get_mut(&e.position_id)
+                .ok_or(ApplyError::UnknownPosition(e.position_id))?
+                .rebuy_notified = true;
+        }
+        Event::PositionClosed(e) => {
+            state.advance_cursor(e.trade_id);
+            state
+                .remove_position(e.position_id)
+                .ok_or(ApplyError::UnknownPosition(e.position_id))?;
+            state.totals.positions_closed += 1;
+            state.totals.realized_profit += e.realized_profit;
+            state.totals.fees += e.fees;
+        }
+        Event::PositionsOrdered(e) => {
+            let mut ordered = e.positions.clone();
+            ordered.sort_unstable();
+            let open: Vec<u64> = state.positions.keys().copied().collect();
+            if ordered != open {
+                return Err(ApplyError::Order {
+                    trade_id: e.trade_id,
+                    ordered: e.positions.clone(),
+                    open,
+                });
+            }
+            state.advance_cursor(Some(e.trade_id));
+            state.order.clone_from(&e.positions);
+        }
+        other @ (Event::TradeReceived(_)
+        | Event::StreamingStarted(_)
+        | Event::StreamingStopped(_)
+        | Event::StoringStarted(_)
+        | Event::StoringStopped(_)) => return Err(ApplyError::Foreign(other.event_type())),
+    }
+    Ok(())
+}
+
+/// Folds in an event of an order's life: placed, filled (before or after a cancel),
+/// cancelled, rejected.
+fn apply_order_event(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> {
+    match event {
         Event::OrderPlaced(e) => {
             state.last_order_id = state.last_order_id.max(e.order_id);
             state.advance_cursor(e.trade_id);
@@ -428,42 +477,7 @@ fn apply_mut(state: &mut TradingState, event: &Event) -> Result<(), ApplyError> 
                 }
             }
         }
-        Event::RebuyTriggered(e) => {
-            state.advance_cursor(Some(e.trade_id));
-            state
-                .positions
-                .get_mut(&e.position_id)
-                .ok_or(ApplyError::UnknownPosition(e.position_id))?
-                .rebuy_notified = true;
-        }
-        Event::PositionClosed(e) => {
-            state.advance_cursor(e.trade_id);
-            state
-                .remove_position(e.position_id)
-                .ok_or(ApplyError::UnknownPosition(e.position_id))?;
-            state.totals.positions_closed += 1;
-            state.totals.realized_profit += e.realized_profit;
-            state.totals.fees += e.fees;
-        }
-        Event::PositionsOrdered(e) => {
-            let mut ordered = e.positions.clone();
-            ordered.sort_unstable();
-            let open: Vec<u64> = state.positions.keys().copied().collect();
-            if ordered != open {
-                return Err(ApplyError::Order {
-                    trade_id: e.trade_id,
-                    ordered: e.positions.clone(),
-                    open,
-                });
-            }
-            state.advance_cursor(Some(e.trade_id));
-            state.order.clone_from(&e.positions);
-        }
-        other @ (Event::TradeReceived(_)
-        | Event::StreamingStarted(_)
-        | Event::StreamingStopped(_)
-        | Event::StoringStarted(_)
-        | Event::StoringStopped(_)) => return Err(ApplyError::Foreign(other.event_type())),
+        _ => {}
     }
     Ok(())
 }
