@@ -312,7 +312,7 @@ async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
                 tracing::warn!(url = stream_url, error = %e, "cannot reach the live trade stream")
             }
         }
-        crate::streamer::wait(&mut backoff, Duration::from_secs(60), &mut never).await;
+        crate::backoff::wait(&mut backoff, Duration::from_secs(60), &mut never).await;
     }
 }
 

@@ -33,7 +33,6 @@ use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::{Symbol, Timestamp, TradeKind};
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::binance::parse_recorded_line;
 pub use crate::binance::Market;
@@ -204,17 +203,6 @@ pub async fn import_trades(
     Ok(summary)
 }
 
-/// The event id of a trade: a UUID v7 whose time is the trade's and whose other bits are a
-/// name-based hash of (stream, trade id). Deterministic, so a re-import yields the same events.
-pub fn trade_event_id(stream: &StreamId, trade: &TradeReceived) -> Uuid {
-    let name = format!("{}:{}", stream.as_str(), trade.trade_id);
-    let hash = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
-    let mut bits = [0u8; 10];
-    bits.copy_from_slice(&hash.as_bytes()[..10]);
-    let millis = u64::try_from(trade.trade_time.millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid()
-}
-
 /// Buffers trades per market and hands full batches to the appender.
 struct Batcher<'a> {
     /// Prepares the batches for its backend, on this (the parsing) thread.
@@ -226,7 +214,7 @@ struct Batcher<'a> {
 
 impl Batcher<'_> {
     fn push(&mut self, stream: &StreamId, trade: TradeReceived) -> Result<(), ImportError> {
-        let id = trade_event_id(stream, &trade);
+        let id = crate::ids::trade_event_id(stream, &trade);
         let buffer = self.buffers.entry(stream.clone()).or_default();
         buffer.push(NewEvent::new(trade).with_id(id));
         if buffer.len() >= self.size {
@@ -841,22 +829,5 @@ mod tests {
     fn microsecond_times_become_milliseconds() {
         assert_eq!(millis(1_680_652_799_999), Timestamp(1_680_652_799_999));
         assert_eq!(millis(1_735_689_600_123_456), Timestamp(1_735_689_600_123));
-    }
-
-    #[test]
-    fn event_ids_are_deterministic_v7() {
-        let sym = Symbol::parse("BTCUSDT").unwrap();
-        let stream = StreamId::trades(&sym);
-        let row = "3071245454,28165.47000000,0.00056000,15.77266320,1680652799999,True,True";
-        let Ok(Some(t)) = binance_trade_row(row, &sym) else {
-            panic!("row refused")
-        };
-        let a = trade_event_id(&stream, &t);
-        assert_eq!(a, trade_event_id(&stream, &t));
-        assert_eq!(a.get_version_num(), 7);
-        let (secs, nanos) = a.get_timestamp().unwrap().to_unix();
-        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1680652799999);
-        let other = StreamId::new("trades-ETHUSDT").unwrap();
-        assert_ne!(a, trade_event_id(&other, &t));
     }
 }

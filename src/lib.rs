@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod aggregate;
+pub mod backoff;
 pub mod backtest;
 pub mod binance;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod engine;
 pub mod exchange_info;
 pub mod exchange_server;
 pub mod http;
+pub mod ids;
 pub mod import;
 pub mod live;
 pub mod replay_server;

@@ -21,14 +21,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::Symbol;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::binance::rest::{RestClient, HISTORICAL_TRADES_LIMIT};
 use crate::binance::{parse_frame, Frame, Market};
-use crate::import::trade_event_id;
+use crate::ids::trade_event_id;
 use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId};
 
 /// Binance's public spot endpoint.
@@ -194,12 +193,12 @@ pub async fn run(
             Ok(Ok((ws, _))) => ws,
             Ok(Err(error)) => {
                 tracing::warn!(%error, url, "cannot connect to the trade stream");
-                wait(&mut backoff, options.max_backoff, &mut shutdown).await;
+                crate::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown).await;
                 continue;
             }
             Err(_) => {
                 tracing::warn!(url, "connecting to the trade stream timed out");
-                wait(&mut backoff, options.max_backoff, &mut shutdown).await;
+                crate::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown).await;
                 continue;
             }
         };
@@ -242,7 +241,7 @@ pub async fn run(
             backoff = options.initial_backoff;
         }
         if !*shutdown.borrow() {
-            wait(&mut backoff, options.max_backoff, &mut shutdown).await;
+            crate::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown).await;
         }
     }
     flush(&store, &mut pending, &stats, options.backfill.as_ref()).await
@@ -253,22 +252,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Sleeps the backoff with ±50 % jitter (so that many clients do not reconnect in step), then
-/// doubles it up to the cap.
-pub(crate) async fn wait(
-    backoff: &mut Duration,
-    max: Duration,
-    shutdown: &mut watch::Receiver<bool>,
-) {
-    let jitter = rand::rng().random_range(0.5..1.5);
-    let pause = backoff.mul_f64(jitter);
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => {}
-        _ = shutdown.changed() => {}
-    }
-    *backoff = (*backoff * 2).min(max);
 }
 
 /// Takes one frame; returns the size of the largest pending batch.

@@ -45,9 +45,6 @@ pub enum TraderError {
     },
 }
 
-/// Namespace of the ids of decided events (UUID v5 over stream, version and payload).
-const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x6865_6467_6568_6f67_2d64_6563_6964_6531);
-
 /// One symbol's trading worker.
 pub struct Trader {
     store: Store,
@@ -314,7 +311,7 @@ impl Trader {
                 .enumerate()
                 .map(|(i, event)| {
                     let version = self.version + 1 + i as i64;
-                    let new = NewEvent::new(event.clone()).with_id(decision_id(
+                    let new = NewEvent::new(event.clone()).with_id(crate::ids::decision_id(
                         &self.trading,
                         version,
                         event,
@@ -385,13 +382,4 @@ async fn next_feed(
         Some(feed) => feed.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The id of a decided event: the same decision at the same place always gets the same id.
-pub(crate) fn decision_id(stream: &StreamId, version: i64, event: &Event) -> Uuid {
-    let payload = event.encode().unwrap_or_default();
-    Uuid::new_v5(
-        &DECISION_NAMESPACE,
-        format!("{stream}:{version}:{payload}").as_bytes(),
-    )
 }

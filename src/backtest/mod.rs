@@ -35,10 +35,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::ids::decision_id;
 use crate::import::{self, ImportError, ImportOptions, Market};
 use crate::sequencer::Sequencer;
 use crate::store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId, PAGE_SIZE};
-use crate::trader::decision_id;
 pub use report::{FileInput, Inputs, Report};
 
 /// Trades per batch handed from the source to the decider.

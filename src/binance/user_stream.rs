@@ -107,7 +107,7 @@ pub async fn follow(
             }
             Err(e) => tracing::warn!(url, error = %e, "user data stream: reconnecting"),
         }
-        crate::streamer::wait(&mut backoff, Duration::from_secs(60), &mut shutdown).await;
+        crate::backoff::wait(&mut backoff, Duration::from_secs(60), &mut shutdown).await;
     }
 }
 
