@@ -320,7 +320,7 @@ async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_t
 /// client resubscribes, and announces every subscription before that connection's reports.
 #[tokio::test]
 async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes() {
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     use hedgehog::binance::user_stream::Feed;
     use hedgehog::domain::trading::Report;
     use tokio_tungstenite::tungstenite::Message;
@@ -341,12 +341,7 @@ async fn the_user_data_stream_subscribes_signed_relays_reports_and_resubscribes(
     let (checked, mut subscriptions) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         for _ in 0..2 {
-            let (socket, _) = listener.accept().await.unwrap();
-            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
-            let Some(Ok(Message::Text(request))) = ws.next().await else {
-                panic!("no subscription request");
-            };
-            let request: serde_json::Value = serde_json::from_str(request.as_str()).unwrap();
+            let (mut ws, request) = accept_subscription(&listener).await;
             let params = &request["params"];
             let payload = format!(
                 "apiKey={}&recvWindow={}&timestamp={}",
@@ -829,12 +824,7 @@ async fn a_silent_user_data_stream_is_pinged_then_made_again() {
     let server = tokio::spawn(async move {
         let mut held = Vec::new();
         for _ in 0..2 {
-            let (socket, _) = listener.accept().await.unwrap();
-            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
-            let Some(Ok(Message::Text(request))) = ws.next().await else {
-                panic!("no subscription request");
-            };
-            let request: serde_json::Value = serde_json::from_str(request.as_str()).unwrap();
+            let (mut ws, request) = accept_subscription(&listener).await;
             let answer =
                 json!({"id": request["id"], "status": 200, "result": {"subscriptionId": 0}});
             ws.send(Message::text(answer.to_string())).await.unwrap();
@@ -890,4 +880,22 @@ fn follow_user_stream(
         stopped,
     ));
     (reports, stop, task)
+}
+
+/// The next connection to the fake WebSocket API and its first request (the subscription).
+async fn accept_subscription(
+    listener: &tokio::net::TcpListener,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    serde_json::Value,
+) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (socket, _) = listener.accept().await.unwrap();
+    let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+    let Some(Ok(Message::Text(request))) = ws.next().await else {
+        panic!("no subscription request");
+    };
+    let request = serde_json::from_str(request.as_str()).unwrap();
+    (ws, request)
 }

@@ -296,10 +296,9 @@ fn caller(api: &Api, headers: &HeaderMap, method: &Method) -> Result<Actor, ApiE
     let now = (api.clock)().0;
     match session {
         Some((expires, name)) if expires > now && api.auth.has_name(name) => {
-            let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
             // A browser sends Origin with every state change; one without it did not come
             // from our page (which the guard has already checked it against).
-            if changes && !headers.contains_key(header::ORIGIN) {
+            if super::changes_state(method) && !headers.contains_key(header::ORIGIN) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "a change made with the dashboard's session must come from the dashboard's \

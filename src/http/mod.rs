@@ -131,6 +131,13 @@ fn host_name(host: &str) -> String {
     name.to_ascii_lowercase()
 }
 
+/// Whether a request of `method` may change something (all but GET, HEAD and OPTIONS): what
+/// the Origin checks apply to.
+fn changes_state(method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Refuses requests addressed to another host, and state changes from another site's pages.
 async fn guard(
     State(api): State<Api>,
@@ -154,11 +161,7 @@ async fn guard(
         )
         .into_response();
     }
-    let changes = !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if changes {
+    if changes_state(request.method()) {
         if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("(not text)");
             if !api.allowed.origin(origin) {
