@@ -9,13 +9,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use hedgehog::aggregate::TradingAggregate;
-use hedgehog::domain::paper_exchange::PaperExchange;
-use hedgehog::domain::{Event, Symbol, Timestamp};
-use hedgehog::import::{import_trades, ImportOptions};
-use hedgehog::store::{redact_url, Store, StreamId, DEFAULT_DATABASE_URL};
-use hedgehog::trader::Trader;
-use hedgehog::trading::{self, Request, SettingsChange};
+use hedgehog_domain::paper_exchange::PaperExchange;
+use hedgehog_domain::{Event, Symbol, Timestamp};
+use hedgehog_engine::aggregate::TradingAggregate;
+use hedgehog_engine::trading::{self, Request, SettingsChange};
+use hedgehog_engine::worker::Trader;
+use hedgehog_ingest::import::{import_trades, ImportOptions};
+use hedgehog_store::{redact_url, Store, StreamId, DEFAULT_DATABASE_URL};
 use rust_decimal::Decimal;
 
 const FIXTURE: &str = concat!(
@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
     let store = Store::open(&url).await?;
     let symbol = Symbol::parse("ADAUSDT")?;
-    let rules = hedgehog::exchange_info::bundled()?
+    let rules = hedgehog_binance::exchange_info::bundled()?
         .get(&symbol)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("ADAUSDT is not in the bundled exchange info"))?;
@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
 
     let aggregate = TradingAggregate {
         rules: rules.clone(),
+        strategies: Default::default(),
         paper: Some(PaperExchange::default()),
     };
     let mut worker = Trader::load(store.clone(), aggregate).await?;

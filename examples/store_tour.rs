@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use hedgehog::domain::Symbol;
-use hedgehog::import::{import_trades, ImportOptions};
-use hedgehog::store::{redact_url, Store, DEFAULT_DATABASE_URL};
+use hedgehog_domain::Symbol;
+use hedgehog_ingest::import::{import_trades, ImportOptions};
+use hedgehog_store::{redact_url, Store, DEFAULT_DATABASE_URL};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     while head > 0
         && last
             .as_ref()
-            .is_none_or(|e: &hedgehog::store::RecordedEvent| e.position < head)
+            .is_none_or(|e: &hedgehog_store::RecordedEvent| e.position < head)
     {
         let event = tokio::time::timeout(Duration::from_secs(10), all.next())
             .await?

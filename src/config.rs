@@ -27,7 +27,7 @@ use hedgehog_domain::{Symbol, TradingSettings};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{redact_url, DEFAULT_DATABASE_URL};
+use hedgehog_store::{redact_url, DEFAULT_DATABASE_URL};
 
 /// The file looked for in the working directory when no path is given.
 pub const DEFAULT_FILE: &str = "hedgehog.toml";
@@ -69,6 +69,8 @@ impl Default for StoringConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyConfig {
+    /// The strategy's name (`naive`: the book's, the one this program runs).
+    pub name: String,
     pub chunks: u32,
     pub budget: rust_decimal::Decimal,
     pub buy_down_interval: rust_decimal::Decimal,
@@ -86,6 +88,7 @@ impl Default for StrategyConfig {
 impl From<TradingSettings> for StrategyConfig {
     fn from(s: TradingSettings) -> Self {
         StrategyConfig {
+            name: s.strategy,
             chunks: s.chunks,
             budget: s.budget,
             buy_down_interval: s.buy_down_interval,
@@ -99,6 +102,7 @@ impl From<TradingSettings> for StrategyConfig {
 impl StrategyConfig {
     pub fn settings(&self) -> TradingSettings {
         TradingSettings {
+            strategy: self.name.clone(),
             chunks: self.chunks,
             budget: self.budget,
             buy_down_interval: self.buy_down_interval,
@@ -244,19 +248,21 @@ impl ExchangeConfig {
     }
 
     /// Where and how much the streamer fills gaps from (see [`ExchangeConfig::backfill_url`]).
-    pub fn backfill(&self) -> Option<crate::streamer::Backfill> {
+    pub fn backfill(&self) -> Option<hedgehog_ingest::streamer::Backfill> {
         let url = match &self.backfill_url {
             Some(url) => url.clone(),
-            None if self.stream_url.trim_end_matches('/') == crate::streamer::BINANCE_WS_URL => {
-                crate::binance::rest::SPOT_URL.to_owned()
+            None if self.stream_url.trim_end_matches('/')
+                == hedgehog_ingest::streamer::BINANCE_WS_URL =>
+            {
+                hedgehog_binance::rest::SPOT_URL.to_owned()
             }
             None => return None,
         };
-        (self.backfill_limit > 0).then(|| crate::streamer::Backfill {
-            client: std::sync::Arc::new(crate::binance::rest::RestClient::new(
+        (self.backfill_limit > 0).then(|| hedgehog_ingest::streamer::Backfill {
+            client: std::sync::Arc::new(hedgehog_binance::rest::RestClient::new(
                 &url,
                 None,
-                crate::binance::rest::TIMEOUT,
+                hedgehog_binance::rest::TIMEOUT,
             )),
             limit: self.backfill_limit,
         })
@@ -267,12 +273,12 @@ impl Default for ExchangeConfig {
     fn default() -> Self {
         ExchangeConfig {
             mode: ExchangeMode::Paper,
-            stream_url: crate::streamer::BINANCE_WS_URL.to_owned(),
+            stream_url: hedgehog_ingest::streamer::BINANCE_WS_URL.to_owned(),
             api_url: None,
             ws_api_url: None,
             backfill_url: None,
-            backfill_limit: crate::streamer::BACKFILL_LIMIT,
-            idle_timeout_secs: crate::streamer::IDLE_TIMEOUT.as_secs(),
+            backfill_limit: hedgehog_ingest::streamer::BACKFILL_LIMIT,
+            idle_timeout_secs: hedgehog_ingest::streamer::IDLE_TIMEOUT.as_secs(),
             info: None,
             fill: FillModel::Cross,
             partial_fills: false,
@@ -497,7 +503,10 @@ impl Loaded {
     fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.config;
         if let Err(e) = c.strategy.settings().validate() {
-            let key = format!("strategy.{}", e.field);
+            let key = match e.field {
+                "strategy" => "strategy.name".to_owned(),
+                field => format!("strategy.{field}"),
+            };
             return Err(self.invalid(&key, e.to_string()));
         }
         let urls = [
@@ -681,6 +690,9 @@ partial_fills = false
 
 [strategy]
 # the settings a symbol trades with until `hedgehog settings set` changes them
+# the strategy: "naive" (the book's) is the one this program runs; a program of your own
+# built on the library registers others (see examples/grid_strategy.rs)
+name = "{name}"
 chunks = {chunks}
 budget = "{budget}"
 buy_down_interval = "{buy_down}"
@@ -710,6 +722,7 @@ format = "text"
         stream_url = d.exchange.stream_url,
         backfill_limit = d.exchange.backfill_limit,
         idle = d.exchange.idle_timeout_secs,
+        name = s.name,
         chunks = s.chunks,
         budget = s.budget,
         buy_down = s.buy_down_interval,

@@ -15,6 +15,7 @@
 //! out through [`Backtest::take_finished`] for the shell to keep or drop.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use crate::events::{Event, TradeReceived};
 use crate::exchange::SymbolRules;
 use crate::paper_exchange::PaperExchange;
 use crate::settings::TradingSettings;
+use crate::strategy::{SharedStrategy, Strategies};
 use crate::trading::{self, Command, Refusal, TradingState};
 use crate::types::{FillStatus, Side, Timestamp};
 
@@ -32,6 +34,7 @@ pub const CURVE_POINTS: usize = 1000;
 
 /// One symbol's strategy run over trades, with the tally of what it did.
 pub struct Backtest {
+    strategy: SharedStrategy,
     rules: SymbolRules,
     paper: PaperExchange,
     state: TradingState,
@@ -44,14 +47,18 @@ pub struct Backtest {
 
 impl Backtest {
     /// Starts a run with `settings`: its first decisions are the settings and trading on, as a
-    /// user's `settings set` and `trading start` give them live on a fresh symbol.
+    /// user's `settings set` and `trading start` give them live on a fresh symbol. The
+    /// settings' strategy is looked up in `strategies`.
     pub fn start(
+        strategies: &Strategies,
         rules: SymbolRules,
         paper: PaperExchange,
         settings: TradingSettings,
     ) -> Result<Backtest, Refusal> {
         let budget = settings.budget;
+        let strategy = Arc::clone(strategies.get(&settings.strategy)?);
         let mut run = Backtest {
+            strategy,
             rules,
             paper,
             state: TradingState::default(),
@@ -69,8 +76,13 @@ impl Backtest {
             },
         ] {
             // Commands carry the time they were issued; these two decide no timed event.
-            let events =
-                trading::decide_command(&run.state, &run.rules, command, Timestamp::default())?;
+            let events = trading::decide_command(
+                &run.state,
+                &run.rules,
+                strategies,
+                command,
+                Timestamp::default(),
+            )?;
             for event in &events {
                 if let Err(e) = trading::apply_in_place(&mut run.state, event) {
                     // `decide_command` decides only what its own state takes.
@@ -87,8 +99,13 @@ impl Backtest {
     /// Feeds one trade: returns what it decided (often nothing).
     pub fn trade(&mut self, trade: &TradeReceived) -> &[Event] {
         self.hash_trade(trade);
-        let events =
-            trading::decide_trade_in_place(&mut self.state, &self.rules, Some(&self.paper), trade);
+        let events = trading::decide_trade_in_place(
+            &*self.strategy,
+            &mut self.state,
+            &self.rules,
+            Some(&self.paper),
+            trade,
+        );
         self.note(&events);
         if trade.symbol == self.rules.symbol && trade.kind.is_market() {
             self.tally.market(trade, &events);
@@ -607,12 +624,19 @@ mod tests {
             profit_target: dec!(0.01),
             rebuy_interval: dec!(0.5),
             fee: dec!(0.001),
+            ..Default::default()
         }
     }
 
     #[test]
     fn a_round_trip_is_tallied_in_cash_and_profit() {
-        let mut run = Backtest::start(rules(), PaperExchange::default(), settings()).unwrap();
+        let mut run = Backtest::start(
+            &Strategies::default(),
+            rules(),
+            PaperExchange::default(),
+            settings(),
+        )
+        .unwrap();
         assert_eq!(run.decided().len(), 2, "settings, then start");
         // The fresh position, its BUY at 0.5 x 0.99 = 0.495, 202 XRP (100 / 0.495 = 202.02).
         assert_eq!(run.trade(&trade(1, dec!(0.5))).len(), 2);
@@ -653,7 +677,13 @@ mod tests {
     fn the_same_trades_give_the_same_fingerprints() {
         let prices = [dec!(0.5), dec!(0.49), dec!(0.51), dec!(0.52), dec!(0.45)];
         let go = |prices: &[Decimal]| {
-            let mut run = Backtest::start(rules(), PaperExchange::default(), settings()).unwrap();
+            let mut run = Backtest::start(
+                &Strategies::default(),
+                rules(),
+                PaperExchange::default(),
+                settings(),
+            )
+            .unwrap();
             for (i, p) in prices.iter().enumerate() {
                 run.trade(&trade(i as u64 + 1, *p));
             }

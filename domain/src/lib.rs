@@ -12,6 +12,7 @@ pub mod formula;
 pub mod paper_exchange;
 pub mod settings;
 pub mod storing;
+pub mod strategy;
 pub mod streaming;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -1,4 +1,5 @@
-//! Per-symbol trading settings of the naive strategy, with the book's defaults.
+//! Per-symbol trading settings: the strategy a symbol runs and the figures that shape its
+//! positions, with the book's defaults.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,11 @@ use serde::{Deserialize, Serialize};
 /// alters a position already running (the book's rule, kept explicit here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TradingSettings {
+    /// The strategy, by the name a program's [`Strategies`](crate::strategy::Strategies) know
+    /// it by. Left out of the encoding when it is the naive strategy, so the events of the
+    /// logs written before strategies had names encode as they always did.
+    #[serde(default = "naive", skip_serializing_if = "is_naive")]
+    pub strategy: String,
     /// How many positions may be open at once; the budget is split evenly across them.
     pub chunks: u32,
     /// Quote-asset budget for the symbol (e.g. USDT).
@@ -23,9 +29,18 @@ pub struct TradingSettings {
     pub fee: Decimal,
 }
 
+fn naive() -> String {
+    crate::strategy::Naive::NAME.to_owned()
+}
+
+fn is_naive(name: &String) -> bool {
+    name == crate::strategy::Naive::NAME
+}
+
 impl Default for TradingSettings {
     fn default() -> Self {
         TradingSettings {
+            strategy: naive(),
             chunks: 5,
             budget: Decimal::new(1000, 0),
             buy_down_interval: Decimal::new(1, 4),
@@ -49,6 +64,18 @@ impl TradingSettings {
     /// Checks the values that make no sense whatever the symbol (exchange filters, such as a
     /// chunk below the minimum notional, are checked where the filters are known).
     pub fn validate(&self) -> Result<(), InvalidSettings> {
+        let name_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if self.strategy.is_empty()
+            || self.strategy.len() > 64
+            || !self.strategy.chars().all(name_char)
+        {
+            return Err(InvalidSettings {
+                field: "strategy",
+                value: format!("{:?}", self.strategy),
+                reason: "must be a name of 1 to 64 characters among a-z, 0-9, - and _",
+            });
+        }
         if self.chunks == 0 {
             return Err(InvalidSettings {
                 field: "chunks",
@@ -121,5 +148,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.validate().unwrap_err().field, "fee");
+        let s = TradingSettings {
+            strategy: "Grid Bot".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().field, "strategy");
+    }
+
+    #[test]
+    fn the_naive_strategy_is_left_out_of_the_encoding_and_others_are_kept() {
+        let naive = TradingSettings::default();
+        let text = serde_json::to_string(&naive).unwrap();
+        assert!(!text.contains("strategy"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<TradingSettings>(&text).unwrap(),
+            naive
+        );
+        let grid = TradingSettings {
+            strategy: "grid".into(),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&grid).unwrap();
+        assert!(text.contains(r#""strategy":"grid""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<TradingSettings>(&text).unwrap(),
+            grid
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! The trading aggregate of one symbol: the book's naive strategy, decided from events.
+//! The trading aggregate of one symbol: a [`Strategy`](crate::strategy::Strategy) run over
+//! positions, decided from events. The rules below are the machinery every strategy runs in;
+//! the figures (where a BUY and a SELL go, when a fall adds a position) are the strategy's, and
+//! those named here are the book's naive strategy's ([`Naive`](crate::strategy::Naive)).
 //!
 //! The state is a fold ([`apply`]) of the symbol's `trading-SYMBOL` stream. Three kinds of input
 //! are decided against it, each giving the events to append (empty: nothing to do):
@@ -58,6 +61,7 @@ use crate::exchange::SymbolRules;
 use crate::formula;
 use crate::paper_exchange::{client_order_id, Execution, PaperExchange, RestingOrder};
 use crate::settings::{InvalidSettings, TradingSettings};
+use crate::strategy::{Context, Quote, Strategies, UnknownStrategy};
 use crate::types::{FillStatus, OrderType, Side, Symbol, TimeInForce, Timestamp, TradingStatus};
 
 /// An order as the aggregate knows it.
@@ -511,6 +515,8 @@ pub enum Refusal {
     },
     #[error("{symbol} is not trading on the exchange (status {status})")]
     SymbolNotTrading { symbol: Symbol, status: String },
+    #[error(transparent)]
+    UnknownStrategy(#[from] UnknownStrategy),
 }
 
 /// Checks settings against what makes sense at all and against the symbol's filters.
@@ -530,10 +536,12 @@ pub fn check_settings(settings: &TradingSettings, rules: &SymbolRules) -> Result
     Ok(())
 }
 
-/// Decides a user's command. `time` is when it was issued (data, not a clock read).
+/// Decides a user's command. `time` is when it was issued (data, not a clock read);
+/// `strategies` are what this program can run: settings naming another are refused.
 pub fn decide_command(
     state: &TradingState,
     rules: &SymbolRules,
+    strategies: &Strategies,
     command: Command,
     time: Timestamp,
 ) -> Result<Vec<Event>, Refusal> {
@@ -548,6 +556,7 @@ pub fn decide_command(
                 });
             }
             check_settings(&state.settings, rules)?;
+            strategies.get(&state.settings.strategy)?;
             if state.status != TradingStatus::On {
                 // The fresh position a symbol starts with is added by the first trade after
                 // this, with that trade's id and time (see `Decider::step_all`).
@@ -581,6 +590,7 @@ pub fn decide_command(
         }
         Command::UpdateSettings(settings) => {
             check_settings(&settings, rules)?;
+            strategies.get(&settings.strategy)?;
             if settings != state.settings {
                 d.emit(SettingsUpdated { symbol, settings });
             }
@@ -592,25 +602,27 @@ pub fn decide_command(
 /// Decides one market trade: every position's step, with the paper exchange's fills when
 /// `paper` is given (live, the venue's reports bring them). Empty when the trade decides
 /// nothing: the caller then [`pass_trade`]s it.
-pub fn decide_trade(
+pub fn decide_trade<S: crate::strategy::Strategy + ?Sized>(
+    strategy: &S,
     state: &TradingState,
     rules: &SymbolRules,
     paper: Option<&PaperExchange>,
     trade: &TradeReceived,
 ) -> Vec<Event> {
-    decider_for_trade(state, rules, paper, trade).map_or_else(Vec::new, |d| d.events)
+    decider_for_trade(strategy, state, rules, paper, trade).map_or_else(Vec::new, |d| d.events)
 }
 
 /// As [`decide_trade`], and moves `state` on to what it decided (or [`pass_trade`]s a trade
 /// that decided nothing): the decider's working copy becomes the state, so a caller that keeps
 /// no store in between (a backtest) does not fold the same events a second time.
-pub fn decide_trade_in_place(
+pub fn decide_trade_in_place<S: crate::strategy::Strategy + ?Sized>(
+    strategy: &S,
     state: &mut TradingState,
     rules: &SymbolRules,
     paper: Option<&PaperExchange>,
     trade: &TradeReceived,
 ) -> Vec<Event> {
-    match decider_for_trade(state, rules, paper, trade) {
+    match decider_for_trade(strategy, state, rules, paper, trade) {
         Some(d) => {
             *state = d.state;
             d.events
@@ -644,18 +656,24 @@ fn steps_on(state: &TradingState, rules: &SymbolRules, trade: &TradeReceived) ->
 /// Whether `p`'s step on a trade at `price` can decide something (short of the chunks cap and
 /// the paper exchange's fills, which the full step checks): the cheap test that lets the common
 /// trade pass without copying the state.
-fn may_act(p: &Position, room: bool, price: Decimal) -> bool {
+fn may_act<S: crate::strategy::Strategy + ?Sized>(
+    strategy: &S,
+    p: &Position,
+    room: bool,
+    trade: &TradeReceived,
+) -> bool {
     match (&p.buy, &p.sell) {
         (None, _) => true,
         (Some(buy), None) if !buy.open && p.sell_rejected.is_none() => true,
         (Some(_), Some(sell)) if !sell.open && sell.filled() => true,
-        _ => room && rebuy_candidate(p, price),
+        _ => room && rebuy_candidate(strategy, p, trade),
     }
 }
 
 /// The decisions one trade makes, as a decider holding them and the state after them; `None`
 /// when the trade decides nothing (the common case, which clones nothing).
-fn decider_for_trade<'a>(
+fn decider_for_trade<'a, S: crate::strategy::Strategy + ?Sized>(
+    strategy: &S,
     state: &TradingState,
     rules: &'a SymbolRules,
     paper: Option<&PaperExchange>,
@@ -696,12 +714,12 @@ fn decider_for_trade<'a>(
         || state
             .positions
             .values()
-            .any(|p| may_act(p, room, trade.price));
+            .any(|p| may_act(strategy, p, room, trade));
     if fills.is_empty() && !acts {
         return None;
     }
     let mut d = Decider::new(state, rules);
-    d.step_all(trade, paper, &fills);
+    d.step_all(strategy, trade, paper, &fills);
     (!d.events.is_empty()).then_some(d)
 }
 
@@ -861,10 +879,14 @@ pub fn decide_report(state: &TradingState, rules: &SymbolRules, report: &Report)
     d.events
 }
 
-/// Whether a trade at `price` is far enough below `p`'s BUY for the rebuy it has not yet asked
-/// for (the book's `trigger_rebuy?`: strictly below buy x (1 - rebuy_interval)).
-fn rebuy_candidate(p: &Position, price: Decimal) -> bool {
-    !p.rebuy_notified && p.rebuy_below.is_some_and(|limit| price < limit)
+/// Whether `trade` makes `p` ask for the rebuy it has not yet asked for (the strategy says when;
+/// the book's is strictly below buy x (1 - rebuy_interval)).
+fn rebuy_candidate<S: crate::strategy::Strategy + ?Sized>(
+    strategy: &S,
+    p: &Position,
+    trade: &TradeReceived,
+) -> bool {
+    !p.rebuy_notified && strategy.rebuys(p, trade)
 }
 
 /// What a live exchange adds to a fill.
@@ -982,8 +1004,9 @@ impl<'a> Decider<'a> {
     }
 
     /// Every position's step on `trade`, in the order they are kept, then their new order.
-    fn step_all(
+    fn step_all<S: crate::strategy::Strategy + ?Sized>(
         &mut self,
+        strategy: &S,
         trade: &TradeReceived,
         paper: Option<&PaperExchange>,
         fills: &[Execution],
@@ -1006,7 +1029,7 @@ impl<'a> Decider<'a> {
                 continue;
             };
             let held = before.len() + added - dropped;
-            match self.step(&position, trade, paper, fills, held) {
+            match self.step(strategy, &position, trade, paper, fills, held) {
                 Stepped::Kept => after.push(*id),
                 Stepped::Replaced(fresh) => after.push(fresh),
                 Stepped::Rebought(fresh) => {
@@ -1041,8 +1064,9 @@ impl<'a> Decider<'a> {
 
     /// One position's step (the module's rules 1 to 6). `held` is how many positions the
     /// symbol holds at this point of the trade, for the chunks cap.
-    fn step(
+    fn step<S: crate::strategy::Strategy + ?Sized>(
         &mut self,
+        strategy: &S,
         p: &Position,
         trade: &TradeReceived,
         paper: Option<&PaperExchange>,
@@ -1056,7 +1080,7 @@ impl<'a> Decider<'a> {
             .find(|f| p.orders().any(|o| o.order_id == f.order_id));
         match (buy, sell) {
             (None, _) => {
-                return if self.place_buy(p, trade) {
+                return if self.place_buy(strategy, p, trade) {
                     Stepped::Kept
                 } else {
                     Stepped::Dropped
@@ -1064,7 +1088,7 @@ impl<'a> Decider<'a> {
             }
             (Some(buy), None) if !buy.open && p.sell_rejected.is_none() => {
                 if p.bought() > Decimal::ZERO {
-                    self.place_sell(p, Some(trade.trade_id), time);
+                    self.place_sell(strategy, p, Some(trade.trade_id), time);
                     return Stepped::Kept;
                 }
                 // The exchange cancelled the BUY before anything executed.
@@ -1085,7 +1109,7 @@ impl<'a> Decider<'a> {
             return Stepped::Kept;
         }
         let chunks = self.state.settings.chunks as usize;
-        if self.on() && rebuy_candidate(p, trade.price) && held < chunks {
+        if self.on() && rebuy_candidate(strategy, p, trade) && held < chunks {
             self.emit(RebuyTriggered {
                 symbol: self.symbol(),
                 position_id: p.position_id,
@@ -1125,20 +1149,29 @@ impl<'a> Decider<'a> {
 
     /// Places a fresh position's BUY below `trade` (or records the refusal); whether the
     /// position is still there.
-    fn place_buy(&mut self, p: &Position, trade: &TradeReceived) -> bool {
-        let s = &p.settings;
-        let price = formula::buy_price(trade.price, s.buy_down_interval, self.rules.tick_size);
-        let quantity = price
-            .and_then(|price| formula::quantity(s.budget, s.chunks, price, self.rules.step_size));
-        let refused = match (price, quantity) {
-            (Some(price), Some(quantity)) => self
+    fn place_buy<S: crate::strategy::Strategy + ?Sized>(
+        &mut self,
+        strategy: &S,
+        p: &Position,
+        trade: &TradeReceived,
+    ) -> bool {
+        let context = Context {
+            state: &self.state,
+            rules: self.rules,
+        };
+        let quote = strategy.buy(context, p, trade);
+        let refused = match &quote {
+            Ok(q) => self
                 .rules
-                .check_limit_order(price, quantity)
+                .check_limit_order(q.price, q.quantity)
                 .err()
                 .map(|f| f.to_string()),
-            _ => Some("the order's price or quantity overflows".to_owned()),
+            Err(reason) => Some(reason.clone()),
         };
-        let (price, quantity) = (price.unwrap_or_default(), quantity.unwrap_or_default());
+        let Quote { price, quantity } = quote.unwrap_or(Quote {
+            price: Decimal::ZERO,
+            quantity: Decimal::ZERO,
+        });
         let Some(reason) = refused else {
             self.place(
                 p.position_id,
@@ -1269,9 +1302,13 @@ impl<'a> Decider<'a> {
         });
     }
 
-    fn place_sell(&mut self, position: &Position, trade_id: Option<u64>, time: Timestamp) {
-        let s = &position.settings;
-        let buy = position.buy.as_ref().map_or(Decimal::ZERO, |o| o.price);
+    fn place_sell<S: crate::strategy::Strategy + ?Sized>(
+        &mut self,
+        strategy: &S,
+        position: &Position,
+        trade_id: Option<u64>,
+        time: Timestamp,
+    ) {
         // What a live exchange took as commission out of the base asset is not there to sell.
         let base_fees = position.buy.as_ref().map_or(Decimal::ZERO, |o| o.base_fees);
         let quantity = if base_fees.is_zero() {
@@ -1280,7 +1317,11 @@ impl<'a> Decider<'a> {
             formula::truncate(position.bought() - base_fees, self.rules.step_size)
                 .unwrap_or_default()
         };
-        let price = formula::sell_price(buy, s.fee, s.profit_target, self.rules.tick_size);
+        let context = Context {
+            state: &self.state,
+            rules: self.rules,
+        };
+        let price = strategy.sell_price(context, position);
         let refused = match price {
             Some(p) => self
                 .rules

@@ -86,7 +86,7 @@ impl StreamingSettingsModel {
 }
 
 pub(crate) const TRADING_COLUMNS: &str = "symbol, status, chunks, budget, buy_down_interval, \
-     profit_target, rebuy_interval, fee, position";
+     profit_target, rebuy_interval, fee, position, strategy";
 
 pub(crate) type TradingRow = (
     String,
@@ -98,10 +98,11 @@ pub(crate) type TradingRow = (
     String,
     String,
     i64,
+    String,
 );
 
 pub(crate) fn trading_from_row(row: TradingRow) -> Result<TradingSettingsRow, ProjectionError> {
-    let (s, status, chunks, budget, buy_down, profit, rebuy, fee, position) = row;
+    let (s, status, chunks, budget, buy_down, profit, rebuy, fee, position, strategy) = row;
     let t = "trading_settings";
     Ok(TradingSettingsRow {
         symbol: Symbol::parse(&s).map_err(|_| ProjectionError::Corrupt {
@@ -111,6 +112,7 @@ pub(crate) fn trading_from_row(row: TradingRow) -> Result<TradingSettingsRow, Pr
         })?,
         status,
         settings: TradingSettings {
+            strategy,
             chunks: u32::try_from(chunks).map_err(|_| ProjectionError::Corrupt {
                 table: t,
                 column: "chunks",
@@ -169,13 +171,13 @@ impl ReadModel for TradingSettingsModel {
                 let Some(row) = row else { continue };
                 let sql = format!(
                     "INSERT INTO trading_settings ({TRADING_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (symbol) DO UPDATE SET status = excluded.status, \
                      chunks = excluded.chunks, budget = excluded.budget, \
                      buy_down_interval = excluded.buy_down_interval, \
                      profit_target = excluded.profit_target, \
                      rebuy_interval = excluded.rebuy_interval, fee = excluded.fee, \
-                     position = excluded.position"
+                     position = excluded.position, strategy = excluded.strategy"
                 );
                 let s = &row.settings;
                 on_tx!(tx, conn => {
@@ -189,6 +191,7 @@ impl ReadModel for TradingSettingsModel {
                         .bind(s.rebuy_interval.to_string())
                         .bind(s.fee.to_string())
                         .bind(row.position)
+                        .bind(s.strategy.as_str())
                         .execute(&mut *conn)
                         .await?;
                 });

@@ -4,12 +4,12 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-use hedgehog::domain::{Market, Symbol};
-use hedgehog::import;
-use hedgehog::time::parse_time;
-use hedgehog::trading::SettingsChange;
+use hedgehog_domain::{Market, Symbol};
+use hedgehog_engine::trading::SettingsChange;
+use hedgehog_ingest::import;
 use hedgehog_projections::candles::Interval;
 use hedgehog_projections::query::Window;
+use hedgehog_runtime::time::parse_time;
 use rust_decimal::Decimal;
 
 #[derive(Debug, Parser)]
@@ -238,7 +238,7 @@ pub enum ExchangeCommandArg {
         /// Symbol for files whose rows carry none.
         #[arg(long)]
         symbol: Option<Symbol>,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = format_parser())]
         format: Option<import::Format>,
         /// Also fill from a live trade stream (Binance's, e.g. wss://stream.binance.com:9443,
         /// or a replay server's), following the --follow-symbol symbols on it.
@@ -371,7 +371,7 @@ pub enum StreamingCommandArg {
 pub enum StoringCommandArg {
     /// Store TOPIC's rows of SYMBOL from now on (TOPIC: trade_events or orders, any case).
     Start {
-        topic: hedgehog::domain::events::StoringTopic,
+        topic: hedgehog_domain::events::StoringTopic,
         symbol: Symbol,
         /// Also store the rows of everything the log already holds for it.
         #[arg(long)]
@@ -379,7 +379,7 @@ pub enum StoringCommandArg {
     },
     /// Stop storing TOPIC's rows of SYMBOL (nothing is deleted; its events are still stored).
     Stop {
-        topic: hedgehog::domain::events::StoringTopic,
+        topic: hedgehog_domain::events::StoringTopic,
         symbol: Symbol,
     },
     /// Every streamed, traded or switched symbol with the state of each topic.
@@ -415,6 +415,9 @@ pub enum SettingsCommandArg {
 /// that takes settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SettingsArgs {
+    /// The strategy, by name: `naive` (the book's) is the one this program runs.
+    #[arg(long)]
+    pub strategy: Option<String>,
     /// How many positions may be open at once; the budget is split evenly across them.
     #[arg(long)]
     pub chunks: Option<u32>,
@@ -438,6 +441,7 @@ pub struct SettingsArgs {
 impl From<SettingsArgs> for SettingsChange {
     fn from(a: SettingsArgs) -> Self {
         SettingsChange {
+            strategy: a.strategy,
             chunks: a.chunks,
             budget: a.budget,
             buy_down_interval: a.buy_down_interval,
@@ -484,7 +488,7 @@ pub struct BacktestArgs {
     #[arg(long = "data", num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// The files' format; detected from their first line when not given.
-    #[arg(long, value_enum, requires = "data")]
+    #[arg(long, value_parser = format_parser(), requires = "data")]
     pub format: Option<import::Format>,
     /// The market of the trades: its stream in the store, and what files must hold.
     #[arg(long, default_value_t = Market::Spot)]
@@ -654,7 +658,7 @@ pub enum ImportCommand {
         #[arg(long)]
         symbol: Option<Symbol>,
         /// The files' format; detected from the first line when not given.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = format_parser())]
         format: Option<import::Format>,
         /// The market of the trades: spot, or usdm for Binance USD-M futures (their own stream).
         /// Default: recordings say it themselves; CSVs and book dumps are spot.
@@ -690,11 +694,18 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 0)]
     pub drop_every: u64,
     /// Messages a new connection repeats from before where the last one was cut.
-    #[arg(long, default_value_t = hedgehog::replay_server::RESUME_OVERLAP)]
+    #[arg(long, default_value_t = hedgehog_sim::replay::RESUME_OVERLAP)]
     pub resume_overlap: usize,
     /// Symbol for files whose rows carry none.
     #[arg(long)]
     pub symbol: Option<Symbol>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Option<import::Format>,
+}
+
+/// `--format`'s values: the importer's format names, listed in `--help`.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = import::Format> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(import::Format::NAMES)
+        .try_map(|name| name.parse::<import::Format>())
 }

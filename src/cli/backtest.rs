@@ -6,12 +6,13 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hedgehog::backtest;
-use hedgehog::domain::paper_exchange::{FeeAsset, FillModel, PaperExchange};
-use hedgehog::domain::TradingSettings;
-use hedgehog::store::Store;
-use hedgehog::trading::{self, SettingsChange};
+use hedgehog_backtest as backtest;
+use hedgehog_domain::paper_exchange::{FeeAsset, FillModel, PaperExchange};
+use hedgehog_domain::strategy::Strategies;
+use hedgehog_domain::TradingSettings;
+use hedgehog_engine::trading::{self, SettingsChange};
 use hedgehog_projections::query::Window;
+use hedgehog_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 
@@ -60,7 +61,7 @@ pub async fn backtest(
         SettingsChange::from(args.settings.clone()).applied_to(&TradingSettings::default());
     let (source, total) = if args.data.is_empty() {
         let store = store.context("a backtest over stored trades needs the store")?;
-        let stream = hedgehog::store::StreamId::market_trades(args.market, &args.symbol);
+        let stream = hedgehog_store::StreamId::market_trades(args.market, &args.symbol);
         (
             backtest::Source::Store,
             u64::try_from(store.stream_version(&stream).await?).unwrap_or(0),
@@ -88,6 +89,7 @@ pub async fn backtest(
             to: args.to,
         },
         settings,
+        strategies: Strategies::default(),
         paper: PaperExchange {
             fill: match args.fill {
                 FillArg::Cross => FillModel::Cross,

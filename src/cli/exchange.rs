@@ -3,9 +3,9 @@
 use std::io::{self, Write};
 
 use hedgehog::config::{self};
-use hedgehog::exchange_info;
-use hedgehog::import::ImportOptions;
-use hedgehog::replay_server::{ReplayOptions, ReplayServer};
+use hedgehog_binance::exchange_info;
+use hedgehog_ingest::import::ImportOptions;
+use hedgehog_sim::replay::{ReplayOptions, ReplayServer};
 use rust_decimal::Decimal;
 
 use super::args::*;
@@ -15,10 +15,10 @@ use super::run::stop_signal;
 /// keys), binds, says where, and serves until a signal.
 pub async fn exchange_serve(
     exchange_info_file: Option<&std::path::Path>,
-    mut options: hedgehog::exchange_server::ExchangeOptions,
+    mut options: hedgehog_sim::exchange::ExchangeOptions,
     port: u16,
 ) -> anyhow::Result<()> {
-    use hedgehog::exchange_server::ExchangeServer;
+    use hedgehog_sim::exchange::ExchangeServer;
     anyhow::ensure!(
         options.speed >= 0.0 && options.speed.is_finite(),
         "--speed must be 0 or more, not {}",
@@ -136,7 +136,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
     } = what;
     exchange_serve(
         config.exchange.info.as_deref(),
-        hedgehog::exchange_server::ExchangeOptions {
+        hedgehog_sim::exchange::ExchangeOptions {
             files,
             speed,
             import: ImportOptions {

@@ -6,9 +6,9 @@ use anyhow::Context;
 use std::time::Instant;
 
 use hedgehog::config::{self};
-use hedgehog::store::{redact_url, RecordedEvent, Store, StreamId};
-use hedgehog::time::format_time;
 use hedgehog_projections::Projector;
+use hedgehog_runtime::time::format_time;
+use hedgehog_store::{redact_url, RecordedEvent, Store, StreamId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::*;
@@ -156,7 +156,7 @@ pub fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> a
             e.stream_id.as_str(),
             e.stream_version,
             e.event.event_type(),
-            hedgehog::actor::describe(&e.metadata),
+            hedgehog_engine::actor::describe(&e.metadata),
             payload
         )?,
         Format::Json => {

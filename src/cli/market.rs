@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hedgehog::config::{self};
-use hedgehog::domain::Symbol;
-use hedgehog::import::{self, ImportOptions};
-use hedgehog::store::Store;
-use hedgehog::streamer::{self, StreamerOptions, StreamerStats};
+use hedgehog_domain::Symbol;
+use hedgehog_ingest::import::{self, ImportOptions};
+use hedgehog_ingest::streamer::{self, StreamerOptions, StreamerStats};
+use hedgehog_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::*;
@@ -34,7 +34,7 @@ pub async fn stream(
         }
         .with_backfill(config.exchange.backfill());
         let follow =
-            hedgehog::streaming::follow(store.clone(), source, Arc::clone(&stats), stopped);
+            hedgehog_engine::streaming::follow(store.clone(), source, Arc::clone(&stats), stopped);
         tokio::spawn(async move { follow.await.map_err(anyhow::Error::from) })
     } else {
         let options = StreamerOptions {
@@ -120,7 +120,7 @@ pub async fn import(
              after higher trade ids; reads by trade id (backtests, `trades`) still see them \
              in order, a running engine does not act on them",
             summary.late,
-            hedgehog::sequencer::WINDOW,
+            hedgehog_ingest::sequencer::WINDOW,
         )?;
     }
     Ok(())

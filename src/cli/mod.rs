@@ -8,8 +8,8 @@ use std::io::{self, Write};
 
 use anyhow::Context;
 use hedgehog::config;
-use hedgehog::exchange_info;
-use hedgehog::store::{redact_url, Store};
+use hedgehog_binance::exchange_info;
+use hedgehog_store::{redact_url, Store};
 
 pub mod args;
 mod backtest;
@@ -57,7 +57,7 @@ pub async fn dispatch(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             // the user's, and its engine's own decisions as no one's.
             let store = match command {
                 Command::Run { .. } => store,
-                _ => hedgehog::actor::Actor::cli().on(&store),
+                _ => hedgehog_engine::actor::Actor::cli().on(&store),
             };
             with_store(&mut out, &store, &config, command).await?;
         }
@@ -171,7 +171,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// The exchange's symbols and filters, and where they came from (for error messages).
 pub fn exchange_rules(
     file: Option<&std::path::Path>,
-) -> anyhow::Result<(hedgehog::domain::exchange::ExchangeRules, String)> {
+) -> anyhow::Result<(hedgehog_domain::exchange::ExchangeRules, String)> {
     Ok(match file {
         Some(path) => (exchange_info::load(path)?, path.display().to_string()),
         None => (

@@ -2,11 +2,11 @@
 
 use std::io::Write;
 
-use hedgehog::domain::{Market, Symbol};
-use hedgehog::store::Store;
-use hedgehog::time::format_time;
+use hedgehog_domain::{Market, Symbol};
 use hedgehog_projections::candles::Interval;
 use hedgehog_projections::query::{self, Window};
+use hedgehog_runtime::time::format_time;
+use hedgehog_store::Store;
 
 use super::args::*;
 use super::log::catch_up;

@@ -6,16 +6,17 @@ use anyhow::Context;
 use std::sync::Arc;
 
 use hedgehog::config::{self, ExchangeMode};
-use hedgehog::domain::events::StoringTopic;
-use hedgehog::domain::paper_exchange::{FeeAsset, PaperExchange};
-use hedgehog::domain::streaming::StreamingCommand;
-use hedgehog::domain::Symbol;
-use hedgehog::engine::{self, EngineOptions, LiveOptions};
-use hedgehog::store::{Store, StreamId};
-use hedgehog::streamer::StreamerStats;
-use hedgehog::time::now;
-use hedgehog::trading::{self, Request};
+use hedgehog_domain::events::StoringTopic;
+use hedgehog_domain::paper_exchange::{FeeAsset, PaperExchange};
+use hedgehog_domain::strategy::Strategies;
+use hedgehog_domain::streaming::StreamingCommand;
+use hedgehog_domain::Symbol;
+use hedgehog_engine::trading::{self, Request};
+use hedgehog_engine::{self as engine, EngineOptions, LiveOptions};
+use hedgehog_ingest::streamer::StreamerStats;
 use hedgehog_projections::Projector;
+use hedgehog_runtime::time::now;
+use hedgehog_store::{Store, StreamId};
 
 use super::*;
 
@@ -42,7 +43,7 @@ pub async fn run(
         None => exchange_rules(config.exchange.info.as_deref())?,
     };
     let live = live.map(|(live, _)| live);
-    let by_config = hedgehog::actor::Actor::config().on(store);
+    let by_config = hedgehog_engine::actor::Actor::config().on(store);
     first_start(&by_config, config, &rules, &rules_from).await?;
     let rules = Arc::new(rules);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -51,7 +52,7 @@ pub async fn run(
         None
     } else {
         let (auth, access) = api_auth(config)?;
-        hedgehog::http::check_bind(http, &auth)?;
+        hedgehog_http::check_bind(http, &auth)?;
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .with_context(|| format!("cannot serve the HTTP API on {http} (--http)"))?;
@@ -59,17 +60,18 @@ pub async fn run(
         writeln!(out, "http API on http://{bound}")?;
         print_access(out, bound, &access)?;
         out.flush()?;
-        let api = hedgehog::http::Api {
+        let api = hedgehog_http::Api {
             store: store.clone(),
             rules: Arc::clone(&rules),
             rules_from,
             auth,
             strategy: config.strategy.settings(),
+            strategies: Strategies::default(),
             clock: now,
-            tail: hedgehog::tail::Tail::start(store.clone(), stop.subscribe()).await?,
+            tail: hedgehog_http::tail::Tail::start(store.clone(), stop.subscribe()).await?,
             updates: updates.clone(),
             stopping: stop.subscribe(),
-            allowed: hedgehog::http::Allowed {
+            allowed: hedgehog_http::Allowed {
                 hosts: config.http.allowed_hosts.clone(),
                 origins: config.http.allowed_origins.clone(),
                 bound: None,
@@ -79,9 +81,10 @@ pub async fn run(
         let shutdown = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        Some(tokio::spawn(hedgehog::http::serve(listener, api, shutdown)))
+        Some(tokio::spawn(hedgehog_http::serve(listener, api, shutdown)))
     };
     let options = EngineOptions {
+        strategies: Default::default(),
         binance_ws_url,
         backfill: config.exchange.backfill(),
         idle_timeout: config.exchange.idle_timeout(),
@@ -126,8 +129,8 @@ pub enum Access {
 }
 
 /// The API's authentication from the configuration: its tokens, or off.
-pub fn api_auth(config: &config::Config) -> anyhow::Result<(hedgehog::http::auth::Auth, Access)> {
-    use hedgehog::http::auth::{self, Auth, DEFAULT_TOKEN_NAME};
+pub fn api_auth(config: &config::Config) -> anyhow::Result<(hedgehog_http::auth::Auth, Access)> {
+    use hedgehog_http::auth::{self, Auth, DEFAULT_TOKEN_NAME};
     let http = &config.http;
     if http.auth == config::AuthMode::Off {
         tracing::warn!(
@@ -203,14 +206,20 @@ pub fn print_access(
 pub async fn first_start(
     store: &Store,
     config: &config::Config,
-    rules: &hedgehog::domain::exchange::ExchangeRules,
+    rules: &hedgehog_domain::exchange::ExchangeRules,
     rules_from: &str,
 ) -> anyhow::Result<()> {
     for symbol in &config.symbols.stream {
         if store.stream_version(&StreamId::streaming(symbol)).await? == 0 {
-            hedgehog::streaming::command(store, rules, rules_from, symbol, StreamingCommand::Start)
-                .await
-                .with_context(|| format!("symbols.stream: {symbol}"))?;
+            hedgehog_engine::streaming::command(
+                store,
+                rules,
+                rules_from,
+                symbol,
+                StreamingCommand::Start,
+            )
+            .await
+            .with_context(|| format!("symbols.stream: {symbol}"))?;
             tracing::info!(%symbol, "streaming switched on (configuration: symbols.stream)");
         }
     }
@@ -230,11 +239,11 @@ pub async fn first_start(
         }
         for (topic, on) in storing {
             if !on {
-                hedgehog::storing::command(
+                hedgehog_engine::storing::command(
                     store,
                     symbol,
                     topic,
-                    hedgehog::domain::storing::StoringCommand::Stop,
+                    hedgehog_domain::storing::StoringCommand::Stop,
                 )
                 .await?;
                 tracing::info!(%symbol, %topic, "not stored (configuration: storing)");
@@ -248,6 +257,7 @@ pub async fn first_start(
             trading::apply_default_settings(
                 store,
                 symbol_rules,
+                &Strategies::default(),
                 &config.strategy.settings(),
                 now(),
             )
@@ -270,8 +280,8 @@ pub async fn live_venue(
     api_url: Option<String>,
     ws_api_url: Option<String>,
 ) -> anyhow::Result<Option<(LiveOptions, hedgehog_domain::exchange::ExchangeRules)>> {
-    use hedgehog::binance::rest::{Credentials, RestClient, SPOT_TESTNET_URL, SPOT_URL};
-    use hedgehog::binance::user_stream::{SPOT_TESTNET_WS_API_URL, SPOT_WS_API_URL};
+    use hedgehog_binance::rest::{Credentials, RestClient, SPOT_TESTNET_URL, SPOT_URL};
+    use hedgehog_binance::user_stream::{SPOT_TESTNET_WS_API_URL, SPOT_WS_API_URL};
     let (rest_default, ws_default) = match exchange {
         ExchangeMode::Paper => {
             anyhow::ensure!(
@@ -297,7 +307,7 @@ pub async fn live_venue(
     let rest = RestClient::new(
         &api_url,
         Some(credentials.clone()),
-        hedgehog::binance::rest::TIMEOUT,
+        hedgehog_binance::rest::TIMEOUT,
     );
     let offset = rest
         .sync_time()
@@ -324,7 +334,7 @@ pub async fn live_venue(
         "trading live"
     );
     let live = LiveOptions {
-        venue: hedgehog::live::Venue::new(rest, rules.clone()),
+        venue: hedgehog_binance::live::Venue::new(rest, rules.clone()),
         ws_api_url: ws_api_url.unwrap_or_else(|| ws_default.to_owned()),
         credentials,
     };

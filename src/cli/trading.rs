@@ -3,15 +3,16 @@
 use std::io::{self, Write};
 
 use hedgehog::config::{self};
-use hedgehog::domain::exchange::SymbolRules;
-use hedgehog::domain::streaming::StreamingCommand;
-use hedgehog::domain::trading::TradingState;
-use hedgehog::domain::{Event, Symbol, TradingSettings, TradingStatus};
-use hedgehog::store::Store;
-use hedgehog::streaming::Outcome;
-use hedgehog::time::now;
-use hedgehog::trading::{self, Request, SettingsChange};
+use hedgehog_domain::exchange::SymbolRules;
+use hedgehog_domain::strategy::Strategies;
+use hedgehog_domain::streaming::StreamingCommand;
+use hedgehog_domain::trading::TradingState;
+use hedgehog_domain::{Event, Symbol, TradingSettings, TradingStatus};
+use hedgehog_engine::streaming::Outcome;
+use hedgehog_engine::trading::{self, Request, SettingsChange};
 use hedgehog_projections::Projector;
+use hedgehog_runtime::time::now;
+use hedgehog_store::Store;
 
 use super::args::*;
 use super::*;
@@ -43,7 +44,15 @@ pub async fn trading(
     let symbol_rules = trading::rules_for(&rules, &rules_from, &symbol)?;
     if matches!(request, Request::Start) {
         let defaults = config.strategy.settings();
-        if trading::apply_default_settings(store, symbol_rules, &defaults, now()).await? {
+        if trading::apply_default_settings(
+            store,
+            symbol_rules,
+            &Strategies::default(),
+            &defaults,
+            now(),
+        )
+        .await?
+        {
             writeln!(
                 out,
                 "{symbol} trades with the configured [strategy] settings"
@@ -73,7 +82,7 @@ pub async fn settings(
             let change = SettingsChange::from(settings);
             anyhow::ensure!(
                 change != SettingsChange::default(),
-                "nothing to set: give at least one of --chunks, --budget, --buy-down-interval, --profit-target, --rebuy-interval, --fee"
+                "nothing to set: give at least one of --strategy, --chunks, --budget, --buy-down-interval, --profit-target, --rebuy-interval, --fee"
             );
             let symbol_rules = trading::rules_for(&rules, &rules_from, &symbol)?;
             let request = Request::Settings(change);
@@ -91,7 +100,7 @@ pub async fn storing(
     config: &config::Config,
     what: StoringCommandArg,
 ) -> anyhow::Result<()> {
-    use hedgehog::domain::storing::StoringCommand;
+    use hedgehog_domain::storing::StoringCommand;
     let (topic, symbol, command) = match what {
         StoringCommandArg::Start {
             topic,
@@ -101,14 +110,14 @@ pub async fn storing(
         StoringCommandArg::Stop { topic, symbol } => (topic, symbol, StoringCommand::Stop),
         StoringCommandArg::Status => {
             writeln!(out, "{:<20} {:<14} ORDERS", "SYMBOL", "TRADE_EVENTS")?;
-            for (symbol, state) in hedgehog::storing::status(store).await? {
+            for (symbol, state) in hedgehog_engine::storing::status(store).await? {
                 let word = |topic| if state.is_on(topic) { "on" } else { "off" };
                 writeln!(
                     out,
                     "{:<20} {:<14} {}",
                     symbol,
-                    word(hedgehog::domain::events::StoringTopic::TradeEvents),
-                    word(hedgehog::domain::events::StoringTopic::Orders)
+                    word(hedgehog_domain::events::StoringTopic::TradeEvents),
+                    word(hedgehog_domain::events::StoringTopic::Orders)
                 )?;
             }
             return Ok(());
@@ -116,7 +125,7 @@ pub async fn storing(
     };
     let (rules, rules_from) = exchange_rules(config.exchange.info.as_deref())?;
     trading::rules_for(&rules, &rules_from, &symbol)?;
-    let outcome = hedgehog::storing::command(store, &symbol, topic, command).await?;
+    let outcome = hedgehog_engine::storing::command(store, &symbol, topic, command).await?;
     let state = match command {
         StoringCommand::Start { .. } => "on",
         StoringCommand::Stop => "off",
@@ -148,14 +157,14 @@ pub async fn streaming(
         StreamingCommandArg::Stop { symbol } => (symbol, StreamingCommand::Stop),
         StreamingCommandArg::Status => {
             writeln!(out, "{:<20} STREAMING", "SYMBOL")?;
-            for (symbol, on) in hedgehog::streaming::status(store).await? {
+            for (symbol, on) in hedgehog_engine::streaming::status(store).await? {
                 writeln!(out, "{:<20} {}", symbol, if on { "on" } else { "off" })?;
             }
             return Ok(());
         }
     };
     let outcome =
-        hedgehog::streaming::command(store, &rules, &rules_from, &symbol, command).await?;
+        hedgehog_engine::streaming::command(store, &rules, &rules_from, &symbol, command).await?;
     let state = match command {
         StreamingCommand::Start => "on",
         StreamingCommand::Stop => "off",
@@ -176,6 +185,7 @@ pub fn print_settings(
     s: &TradingSettings,
 ) -> io::Result<()> {
     writeln!(out, "settings of {symbol}:")?;
+    writeln!(out, "  strategy           {}", s.strategy)?;
     writeln!(out, "  chunks             {}", s.chunks)?;
     writeln!(out, "  budget             {}", s.budget)?;
     writeln!(out, "  buy_down_interval  {}", s.buy_down_interval)?;
@@ -233,7 +243,9 @@ pub async fn print_trading_outcome(
         Request::Settings(_) => writeln!(out, "positions opened from now on use these settings")?,
         _ => writeln!(out, "trading of {symbol} is now {status}")?,
     }
-    if matches!(request, Request::Start) && !hedgehog::streaming::is_on(store, symbol).await? {
+    if matches!(request, Request::Start)
+        && !hedgehog_engine::streaming::is_on(store, symbol).await?
+    {
         writeln!(
             out,
             "note: streaming of {symbol} is off, so no trades arrive; `hedgehog streaming start {symbol}` switches it on"
@@ -244,7 +256,7 @@ pub async fn print_trading_outcome(
 
 pub fn print_trading_status(
     out: &mut impl Write,
-    rules: &hedgehog::domain::exchange::ExchangeRules,
+    rules: &hedgehog_domain::exchange::ExchangeRules,
     states: &[(Symbol, TradingState)],
 ) -> io::Result<()> {
     writeln!(

@@ -1,6 +1,6 @@
 //! The event store: an append-only log of [`Event`]s on SQLite or PostgreSQL.
 //!
-//! Invariants every backend keeps (the conformance suite in `tests/store_conformance.rs` checks
+//! Invariants every backend keeps (the conformance suite in `tests/store/store_conformance.rs` checks
 //! each one on both):
 //! - **Append-only.** Rows are never updated or deleted (database triggers refuse it).
 //! - **Atomic batches.** An append of any size commits whole or not at all.
@@ -760,6 +760,11 @@ impl Store {
             acting_for: Arc::new(metadata),
             ..self.clone()
         }
+    }
+
+    /// Who this handle acts for ([`Store::acting_for`]); empty for the engine's own handle.
+    pub fn acting(&self) -> &Metadata {
+        &self.acting_for
     }
 
     /// Opens (and migrates) the store at `url`: `sqlite://PATH` or `postgres://...`.

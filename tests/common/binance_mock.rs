@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hedgehog::binance::rest::verify_signed_query;
+use hedgehog_binance::rest::verify_signed_query;
 use hedgehog_domain::events::TradeReceived;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};

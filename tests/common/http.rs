@@ -1,14 +1,13 @@
 //! Driving `hedgehog run` over HTTP: starting it, reading its answers and its Server-Sent
 //! Events.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::processes::Running;
+use super::processes::{Printed, Running};
 use super::TestDb;
 
 pub const TOKEN: &str = "s3cret-token-for-tests";
@@ -18,33 +17,6 @@ pub const TOKEN: &str = "s3cret-token-for-tests";
 pub fn start_engine(db: &TestDb, ws_url: &str) -> (Running, String) {
     let (engine, url, _) = launch_engine(db, ws_url, &[("HEDGEHOG_API_TOKEN", TOKEN)], &[]);
     (engine, url)
-}
-
-/// What a process printed on stdout, line by line, read on a thread of its own so that it
-/// never writes to a closed pipe.
-#[derive(Clone, Default)]
-pub struct Printed(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl Printed {
-    /// The first line containing `text`, waiting up to 30 s for it.
-    pub fn wait_for(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self.0.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no line with {text:?} in 30 s: {:?}",
-                self.0.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn all(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
 }
 
 /// `hedgehog run` on a free port with `env` set and further `args`: its base URL and what it
@@ -70,22 +42,9 @@ pub fn launch_engine(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the engine");
-    let printed = Printed::default();
-    let lines = printed.clone();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            lines.0.lock().unwrap().push(line);
-        }
-    });
+    let printed = Printed::follow(&mut child);
     let running = Running::new(child);
-    let line = printed.wait_for("http API on");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let url = printed.address("http API on", "http://");
     (running, url, printed)
 }
 

@@ -6,16 +6,17 @@
 //! `HEDGEHOG_SKIP_POSTGRES=1` asks to skip them (CI never sets it).
 #![allow(dead_code)]
 
+pub mod binance_mock;
 pub mod book;
 pub mod http;
 pub mod processes;
 
-use hedgehog::domain::testkit;
+use hedgehog_domain::testkit;
 use std::time::Duration;
 
-use hedgehog::domain::events::TradeReceived;
-use hedgehog::domain::Symbol;
-use hedgehog::store::{NewEvent, Store};
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::Symbol;
+use hedgehog_store::{NewEvent, Store};
 use rust_decimal::Decimal;
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -4,11 +4,62 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hedgehog::store::StreamId;
+use hedgehog_store::StreamId;
 
 use super::TestDb;
 
 pub const WS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binance-ws");
+
+/// What a child process printed on stdout, line by line, read on a thread of its own so that
+/// it never writes to a closed pipe.
+#[derive(Clone, Default)]
+pub struct Printed(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Printed {
+    /// Reads `child`'s piped stdout from now on.
+    pub fn follow(child: &mut Child) -> Printed {
+        let printed = Printed::default();
+        let lines = printed.clone();
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                lines.0.lock().unwrap().push(line);
+            }
+        });
+        printed
+    }
+
+    /// The first line containing `text`, waiting up to 30 s for it.
+    pub fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.0.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {text:?} in 30 s: {:?}",
+                self.0.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address starting with `scheme` on the first line containing `text`: where a server
+    /// it started says it listens.
+    pub fn address(&self, text: &str, scheme: &str) -> String {
+        let line = self.wait_for(text);
+        line.split_whitespace()
+            .find(|w| w.starts_with(scheme))
+            .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
+            .to_owned()
+    }
+
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
 
 pub struct Replay {
     pub child: Child,
@@ -33,16 +84,8 @@ impl Replay {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the replay server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Replay { child, url: addr }
+        let url = Printed::follow(&mut child).address("ws://", "ws://");
+        Replay { child, url }
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::paper_exchange::FillModel;
+use crate::strategy::Naive;
 use proptest::prelude::*;
 use rust_decimal_macros::dec;
 
@@ -66,7 +67,13 @@ impl Run {
     }
 
     fn command(&mut self, c: Command) -> Result<Vec<Event>, Refusal> {
-        let out = decide_command(&self.state, &self.rules, c, Timestamp(7))?;
+        let out = decide_command(
+            &self.state,
+            &self.rules,
+            &Strategies::default(),
+            c,
+            Timestamp(7),
+        )?;
         self.record(&out);
         Ok(out)
     }
@@ -78,7 +85,7 @@ impl Run {
     /// Decides `t` as a worker does: appends (here: folds) what it decided, or passes it.
     fn feed(&mut self, t: &TradeReceived, paper: bool) -> Vec<Event> {
         let paper = paper.then_some(&self.paper);
-        let out = decide_trade(&self.state, &self.rules, paper, t);
+        let out = decide_trade(&Naive, &self.state, &self.rules, paper, t);
         if out.is_empty() {
             pass_trade(&mut self.state, &self.rules, t);
             self.log.push(Logged::Passed(t.clone()));
@@ -469,6 +476,7 @@ fn hand_checked_sequence_of_the_books_rules() {
         profit_target: dec!(0.01),
         rebuy_interval: dec!(0.05),
         fee: dec!(0),
+        ..Default::default()
     };
     let mut run = Run::new(xrp(), s);
     let step = |run: &mut Run, id: u64, price: Decimal| -> Vec<String> {
@@ -642,6 +650,7 @@ fn commands_say_when_nothing_changes_and_refuse_bad_settings() {
     let err = decide_command(
         &TradingState::default(),
         &halted,
+        &Strategies::default(),
         Command::Start {
             after_trade_id: None,
         },

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use hedgehog::domain::exchange::SymbolRules;
-use hedgehog::domain::Symbol;
-use hedgehog::store::Store;
+use hedgehog_domain::exchange::SymbolRules;
+use hedgehog_domain::Symbol;
+use hedgehog_store::Store;
 use rust_decimal::Decimal;
 use tokio::sync::watch;
 
@@ -74,7 +74,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         hedgehog.display()
     );
 
-    let rules = hedgehog::exchange_info::bundled()?;
+    let rules = hedgehog_binance::exchange_info::bundled()?;
     let symbols: Vec<&SymbolRules> = rules
         .symbols
         .values()
@@ -328,7 +328,7 @@ async fn check_against_log(
         let mut n = 0;
         for r in symbols {
             n += store
-                .stream_version(&hedgehog::store::StreamId::trades(&r.symbol))
+                .stream_version(&hedgehog_store::StreamId::trades(&r.symbol))
                 .await? as u64;
         }
         n

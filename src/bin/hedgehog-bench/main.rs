@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
-use hedgehog::domain::events::TradeReceived;
-use hedgehog::domain::{Symbol, Timestamp, TradeKind};
-use hedgehog::store::{redact_url, AppendOutcome, ExpectedVersion, NewEvent, Store, StreamId};
+use hedgehog_domain::events::TradeReceived;
+use hedgehog_domain::{Symbol, Timestamp, TradeKind};
+use hedgehog_store::{redact_url, AppendOutcome, ExpectedVersion, NewEvent, Store, StreamId};
 use indicatif::{ProgressBar, ProgressStyle};
 use rust_decimal::Decimal;
 use sqlx::Connection;
@@ -272,8 +272,8 @@ async fn project(
         fill(&store, &stream, events - stored, 1_000, false).await?;
     }
     let trades = store.stream_version(&stream).await? as u64;
-    let models = hedgehog::projections::named(&["trade_events".into(), "candles".into()])?;
-    let mut projector = hedgehog::projections::Projector::with(store.clone(), models);
+    let models = hedgehog_projections::named(&["trade_events".into(), "candles".into()])?;
+    let mut projector = hedgehog_projections::Projector::with(store.clone(), models);
     let head = store.head_position().await?;
     let bar = progress(head as u64, "project");
     let started = Instant::now();

@@ -1,0 +1,323 @@
+//! The one way a decision is made and stored, for a user's command and a worker's trade alike.
+//!
+//! A [`Held`] stream is what one writer holds of an aggregate's stream: the fold of its events
+//! through the `eventually::Aggregate` contract (`A::apply`), and the version that fold is at.
+//! [`Held::decide_and_append`] decides on that state and appends what it decided with that
+//! version:
+//! - decided events get ids derived from their stream, version and content
+//!   ([`crate::ids::decision_id`]), so an append retried after a lost acknowledgement is
+//!   recognised by the store as the same events;
+//! - of two writers deciding on the same version (a command and the symbol's worker, two
+//!   commands) one wins; the other reads what it missed and decides again on the new state, up
+//!   to the [`Retries`] it was given, so a command is never decided on a stale state and never
+//!   lost to a race it could simply retry;
+//! - what was appended is folded into the state at once, so the next decision sees it.
+//!
+//! Backtests decide with the same domain functions and keep no store in between (see
+//! `hedgehog_backtest`); everything that decides against the store comes through here.
+
+use hedgehog_domain::Event;
+use hedgehog_store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
+use uuid::Uuid;
+
+/// Why a decision was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The aggregate refused the input, or could not fold its stream.
+    #[error(transparent)]
+    Aggregate(E),
+    /// The stream kept moving under the decision longer than the retries allowed.
+    #[error("{stream} kept changing while deciding ({tries} tries); nothing was written")]
+    Conflict { stream: StreamId, tries: u32 },
+}
+
+/// How often a decision is made again after a lost race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// Until it is stored: a worker deciding its trades.
+    Always,
+    /// At most this many times more: a command, which reports a stream that keeps moving.
+    AtMost(u32),
+}
+
+/// How many times a command is decided again when the stream moved under it (a worker
+/// deciding a trade at that moment), before it reports the conflict.
+pub const COMMAND_RETRIES: u32 = 8;
+
+/// A user's command: decides on `stream` as stored, appends what it decided (deciding again
+/// after a lost race, up to [`COMMAND_RETRIES`] times) and gives that and the state after.
+pub async fn command<A>(
+    store: &Store,
+    stream: StreamId,
+    aggregate: A,
+    decide: impl Fn(&A, &A::State) -> Result<Vec<Event>, A::Error>,
+) -> Result<(Vec<Event>, A::State), DecisionError<A::Error>>
+where
+    A: eventually::Aggregate<Id = StreamId, Event = Event>,
+    A::State: Default,
+    A::Error: std::error::Error + 'static,
+{
+    let mut held = Held::load(store.clone(), stream, aggregate).await?;
+    let events = held
+        .decide_and_append(decide, None, Retries::AtMost(COMMAND_RETRIES))
+        .await?;
+    Ok((events, held.state))
+}
+
+/// One writer's hold on an aggregate's stream: see the [module](self).
+pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
+    store: Store,
+    stream: StreamId,
+    aggregate: A,
+    state: A::State,
+    version: i64,
+}
+
+impl<A> Held<A>
+where
+    A: eventually::Aggregate<Id = StreamId, Event = Event>,
+    A::State: Default,
+    A::Error: std::error::Error + 'static,
+{
+    /// Folds `stream` as it is stored.
+    pub async fn load(
+        store: Store,
+        stream: StreamId,
+        aggregate: A,
+    ) -> Result<Self, DecisionError<A::Error>> {
+        let mut held = Held {
+            store,
+            stream,
+            aggregate,
+            state: A::State::default(),
+            version: 0,
+        };
+        held.catch_up().await?;
+        Ok(held)
+    }
+
+    pub fn state(&self) -> &A::State {
+        &self.state
+    }
+
+    /// The state, for what moves it without an event (a trade that decided nothing).
+    pub fn state_mut(&mut self) -> &mut A::State {
+        &mut self.state
+    }
+
+    pub fn aggregate(&self) -> &A {
+        &self.aggregate
+    }
+
+    /// The aggregate, for what it decides by and may change (a symbol's current filters).
+    pub fn aggregate_mut(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Folds whatever the stream holds beyond the version held.
+    pub async fn catch_up(&mut self) -> Result<(), DecisionError<A::Error>> {
+        loop {
+            let page = self
+                .store
+                .read_stream(&self.stream, self.version + 1, hedgehog_store::PAGE_SIZE)
+                .await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for e in page {
+                self.version = e.stream_version;
+                self.apply(e.event)?;
+            }
+        }
+    }
+
+    /// Folds one recorded event of the stream, if it is beyond the version held (another
+    /// writer's, read from the log); true when it was.
+    pub fn follow(&mut self, recorded: &RecordedEvent) -> Result<bool, DecisionError<A::Error>> {
+        if recorded.stream_id != self.stream || recorded.stream_version <= self.version {
+            return Ok(false);
+        }
+        self.apply(recorded.event.clone())?;
+        self.version = recorded.stream_version;
+        Ok(true)
+    }
+
+    /// Decides on the state held and appends what was decided with the version held, deciding
+    /// again after a lost race as `retries` allow; returns what was appended (empty: nothing
+    /// to do). `cause`, when given, is the event that caused the decision (a trade's id).
+    pub async fn decide_and_append(
+        &mut self,
+        decide: impl Fn(&A, &A::State) -> Result<Vec<Event>, A::Error>,
+        cause: Option<Uuid>,
+        retries: Retries,
+    ) -> Result<Vec<Event>, DecisionError<A::Error>> {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let decided = decide(&self.aggregate, &self.state).map_err(DecisionError::Aggregate)?;
+            if decided.is_empty() {
+                return Ok(decided);
+            }
+            let batch = decided
+                .iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    let version = self.version + 1 + i as i64;
+                    let id = crate::ids::decision_id(&self.stream, version, event);
+                    // A command's handle records who sent it ([`Store::acting_for`]).
+                    let new = NewEvent::new(event.clone())
+                        .with_id(id)
+                        .with_metadata(self.store.acting().clone());
+                    match cause {
+                        Some(cause) => new.caused_by(cause, cause),
+                        None => new,
+                    }
+                })
+                .collect();
+            let expected = ExpectedVersion::Exact(self.version);
+            match self.store.append(&self.stream, expected, batch).await {
+                Ok(outcome) if outcome.stream_version == self.version + decided.len() as i64 => {
+                    for event in &decided {
+                        self.apply(event.clone())?;
+                    }
+                    self.version = outcome.stream_version;
+                    return Ok(decided);
+                }
+                Ok(_) => {
+                    // The same decision was stored at this place already (an append retried
+                    // after a lost acknowledgement, or another writer that decided exactly
+                    // this): the store recognised it by its ids, and may hold more after it.
+                    self.catch_up().await?;
+                    return Ok(decided);
+                }
+                Err(e) if e.is_conflict() => {
+                    // Read what the winner wrote either way: the state held stays current.
+                    self.catch_up().await?;
+                    if let Retries::AtMost(more) = retries {
+                        if tries > more {
+                            return Err(DecisionError::Conflict {
+                                stream: self.stream.clone(),
+                                tries,
+                            });
+                        }
+                    }
+                    tracing::debug!(stream = %self.stream, "stream moved; deciding again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Event) -> Result<(), DecisionError<A::Error>> {
+        let state = std::mem::take(&mut self.state);
+        self.state = A::apply(state, event).map_err(DecisionError::Aggregate)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{AggregateError, StoringAggregate};
+    use hedgehog_domain::events::StoringTopic;
+    use hedgehog_domain::storing::{self, StoringCommand, StoringState};
+    use hedgehog_domain::Symbol;
+
+    fn switch(
+        topic: StoringTopic,
+        command: StoringCommand,
+    ) -> impl Fn(&StoringAggregate, &StoringState) -> Result<Vec<Event>, AggregateError> {
+        move |_, state| {
+            let symbol = Symbol::parse("ADAUSDT").unwrap();
+            Ok(storing::decide(state, &symbol, topic, command))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_writes_nothing_and_is_decided_again_on_the_winners_state() {
+        use StoringCommand::{Start, Stop};
+        use StoringTopic::{Orders, TradeEvents};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let stream = StreamId::storing(&Symbol::parse("ADAUSDT").unwrap());
+        let load = || Held::load(store.clone(), stream.clone(), StoringAggregate);
+        let (mut first, mut second) = (load().await.unwrap(), load().await.unwrap());
+        let version = || async { store.stream_version(&stream).await.unwrap() };
+
+        let stopped = first
+            .decide_and_append(switch(TradeEvents, Stop), None, Retries::AtMost(0))
+            .await
+            .unwrap();
+        assert_eq!((stopped.len(), first.version()), (1, 1));
+
+        // `second` still holds version 0: without a retry it reports the conflict, unwritten,
+        // and holds what the winner wrote.
+        let lost = second
+            .decide_and_append(switch(Orders, Stop), None, Retries::AtMost(0))
+            .await;
+        assert!(matches!(
+            lost,
+            Err(DecisionError::Conflict { tries: 1, .. })
+        ));
+        assert_eq!(version().await, 1);
+        assert!(!second.state().is_on(TradeEvents));
+        assert_eq!(second.version(), 1);
+        let stopped = second
+            .decide_and_append(switch(Orders, Stop), None, Retries::AtMost(0))
+            .await
+            .unwrap();
+        assert_eq!((stopped.len(), version().await), (1, 2));
+
+        // The same decision at the same place is the same event (its id comes from its
+        // content): `first` deciding exactly what `second` stored is recognised, not doubled.
+        let same = first
+            .decide_and_append(switch(Orders, Stop), None, Retries::AtMost(0))
+            .await
+            .unwrap();
+        assert_eq!((same.len(), first.version(), version().await), (1, 2, 2));
+        assert!(!first.state().is_on(Orders));
+
+        // With a retry, a stale holder decides again on what the winner wrote.
+        first
+            .decide_and_append(
+                switch(TradeEvents, Start { backfill: false }),
+                None,
+                Retries::AtMost(0),
+            )
+            .await
+            .unwrap();
+        let started = second
+            .decide_and_append(
+                switch(Orders, Start { backfill: true }),
+                None,
+                Retries::AtMost(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (started.len(), second.version(), version().await),
+            (1, 4, 4)
+        );
+        assert!(second.state().is_on(TradeEvents) && second.state().is_on(Orders));
+        let stored = store.read_stream_to_end(&stream).await.unwrap();
+        assert_eq!(
+            stored[3].event_id,
+            crate::ids::decision_id(&stream, 4, &stored[3].event)
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The streaming switch of each symbol: commands, and a streamer that follows the switches.
+//!
+//! `start` / `stop` append `StreamingStarted` / `StreamingStopped` to `streaming-SYMBOL`, decided
+//! and appended the one way there is ([`crate::decision`]): two racing commands cannot both win.
+//! [`follow`] is the book's autostart done by the store: it streams every symbol whose last
+//! streaming event is "started", and re-plans whenever such an event is appended, by this
+//! process or any other, because it follows the log rather than in-memory flags.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use hedgehog_domain::exchange::ExchangeRules;
+use hedgehog_domain::streaming::{self, StreamingCommand, StreamingState};
+use hedgehog_domain::{Event, Symbol};
+use tokio::sync::watch;
+
+use crate::aggregate::{AggregateError, StreamingAggregate};
+use crate::decision::{self, DecisionError};
+use hedgehog_ingest::streamer::{self, StreamerOptions, StreamerStats};
+use hedgehog_store::{Store, StoreError, StreamId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamingError {
+    #[error("unknown symbol {symbol}: it is not in the exchange info ({rules_from}); check the spelling, or pass --exchange-info FILE with a newer list")]
+    UnknownSymbol { symbol: Symbol, rules_from: String },
+    #[error("other writers kept changing the streaming of {0} at the same moment; nothing was written, try again")]
+    Conflict(Symbol),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+}
+
+/// Whether a command changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Changed,
+    AlreadySo,
+}
+
+/// Starts or stops the streaming of `symbol`.
+pub async fn command(
+    store: &Store,
+    rules: &ExchangeRules,
+    rules_from: &str,
+    symbol: &Symbol,
+    command: StreamingCommand,
+) -> Result<Outcome, StreamingError> {
+    if rules.get(symbol).is_none() {
+        return Err(StreamingError::UnknownSymbol {
+            symbol: symbol.clone(),
+            rules_from: rules_from.to_owned(),
+        });
+    }
+    let decide = |_: &StreamingAggregate, state: &StreamingState| {
+        Ok(streaming::decide(state, symbol, command))
+    };
+    let stream = StreamId::streaming(symbol);
+    let (events, _) = decision::command(store, stream, StreamingAggregate, decide)
+        .await
+        .map_err(|e| decision_error(symbol, e))?;
+    Ok(if events.is_empty() {
+        Outcome::AlreadySo
+    } else {
+        Outcome::Changed
+    })
+}
+
+fn decision_error(symbol: &Symbol, e: DecisionError<AggregateError>) -> StreamingError {
+    match e {
+        DecisionError::Store(e) => StreamingError::Store(e),
+        DecisionError::Aggregate(e) => StreamingError::Aggregate(e),
+        DecisionError::Conflict { .. } => StreamingError::Conflict(symbol.clone()),
+    }
+}
+
+/// Whether `symbol`'s trades are streamed.
+pub async fn is_on(store: &Store, symbol: &Symbol) -> Result<bool, StreamingError> {
+    let events = store
+        .read_stream_to_end(&StreamId::streaming(symbol))
+        .await?;
+    let state = events
+        .iter()
+        .try_fold(StreamingState::default(), |s, e| {
+            streaming::apply(s, &e.event)
+        })
+        .map_err(AggregateError::from)?;
+    Ok(state.streaming)
+}
+
+/// Every symbol with a streaming stream, and whether it is on.
+pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError> {
+    let mut out = Vec::new();
+    for symbol in store.symbols_with("streaming").await? {
+        let on = is_on(store, &symbol).await?;
+        out.push((symbol, on));
+    }
+    Ok(out)
+}
+
+/// Streams every symbol whose streaming is on, re-planning on every switch, until `shutdown`.
+/// `source` says where from and how (its symbols are replaced by those switched on).
+pub async fn follow(
+    store: Store,
+    source: StreamerOptions,
+    stats: Arc<StreamerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StreamingError> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let head = store.head_position().await?;
+        let symbols: BTreeSet<Symbol> = status(&store)
+            .await?
+            .into_iter()
+            .filter_map(|(s, on)| on.then_some(s))
+            .collect();
+        tracing::info!(?symbols, "streaming the symbols switched on");
+        let (stop, stopped) = watch::channel(false);
+        let running = (!symbols.is_empty()).then(|| {
+            let options = StreamerOptions {
+                symbols: symbols.iter().cloned().collect(),
+                ..source.clone()
+            };
+            tokio::spawn(streamer::run(
+                store.clone(),
+                options,
+                Arc::clone(&stats),
+                stopped,
+            ))
+        });
+        // Wait for a switch appended after what was read, or for the end.
+        let mut log = store.subscribe_all(head);
+        let quit = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break true,
+                next = log.next() => match next {
+                    Some(Ok(e)) if matches!(e.event, Event::StreamingStarted(_) | Event::StreamingStopped(_)) => break false,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break true,
+                },
+            }
+        };
+        let _ = stop.send(true);
+        if let Some(task) = running {
+            // Cancelled: the runtime is shutting down, and so is this.
+            if let Some(streamed) = hedgehog_runtime::rejoin(task.await) {
+                streamed?;
+            }
+        }
+        if quit {
+            return Ok(());
+        }
+    }
+}

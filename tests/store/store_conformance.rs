@@ -1,0 +1,980 @@
+//! The event store's conformance suite: every case runs on SQLite and on PostgreSQL.
+
+use crate::common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{symbol, trade, trades, TestDb};
+use futures::StreamExt;
+use hedgehog_domain::events::{StreamingStarted, TradingStarted};
+use hedgehog_store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
+use uuid::Uuid;
+
+on_both_backends!(
+    append_then_read_back_with_metadata,
+    expected_version_conflicts_write_nothing,
+    reappending_is_idempotent,
+    failing_batch_leaves_nothing,
+    global_order_is_gap_free_and_respects_streams,
+    subscription_catches_up_then_follows_live_appends,
+    subscription_sees_appends_from_another_store_instance,
+    concurrent_writers_never_make_a_subscriber_skip,
+    appends_in_line_are_acknowledged_durable_and_seen_once,
+    eventually_repository_round_trip,
+    eventually_store_views_map_versions_and_positions,
+    append_only_at_the_database_level,
+    many_processes_can_open_a_fresh_store_at_once,
+    first_trade_after_finds_where_a_worker_resumes,
+    trades_read_in_trade_id_order_whatever_order_they_were_stored_in,
+    stream_events_read_without_metadata_match_the_full_read,
+    trades_stored_by_schema_version_1_still_read,
+    payloads_with_escapes_and_control_characters_round_trip,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Collects exactly `n` events from a subscription, failing after `WAIT`.
+async fn take(
+    sub: &mut (impl futures::Stream<Item = Result<RecordedEvent, StoreError>> + Unpin),
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match tokio::time::timeout(WAIT, sub.next()).await {
+            Ok(Some(Ok(e))) => out.push(e),
+            Ok(Some(Err(e))) => panic!("subscription failed after {} events: {e}", out.len()),
+            Ok(None) => panic!("subscription ended after {} events", out.len()),
+            Err(_) => panic!("timed out with {} of {n} events", out.len()),
+        }
+    }
+    out
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn stream_events_read_without_metadata_match_the_full_read(db: &TestDb) {
+        let store = db.open().await;
+        let ada = StreamId::trades(&symbol("ADAUSDT"));
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        // Two streams interleaved in the global log, a page boundary inside each.
+        for chunk in 0..3u64 {
+            for (stream, sym) in [(&ada, "ADAUSDT"), (&eth, "ETHUSDT")] {
+                store
+                    .append(
+                        stream,
+                        ExpectedVersion::Any,
+                        common::trades(sym, chunk * 700..(chunk + 1) * 700),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        for (from, limit) in [(1, 2100), (1, 1000), (1001, 1000), (2001, 1000), (2101, 10)] {
+            let full = store.read_stream(&ada, from, limit).await.unwrap();
+            let slim = store.read_stream_events(&ada, from, limit).await.unwrap();
+            assert_eq!(slim.len(), full.len(), "from {from}");
+            for (s, f) in slim.iter().zip(&full) {
+                assert_eq!(
+                    (s.position, s.stream_version, &s.event),
+                    (f.position, f.stream_version, &f.event)
+                );
+            }
+        }
+        assert_eq!(
+            store.read_stream_events(&ada, 1, 5000).await.unwrap().len(),
+            2100
+        );
+        assert!(store
+            .read_stream_events(&ada, 2101, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn first_trade_after_finds_where_a_worker_resumes(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        // Nothing stored: nowhere to resume (not an error, not position 0).
+        assert_eq!(store.first_trade_after(&stream, None).await.unwrap(), None);
+        assert_eq!(
+            store.first_trade_after(&stream, Some(5)).await.unwrap(),
+            None
+        );
+        // Stored out of id order: the earliest *stored* trade above the cursor.
+        let ids = [10u64, 12, 11, 13];
+        let events = ids
+            .iter()
+            .map(|id| NewEvent::new(common::trade("ADAUSDT", *id)))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        let position = |id: u64| {
+            let store = store.clone();
+            let stream = stream.clone();
+            async move {
+                store
+                    .read_stream_to_end(&stream)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|e| e.event.trade_id() == Some(id))
+                    .map(|e| e.position)
+            }
+        };
+        assert_eq!(
+            store.first_trade_after(&stream, None).await.unwrap(),
+            position(10).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(10)).await.unwrap(),
+            position(12).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(12)).await.unwrap(),
+            position(13).await
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(13)).await.unwrap(),
+            None
+        );
+    }
+
+    pub async fn trades_read_in_trade_id_order_whatever_order_they_were_stored_in(db: &TestDb) {
+        let store = db.open().await;
+        let ada = StreamId::trades(&symbol("ADAUSDT"));
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        assert!(store.read_trades(&ada, None, 10).await.unwrap().is_empty());
+        // A newer range first, then an older one, another stream in between.
+        for (stream, sym, ids) in [
+            (&ada, "ADAUSDT", vec![50u64, 52, 51]),
+            (&eth, "ETHUSDT", vec![1, 2]),
+            (&ada, "ADAUSDT", vec![20, 10, 30]),
+        ] {
+            let events = ids
+                .iter()
+                .map(|id| NewEvent::new(common::trade(sym, *id)))
+                .collect();
+            store
+                .append(stream, ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+        }
+        let mut read = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.read_trades(&ada, after, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            assert!(page.iter().all(|e| e.stream_id == ada));
+            after = page.last().and_then(|e| e.event.trade_id());
+            read.extend(page.iter().filter_map(|e| e.event.trade_id()));
+        }
+        assert_eq!(read, [10, 20, 30, 50, 51, 52]);
+        let above = store.read_trades(&ada, Some(30), 100).await.unwrap();
+        let ids: Vec<u64> = above.iter().filter_map(|e| e.event.trade_id()).collect();
+        assert_eq!(ids, [50, 51, 52]);
+        assert!(store
+            .read_trades(&ada, Some(u64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn append_then_read_back_with_metadata(db: &TestDb) {
+        let store = db.open().await;
+        let sym = symbol("BTCUSDT");
+        let trading = StreamId::trading(&sym);
+        let correlation = Uuid::now_v7();
+        let cause = Uuid::now_v7();
+        // Who sent it, with the characters COPY and JSON treat specially.
+        let who: hedgehog_store::Metadata = [
+            ("by", "ada@desk\\1"),
+            ("via", "cli\t\"quoted\"\n"),
+            ("client", "[::1]:5050"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let started = NewEvent::new(TradingStarted {
+            symbol: sym.clone(),
+            after_trade_id: None,
+        })
+        .caused_by(correlation, cause)
+        .with_metadata(who.clone());
+        let out = store
+            .append(&trading, ExpectedVersion::Exact(0), vec![started.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (1, 0, 1)
+        );
+        assert_eq!(out.last_position, Some(1));
+
+        let market = StreamId::trades(&sym);
+        let batch = trades("BTCUSDT", 100..103);
+        let out = store
+            .append(&market, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.stream_version, out.last_position),
+            (3, 3, Some(4))
+        );
+
+        let read = store.read_stream_to_end(&market).await.unwrap();
+        assert_eq!(read.len(), 3);
+        for (i, (got, sent)) in read.iter().zip(&batch).enumerate() {
+            assert_eq!(got.stream_version, i as i64 + 1);
+            assert_eq!(got.position, i as i64 + 2);
+            assert_eq!(got.event_id, sent.event_id);
+            assert_eq!(
+                got.event, sent.event,
+                "payload survives the round trip exactly"
+            );
+            assert!(
+                got.recorded_at > 1_700_000_000_000,
+                "recorded_at is a real ms time"
+            );
+        }
+        let all = store.read_all(1, 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].correlation_id, Some(correlation));
+        assert_eq!(all[0].causation_id, Some(cause));
+        assert_eq!(all[0].event, started.event);
+        assert_eq!(
+            all[0].metadata, who,
+            "metadata survives the round trip exactly"
+        );
+        assert_eq!(all[1].correlation_id, None);
+        assert!(all[1].metadata.is_empty(), "no metadata reads as none");
+
+        assert_eq!(store.head_position().await.unwrap(), 4);
+        assert_eq!(store.stream_version(&trading).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .stream_version(&StreamId::new("nothing").unwrap())
+                .await
+                .unwrap(),
+            0
+        );
+        let streams = store.streams().await.unwrap();
+        assert_eq!(streams, vec![(market.clone(), 3), (trading, 1)]);
+        // Reads from a version or position in the middle.
+        let tail = store.read_stream(&market, 2, 10).await.unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(store.read_all(3, 1).await.unwrap()[0].position, 3);
+        // A second instance on the same database sees the same log.
+        let again = db.open().await;
+        assert_eq!(again.read_all(1, 100).await.unwrap(), all);
+    }
+
+    pub async fn expected_version_conflicts_write_nothing(db: &TestDb) {
+        let store = db.open().await;
+        let sym = symbol("ETHUSDT");
+        let stream = StreamId::trading(&sym);
+        let ev = || {
+            NewEvent::new(TradingStarted {
+                symbol: sym.clone(),
+                after_trade_id: None,
+            })
+        };
+        store
+            .append(&stream, ExpectedVersion::Exact(0), vec![ev()])
+            .await
+            .unwrap();
+
+        let err = store
+            .append(&stream, ExpectedVersion::Exact(0), vec![ev(), ev()])
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::Conflict {
+                actual, expected, ..
+            } => {
+                assert_eq!(*actual, 1);
+                assert_eq!(*expected, ExpectedVersion::Exact(0));
+            }
+            other => panic!("expected a conflict, got {other}"),
+        }
+        assert!(err.is_conflict());
+        assert!(err.to_string().contains("trading-ETHUSDT"), "{err}");
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            1,
+            "a conflict writes nothing"
+        );
+
+        let err = store
+            .append(&stream, ExpectedVersion::Exact(5), vec![ev()])
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict());
+        // An empty append still checks the version.
+        assert!(store
+            .append(&stream, ExpectedVersion::Exact(3), vec![])
+            .await
+            .unwrap_err()
+            .is_conflict());
+
+        let out = store
+            .append(&stream, ExpectedVersion::Exact(1), vec![ev()])
+            .await
+            .unwrap();
+        assert_eq!(out.stream_version, 2);
+        let out = store
+            .append(&stream, ExpectedVersion::Any, vec![ev()])
+            .await
+            .unwrap();
+        assert_eq!(out.stream_version, 3);
+        assert_eq!(store.head_position().await.unwrap(), 3);
+    }
+
+    pub async fn reappending_is_idempotent(db: &TestDb) {
+        let store = db.open().await;
+        let btc = StreamId::trades(&symbol("BTCUSDT"));
+        let batch = trades("BTCUSDT", 1..501);
+        let out = store
+            .append(&btc, ExpectedVersion::Exact(0), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (500, 0));
+
+        // The same events again (a retry): nothing new, even with a now-stale expected version.
+        let out = store
+            .append(&btc, ExpectedVersion::Exact(0), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (0, 500, 500)
+        );
+        assert_eq!(out.last_position, None);
+
+        // The same trades under new event ids (a re-import): the (stream, trade id) key catches them.
+        let out = store
+            .append(&btc, ExpectedVersion::Any, trades("BTCUSDT", 1..501))
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (0, 500));
+
+        // Overlap: 251..750 holds 250 old and 250 new trades; the new get contiguous versions.
+        let out = store
+            .append(&btc, ExpectedVersion::Any, trades("BTCUSDT", 251..751))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (250, 250, 750)
+        );
+
+        // Repeats inside one batch count as duplicates too.
+        let mut repeated = trades("BTCUSDT", 751..761);
+        repeated.push(repeated[0].clone());
+        repeated.push(NewEvent::new(trade("BTCUSDT", 755)));
+        let out = store
+            .append(&btc, ExpectedVersion::Any, repeated)
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.duplicates), (10, 2));
+
+        // The same trade id on another market is another trade.
+        let eth = StreamId::trades(&symbol("ETHUSDT"));
+        let out = store
+            .append(&eth, ExpectedVersion::Any, trades("ETHUSDT", 1..11))
+            .await
+            .unwrap();
+        assert_eq!(out.appended, 10);
+
+        let stored = store.read_stream_to_end(&btc).await.unwrap();
+        assert_eq!(stored.len(), 760);
+        let ids: Vec<u64> = stored.iter().map(|e| e.event.trade_id().unwrap()).collect();
+        assert_eq!(
+            ids,
+            (1..761).collect::<Vec<u64>>(),
+            "each trade once, in order"
+        );
+        let versions: Vec<i64> = stored.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (1..761).collect::<Vec<i64>>());
+        assert_eq!(store.head_position().await.unwrap(), 770);
+    }
+
+    pub async fn failing_batch_leaves_nothing(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 1..11))
+            .await
+            .unwrap();
+        // Fault injection: the database refuses one particular event, deep inside a large
+        // batch (past the first INSERT statement), so part of the batch was already written
+        // inside the transaction when it fails.
+        match db.backend {
+            common::Backend::Sqlite => db.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.trade_id = 2500 \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+            ).await,
+            common::Backend::Postgres => db.execute(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.trade_id = 2500 THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                 RETURN NEW; END; $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+            ).await,
+        }
+        let err = store
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 11..3011))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("poisoned row"), "{err}");
+        assert_eq!(
+            store.head_position().await.unwrap(),
+            10,
+            "nothing of the batch is stored"
+        );
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 10);
+        assert_eq!(store.read_all(1, 10_000).await.unwrap().len(), 10);
+
+        // The store is still usable and positions continue without a hole.
+        let out = store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(10),
+                trades("ADAUSDT", 11..2011),
+            )
+            .await
+            .unwrap();
+        assert_eq!((out.appended, out.last_position), (2000, Some(2010)));
+    }
+
+    pub async fn global_order_is_gap_free_and_respects_streams(db: &TestDb) {
+        let store = db.open().await;
+        let names = ["trades-AAA", "trades-BBB", "trading-AAA"];
+        let mut sent: Vec<(StreamId, Uuid)> = Vec::new();
+        for round in 0..20u64 {
+            for (i, name) in names.iter().enumerate() {
+                let stream = StreamId::new(name).unwrap();
+                let n = 1 + (round as usize + i) % 4;
+                let batch: Vec<NewEvent> = (0..n)
+                    .map(|k| NewEvent::new(trade("AAA", round * 100 + i as u64 * 10 + k as u64)))
+                    .collect();
+                sent.extend(batch.iter().map(|e| (stream.clone(), e.event_id)));
+                store
+                    .append(&stream, ExpectedVersion::Any, batch)
+                    .await
+                    .unwrap();
+            }
+        }
+        let all = store.read_all(1, 1_000_000).await.unwrap();
+        assert_eq!(all.len(), sent.len());
+        for (i, (e, (stream, id))) in all.iter().zip(&sent).enumerate() {
+            assert_eq!(
+                e.position,
+                i as i64 + 1,
+                "positions are 1, 2, 3, ... with no gap"
+            );
+            assert_eq!(
+                (&e.stream_id, &e.event_id),
+                (stream, id),
+                "$all is the append order"
+            );
+        }
+        let mut last: HashMap<&StreamId, i64> = HashMap::new();
+        for e in &all {
+            let prev = last.insert(&e.stream_id, e.stream_version).unwrap_or(0);
+            assert_eq!(
+                e.stream_version,
+                prev + 1,
+                "each stream's versions appear in order"
+            );
+        }
+        // Paging through $all gives the same sequence.
+        let mut paged = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = store.read_all(from, 7).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            from = page.last().unwrap().position + 1;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
+    }
+
+    pub async fn subscription_catches_up_then_follows_live_appends(db: &TestDb) {
+        // Exactly two catch-up pages (10,000 events each): the page boundary and the empty page
+        // after it are the cases a pager gets wrong.
+        const N: u64 = 20_000;
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        for start in (1..=N).step_by(5_000) {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    trades("BTCUSDT", start..start + 5_000),
+                )
+                .await
+                .unwrap();
+        }
+
+        let mut sub = store.subscribe_all(0);
+        let caught_up = take(&mut sub, N as usize).await;
+        for (i, e) in caught_up.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1);
+        }
+
+        let writer = store.clone();
+        let s = stream.clone();
+        let started = std::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            writer
+                .append(&s, ExpectedVersion::Any, trades("BTCUSDT", N + 1..N + 6))
+                .await
+                .unwrap();
+        });
+        let live = take(&mut sub, 5).await;
+        assert_eq!(
+            live.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [20_001, 20_002, 20_003, 20_004, 20_005],
+            "the next events after the catch-up, none repeated"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "woken promptly, not by a slow poll"
+        );
+
+        // Starting in the middle gives exactly what follows.
+        let mut mid = store.subscribe_all(19_998);
+        let got = take(&mut mid, 7).await;
+        assert_eq!(got.first().unwrap().position, 19_999);
+        assert_eq!(got.last().unwrap().position, 20_005);
+    }
+
+    pub async fn subscription_sees_appends_from_another_store_instance(db: &TestDb) {
+        let reader = db.open().await;
+        let writer = db.open().await; // another pool: stands for another process
+        let mut sub = reader.subscribe_all(0);
+        let stream = StreamId::streaming(&symbol("BTCUSDT"));
+        let w = writer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            w.append(
+                &stream,
+                ExpectedVersion::Exact(0),
+                vec![NewEvent::new(StreamingStarted {
+                    symbol: symbol("BTCUSDT"),
+                })],
+            )
+            .await
+            .unwrap();
+        });
+        let started = std::time::Instant::now();
+        let got = take(&mut sub, 1).await;
+        assert_eq!(got[0].event.event_type(), "StreamingStarted");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "foreign appends arrive within the poll interval"
+        );
+    }
+
+    pub async fn concurrent_writers_never_make_a_subscriber_skip(db: &TestDb) {
+        const WRITERS: u64 = 8;
+        const BATCHES: u64 = 40;
+        const PER_BATCH: u64 = 25;
+        let total = (WRITERS * BATCHES * PER_BATCH) as usize;
+
+        let subscriber = db.open().await;
+        let mut sub = subscriber.subscribe_all(0);
+        let collector = tokio::spawn(async move { take(&mut sub, total).await });
+
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            // Each writer has its own store (its own pool), as separate processes would.
+            let store = db.open().await;
+            writers.push(tokio::spawn(async move {
+                let stream = StreamId::new(&format!("trades-W{w}")).unwrap();
+                let mut ids = Vec::new();
+                for b in 0..BATCHES {
+                    let first = b * PER_BATCH;
+                    let batch = trades(&format!("W{w}"), first..first + PER_BATCH);
+                    ids.extend(batch.iter().map(|e| e.event_id));
+                    let out = store
+                        .append(&stream, ExpectedVersion::Any, batch)
+                        .await
+                        .unwrap();
+                    assert_eq!(out.appended, PER_BATCH as usize);
+                }
+                ids
+            }));
+        }
+        let mut written = HashSet::new();
+        for w in writers {
+            written.extend(w.await.unwrap());
+        }
+        let seen = collector.await.unwrap();
+        assert_eq!(seen.len(), total);
+        let mut ids = HashSet::new();
+        for (i, e) in seen.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1, "every position, once, in order");
+            assert!(ids.insert(e.event_id), "event {} seen twice", e.event_id);
+        }
+        assert_eq!(
+            ids, written,
+            "the subscriber saw exactly the acknowledged events"
+        );
+        // Per stream, trades arrive in the order each writer appended them.
+        let mut last: HashMap<&StreamId, u64> = HashMap::new();
+        for e in &seen {
+            let t = e.event.trade_id().unwrap();
+            if let Some(prev) = last.insert(&e.stream_id, t) {
+                assert_eq!(t, prev + 1);
+            }
+        }
+    }
+
+    /// Writers in one process, each keeping a batch in line (`begin_append`, acknowledged after
+    /// the next one commits), as an import does: on SQLite their commits are synced beside the
+    /// writers and shared, and this process's subscriber is held back until they are. Every
+    /// acknowledged batch reads back whole, and the subscriber sees each event once, in order.
+    pub async fn appends_in_line_are_acknowledged_durable_and_seen_once(db: &TestDb) {
+        const WRITERS: u64 = 4;
+        const BATCHES: u64 = 30;
+        const PER_BATCH: u64 = 50;
+        let total = (WRITERS * BATCHES * PER_BATCH) as usize;
+        let store = db.open().await;
+        let mut sub = store.subscribe_all(0);
+        let collector = tokio::spawn(async move { take(&mut sub, total).await });
+
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                let stream = StreamId::new(&format!("trades-L{w}")).unwrap();
+                let mut acknowledged = Vec::new();
+                let mut appends = store.appends_in_line();
+                for b in 0..=BATCHES {
+                    let out = if b < BATCHES {
+                        let first = b * PER_BATCH;
+                        let batch = trades(&format!("L{w}"), first..first + PER_BATCH);
+                        let prepared = store.prepare(batch).unwrap();
+                        appends
+                            .append(&stream, ExpectedVersion::Any, prepared)
+                            .await
+                    } else {
+                        appends.finish().await
+                    };
+                    let Some(out) = out.unwrap() else { continue };
+                    assert_eq!(out.appended, PER_BATCH as usize);
+                    // Acknowledged: it reads back at once, whole, at the positions it was given.
+                    let last = out.last_position.unwrap();
+                    let first = last - PER_BATCH as i64 + 1;
+                    let read = store.read_all(first, PER_BATCH as i64).await.unwrap();
+                    assert_eq!(read.len(), PER_BATCH as usize);
+                    assert!(read.iter().all(|e| e.stream_id == stream));
+                    acknowledged.push(out.stream_version);
+                }
+                assert_eq!(
+                    acknowledged,
+                    (1..=BATCHES)
+                        .map(|b| (b * PER_BATCH) as i64)
+                        .collect::<Vec<_>>(),
+                    "acknowledged in the order appended"
+                );
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let seen = collector.await.unwrap();
+        let mut ids = HashSet::new();
+        for (i, e) in seen.iter().enumerate() {
+            assert_eq!(e.position, i as i64 + 1, "every position, once, in order");
+            assert!(ids.insert(e.event_id), "event {} seen twice", e.event_id);
+        }
+        assert_eq!(store.head_position().await.unwrap(), total as i64);
+    }
+
+    pub async fn eventually_repository_round_trip(db: &TestDb) {
+        use eventually::{AggregateRootBuilder, Repository, Versioned};
+        use hedgehog_domain::streaming::StreamingCommand;
+        use hedgehog_engine::aggregate::StreamingAggregate;
+
+        let store = db.open().await;
+        let mut repo = Repository::new(
+            AggregateRootBuilder::from(StreamingAggregate),
+            store.clone(),
+        );
+        let id = StreamId::streaming(&symbol("BTCUSDT"));
+
+        let mut root = repo.get(id.clone()).await.unwrap();
+        assert_eq!(root.version(), 0);
+        assert!(!root.state().streaming);
+        root.handle(StreamingCommand::Start).await.unwrap();
+        let root = repo.add(root).await.unwrap();
+        assert_eq!(root.version(), 1);
+
+        let mut root = repo.get(id.clone()).await.unwrap();
+        assert_eq!(root.version(), 1);
+        assert!(
+            root.state().streaming,
+            "state rebuilt from the stored events"
+        );
+        // Starting what is started decides nothing and appends nothing.
+        root.handle(StreamingCommand::Start).await.unwrap();
+        let root = repo.add(root).await.unwrap();
+        assert_eq!(root.version(), 1);
+        assert_eq!(store.stream_version(&id).await.unwrap(), 1);
+
+        // Two commands racing from the same version: the second loses with a conflict.
+        let mut first = repo.get(id.clone()).await.unwrap();
+        let mut second = repo.get(id.clone()).await.unwrap();
+        first.handle(StreamingCommand::Stop).await.unwrap();
+        second.handle(StreamingCommand::Stop).await.unwrap();
+        repo.add(first).await.unwrap();
+        match repo.add(second).await {
+            Err(eventually::repository::Error::Store(e)) => {
+                use eventually::store::AppendError;
+                assert!(e.is_conflict_error(), "{e}");
+            }
+            Err(other) => panic!("expected a store conflict, got {other}"),
+            Ok(_) => panic!("a lost race must not append"),
+        }
+        let root = repo.get(id.clone()).await.unwrap();
+        assert_eq!((root.version(), root.state().streaming), (2, false));
+
+        // A repository over `acting_for` records who sent the command beside each event.
+        let who: hedgehog_store::Metadata = [("by".to_owned(), "ada@desk".to_owned())].into();
+        let mut repo = Repository::new(
+            AggregateRootBuilder::from(StreamingAggregate),
+            store.acting_for(who.clone()),
+        );
+        let mut root = repo.get(id.clone()).await.unwrap();
+        root.handle(StreamingCommand::Start).await.unwrap();
+        repo.add(root).await.unwrap();
+        let stored = store.read_stream_to_end(&id).await.unwrap();
+        assert_eq!(stored.len(), 3);
+        assert!(stored[..2].iter().all(|e| e.metadata.is_empty()));
+        assert_eq!(stored[2].metadata, who);
+
+        // Removing a stream is refused: the log is append-only.
+        let err = repo.remove(id.clone()).await.unwrap_err();
+        assert!(err.to_string().contains("permanent"), "{err}");
+    }
+
+    pub async fn eventually_store_views_map_versions_and_positions(db: &TestDb) {
+        use eventually::store::{Expected, Select};
+        use eventually::{EventStore, EventSubscriber};
+        use futures::TryStreamExt;
+
+        let mut store: Store = db.open().await;
+        let a = StreamId::new("trades-AAA").unwrap();
+        let b = StreamId::new("trades-BBB").unwrap();
+        let ev = |id| hedgehog_domain::Event::from(trade("AAA", id));
+        assert_eq!(
+            EventStore::append(
+                &mut store,
+                a.clone(),
+                Expected::Exact(0),
+                vec![ev(1), ev(2)]
+            )
+            .await
+            .unwrap(),
+            2
+        );
+        assert_eq!(
+            EventStore::append(&mut store, b.clone(), Expected::Any, vec![ev(1)])
+                .await
+                .unwrap(),
+            1
+        );
+        let err = EventStore::append(&mut store, a.clone(), Expected::Exact(0), vec![ev(3)])
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict());
+
+        let stream: Vec<_> = store
+            .stream(a.clone(), Select::From(2))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(stream.len(), 1);
+        assert_eq!((stream[0].version(), stream[0].sequence_number()), (2, 2));
+        let all: Vec<_> = store
+            .stream_all(Select::From(2))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.sequence_number()).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(all[1].source_id(), &b);
+
+        // eventually's subscription delivers what is appended after it starts.
+        let mut live = EventSubscriber::subscribe_all(&store).await.unwrap();
+        let mut writer = store.clone();
+        EventStore::append(&mut writer, b.clone(), Expected::Exact(1), vec![ev(2)])
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(WAIT, live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.version(), next.sequence_number()), (2, 4));
+        use eventually::Versioned;
+    }
+
+    pub async fn append_only_at_the_database_level(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("BTCUSDT", 1..3))
+            .await
+            .unwrap();
+        let attempt = |sql: &'static str| {
+            let url = db.url.clone();
+            let backend = db.backend;
+            async move {
+                use sqlx::Connection;
+                match backend {
+                    common::Backend::Sqlite => {
+                        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+                    }
+                    common::Backend::Postgres => {
+                        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
+                    }
+                }
+            }
+        };
+        let err = attempt("UPDATE events SET payload = '{}'")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = attempt("DELETE FROM events").await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        assert_eq!(store.read_all(1, 10).await.unwrap().len(), 2);
+    }
+
+    /// A log written before trades were stored positionally (schema version 2) holds them as
+    /// keyed JSON objects, version 1: they read back as before, beside new ones, and a trade
+    /// stored either way is still never stored twice.
+    pub async fn trades_stored_by_schema_version_1_still_read(db: &TestDb) {
+        let store = db.open().await;
+        let market = StreamId::trades(&symbol("BTCUSDT"));
+        let old = trade("BTCUSDT", 7);
+        let old_id = Uuid::now_v7();
+        let payload = hedgehog_domain::Event::TradeReceived(old.clone())
+            .encode()
+            .unwrap();
+        assert!(payload.starts_with(r#"{"type":"TradeReceived","symbol":"BTCUSDT""#));
+        let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
+             event_type, schema_version, payload, recorded_at, trade_id) \
+             VALUES (1, $1, $2, 1, 'TradeReceived', 1, $3, 1700000000000, 7)";
+        {
+            use sqlx::Connection;
+            // The same statement and values on either backend's connection type.
+            macro_rules! run_on {
+                ($conn:ty) => {{
+                    let mut c = <$conn>::connect(&db.url).await.unwrap();
+                    sqlx::query(insert)
+                        .bind(old_id)
+                        .bind(market.as_str())
+                        .bind(&payload)
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }};
+            }
+            match db.backend {
+                common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
+                common::Backend::Postgres => run_on!(sqlx::PgConnection),
+            }
+        }
+        let out = store
+            .append(&market, ExpectedVersion::Any, trades("BTCUSDT", 6..9))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.appended, out.duplicates, out.stream_version),
+            (2, 1, 3),
+            "trade 7, stored by version 1, is not stored again"
+        );
+        let read = store.read_stream_to_end(&market).await.unwrap();
+        assert_eq!(read[0].event_id, old_id);
+        assert_eq!(read[0].event, hedgehog_domain::Event::TradeReceived(old));
+        assert_eq!(
+            read.iter()
+                .map(|e| e.event.trade_id().unwrap())
+                .collect::<Vec<_>>(),
+            [7, 6, 8]
+        );
+        let slim = store.read_stream_events(&market, 1, 10).await.unwrap();
+        assert_eq!(
+            slim.iter().map(|e| &e.event).collect::<Vec<_>>(),
+            read.iter().map(|e| &e.event).collect::<Vec<_>>()
+        );
+        let mut sub = store.subscribe_all(0);
+        assert_eq!(take(&mut sub, 3).await, read);
+    }
+
+    /// Free text in an event (an exchange's words) reaches the payload with JSON's escapes:
+    /// backslashes, quotes, tabs and newlines must come back as they went in, whatever the
+    /// backend's bulk path does with such characters.
+    pub async fn payloads_with_escapes_and_control_characters_round_trip(db: &TestDb) {
+        use hedgehog_domain::events::{StopReason, TradingStopped};
+        let store = db.open().await;
+        let sym = symbol("BTCUSDT");
+        let detail = "-1013 \"Filter failure\": C:\\path\\N\ttab\nline\r\u{1}\u{7f} \\N \\. end";
+        let stopped = NewEvent::new(TradingStopped {
+            symbol: sym.clone(),
+            reason: StopReason::Command,
+            detail: Some(detail.to_owned()),
+            unsold: Vec::new(),
+        });
+        let stream = StreamId::trading(&sym);
+        store
+            .append(&stream, ExpectedVersion::Exact(0), vec![stopped.clone()])
+            .await
+            .unwrap();
+        let read = store.read_stream_to_end(&stream).await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].event, stopped.event);
+        let hedgehog_domain::Event::TradingStopped(back) = &read[0].event else {
+            panic!("wrong variant")
+        };
+        assert_eq!(back.detail.as_deref(), Some(detail));
+    }
+
+    /// Opening a fresh store migrates it; several openers at once (several processes starting
+    /// together) must all succeed, not race to create the same tables.
+    pub async fn many_processes_can_open_a_fresh_store_at_once(db: &TestDb) {
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { Store::open(&url).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().expect("every concurrent open succeeds");
+            assert_eq!(store.head_position().await.unwrap(), 0);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Trading: the book's strategy order for order, the trading commands, backtests and
+//! strategies, live trading against a mock Binance, Binance's REST client, python-binance against
+//! `exchange serve`.
+//!
+//! One test binary per area: each module is one former test file.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod backtest;
+mod binance_rest;
+mod live;
+mod python_binance;
+mod trading;
+mod trading_cli;
