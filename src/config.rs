@@ -252,7 +252,7 @@ impl ExchangeConfig {
         let url = match &self.backfill_url {
             Some(url) => url.clone(),
             None if self.stream_url.trim_end_matches('/')
-                == hedgehog_ingest::streamer::BINANCE_WS_URL =>
+                == hedgehog_binance::market_stream::BINANCE_WS_URL =>
             {
                 hedgehog_binance::rest::SPOT_URL.to_owned()
             }
@@ -273,7 +273,7 @@ impl Default for ExchangeConfig {
     fn default() -> Self {
         ExchangeConfig {
             mode: ExchangeMode::Paper,
-            stream_url: hedgehog_ingest::streamer::BINANCE_WS_URL.to_owned(),
+            stream_url: hedgehog_binance::market_stream::BINANCE_WS_URL.to_owned(),
             api_url: None,
             ws_api_url: None,
             backfill_url: None,

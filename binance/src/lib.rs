@@ -1,5 +1,6 @@
 //! `hedgehog-binance`: the only code that speaks Binance. This root holds the market data's
-//! wire formats; `rest` the signed spot REST client, `user_data` and `user_stream` the account's
+//! wire formats; `market_stream` the connection that carries them; `rest` the signed spot REST
+//! client, `user_data` and `user_stream` the account's
 //! execution reports, `exchange_info` the symbols' filters, `live` what a live trader does on
 //! the venue after it records a decision.
 //!
@@ -14,6 +15,7 @@
 
 pub mod exchange_info;
 pub mod live;
+pub mod market_stream;
 pub mod rest;
 pub mod user_data;
 pub mod user_stream;
@@ -205,6 +207,39 @@ pub fn parse_recorded_line(line: &str) -> Result<(u64, Frame), FrameError> {
     Ok((stamp, parse_frame(json)?))
 }
 
+/// The frame Binance sends for a trade on the combined stream.
+pub fn combined_frame(market: Market, t: &TradeReceived) -> (String, String) {
+    let stream = format!("{}@trade", t.symbol.as_str().to_ascii_lowercase());
+    let mut data = serde_json::json!({
+        "e": "trade",
+        "E": t.event_time.millis(),
+        "s": t.symbol.as_str(),
+        "t": t.trade_id,
+        "p": t.price.to_string(),
+        "q": t.quantity.to_string(),
+        "T": t.trade_time.millis(),
+        "m": t.buyer_is_maker,
+    });
+    if let Some(object) = data.as_object_mut() {
+        if let Some(b) = t.buyer_order_id {
+            object.insert("b".into(), b.into());
+        }
+        if let Some(a) = t.seller_order_id {
+            object.insert("a".into(), a.into());
+        }
+        match market {
+            Market::Usdm => {
+                object.insert("X".into(), t.kind.as_str().into());
+            }
+            Market::Spot => {
+                object.insert("M".into(), true.into());
+            }
+        }
+    }
+    let frame = serde_json::json!({ "stream": stream, "data": data }).to_string();
+    (stream, frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +325,27 @@ mod tests {
         assert_eq!(frame, Frame::NotAStreamMessage);
         assert!(parse_recorded_line("garbage").is_err());
         assert!(parse_recorded_line("x {}").is_err());
+    }
+
+    #[test]
+    fn frames_parse_back_to_the_same_trade() {
+        let t = TradeReceived {
+            symbol: hedgehog_domain::Symbol::parse("BTCUSDT").unwrap(),
+            trade_id: 3735683259,
+            price: "61837.63000000".parse().unwrap(),
+            quantity: "0.02000000".parse().unwrap(),
+            trade_time: hedgehog_domain::Timestamp(1723161255342),
+            event_time: hedgehog_domain::Timestamp(1723161255343),
+            buyer_is_maker: true,
+            buyer_order_id: None,
+            seller_order_id: None,
+            first_trade_id: None,
+            kind: hedgehog_domain::TradeKind::Market,
+        };
+        let (stream, frame) = combined_frame(Market::Spot, &t);
+        assert_eq!(stream, "btcusdt@trade");
+        assert_eq!(parse_frame(&frame).unwrap(), Frame::Trade(t.clone()));
+        let (_, futures) = combined_frame(Market::Usdm, &t);
+        assert_eq!(parse_frame(&futures).unwrap(), Frame::FuturesTrade(t));
     }
 }

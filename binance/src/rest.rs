@@ -510,39 +510,53 @@ struct ApiErrorBody {
     msg: String,
 }
 
+/// Whether an endpoint wants a key and a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Security {
+pub enum Security {
     None,
     Signed,
 }
 
-/// One REST endpoint: how it is called and what it costs against the limits.
-struct Endpoint {
-    method: Method,
-    path: &'static str,
-    security: Security,
+/// One REST endpoint: how it is called and what it costs against the limits. The one table
+/// of Binance's endpoints ([`ENDPOINTS`]): the client keeps to it, and the simulated Binances
+/// (`exchange serve`, the tests' stand-in) charge by it.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub security: Security,
     /// Request weight, as Binance's documentation gives it.
-    weight: u32,
+    pub weight: u32,
     /// Whether it counts against the order limits.
-    order: bool,
+    pub order: bool,
 }
 
 impl Endpoint {
     /// `GET /api/v3/order`: how errors name it.
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         format!("{} {}", self.method, self.path)
+    }
+
+    /// The endpoint answering `method path`, if it is one of [`ENDPOINTS`].
+    pub fn find(method: &Method, path: &str) -> Option<&'static Endpoint> {
+        ENDPOINTS
+            .iter()
+            .copied()
+            .find(|e| e.method == *method && e.path == path)
     }
 }
 
 macro_rules! endpoints {
     ($($name:ident = $method:ident $path:literal, $security:ident, weight $weight:literal $(, $order:ident)?;)*) => {
-        $(static $name: Endpoint = Endpoint {
+        $(pub static $name: Endpoint = Endpoint {
             method: Method::$method,
             path: $path,
             security: Security::$security,
             weight: $weight,
             order: endpoints!(@order $($order)?),
         };)*
+        /// Every endpoint the client calls.
+        pub static ENDPOINTS: &[&Endpoint] = &[$(&$name),*];
     };
     (@order order) => { true };
     (@order) => { false };
@@ -1146,6 +1160,23 @@ pub fn verify_signed_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_table_names_every_endpoint_with_binances_weights() {
+        let cancel = Endpoint::find(&Method::DELETE, "/api/v3/order").unwrap();
+        assert_eq!((cancel.weight, cancel.order), (1, false));
+        assert_eq!(cancel.security, Security::Signed);
+        let place = Endpoint::find(&Method::POST, "/api/v3/order").unwrap();
+        assert!(place.order);
+        assert_eq!(
+            Endpoint::find(&Method::GET, "/api/v3/klines")
+                .unwrap()
+                .weight,
+            2
+        );
+        assert!(Endpoint::find(&Method::PUT, "/api/v3/order").is_none());
+        assert_eq!(ENDPOINTS.len(), 11);
+    }
 
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).
     #[test]

@@ -37,11 +37,7 @@ pub async fn command(
     let (events, _) = decision::command(store, stream, StoringAggregate, decide)
         .await
         .map_err(|e| decision_error(symbol, e))?;
-    Ok(if events.is_empty() {
-        Outcome::AlreadySo
-    } else {
-        Outcome::Changed
-    })
+    Ok(Outcome::of(&events))
 }
 
 fn decision_error(symbol: &Symbol, e: DecisionError<AggregateError>) -> StoringError {

@@ -39,6 +39,17 @@ pub enum Outcome {
     AlreadySo,
 }
 
+impl Outcome {
+    /// What a switch that appended `events` did.
+    pub fn of(events: &[Event]) -> Outcome {
+        if events.is_empty() {
+            Outcome::AlreadySo
+        } else {
+            Outcome::Changed
+        }
+    }
+}
+
 /// Starts or stops the streaming of `symbol`.
 pub async fn command(
     store: &Store,
@@ -60,11 +71,7 @@ pub async fn command(
     let (events, _) = decision::command(store, stream, StreamingAggregate, decide)
         .await
         .map_err(|e| decision_error(symbol, e))?;
-    Ok(if events.is_empty() {
-        Outcome::AlreadySo
-    } else {
-        Outcome::Changed
-    })
+    Ok(Outcome::of(&events))
 }
 
 fn decision_error(symbol: &Symbol, e: DecisionError<AggregateError>) -> StreamingError {

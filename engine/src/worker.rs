@@ -186,14 +186,18 @@ impl Trader {
 
     /// Decides one report of the venue, appends the decision and acts on it.
     async fn report(&mut self, report: Report) -> Result<(), TraderError> {
-        let report = self.priced(report).await;
-        let decided = self
-            .commit(
-                |aggregate, state| Ok(aggregate.decide_report(state, &report)),
-                None,
-            )
-            .await?;
+        let decided = self.decide_report(report).await?;
         self.act(decided).await
+    }
+
+    /// Decides one report of the venue (its commission priced) and appends the decision.
+    async fn decide_report(&mut self, report: Report) -> Result<Vec<Event>, TraderError> {
+        let report = self.priced(report).await;
+        self.commit(
+            |aggregate, state| Ok(aggregate.decide_report(state, &report)),
+            None,
+        )
+        .await
     }
 
     /// Live: sends what `events` ask of the venue, and decides what it answers, until nothing
@@ -206,14 +210,7 @@ impl Trader {
             let reports = live::send(&venue.rest, &events).await;
             events.clear();
             for report in reports {
-                let report = self.priced(report).await;
-                let decided = self
-                    .commit(
-                        |aggregate, state| Ok(aggregate.decide_report(state, &report)),
-                        None,
-                    )
-                    .await?;
-                events.extend(decided);
+                events.extend(self.decide_report(report).await?);
             }
         }
         Ok(())

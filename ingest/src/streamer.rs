@@ -18,20 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::Symbol;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::ids::trade_event_id;
+use hedgehog_binance::market_stream::{self, ConnectError, Heard, MarketStream};
 use hedgehog_binance::rest::{RestClient, HISTORICAL_TRADES_LIMIT};
 use hedgehog_binance::{parse_frame, Frame, Market};
 use hedgehog_store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId};
-
-/// Binance's public spot endpoint.
-pub const BINANCE_WS_URL: &str = "wss://stream.binance.com:9443";
 
 #[derive(Debug, Clone)]
 pub struct StreamerOptions {
@@ -90,16 +86,7 @@ impl StreamerOptions {
 
     /// The combined-stream URL for the symbols.
     pub fn stream_url(&self) -> String {
-        let streams: Vec<String> = self
-            .symbols
-            .iter()
-            .map(|s| format!("{}@trade", s.as_str().to_ascii_lowercase()))
-            .collect();
-        format!(
-            "{}/stream?streams={}",
-            self.url.trim_end_matches('/'),
-            streams.join("/")
-        )
+        market_stream::trades_url(&self.url, &self.symbols)
     }
 }
 
@@ -186,19 +173,19 @@ pub async fn run(
     let mut backoff = options.initial_backoff;
     while !*shutdown.borrow() {
         let connected = tokio::select! {
-            c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&url)) => c,
+            c = MarketStream::connect(&url) => c,
             _ = shutdown.changed() => break,
         };
         let mut ws = match connected {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, url, "cannot connect to the trade stream");
+            Ok(ws) => ws,
+            Err(error @ ConnectError::TimedOut { .. }) => {
+                tracing::warn!(%error, url, "connecting to the trade stream timed out");
                 hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown)
                     .await;
                 continue;
             }
-            Err(_) => {
-                tracing::warn!(url, "connecting to the trade stream timed out");
+            Err(error) => {
+                tracing::warn!(%error, url, "cannot connect to the trade stream");
                 hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown)
                     .await;
                 continue;
@@ -218,20 +205,20 @@ pub async fn run(
                     tracing::warn!(url, idle = ?options.idle_timeout, "the trade stream sent nothing, not even a ping; taking the connection as dead and reconnecting");
                     break;
                 }
-                message = ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
+                heard_now = ws.next() => match heard_now {
+                    Heard::Text(text) => {
                         heard = Instant::now();
                         got_data = true;
-                        if handle(text.as_str(), &mut pending, &stats) >= options.batch_size {
+                        if handle(&text, &mut pending, &stats) >= options.batch_size {
                             flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => {
+                    Heard::Closed => {
                         tracing::info!("trade stream closed by the server; reconnecting");
                         break;
                     }
-                    Some(Ok(_)) => heard = Instant::now(), // pings are answered by tungstenite
-                    Some(Err(error)) => {
+                    Heard::Alive => heard = Instant::now(),
+                    Heard::Dropped(error) => {
                         tracing::warn!(%error, "trade stream dropped; reconnecting");
                         break;
                     }
@@ -388,21 +375,6 @@ async fn fill(backfill: &Backfill, hole: &Hole) -> Vec<TradeReceived> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_connection_carries_every_symbol() {
-        let options = StreamerOptions::new(
-            "wss://stream.binance.com:9443/",
-            vec![
-                Symbol::parse("BTCUSDT").unwrap(),
-                Symbol::parse("ethusdt").unwrap(),
-            ],
-        );
-        assert_eq!(
-            options.stream_url(),
-            "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade"
-        );
-    }
 
     #[test]
     fn repeats_are_skipped_and_gaps_counted() {

@@ -44,10 +44,11 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Notify};
 
-use crate::replay::combined_frame;
-use hedgehog_binance::rest::{sign, verify_signed_query, Refusal};
+use hedgehog_binance::combined_frame;
+use hedgehog_binance::market_stream::{self, Heard, MarketStream};
+use hedgehog_binance::rest::{self, sign, verify_signed_query, Endpoint, Refusal, Security};
 use hedgehog_binance::Market;
-use hedgehog_ingest::import::{read_trades, ImportError, ImportOptions};
+use hedgehog_ingest::import::{ImportError, ImportOptions};
 
 /// What the exchange serves and with what.
 #[derive(Debug, Clone)]
@@ -192,13 +193,8 @@ impl ExchangeServer {
         addr: SocketAddr,
         options: ExchangeOptions,
     ) -> Result<Self, ExchangeServerError> {
-        let files = options.files.clone();
-        let import = options.import.clone();
-        let trades = tokio::task::spawn_blocking(move || read_trades(&files, &import)).await;
-        let mut trades = hedgehog_runtime::rejoin(trades).ok_or(ImportError::Stopped)??;
+        let mut trades = crate::tape::load(options.files.clone(), options.import.clone()).await?;
         trades.retain(|(market, _)| *market == Market::Spot);
-        trades.sort_by_key(|(_, t)| (t.trade_time, t.symbol.clone(), t.trade_id));
-        trades.dedup_by(|(_, a), (_, b)| a.symbol == b.symbol && a.trade_id == b.trade_id);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ExchangeServerError::Bind { addr, source })?;
@@ -264,17 +260,9 @@ impl ExchangeServer {
 async fn play(exchange: Arc<Exchange>, trades: Vec<TradeReceived>, speed: f64) {
     exchange.start.notified().await;
     let paper = PaperExchange::default();
-    let mut previous: Option<i64> = None;
+    let mut pace = crate::tape::Pace::new(speed);
     for trade in &trades {
-        if speed > 0.0 {
-            if let Some(prev) = previous {
-                let gap = (trade.trade_time.millis() - prev).max(0) as f64 / speed;
-                if gap >= 1.0 {
-                    tokio::time::sleep(Duration::from_secs_f64(gap / 1000.0)).await;
-                }
-            }
-            previous = Some(trade.trade_time.millis());
-        }
+        pace.wait(trade.trade_time.millis()).await;
         exchange.trade(&paper, trade);
     }
     tracing::info!(trades = trades.len(), "every recorded trade played");
@@ -283,20 +271,22 @@ async fn play(exchange: Arc<Exchange>, trades: Vec<TradeReceived>, speed: f64) {
 /// Fills from a live trade stream: every trade of `symbols` it carries fills what it reaches
 /// and goes out on this exchange's own trade stream. Reconnects forever, with backoff.
 async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
-    let stream_url = hedgehog_ingest::streamer::StreamerOptions::new(url, symbols).stream_url();
+    let stream_url = market_stream::trades_url(&url, &symbols);
     let paper = PaperExchange::default();
     let (_keep, mut never) = tokio::sync::watch::channel(false);
     let mut backoff = Duration::from_millis(500);
     loop {
-        match tokio_tungstenite::connect_async(&stream_url).await {
-            Ok((mut ws, _)) => {
+        match MarketStream::connect(&stream_url).await {
+            Ok(mut ws) => {
                 tracing::info!(url = stream_url, "following the live trade stream");
                 backoff = Duration::from_millis(500);
-                while let Some(Ok(message)) = futures::StreamExt::next(&mut ws).await {
-                    let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
-                        continue;
+                loop {
+                    let text = match ws.next().await {
+                        Heard::Text(text) => text,
+                        Heard::Alive => continue,
+                        Heard::Closed | Heard::Dropped(_) => break,
                     };
-                    let trade = hedgehog_binance::parse_frame(text.as_str())
+                    let trade = hedgehog_binance::parse_frame(&text)
                         .ok()
                         .and_then(hedgehog_binance::Frame::into_trade);
                     if let Some((Market::Spot, trade)) = trade {
@@ -309,7 +299,7 @@ async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
                 );
             }
             Err(e) => {
-                tracing::warn!(url = stream_url, error = %e, "cannot reach the live trade stream")
+                tracing::warn!(error = %e, "cannot reach the live trade stream")
             }
         }
         hedgehog_runtime::backoff::wait(&mut backoff, Duration::from_secs(60), &mut never).await;
@@ -372,21 +362,19 @@ async fn rest(
     let query = query.unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
     let path = uri.path().to_owned();
-    let (weight, signed, order) = match (&method, path.as_str()) {
-        (&Method::GET, "/api/v3/ping") | (&Method::GET, "/api/v3/time") => (1, false, false),
-        (&Method::GET, "/api/v3/exchangeInfo") => (20, false, false),
-        (&Method::POST, "/api/v3/order") => (1, true, true),
-        (&Method::GET, "/api/v3/order") | (&Method::DELETE, "/api/v3/order") => (4, true, false),
-        (&Method::GET, "/api/v3/openOrders") => (6, true, false),
-        (&Method::GET, "/api/v3/account") | (&Method::GET, "/api/v3/myTrades") => (20, true, false),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                -1000,
-                &format!("{method} {path} is not served by Hedgehog's paper exchange"),
-            )
-        }
+    // Binance's own table of endpoints and their weights; market data is not served (yet).
+    let served = Endpoint::find(&method, &path).filter(|e| {
+        !std::ptr::eq(*e, &rest::HISTORICAL_TRADES) && !std::ptr::eq(*e, &rest::KLINES)
+    });
+    let Some(endpoint) = served else {
+        return error(
+            StatusCode::NOT_FOUND,
+            -1000,
+            &format!("{method} {path} is not served by Hedgehog's paper exchange"),
+        );
     };
+    let (weight, order) = (endpoint.weight, endpoint.order);
+    let signed = endpoint.security == Security::Signed;
     let params = if signed {
         match exchange.verify(&headers, &query, &body) {
             Ok(params) => params,
@@ -863,7 +851,7 @@ async fn market_stream(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let streams: HashSet<String> = crate::replay::requested_streams(&path);
+    let streams: HashSet<String> = market_stream::requested_streams(&path);
     upgrade.on_upgrade(move |mut socket| async move {
         let mut market = exchange.market.subscribe();
         exchange.start.notify_one();

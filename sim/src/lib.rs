@@ -4,3 +4,4 @@
 
 pub mod exchange;
 pub mod replay;
+pub mod tape;

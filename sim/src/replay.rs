@@ -11,21 +11,18 @@
 //! connection resumes a little *before* where the last one was cut, so a client also sees
 //! trades it has already received: what a real reconnect may do, and what it must not store twice.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use hedgehog_domain::events::TradeReceived;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-use hedgehog_binance::Market;
-use hedgehog_ingest::import::{read_trades, ImportError, ImportOptions};
+use hedgehog_binance::market_stream;
+use hedgehog_ingest::import::{ImportError, ImportOptions};
 
 /// How many messages a resumed connection repeats from before the cut, by default.
 pub const RESUME_OVERLAP: usize = 25;
@@ -69,56 +66,14 @@ pub struct ReplayServer {
     pub stats: Arc<ReplayStats>,
 }
 
-/// The frame Binance sends for a trade on the combined stream.
-pub fn combined_frame(market: Market, t: &TradeReceived) -> (String, String) {
-    let stream = format!("{}@trade", t.symbol.as_str().to_ascii_lowercase());
-    let mut data = serde_json::json!({
-        "e": "trade",
-        "E": t.event_time.millis(),
-        "s": t.symbol.as_str(),
-        "t": t.trade_id,
-        "p": t.price.to_string(),
-        "q": t.quantity.to_string(),
-        "T": t.trade_time.millis(),
-        "m": t.buyer_is_maker,
-    });
-    if let Some(object) = data.as_object_mut() {
-        if let Some(b) = t.buyer_order_id {
-            object.insert("b".into(), b.into());
-        }
-        if let Some(a) = t.seller_order_id {
-            object.insert("a".into(), a.into());
-        }
-        match market {
-            Market::Usdm => {
-                object.insert("X".into(), t.kind.as_str().into());
-            }
-            Market::Spot => {
-                object.insert("M".into(), true.into());
-            }
-        }
-    }
-    let frame = serde_json::json!({ "stream": stream, "data": data }).to_string();
-    (stream, frame)
-}
-
 impl ReplayServer {
     /// Loads the files and binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, options: ReplayOptions) -> Result<Self, ImportError> {
-        let files = options.files.clone();
-        let import = options.import.clone();
-        let trades = tokio::task::spawn_blocking(move || read_trades(&files, &import)).await;
-        let mut trades = hedgehog_runtime::rejoin(trades).ok_or(ImportError::Stopped)??;
-        // Trade-time order, ties by trade id: the order the exchange produced them in.
-        trades.sort_by_key(|(_, t)| (t.trade_time, t.symbol.clone(), t.trade_id));
-        // Overlapping files hold the same trades; Binance sends each once.
-        trades.dedup_by(|(ma, a), (mb, b)| {
-            ma == mb && a.symbol == b.symbol && a.trade_id == b.trade_id
-        });
+        let trades = crate::tape::load(options.files.clone(), options.import.clone()).await?;
         let trades = trades
             .iter()
             .map(|(market, t)| {
-                let (stream, frame) = combined_frame(*market, t);
+                let (stream, frame) = hedgehog_binance::combined_frame(*market, t);
                 Recorded {
                     stream,
                     time: t.trade_time.millis(),
@@ -177,23 +132,6 @@ impl ReplayServer {
     }
 }
 
-/// The streams a request asks for: `/stream?streams=a@trade/b@trade` or `/ws/a@trade`.
-pub(crate) fn requested_streams(path: &str) -> HashSet<String> {
-    let list = if let Some(query) = path.split_once('?').map(|(_, q)| q) {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("streams="))
-            .unwrap_or_default()
-            .to_owned()
-    } else {
-        path.strip_prefix("/ws/").unwrap_or_default().to_owned()
-    };
-    list.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
 // The handshake callback's `Result<Response, ErrorResponse>` is tungstenite's signature.
 #[allow(clippy::result_large_err)]
 async fn play(
@@ -209,7 +147,7 @@ async fn play(
         Ok(resp)
     })
     .await?;
-    let streams = requested_streams(&path);
+    let streams = market_stream::requested_streams(&path);
     stats.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut incoming) = ws.split();
     // Answer pings and notice a client that goes away, while playing.
@@ -219,21 +157,13 @@ async fn play(
         .load(Ordering::SeqCst)
         .saturating_sub(options.resume_overlap);
     let mut sent_here = 0u64;
-    let mut previous: Option<i64> = None;
+    let mut pace = crate::tape::Pace::new(options.speed);
     for (i, trade) in trades.iter().enumerate().skip(start) {
         if !streams.contains(&trade.stream) {
             cursor.fetch_max(i + 1, Ordering::SeqCst);
             continue;
         }
-        if options.speed > 0.0 {
-            if let Some(prev) = previous {
-                let gap = (trade.time - prev).max(0) as f64 / options.speed;
-                if gap >= 1.0 {
-                    tokio::time::sleep(Duration::from_secs_f64(gap / 1000.0)).await;
-                }
-            }
-            previous = Some(trade.time);
-        }
+        pace.wait(trade.time).await;
         sink.send(Message::text(trade.frame.clone())).await?;
         cursor.fetch_max(i + 1, Ordering::SeqCst);
         stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -248,41 +178,4 @@ async fn play(
     // Everything played: stay connected like a quiet market until the client leaves.
     let _ = reader.await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streams_come_from_either_endpoint() {
-        let s = requested_streams("/stream?streams=btcusdt@trade/ETHUSDT@trade");
-        assert!(s.contains("btcusdt@trade") && s.contains("ethusdt@trade"));
-        assert_eq!(s.len(), 2);
-        let s = requested_streams("/ws/btcusdt@trade");
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), ["btcusdt@trade"]);
-    }
-
-    #[test]
-    fn frames_parse_back_to_the_same_trade() {
-        use hedgehog_binance::{parse_frame, Frame};
-        let t = TradeReceived {
-            symbol: hedgehog_domain::Symbol::parse("BTCUSDT").unwrap(),
-            trade_id: 3735683259,
-            price: "61837.63000000".parse().unwrap(),
-            quantity: "0.02000000".parse().unwrap(),
-            trade_time: hedgehog_domain::Timestamp(1723161255342),
-            event_time: hedgehog_domain::Timestamp(1723161255343),
-            buyer_is_maker: true,
-            buyer_order_id: None,
-            seller_order_id: None,
-            first_trade_id: None,
-            kind: hedgehog_domain::TradeKind::Market,
-        };
-        let (stream, frame) = combined_frame(Market::Spot, &t);
-        assert_eq!(stream, "btcusdt@trade");
-        assert_eq!(parse_frame(&frame).unwrap(), Frame::Trade(t.clone()));
-        let (_, futures) = combined_frame(Market::Usdm, &t);
-        assert_eq!(parse_frame(&futures).unwrap(), Frame::FuturesTrade(t));
-    }
 }

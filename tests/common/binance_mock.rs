@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hedgehog_binance::rest::verify_signed_query;
+use hedgehog_binance::rest::{verify_signed_query, Endpoint, Security};
 use hedgehog_domain::events::TradeReceived;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -171,20 +171,15 @@ fn error(status: u16, code: i64, msg: &str) -> (StatusCode, Value) {
     )
 }
 
-/// (endpoint weight, counts as an order, signed)
+/// (endpoint weight, counts as an order, signed), from the client's own table of Binance's
+/// endpoints.
 fn cost(method: &Method, path: &str) -> Option<(u32, bool, bool)> {
-    Some(match (method.as_str(), path) {
-        ("GET", "/api/v3/ping") | ("GET", "/api/v3/time") => (1, false, false),
-        ("GET", "/api/v3/exchangeInfo") => (20, false, false),
-        ("POST", "/api/v3/order") => (1, true, true),
-        ("GET", "/api/v3/order") => (4, false, true),
-        ("DELETE", "/api/v3/order") => (1, false, true),
-        ("GET", "/api/v3/openOrders") => (6, false, true),
-        ("GET", "/api/v3/account") => (20, false, true),
-        ("GET", "/api/v3/historicalTrades") => (25, false, false),
-        ("GET", "/api/v3/klines") => (2, false, false),
-        _ => return None,
-    })
+    let endpoint = Endpoint::find(method, path)?;
+    Some((
+        endpoint.weight,
+        endpoint.order,
+        endpoint.security == Security::Signed,
+    ))
 }
 
 async fn handle(
