@@ -555,7 +555,7 @@ macro_rules! endpoints {
             weight: $weight,
             order: endpoints!(@order $($order)?),
         };)*
-        /// Every endpoint the client calls.
+        /// Every endpoint Hedgehog calls or serves.
         pub static ENDPOINTS: &[&Endpoint] = &[$(&$name),*];
     };
     (@order order) => { true };
@@ -572,6 +572,7 @@ endpoints! {
     OPEN_ORDERS = GET "/api/v3/openOrders", Signed, weight 6;
     ACCOUNT = GET "/api/v3/account", Signed, weight 20;
     MY_TRADES = GET "/api/v3/myTrades", Signed, weight 20;
+    RECENT_TRADES = GET "/api/v3/trades", None, weight 25;
     HISTORICAL_TRADES = GET "/api/v3/historicalTrades", None, weight 25;
     KLINES = GET "/api/v3/klines", None, weight 2;
 }
@@ -1175,7 +1176,7 @@ mod tests {
             2
         );
         assert!(Endpoint::find(&Method::PUT, "/api/v3/order").is_none());
-        assert_eq!(ENDPOINTS.len(), 11);
+        assert_eq!(ENDPOINTS.len(), 12);
     }
 
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).

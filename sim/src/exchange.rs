@@ -24,7 +24,7 @@
 //! Playback of the trades starts when the first trade-stream client connects (so it sees the
 //! market from its start) and plays once, at `speed` times real pace (0: as fast as possible).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -145,7 +145,12 @@ struct Book {
     /// Request weight used in the current minute, and order count in the current 10 s.
     weight: (i64, u32),
     orders_10s: (i64, u32),
+    /// The last [`PLAYED`] market trades of each symbol, for `trades` and `historicalTrades`.
+    played: BTreeMap<Symbol, VecDeque<TradeReceived>>,
 }
+
+/// How many market trades of a symbol `trades` and `historicalTrades` can reach back over.
+const PLAYED: usize = 100_000;
 
 /// Shared by every connection.
 struct Exchange {
@@ -309,7 +314,11 @@ async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
 impl Exchange {
     /// One market trade: it fills what it reaches, then goes out on the trade stream.
     fn trade(&self, paper: &PaperExchange, trade: &TradeReceived) {
-        let reports = self.book().fill(paper, trade);
+        let reports = {
+            let mut book = self.book();
+            book.record(trade);
+            book.fill(paper, trade)
+        };
         for report in reports {
             let _ = self.user.send(report);
         }
@@ -362,10 +371,8 @@ async fn rest(
     let query = query.unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
     let path = uri.path().to_owned();
-    // Binance's own table of endpoints and their weights; market data is not served (yet).
-    let served = Endpoint::find(&method, &path).filter(|e| {
-        !std::ptr::eq(*e, &rest::HISTORICAL_TRADES) && !std::ptr::eq(*e, &rest::KLINES)
-    });
+    // Binance's own table of endpoints and their weights; klines are not served (yet).
+    let served = Endpoint::find(&method, &path).filter(|e| !std::ptr::eq(*e, &rest::KLINES));
     let Some(endpoint) = served else {
         return error(
             StatusCode::NOT_FOUND,
@@ -405,6 +412,8 @@ async fn rest(
                     (&Method::DELETE, _) => book.cancel(&params),
                     (&Method::GET, "/api/v3/openOrders") => book.open_orders(&params),
                     (&Method::GET, "/api/v3/account") => Ok((book.account(&params), Vec::new())),
+                    (&Method::GET, "/api/v3/trades") => book.market_trades(&params, false),
+                    (&Method::GET, "/api/v3/historicalTrades") => book.market_trades(&params, true),
                     _ => book.my_trades(&params),
                 }
             };
@@ -470,7 +479,69 @@ impl Book {
             next_trade_id: 1,
             weight: (0, 0),
             orders_10s: (0, 0),
+            played: BTreeMap::new(),
         }
+    }
+
+    /// Keeps a market trade for `trades` and `historicalTrades`.
+    fn record(&mut self, trade: &TradeReceived) {
+        let played = self.played.entry(trade.symbol.clone()).or_default();
+        played.push_back(trade.clone());
+        if played.len() > PLAYED {
+            played.pop_front();
+        }
+    }
+
+    /// `GET /api/v3/trades` (the latest `limit`) and `historicalTrades` (from `fromId` on, or
+    /// the latest), from the trades played, in Binance's shape.
+    fn market_trades(&self, params: &BTreeMap<String, String>, historical: bool) -> Answer {
+        let symbol = self.symbol(params)?;
+        let number = |name: &str| match params.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                refuse(
+                    -1100,
+                    format!("Illegal characters found in parameter '{name}'."),
+                )
+            }),
+        };
+        let limit = number("limit")?.unwrap_or(500);
+        if !(1..=1000).contains(&limit) {
+            return Err(refuse(
+                -1130,
+                "Invalid data sent for a parameter: limit is 1 to 1000.",
+            ));
+        }
+        let from = if historical { number("fromId")? } else { None };
+        let empty = VecDeque::new();
+        let played = self.played.get(&symbol).unwrap_or(&empty);
+        let limit = limit as usize;
+        let page: Vec<&TradeReceived> = match from {
+            Some(from) => played
+                .iter()
+                .skip_while(|t| t.trade_id < from)
+                .take(limit)
+                .collect(),
+            None => played
+                .iter()
+                .skip(played.len().saturating_sub(limit))
+                .collect(),
+        };
+        let trades: Vec<Value> = page
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "id": t.trade_id,
+                    "price": t.price.to_string(),
+                    "qty": t.quantity.to_string(),
+                    "quoteQty": (t.price * t.quantity).to_string(),
+                    "time": t.trade_time.millis(),
+                    "isBuyerMaker": t.buyer_is_maker,
+                    "isBestMatch": true,
+                })
+            })
+            .collect();
+        Ok((json!(trades), Vec::new()))
     }
 
     /// Counts a request's weight in its minute and an order in its 10 seconds.
@@ -1014,6 +1085,45 @@ mod tests {
             .at(id as i64)
             .buyer_is_maker(true)
             .build()
+    }
+
+    #[test]
+    fn recent_and_historical_trades_come_from_what_was_played() {
+        let mut b = book();
+        for id in 1..=1200 {
+            b.record(&trade(id, dec!(0.5) + Decimal::new(id as i64, 4)));
+        }
+        let ids = |answer: Value| -> Vec<u64> {
+            answer
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_u64().unwrap())
+                .collect()
+        };
+        let (recent, _) = b
+            .market_trades(&params(&[("symbol", "ADAUSDT")]), false)
+            .unwrap();
+        assert_eq!(ids(recent.clone()), (701..=1200).collect::<Vec<_>>());
+        assert_eq!(recent[499]["price"], "0.6200");
+        assert_eq!(recent[499]["qty"], "100000");
+        assert_eq!(recent[499]["quoteQty"], "62000.0000");
+        assert_eq!(recent[499]["time"], 1200);
+        assert_eq!(recent[499]["isBuyerMaker"], true);
+        let from = params(&[("symbol", "ADAUSDT"), ("fromId", "10"), ("limit", "3")]);
+        let (page, _) = b.market_trades(&from, true).unwrap();
+        assert_eq!(ids(page), [10, 11, 12]);
+        let past_the_end = params(&[("symbol", "ADAUSDT"), ("fromId", "5000")]);
+        assert_eq!(
+            ids(b.market_trades(&past_the_end, true).unwrap().0),
+            [] as [u64; 0]
+        );
+        let refused =
+            |pairs: &[(&str, &str)]| b.market_trades(&params(pairs), true).unwrap_err().code;
+        assert_eq!(refused(&[("symbol", "ADAUSDT"), ("limit", "1001")]), -1130);
+        assert_eq!(refused(&[("symbol", "ADAUSDT"), ("fromId", "x")]), -1100);
+        assert_eq!(refused(&[("symbol", "NOPEUSDT")]), -1121);
+        assert_eq!(refused(&[]), -1102);
     }
 
     #[test]

@@ -229,6 +229,35 @@ mod cases {
             1,
             "the SELL is on the exchange, not refused: {open:?}"
         );
+        // What the exchange played is served back as Binance's historical trades: the very
+        // trades the engine stored from the exchange's stream.
+        let stored = store
+            .read_stream_to_end(&StreamId::trades(&symbol("BTCUSDT")))
+            .await
+            .unwrap();
+        let first = stored[0].event.trade_id().unwrap();
+        let served = rest
+            .historical_trades(&symbol("BTCUSDT"), first, 100)
+            .await
+            .unwrap();
+        assert_eq!(served[0].id, first);
+        let mut matched = 0;
+        for e in &stored {
+            let Event::TradeReceived(t) = &e.event else {
+                continue;
+            };
+            if let Some(s) = served.iter().find(|s| s.id == t.trade_id) {
+                assert_eq!(
+                    (s.price, s.qty, s.time),
+                    (t.price, t.quantity, t.trade_time.0)
+                );
+                matched += 1;
+            }
+        }
+        assert!(
+            matched >= 50,
+            "only {matched} of the first 100 played were stored"
+        );
         common::processes::terminate(engine);
     }
 
