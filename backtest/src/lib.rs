@@ -58,8 +58,9 @@ const KEEP_BATCH: usize = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
+    /// Shown whole in its own message (no source), so an error chain says it once.
     #[error("the settings cannot run: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     #[error(transparent)]
     Import(#[from] ImportError),
     #[error(transparent)]
@@ -123,6 +124,12 @@ pub struct BacktestOptions {
     /// Trades of the fee asset's market (BNBUSDT for BNB): its price at each fill is its last
     /// trade at or before the fill. Empty: the fee asset's price is fixed (or there is none).
     pub fee_asset_data: Vec<PathBuf>,
+}
+
+impl From<Refusal> for BacktestError {
+    fn from(refusal: Refusal) -> Self {
+        BacktestError::Refused(refusal)
+    }
 }
 
 /// The stream a kept run's events go to.

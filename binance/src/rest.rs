@@ -573,6 +573,8 @@ endpoints! {
     ACCOUNT = GET "/api/v3/account", Signed, weight 20;
     MY_TRADES = GET "/api/v3/myTrades", Signed, weight 20;
     RECENT_TRADES = GET "/api/v3/trades", None, weight 25;
+    TICKER_PRICE = GET "/api/v3/ticker/price", None, weight 2;
+    AVG_PRICE = GET "/api/v3/avgPrice", None, weight 2;
     HISTORICAL_TRADES = GET "/api/v3/historicalTrades", None, weight 25;
     KLINES = GET "/api/v3/klines", None, weight 2;
 }
@@ -1176,7 +1178,7 @@ mod tests {
             2
         );
         assert!(Endpoint::find(&Method::PUT, "/api/v3/order").is_none());
-        assert_eq!(ENDPOINTS.len(), 12);
+        assert_eq!(ENDPOINTS.len(), 14);
     }
 
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).

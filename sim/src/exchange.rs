@@ -380,7 +380,10 @@ async fn rest(
             &format!("{method} {path} is not served by Hedgehog's paper exchange"),
         );
     };
-    let (weight, order) = (endpoint.weight, endpoint.order);
+    let (mut weight, order) = (endpoint.weight, endpoint.order);
+    if std::ptr::eq(endpoint, &rest::TICKER_PRICE) && !query.contains("symbol=") {
+        weight = 4; // every symbol's price, as Binance charges it
+    }
     let signed = endpoint.security == Security::Signed;
     let params = if signed {
         match exchange.verify(&headers, &query, &body) {
@@ -414,6 +417,8 @@ async fn rest(
                     (&Method::GET, "/api/v3/account") => Ok((book.account(&params), Vec::new())),
                     (&Method::GET, "/api/v3/trades") => book.market_trades(&params, false),
                     (&Method::GET, "/api/v3/historicalTrades") => book.market_trades(&params, true),
+                    (&Method::GET, "/api/v3/ticker/price") => book.ticker_price(&params),
+                    (&Method::GET, "/api/v3/avgPrice") => book.average_price(&params),
                     _ => book.my_trades(&params),
                 }
             };
@@ -443,6 +448,14 @@ fn refuse(code: i64, msg: impl Into<String>) -> Refusal {
         code,
         msg: msg.into(),
     }
+}
+
+/// A price asked of a symbol no trade of which has been played: there is none to give.
+fn not_played_yet(symbol: &Symbol) -> Refusal {
+    refuse(
+        -1121,
+        format!("No trade of {symbol} has been played yet: Hedgehog's paper exchange prices a symbol from the trades it plays or follows."),
+    )
 }
 
 fn mandatory<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
@@ -490,6 +503,52 @@ impl Book {
         if played.len() > PLAYED {
             played.pop_front();
         }
+    }
+
+    /// `GET /api/v3/ticker/price`: the last played trade's price of the symbol, or of every
+    /// symbol played.
+    fn ticker_price(&self, params: &BTreeMap<String, String>) -> Answer {
+        let price_of = |symbol: &Symbol| {
+            let last = self.played.get(symbol).and_then(VecDeque::back)?;
+            Some(json!({ "symbol": symbol.as_str(), "price": last.price.to_string() }))
+        };
+        if !params.contains_key("symbol") {
+            let prices: Vec<Value> = self.played.keys().filter_map(price_of).collect();
+            return Ok((json!(prices), Vec::new()));
+        }
+        let symbol = self.symbol(params)?;
+        let price = price_of(&symbol).ok_or_else(|| not_played_yet(&symbol))?;
+        Ok((price, Vec::new()))
+    }
+
+    /// `GET /api/v3/avgPrice`: the volume-weighted price of the symbol's played trades in the
+    /// 5 minutes up to its last one (the tape's clock, not the machine's), 8 decimals.
+    fn average_price(&self, params: &BTreeMap<String, String>) -> Answer {
+        let symbol = self.symbol(params)?;
+        let played = self.played.get(&symbol);
+        let last = played
+            .and_then(VecDeque::back)
+            .ok_or_else(|| not_played_yet(&symbol))?;
+        let since = last.trade_time.millis() - 5 * 60_000;
+        let (mut quote, mut base) = (Decimal::ZERO, Decimal::ZERO);
+        for t in played.into_iter().flatten().rev() {
+            if t.trade_time.millis() <= since {
+                break;
+            }
+            quote += t.price * t.quantity;
+            base += t.quantity;
+        }
+        let price = if base.is_zero() {
+            last.price
+        } else {
+            quote / base
+        };
+        let answer = json!({
+            "mins": 5,
+            "price": format!("{:.8}", price.round_dp(8)),
+            "closeTime": last.trade_time.millis(),
+        });
+        Ok((answer, Vec::new()))
     }
 
     /// `GET /api/v3/trades` (the latest `limit`) and `historicalTrades` (from `fromId` on, or
@@ -1124,6 +1183,36 @@ mod tests {
         assert_eq!(refused(&[("symbol", "ADAUSDT"), ("fromId", "x")]), -1100);
         assert_eq!(refused(&[("symbol", "NOPEUSDT")]), -1121);
         assert_eq!(refused(&[]), -1102);
+    }
+
+    #[test]
+    fn prices_come_from_the_last_trades_played() {
+        let mut b = book();
+        let ada = params(&[("symbol", "ADAUSDT")]);
+        let err = b.ticker_price(&ada).unwrap_err();
+        assert!(
+            err.msg.contains("No trade of ADAUSDT has been played yet"),
+            "{}",
+            err.msg
+        );
+        assert_eq!(b.average_price(&ada).unwrap_err().code, -1121);
+        // Three trades 3 minutes apart: the first falls out of the last 5 minutes.
+        for (id, price) in [(1, dec!(0.4)), (2, dec!(0.5)), (3, dec!(0.6))] {
+            let mut t = trade(id, price);
+            t.trade_time = hedgehog_domain::Timestamp(id as i64 * 180_000);
+            t.quantity = Decimal::from(id);
+            b.record(&t);
+        }
+        let (price, _) = b.ticker_price(&ada).unwrap();
+        assert_eq!(price, json!({"symbol": "ADAUSDT", "price": "0.6"}));
+        let (all, _) = b.ticker_price(&params(&[])).unwrap();
+        assert_eq!(all, json!([{"symbol": "ADAUSDT", "price": "0.6"}]));
+        // (0.5 x 2 + 0.6 x 3) / 5
+        let (average, _) = b.average_price(&ada).unwrap();
+        assert_eq!(
+            average,
+            json!({"mins": 5, "price": "0.56000000", "closeTime": 540_000})
+        );
     }
 
     #[test]

@@ -77,6 +77,13 @@ assert balance(c, "USDT") == (Decimal(10000), Decimal(0))
 refused(-2011, c.cancel_order, symbol="BTCUSDT", orderId=order["orderId"])
 assert c.get_my_trades(symbol="BTCUSDT") == []
 
+# Market data comes from the trades it plays; none were given to this one.
+assert c.get_recent_trades(symbol="BTCUSDT") == []
+assert c.get_historical_trades(symbol="BTCUSDT", fromId=1) == []
+assert c.get_all_tickers() == []
+assert "played yet" in refused(-1121, c.get_symbol_ticker, symbol="BTCUSDT")
+assert "played yet" in refused(-1121, c.get_avg_price, symbol="BTCUSDT")
+
 refused(-2015, client("wrong-key", secret).get_account)
 refused(-1022, client(key, "wrong-secret").get_account)
 print("ok")
