@@ -468,6 +468,20 @@ impl MarketTrade {
             kind: TradeKind::Market,
         }
     }
+
+    /// A market trade as `trades` and `historicalTrades` answer it: the server's side, for the
+    /// simulated Binances.
+    pub fn answer(t: &TradeReceived) -> serde_json::Value {
+        serde_json::json!({
+            "id": t.trade_id,
+            "price": t.price.to_string(),
+            "qty": t.quantity.to_string(),
+            "quoteQty": (t.price * t.quantity).to_string(),
+            "time": t.trade_time.millis(),
+            "isBuyerMaker": t.buyer_is_maker,
+            "isBestMatch": true,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -46,7 +46,9 @@ use tokio::sync::{broadcast, Notify};
 
 use hedgehog_binance::combined_frame;
 use hedgehog_binance::market_stream::{self, Heard, MarketStream};
-use hedgehog_binance::rest::{self, sign, verify_signed_query, Endpoint, Refusal, Security};
+use hedgehog_binance::rest::{
+    self, sign, verify_signed_query, Endpoint, MarketTrade, Refusal, Security,
+};
 use hedgehog_binance::Market;
 use hedgehog_ingest::import::{ImportError, ImportOptions};
 
@@ -586,20 +588,7 @@ impl Book {
                 .skip(played.len().saturating_sub(limit))
                 .collect(),
         };
-        let trades: Vec<Value> = page
-            .into_iter()
-            .map(|t| {
-                json!({
-                    "id": t.trade_id,
-                    "price": t.price.to_string(),
-                    "qty": t.quantity.to_string(),
-                    "quoteQty": (t.price * t.quantity).to_string(),
-                    "time": t.trade_time.millis(),
-                    "isBuyerMaker": t.buyer_is_maker,
-                    "isBestMatch": true,
-                })
-            })
-            .collect();
+        let trades: Vec<Value> = page.into_iter().map(MarketTrade::answer).collect();
         Ok((json!(trades), Vec::new()))
     }
 

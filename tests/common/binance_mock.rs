@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hedgehog_binance::rest::{verify_signed_query, Endpoint, Security};
+use hedgehog_binance::rest::{verify_signed_query, Endpoint, MarketTrade, Security};
 use hedgehog_domain::events::TradeReceived;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -116,15 +116,7 @@ impl Mock {
         for t in trades {
             inner.market.insert(
                 (t.symbol.as_str().to_owned(), t.trade_id),
-                json!({
-                    "id": t.trade_id,
-                    "price": t.price.to_string(),
-                    "qty": t.quantity.to_string(),
-                    "quoteQty": (t.price * t.quantity).to_string(),
-                    "time": t.trade_time.millis(),
-                    "isBuyerMaker": t.buyer_is_maker,
-                    "isBestMatch": true,
-                }),
+                MarketTrade::answer(t),
             );
         }
     }
