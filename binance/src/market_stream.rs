@@ -12,6 +12,7 @@ use futures::StreamExt;
 use hedgehog_domain::Symbol;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Binance's public spot endpoint.
@@ -50,8 +51,9 @@ pub enum ConnectError {
 /// What one read of the connection gave.
 #[derive(Debug)]
 pub enum Heard {
-    /// A text frame: a trade, another stream's message, or anything Binance sends as text.
-    Text(String),
+    /// A text frame: a trade, another stream's message, or anything Binance sends as text
+    /// (borrowed from the frame, never copied: it derefs to `str`).
+    Text(Utf8Bytes),
     /// A ping, a pong or a binary frame: the connection is alive (pings are answered).
     Alive,
     /// The server closed the connection (Binance does after 24 hours).
@@ -84,7 +86,7 @@ impl MarketStream {
     /// The next thing the connection says; cancel-safe (a `select!` may drop it).
     pub async fn next(&mut self) -> Heard {
         match self.ws.next().await {
-            Some(Ok(Message::Text(text))) => Heard::Text(text.as_str().to_owned()),
+            Some(Ok(Message::Text(text))) => Heard::Text(text),
             Some(Ok(Message::Close(_))) | None => Heard::Closed,
             Some(Ok(_)) => Heard::Alive,
             Some(Err(error)) => Heard::Dropped(error.to_string()),

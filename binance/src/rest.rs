@@ -551,6 +551,16 @@ impl Endpoint {
         format!("{} {}", self.method, self.path)
     }
 
+    /// The weight of one call: Binance charges `ticker/price` double when asked for every
+    /// symbol (no `symbol` parameter).
+    pub fn weight_of(&self, every_symbol: bool) -> u32 {
+        if every_symbol && std::ptr::eq(self, &TICKER_PRICE) {
+            2 * self.weight
+        } else {
+            self.weight
+        }
+    }
+
     /// The endpoint answering `method path`, if it is one of [`ENDPOINTS`].
     pub fn find(method: &Method, path: &str) -> Option<&'static Endpoint> {
         ENDPOINTS
@@ -1193,6 +1203,11 @@ mod tests {
         );
         assert!(Endpoint::find(&Method::PUT, "/api/v3/order").is_none());
         assert_eq!(ENDPOINTS.len(), 14);
+        assert_eq!(
+            (TICKER_PRICE.weight_of(false), TICKER_PRICE.weight_of(true)),
+            (2, 4)
+        );
+        assert_eq!(place.weight_of(true), 1);
     }
 
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).

@@ -68,25 +68,6 @@ pub trait Strategy {
     fn rebuys(&self, position: &Position, trade: &TradeReceived) -> bool;
 }
 
-impl<S: Strategy + ?Sized> Strategy for Arc<S> {
-    fn buy(
-        &self,
-        context: Context<'_>,
-        position: &Position,
-        trade: &TradeReceived,
-    ) -> Result<Quote, String> {
-        (**self).buy(context, position, trade)
-    }
-
-    fn sell_price(&self, context: Context<'_>, position: &Position) -> Option<Decimal> {
-        (**self).sell_price(context, position)
-    }
-
-    fn rebuys(&self, position: &Position, trade: &TradeReceived) -> bool {
-        (**self).rebuys(position, trade)
-    }
-}
-
 /// The book's naive strategy, its final `Formula`: buy a little below the trade, sell at the
 /// profit target over both fees, add a position when the market falls `rebuy_interval` below a
 /// BUY. Prices truncate toward zero onto the tick, quantities onto the step.

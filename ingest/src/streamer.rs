@@ -179,13 +179,13 @@ pub async fn run(
         let mut ws = match connected {
             Ok(ws) => ws,
             Err(error @ ConnectError::TimedOut { .. }) => {
-                tracing::warn!(%error, url, "connecting to the trade stream timed out");
+                tracing::warn!(%error, "connecting to the trade stream timed out");
                 hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown)
                     .await;
                 continue;
             }
             Err(error) => {
-                tracing::warn!(%error, url, "cannot connect to the trade stream");
+                tracing::warn!(%error, "cannot connect to the trade stream");
                 hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown)
                     .await;
                 continue;

@@ -382,10 +382,7 @@ async fn rest(
             &format!("{method} {path} is not served by Hedgehog's paper exchange"),
         );
     };
-    let (mut weight, order) = (endpoint.weight, endpoint.order);
-    if std::ptr::eq(endpoint, &rest::TICKER_PRICE) && !query.contains("symbol=") {
-        weight = 4; // every symbol's price, as Binance charges it
-    }
+    let order = endpoint.order;
     let signed = endpoint.security == Security::Signed;
     let params = if signed {
         match exchange.verify(&headers, &query, &body) {
@@ -397,6 +394,7 @@ async fn rest(
             .into_owned()
             .collect()
     };
+    let weight = endpoint.weight_of(!params.contains_key("symbol"));
     let (used, orders) = exchange.book().count(weight, order);
     let mut response = match (&method, path.as_str()) {
         (&Method::GET, "/api/v3/ping") => axum::Json(json!({})).into_response(),
