@@ -199,6 +199,197 @@ pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoErro
     Ok(rules)
 }
 
+/// What else Binance checks of an order, beyond the [`SymbolRules`] every order of Hedgehog's
+/// meets: what a venue needs (the simulated one, `exchange serve`), the engine does not.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderFilters {
+    /// `orderTypes`: LIMIT, LIMIT_MAKER, MARKET, ...
+    pub order_types: Vec<String>,
+    /// MARKET_LOT_SIZE: (minQty, maxQty, stepSize) for MARKET orders; zeros disable a bound.
+    pub market_lot: Option<(Decimal, Decimal, Decimal)>,
+    /// NOTIONAL's `applyMinToMarket` / `applyMaxToMarket`, and its `avgPriceMins`.
+    pub min_notional_to_market: bool,
+    pub max_notional_to_market: bool,
+    pub notional_avg_price_mins: u32,
+    /// PERCENT_PRICE_BY_SIDE: a BUY's price within [avg × bid_down, avg × bid_up], a SELL's
+    /// within [avg × ask_down, avg × ask_up], avg over `avg_price_mins`.
+    pub percent_price_by_side: Option<PercentPriceBySide>,
+    /// MAX_NUM_ORDERS: open orders on the symbol at most.
+    pub max_num_orders: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PercentPriceBySide {
+    pub bid_up: Decimal,
+    pub bid_down: Decimal,
+    pub ask_up: Decimal,
+    pub ask_down: Decimal,
+    pub avg_price_mins: u32,
+}
+
+/// One of `rateLimits`: at most `limit` of `kind` per `interval_num` × `interval`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// REQUEST_WEIGHT, ORDERS or RAW_REQUESTS.
+    pub rate_limit_type: String,
+    /// SECOND, MINUTE or DAY.
+    pub interval: String,
+    pub interval_num: u32,
+    pub limit: u32,
+}
+
+impl RateLimit {
+    /// The window's length in ms.
+    pub fn window_ms(&self) -> i64 {
+        let unit = match self.interval.as_str() {
+            "SECOND" => 1_000,
+            "MINUTE" => 60_000,
+            "HOUR" => 3_600_000,
+            _ => 86_400_000,
+        };
+        unit * i64::from(self.interval_num.max(1))
+    }
+}
+
+/// The venue's side of an exchangeInfo: rate limits and the filters of every symbol.
+#[derive(Debug, Clone, Default)]
+pub struct VenueRules {
+    pub rate_limits: Vec<RateLimit>,
+    pub symbols: std::collections::BTreeMap<Symbol, OrderFilters>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VenueWire {
+    #[serde(default)]
+    rate_limits: Vec<RateLimit>,
+    symbols: Vec<VenueSymbol>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VenueSymbol {
+    symbol: String,
+    #[serde(default)]
+    order_types: Vec<String>,
+    filters: Vec<VenueFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "filterType", rename_all = "SCREAMING_SNAKE_CASE")]
+enum VenueFilter {
+    #[serde(rename_all = "camelCase")]
+    MarketLotSize {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        max_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        step_size: Decimal,
+    },
+    #[serde(rename_all = "camelCase")]
+    Notional {
+        #[serde(default)]
+        apply_min_to_market: bool,
+        #[serde(default)]
+        apply_max_to_market: bool,
+        #[serde(default)]
+        avg_price_mins: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    MinNotional {
+        #[serde(default)]
+        apply_to_market: bool,
+        #[serde(default)]
+        avg_price_mins: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    PercentPriceBySide {
+        #[serde(with = "rust_decimal::serde::str")]
+        bid_multiplier_up: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        bid_multiplier_down: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        ask_multiplier_up: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        ask_multiplier_down: Decimal,
+        #[serde(default)]
+        avg_price_mins: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    MaxNumOrders { max_num_orders: u32 },
+    #[serde(other)]
+    Other,
+}
+
+/// Parses the venue's side of an exchangeInfo response; `origin` names it in errors.
+pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoError> {
+    let wire: VenueWire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
+        file: origin.to_owned(),
+        source,
+    })?;
+    let mut rules = VenueRules {
+        rate_limits: wire.rate_limits,
+        ..Default::default()
+    };
+    for s in wire.symbols {
+        let Ok(symbol) = Symbol::parse(&s.symbol) else {
+            continue; // `parse` names it
+        };
+        let mut filters = OrderFilters {
+            order_types: s.order_types,
+            ..Default::default()
+        };
+        for filter in s.filters {
+            match filter {
+                VenueFilter::MarketLotSize {
+                    min_qty,
+                    max_qty,
+                    step_size,
+                } => filters.market_lot = Some((min_qty, max_qty, step_size)),
+                VenueFilter::Notional {
+                    apply_min_to_market,
+                    apply_max_to_market,
+                    avg_price_mins,
+                } => {
+                    filters.min_notional_to_market = apply_min_to_market;
+                    filters.max_notional_to_market = apply_max_to_market;
+                    filters.notional_avg_price_mins = avg_price_mins;
+                }
+                VenueFilter::MinNotional {
+                    apply_to_market,
+                    avg_price_mins,
+                } => {
+                    filters.min_notional_to_market |= apply_to_market;
+                    filters.notional_avg_price_mins = avg_price_mins;
+                }
+                VenueFilter::PercentPriceBySide {
+                    bid_multiplier_up,
+                    bid_multiplier_down,
+                    ask_multiplier_up,
+                    ask_multiplier_down,
+                    avg_price_mins,
+                } => {
+                    filters.percent_price_by_side = Some(PercentPriceBySide {
+                        bid_up: bid_multiplier_up,
+                        bid_down: bid_multiplier_down,
+                        ask_up: ask_multiplier_up,
+                        ask_down: ask_multiplier_down,
+                        avg_price_mins,
+                    })
+                }
+                VenueFilter::MaxNumOrders { max_num_orders } => {
+                    filters.max_num_orders = Some(max_num_orders)
+                }
+                VenueFilter::Other => {}
+            }
+        }
+        rules.symbols.insert(symbol, filters);
+    }
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +409,29 @@ mod tests {
         );
         assert!(btc.is_trading());
         assert!(rules.get(&Symbol::parse("NOPEUSDT").unwrap()).is_none());
+    }
+
+    #[test]
+    fn the_venue_side_has_binances_limits_and_order_filters() {
+        let venue = venue_rules(&bundled_json().unwrap(), "bundled").unwrap();
+        let weight = &venue.rate_limits[0];
+        assert_eq!(
+            (
+                weight.rate_limit_type.as_str(),
+                weight.limit,
+                weight.window_ms()
+            ),
+            ("REQUEST_WEIGHT", 6000, 60_000)
+        );
+        assert_eq!(venue.rate_limits[1].window_ms(), 10_000);
+        let btc = &venue.symbols[&Symbol::parse("BTCUSDT").unwrap()];
+        assert!(btc.order_types.iter().any(|t| t == "LIMIT_MAKER"));
+        assert_eq!(btc.market_lot, Some((dec!(0), dec!(129.84957276), dec!(0))));
+        assert!(btc.min_notional_to_market && !btc.max_notional_to_market);
+        assert_eq!(btc.notional_avg_price_mins, 5);
+        let side = btc.percent_price_by_side.as_ref().unwrap();
+        assert_eq!((side.bid_up, side.ask_down), (dec!(5), dec!(0.2)));
+        assert_eq!(btc.max_num_orders, Some(200));
     }
 
     #[test]

@@ -551,11 +551,38 @@ impl Endpoint {
         format!("{} {}", self.method, self.path)
     }
 
-    /// The weight of one call: Binance charges `ticker/price` double when asked for every
-    /// symbol (no `symbol` parameter).
-    pub fn weight_of(&self, every_symbol: bool) -> u32 {
-        if every_symbol && std::ptr::eq(self, &TICKER_PRICE) {
-            2 * self.weight
+    /// The weight of one call with these parameters, as Binance charges it: tickers and open
+    /// orders cost more for every symbol (no `symbol`) or many (`symbols`), `depth` by `limit`.
+    pub fn weight_of(&self, param: impl Fn(&str) -> Option<String>) -> u32 {
+        let is = |other: &Endpoint| std::ptr::eq(self, other);
+        let single = param("symbol").is_some();
+        // `symbols=["A","B"]`: how many, roughly (commas + 1); Binance's tiers are coarse.
+        let many = param("symbols").map(|s| s.matches(',').count() + 1);
+        if is(&TICKER_PRICE) || is(&BOOK_TICKER) {
+            if single {
+                self.weight
+            } else {
+                2 * self.weight
+            }
+        } else if is(&TICKER_24HR) {
+            match (single, many) {
+                (true, _) => self.weight,
+                (false, Some(1..=20)) => self.weight,
+                (false, Some(21..=100)) => 40,
+                _ => 80,
+            }
+        } else if is(&OPEN_ORDERS) && !single {
+            80
+        } else if is(&DEPTH) {
+            match param("limit")
+                .and_then(|l| l.parse::<u32>().ok())
+                .unwrap_or(100)
+            {
+                0..=100 => 5,
+                101..=500 => 25,
+                501..=1000 => 50,
+                _ => 250,
+            }
         } else {
             self.weight
         }
@@ -601,6 +628,14 @@ endpoints! {
     AVG_PRICE = GET "/api/v3/avgPrice", None, weight 2;
     HISTORICAL_TRADES = GET "/api/v3/historicalTrades", None, weight 25;
     KLINES = GET "/api/v3/klines", None, weight 2;
+    UI_KLINES = GET "/api/v3/uiKlines", None, weight 2;
+    AGG_TRADES = GET "/api/v3/aggTrades", None, weight 4;
+    TICKER_24HR = GET "/api/v3/ticker/24hr", None, weight 2;
+    BOOK_TICKER = GET "/api/v3/ticker/bookTicker", None, weight 2;
+    DEPTH = GET "/api/v3/depth", None, weight 5;
+    CANCEL_OPEN_ORDERS = DELETE "/api/v3/openOrders", Signed, weight 1;
+    ALL_ORDERS = GET "/api/v3/allOrders", Signed, weight 20;
+    COMMISSION = GET "/api/v3/account/commission", Signed, weight 20;
 }
 
 /// One kline as Binance sends it: an array of open time, open, high, low, close (prices as
@@ -1202,12 +1237,32 @@ mod tests {
             2
         );
         assert!(Endpoint::find(&Method::PUT, "/api/v3/order").is_none());
-        assert_eq!(ENDPOINTS.len(), 14);
+        assert_eq!(ENDPOINTS.len(), 22);
+        let with = |pairs: &'static [(&str, &str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let every: &[(&str, &str)] = &[];
+        let one: &[(&str, &str)] = &[("symbol", "BTCUSDT")];
         assert_eq!(
-            (TICKER_PRICE.weight_of(false), TICKER_PRICE.weight_of(true)),
+            (
+                TICKER_PRICE.weight_of(with(one)),
+                TICKER_PRICE.weight_of(with(every))
+            ),
             (2, 4)
         );
-        assert_eq!(place.weight_of(true), 1);
+        assert_eq!(TICKER_24HR.weight_of(with(every)), 80);
+        assert_eq!(
+            TICKER_24HR.weight_of(with(&[("symbols", "[\"A\",\"B\"]")])),
+            2
+        );
+        assert_eq!(OPEN_ORDERS.weight_of(with(every)), 80);
+        assert_eq!(DEPTH.weight_of(with(&[("limit", "1000")])), 50);
+        assert_eq!(place.weight_of(with(every)), 1);
     }
 
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).

@@ -6,6 +6,7 @@
 //! read from the store and appends the events it decides.
 
 pub mod backtest;
+pub mod candle;
 pub mod events;
 pub mod exchange;
 pub mod formula;

@@ -608,12 +608,9 @@ async fn ohlc(
 ) -> Result<Json<Vec<Candle>>, ApiError> {
     let Query(q) = query?;
     let symbol = symbol_param(&q.symbol)?;
-    let interval: Interval = q
-        .interval
-        .as_deref()
-        .unwrap_or("1m")
-        .parse()
-        .map_err(|e| bad_request("interval", e))?;
+    let interval: Interval =
+        hedgehog_projections::candles::stored_interval(q.interval.as_deref().unwrap_or("1m"))
+            .map_err(|e| bad_request("interval", e))?;
     let window = Window {
         from: time_param("from", q.from.as_deref())?,
         to: time_param("to", q.to.as_deref())?,

@@ -1,197 +1,48 @@
-//! OHLC candles with exactly the fields of Binance's klines.
+//! OHLC candles with exactly the fields of Binance's klines, for the [`STORED`] intervals.
 //!
-//! The arithmetic is pure and lives in [`Bar`]: a bar aggregates any set of trades, and two bars
-//! over disjoint sets of trades [`merge`](Bar::merge) into the bar over their union. The merge
-//! is associative and commutative (open and close are decided by trade id, not by arrival), which
-//! is what lets the projection build only 1-minute bars per trade and derive 5m ... 1d from them,
-//! and fold a batch's bars into the stored ones in any order with the same result.
+//! The arithmetic is pure and lives in the domain ([`Bar`], [`Interval`]), shared with the
+//! simulated exchange's `klines`: the projection builds only 1-minute bars per trade, derives
+//! 5m ... 1d from them by merging, and folds a batch's bars into the stored ones in any order
+//! with the same result.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::str::FromStr;
 
 use futures::future::BoxFuture;
+pub use hedgehog_domain::candle::{Bar, Interval, UnknownInterval};
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::{Event, Symbol};
-use rust_decimal::Decimal;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::db::{on_tx, Tx};
 use crate::{Market, Origin, ProjectionError, ReadModel, Update};
 
-/// A kline interval. Boundaries are aligned to the Unix epoch in UTC, like Binance's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Interval {
-    M1,
-    M5,
-    M15,
-    H1,
-    H4,
-    D1,
-}
+/// The intervals the projection keeps (each derives from 1-minute bars).
+pub const STORED: [Interval; 6] = [
+    Interval::M1,
+    Interval::M5,
+    Interval::M15,
+    Interval::H1,
+    Interval::H4,
+    Interval::D1,
+];
 
-impl Interval {
-    pub const ALL: [Interval; 6] = [
-        Interval::M1,
-        Interval::M5,
-        Interval::M15,
-        Interval::H1,
-        Interval::H4,
-        Interval::D1,
-    ];
-
-    /// Binance's name: `1m`, `5m`, `15m`, `1h`, `4h`, `1d`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Interval::M1 => "1m",
-            Interval::M5 => "5m",
-            Interval::M15 => "15m",
-            Interval::H1 => "1h",
-            Interval::H4 => "4h",
-            Interval::D1 => "1d",
-        }
-    }
-
-    pub fn millis(self) -> i64 {
-        const MINUTE: i64 = 60_000;
-        match self {
-            Interval::M1 => MINUTE,
-            Interval::M5 => 5 * MINUTE,
-            Interval::M15 => 15 * MINUTE,
-            Interval::H1 => 60 * MINUTE,
-            Interval::H4 => 240 * MINUTE,
-            Interval::D1 => 1_440 * MINUTE,
-        }
-    }
-
-    /// The open time of the candle holding `time` (ms): floor to the interval, negative times too.
-    pub fn open_time(self, time: i64) -> i64 {
-        time - time.rem_euclid(self.millis())
-    }
-
-    /// Binance's close time: open time + interval - 1 ms.
-    pub fn close_time(self, open_time: i64) -> i64 {
-        open_time + self.millis() - 1
-    }
-}
-
-impl fmt::Display for Interval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
+/// An interval the projection does not keep, or no interval at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown interval {0:?}: use one of 1m, 5m, 15m, 1h, 4h, 1d")]
-pub struct UnknownInterval(pub String);
-
-impl FromStr for Interval {
-    type Err = UnknownInterval;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Interval::ALL
-            .into_iter()
-            .find(|i| i.as_str() == s)
-            .ok_or_else(|| UnknownInterval(s.to_owned()))
-    }
+pub enum NotStored {
+    #[error(transparent)]
+    Unknown(#[from] UnknownInterval),
+    #[error("{0} candles are not kept by the candles projection: use one of 1m, 5m, 15m, 1h, 4h, 1d (`hedgehog exchange serve` computes every interval from its trades)")]
+    Interval(Interval),
 }
 
-impl Serialize for Interval {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+/// Parses an interval the projection keeps.
+pub fn stored_interval(text: &str) -> Result<Interval, NotStored> {
+    let interval: Interval = text.parse()?;
+    if STORED.contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(NotStored::Interval(interval))
     }
-}
-
-/// The aggregate of a set of market trades: everything a kline says except its place in time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Bar {
-    pub open: Decimal,
-    pub high: Decimal,
-    pub low: Decimal,
-    pub close: Decimal,
-    /// Base asset volume.
-    pub volume: Decimal,
-    /// Quote asset volume: the sum of price × quantity.
-    pub quote_volume: Decimal,
-    pub trade_count: u64,
-    /// Volume of the trades whose buyer was the taker (the seller was the maker).
-    pub taker_buy_base_volume: Decimal,
-    pub taker_buy_quote_volume: Decimal,
-    /// The trade whose price is `open`: the lowest trade id in the bar.
-    pub first_trade_id: u64,
-    /// The trade whose price is `close`: the highest trade id in the bar.
-    pub last_trade_id: u64,
-}
-
-impl Bar {
-    /// The bar of one trade.
-    pub fn of(trade: &TradeReceived) -> Bar {
-        let quote = quote(trade);
-        let taker_buy = !trade.buyer_is_maker;
-        Bar {
-            open: trade.price,
-            high: trade.price,
-            low: trade.price,
-            close: trade.price,
-            volume: trade.quantity,
-            quote_volume: quote,
-            trade_count: trade.trade_count(),
-            taker_buy_base_volume: if taker_buy {
-                trade.quantity
-            } else {
-                Decimal::ZERO
-            },
-            taker_buy_quote_volume: if taker_buy { quote } else { Decimal::ZERO },
-            first_trade_id: trade.first_id(),
-            last_trade_id: trade.trade_id,
-        }
-    }
-
-    /// Adds one trade: the same as `merge(&Bar::of(trade))`, without building the bar.
-    pub fn add(&mut self, trade: &TradeReceived) {
-        let quote = quote(trade);
-        if trade.first_id() < self.first_trade_id {
-            self.first_trade_id = trade.first_id();
-            self.open = trade.price;
-        }
-        if trade.trade_id > self.last_trade_id {
-            self.last_trade_id = trade.trade_id;
-            self.close = trade.price;
-        }
-        self.high = self.high.max(trade.price);
-        self.low = self.low.min(trade.price);
-        self.volume += trade.quantity;
-        self.quote_volume += quote;
-        self.trade_count += trade.trade_count();
-        if !trade.buyer_is_maker {
-            self.taker_buy_base_volume += trade.quantity;
-            self.taker_buy_quote_volume += quote;
-        }
-    }
-
-    /// The bar over the trades of both (which must be disjoint sets).
-    pub fn merge(&mut self, other: &Bar) {
-        if other.first_trade_id < self.first_trade_id {
-            self.first_trade_id = other.first_trade_id;
-            self.open = other.open;
-        }
-        if other.last_trade_id > self.last_trade_id {
-            self.last_trade_id = other.last_trade_id;
-            self.close = other.close;
-        }
-        self.high = self.high.max(other.high);
-        self.low = self.low.min(other.low);
-        self.volume += other.volume;
-        self.quote_volume += other.quote_volume;
-        self.trade_count += other.trade_count;
-        self.taker_buy_base_volume += other.taker_buy_base_volume;
-        self.taker_buy_quote_volume += other.taker_buy_quote_volume;
-    }
-}
-
-/// A trade's quote amount, exact, without the trailing zeros the product of two 8-decimal
-/// numbers would carry.
-fn quote(trade: &TradeReceived) -> Decimal {
-    (trade.price * trade.quantity).normalize()
 }
 
 /// One candle series: a market's symbol at one interval.
@@ -307,7 +158,7 @@ impl Candles {
         minutes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = BTreeMap::new();
         for ((market, symbol, minute), (bar, span)) in minutes {
-            for interval in Interval::ALL {
+            for interval in STORED {
                 let series = Series {
                     market,
                     symbol: symbol.clone(),
@@ -663,6 +514,7 @@ async fn load_candle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
     use rust_decimal_macros::dec;
 
     fn trade(id: u64, time: i64, price: Decimal, qty: Decimal, maker: bool) -> TradeReceived {
@@ -672,63 +524,6 @@ mod tests {
             .at(time)
             .buyer_is_maker(maker)
             .build()
-    }
-
-    #[test]
-    fn intervals_align_to_the_epoch_in_utc() {
-        // 2023-04-05 00:06:54.321 UTC
-        let t = 1_680_653_214_321;
-        assert_eq!(Interval::M1.open_time(t), 1_680_653_160_000);
-        assert_eq!(Interval::M5.open_time(t), 1_680_653_100_000);
-        assert_eq!(Interval::H4.open_time(t), 1_680_652_800_000);
-        assert_eq!(Interval::D1.open_time(t), 1_680_652_800_000);
-        assert_eq!(
-            Interval::M1.close_time(1_680_653_160_000),
-            1_680_653_219_999
-        );
-        assert_eq!(Interval::M1.open_time(-1), -60_000);
-        assert_eq!("15m".parse::<Interval>().unwrap(), Interval::M15);
-        assert!("2m"
-            .parse::<Interval>()
-            .unwrap_err()
-            .to_string()
-            .contains("1m, 5m"));
-    }
-
-    #[test]
-    fn a_bar_follows_binance_kline_fields() {
-        let mut bar = Bar::of(&trade(10, 0, dec!(100.0), dec!(1), false));
-        bar.add(&trade(11, 1, dec!(101.5), dec!(2), true));
-        bar.add(&trade(12, 2, dec!(99.0), dec!(0.5), false));
-        assert_eq!(
-            (bar.open, bar.high, bar.low, bar.close),
-            (dec!(100.0), dec!(101.5), dec!(99.0), dec!(99.0))
-        );
-        assert_eq!(bar.volume, dec!(3.5));
-        assert_eq!(bar.quote_volume, dec!(352.50));
-        assert_eq!(bar.trade_count, 3);
-        // Buyer was the taker (not the maker) in trades 10 and 12.
-        assert_eq!(bar.taker_buy_base_volume, dec!(1.5));
-        assert_eq!(bar.taker_buy_quote_volume, dec!(149.50));
-    }
-
-    #[test]
-    fn merge_decides_open_and_close_by_trade_id_not_arrival() {
-        let trades = [
-            trade(5, 0, dec!(10), dec!(1), false),
-            trade(3, 0, dec!(12), dec!(1), true),
-            trade(9, 0, dec!(11), dec!(2), false),
-            trade(7, 0, dec!(8), dec!(1), true),
-        ];
-        let mut whole = Bar::of(&trades[0]);
-        trades[1..].iter().for_each(|t| whole.add(t));
-        let mut a = Bar::of(&trades[2]);
-        a.add(&trades[0]);
-        let mut b = Bar::of(&trades[3]);
-        b.add(&trades[1]);
-        b.merge(&a);
-        assert_eq!(b, whole);
-        assert_eq!((whole.open, whole.close), (dec!(12), dec!(11)));
     }
 
     fn series(interval: Interval) -> Series {

@@ -168,7 +168,7 @@ pub enum Command {
     Ohlc {
         symbol: Symbol,
         /// 1m, 5m, 15m, 1h, 4h or 1d.
-        #[arg(long, default_value = "1m")]
+        #[arg(long, default_value = "1m", value_parser = hedgehog_projections::candles::stored_interval)]
         interval: Interval,
         #[command(flatten)]
         window: WindowArgs,
@@ -210,10 +210,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ExchangeCommandArg {
-    /// Serve REST (/api/v3: ping, time, exchangeInfo, order, openOrders, account, myTrades),
-    /// the trade stream (/stream, /ws) and the user data stream (/ws-api/v3) on one port,
-    /// filling orders from the recorded trades it plays (once the first trade-stream client
-    /// connects).
+    /// Serve Binance's spot REST API (/api/v3: market data, orders, account), the trade
+    /// stream (/stream, /ws) and the user data stream (/ws-api/v3) on one port, filling orders
+    /// from the recorded trades it plays (see --start) and the live ones it follows.
     Serve {
         /// Recorded trades to play (any format `import trades` reads); none: orders rest.
         files: Vec<PathBuf>,
@@ -223,6 +222,10 @@ pub enum ExchangeCommandArg {
         /// 1 plays at real pace, 10 ten times faster, 0 as fast as possible.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// When playback starts: when the first trade-stream client connects (`stream`, so it
+        /// sees every trade), or at once (`now`, for clients that only poll, like ccxt).
+        #[arg(long, value_enum, default_value_t = StartArg::Stream)]
+        start: StartArg,
         /// What the account holds at start, as ASSET=AMOUNT (repeatable).
         #[arg(long = "balance", value_parser = parse_balance, default_values = ["USDT=10000"])]
         balances: Vec<(String, Decimal)>,
@@ -248,6 +251,13 @@ pub enum ExchangeCommandArg {
         #[arg(long = "follow-symbol", requires = "follow")]
         follow_symbols: Vec<Symbol>,
     },
+}
+
+/// When `exchange serve` starts playing.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StartArg {
+    Stream,
+    Now,
 }
 
 /// `ASSET=AMOUNT`, as `--balance` takes it.

@@ -125,6 +125,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
         files,
         port,
         speed,
+        start,
         balances,
         commission,
         api_key,
@@ -139,6 +140,10 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
         hedgehog_sim::exchange::ExchangeOptions {
             files,
             speed,
+            start: match start {
+                StartArg::Stream => hedgehog_sim::exchange::Start::FirstStreamClient,
+                StartArg::Now => hedgehog_sim::exchange::Start::Now,
+            },
             import: ImportOptions {
                 symbol,
                 format,

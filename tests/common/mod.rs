@@ -10,6 +10,7 @@ pub mod binance_mock;
 pub mod book;
 pub mod http;
 pub mod processes;
+pub mod python;
 
 use hedgehog_domain::testkit;
 use std::time::Duration;

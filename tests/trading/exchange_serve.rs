@@ -1,0 +1,210 @@
+//! `hedgehog exchange serve` as Binance clients meet it: ccxt set up as the README says, klines
+//! that are `hedgehog ohlc`'s candles, and the rate limits answered with 429s.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::common::processes::{Printed, Running};
+use crate::common::python;
+
+/// The pinned client version: what this test was written against.
+const CCXT: &str = "ccxt==4.5.90";
+
+const BTC_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-vision.csv.gz"
+);
+
+/// `hedgehog [global] exchange serve --port 0 ARGS`, and its base URL.
+fn serve(global: &[&str], args: &[&str]) -> (Running, String) {
+    let mut exchange = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+            .args(global)
+            .args(["exchange", "serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let base = Printed::follow(exchange.child()).address("http://", "http://");
+    (exchange, base)
+}
+
+#[test]
+fn ccxt_trades_against_the_paper_exchange() {
+    let python = python::venv(CCXT);
+    let (key, secret) = ("ccxt-key", "ccxt-secret");
+    let (_exchange, base) = serve(
+        &[],
+        &[
+            "--api-key",
+            key,
+            "--api-secret",
+            secret,
+            "--balance",
+            "USDT=100000",
+            "--speed",
+            "10",
+            "--start",
+            "now",
+            "--symbol",
+            "BTCUSDT",
+            BTC_FILE,
+        ],
+    );
+    python::run(&python, "ccxt_client.py", &[&base, key, secret]);
+}
+
+async fn get(url: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.json().await.unwrap())
+}
+
+pub mod cases {
+    use super::*;
+    use crate::common::processes::{hedgehog, ok};
+    use crate::common::TestDb;
+
+    /// The same trades, imported and played: every kline of every interval `hedgehog ohlc`
+    /// keeps is its candle, field for field.
+    pub async fn klines_are_the_candles_hedgehog_ohlc_makes(db: &TestDb) {
+        ok(hedgehog(
+            db,
+            &["import", "trades", BTC_FILE, "--symbol", "BTCUSDT"],
+        ));
+        let (_exchange, base) = serve(
+            &[],
+            &[
+                "--speed", "0", "--start", "now", "--symbol", "BTCUSDT", BTC_FILE,
+            ],
+        );
+        let ticker = format!("{base}/api/v3/ticker/24hr?symbol=BTCUSDT");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, _, t) = get(&ticker).await;
+            if t["count"] == 3_144 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not every trade played: {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for interval in ["1m", "5m", "15m", "1h", "4h", "1d"] {
+            let csv = ok(hedgehog(
+                db,
+                &["ohlc", "BTCUSDT", "--interval", interval, "--format", "csv"],
+            ));
+            let candles: Vec<Vec<String>> = csv
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').map(str::to_owned).collect())
+                .collect();
+            let url = format!("{base}/api/v3/klines?symbol=BTCUSDT&interval={interval}");
+            let (_, _, klines) = get(&url).await;
+            let klines = klines.as_array().unwrap();
+            assert_eq!(klines.len(), candles.len(), "{interval}");
+            assert!(!klines.is_empty());
+            for (kline, candle) in klines.iter().zip(&candles) {
+                for (field, (k, c)) in kline.as_array().unwrap().iter().zip(candle).enumerate() {
+                    let k = k.as_str().map_or_else(|| k.to_string(), str::to_owned);
+                    let same = match (k.parse::<Decimal>(), c.parse::<Decimal>()) {
+                        (Ok(k), Ok(c)) => k == c,
+                        _ => k == *c,
+                    };
+                    assert!(same, "{interval} field {field}: kline {k}, candle {c}");
+                }
+            }
+        }
+    }
+}
+
+on_both_backends!(klines_are_the_candles_hedgehog_ohlc_makes);
+
+/// Waits until `now % window` is below `before` ms, so that a test's requests fall in one
+/// rate-limit window.
+async fn early_in_window(window: u128, before: u128) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        if now % window < before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn past_its_rate_limits_the_exchange_answers_429() {
+    // The exchange info's own limits are the ones kept: here 50 weight a minute and 2 orders
+    // in 10 seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let info = dir.path().join("exchangeInfo.json");
+    let json = r#"{"timezone":"UTC","serverTime":1725817008719,
+        "rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":50},
+                      {"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":2}],
+        "symbols":[{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","quoteAsset":"USDT",
+          "orderTypes":["LIMIT","LIMIT_MAKER","MARKET"],
+          "filters":[{"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000","tickSize":"0.01"},
+                     {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"}]}]}"#;
+    std::fs::write(&info, json).unwrap();
+    let (key, secret) = ("limit-key", "limit-secret");
+    let (_exchange, base) = serve(
+        &["--exchange-info", info.to_str().unwrap()],
+        &["--api-key", key, "--api-secret", secret],
+    );
+    let client = reqwest::Client::new();
+    let order = |n: u32| {
+        let query = format!(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000&newClientOrderId=o{n}&timestamp={}",
+            hedgehog_runtime::time::now().millis()
+        );
+        let signature = hedgehog_binance::rest::sign(secret.as_bytes(), &query);
+        client
+            .post(format!("{base}/api/v3/order?{query}&signature={signature}"))
+            .header("X-MBX-APIKEY", key)
+            .send()
+    };
+    early_in_window(10_000, 6_000).await;
+    for n in 1..=2 {
+        let placed = order(n).await.unwrap();
+        assert_eq!(placed.status(), 200);
+        assert_eq!(
+            placed.headers()["x-mbx-order-count-10s"],
+            n.to_string().as_str()
+        );
+    }
+    let refused = order(3).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], -1015, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("2 per 10 SECOND"),
+        "{body}"
+    );
+
+    // Weight: exchangeInfo weighs 20; three orders weighed 3. Past 50, a 429 until the minute
+    // turns.
+    early_in_window(60_000, 50_000).await;
+    let info = format!("{base}/api/v3/exchangeInfo");
+    let mut used = Vec::new();
+    let refusal = loop {
+        let (status, headers, body) = get(&info).await;
+        used.push(headers["x-mbx-used-weight-1m"].to_str().unwrap().to_owned());
+        if status == 429 {
+            assert!(headers.contains_key("retry-after"));
+            break body;
+        }
+        assert!(used.len() < 4, "no 429 past the weight limit: {used:?}");
+    };
+    assert_eq!(refusal["code"], -1003, "{refusal}");
+    assert!(
+        refusal["msg"].as_str().unwrap().contains("50 per 1 MINUTE"),
+        "{refusal}"
+    );
+}
