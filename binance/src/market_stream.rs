@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hedgehog_domain::Symbol;
+use rust_decimal::Decimal;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -28,10 +29,59 @@ pub fn trades_url(base: &str, symbols: &[Symbol]) -> String {
         .iter()
         .map(|s| format!("{}@trade", s.as_str().to_ascii_lowercase()))
         .collect();
+    streams_url(base, &streams)
+}
+
+/// The combined-stream URL carrying `streams` on the endpoint `base`.
+pub fn streams_url(base: &str, streams: &[String]) -> String {
     format!(
         "{}/stream?streams={}",
         base.trim_end_matches('/'),
         streams.join("/")
+    )
+}
+
+/// A symbol's partial book depth stream: its best 20 levels a side, every 100 ms. Whole
+/// snapshots, so a follower needs no REST snapshot and no diff sequencing.
+pub fn depth_stream(symbol: &Symbol) -> String {
+    format!("{}{DEPTH_SUFFIX}", symbol.as_str().to_ascii_lowercase())
+}
+
+const DEPTH_SUFFIX: &str = "@depth20@100ms";
+
+/// A book as Binance's partial depth stream and `GET /api/v3/depth` give it: price levels,
+/// best first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BookDepth {
+    pub last_update_id: u64,
+    pub bids: Vec<(Decimal, Decimal)>,
+    pub asks: Vec<(Decimal, Decimal)>,
+}
+
+#[derive(serde::Deserialize)]
+struct DepthEnvelope<'a> {
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    data: BookDepth,
+}
+
+/// A partial depth frame of the combined stream: its symbol and book. `None` for a frame of
+/// another stream; an error names what is wrong with one that claims to be depth.
+pub fn parse_depth_frame(text: &str) -> Option<Result<(Symbol, BookDepth), String>> {
+    // Cheap test first: most frames are trades.
+    if !text.contains(DEPTH_SUFFIX) {
+        return None;
+    }
+    let envelope: DepthEnvelope = match serde_json::from_str(text) {
+        Ok(e) => e,
+        Err(e) => return Some(Err(format!("malformed depth frame ({e})"))),
+    };
+    let name = envelope.stream.strip_suffix(DEPTH_SUFFIX)?;
+    Some(
+        Symbol::parse(&name.to_ascii_uppercase())
+            .map(|symbol| (symbol, envelope.data))
+            .map_err(|e| format!("depth stream {}: {e}", envelope.stream)),
     )
 }
 
@@ -114,6 +164,22 @@ pub fn requested_streams(path: &str) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_depth_frame_gives_its_symbol_and_book() {
+        let frame = r#"{"stream":"btcusdt@depth20@100ms","data":{"lastUpdateId":160,"bids":[["61837.63000000","3.78826000"]],"asks":[["61837.64000000","1.54698000"]]}}"#;
+        let (symbol, book) = parse_depth_frame(frame).unwrap().unwrap();
+        assert_eq!(symbol.as_str(), "BTCUSDT");
+        assert_eq!(book.last_update_id, 160);
+        assert_eq!(book.bids[0].0.to_string(), "61837.63000000");
+        assert!(parse_depth_frame(r#"{"stream":"btcusdt@trade","data":{}}"#).is_none());
+        let broken = parse_depth_frame(r#"{"stream":"btcusdt@depth20@100ms","data":{"bids":[]}}"#);
+        assert!(broken
+            .unwrap()
+            .unwrap_err()
+            .contains("malformed depth frame"));
+        assert_eq!(depth_stream(&symbol), "btcusdt@depth20@100ms");
+    }
 
     #[test]
     fn one_connection_carries_every_symbol() {

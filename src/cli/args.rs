@@ -250,6 +250,10 @@ pub enum ExchangeCommandArg {
         /// A symbol to follow on --follow (repeatable).
         #[arg(long = "follow-symbol", requires = "follow")]
         follow_symbols: Vec<Symbol>,
+        /// Also follow the symbols' books on --follow (Binance's partial depth stream, the
+        /// best 20 levels a side every 100 ms): served as `depth`, and the bid and ask.
+        #[arg(long, requires = "follow")]
+        follow_depth: bool,
     },
 }
 

@@ -134,6 +134,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
         format,
         follow,
         follow_symbols,
+        follow_depth,
     } = what;
     exchange_serve(
         config.exchange.info.as_deref(),
@@ -155,7 +156,11 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
             commission,
             exchange_info_json: String::new(),
             rules: Default::default(),
-            follow: follow.map(|url| (url, follow_symbols)),
+            follow: follow.map(|url| hedgehog_sim::exchange::Follow {
+                url,
+                symbols: follow_symbols,
+                depth: follow_depth,
+            }),
         },
         port,
     )

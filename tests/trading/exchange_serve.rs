@@ -208,3 +208,131 @@ async fn past_its_rate_limits_the_exchange_answers_429() {
         "{refusal}"
     );
 }
+
+/// A stand-in for Binance's partial depth stream: every 100 ms, the best 20 levels of a real
+/// BTCUSDT book (the REST snapshot recorded on 2024-08-08), until the client goes. Its URL, and
+/// the streams the client asked for.
+// tungstenite's handshake callback returns its own (large) error type: not ours to shrink.
+#[allow(clippy::result_large_err)]
+async fn depth_stream(book: Value) -> (String, tokio::sync::oneshot::Receiver<String>) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (asked, heard) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut path = String::new();
+        let mut ws =
+            tokio_tungstenite::accept_hdr_async(socket, |r: &Request, response: Response| {
+                path = r.uri().to_string();
+                Ok(response)
+            })
+            .await
+            .unwrap();
+        let _ = asked.send(path);
+        let frame = serde_json::json!({ "stream": "btcusdt@depth20@100ms", "data": book });
+        while ws
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                frame.to_string(),
+            ))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (url, heard)
+}
+
+#[tokio::test]
+async fn a_followed_book_is_served_as_depth() {
+    use std::io::BufRead;
+    let recording = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/binance-ws/spot_btcusdt_20240808.head300.gz"
+    );
+    let lines = std::io::BufReader::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(recording).unwrap(),
+    ));
+    let snapshot: Value = lines
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|l| {
+            let json = l.split_once(' ')?.1.to_owned();
+            json.contains("lastUpdateId")
+                .then(|| serde_json::from_str(&json).unwrap())
+        })
+        .expect("the recording starts with a REST depth snapshot");
+    let top =
+        |side: &str| -> Value { Value::from(snapshot[side].as_array().unwrap()[..20].to_vec()) };
+    let book = serde_json::json!({
+        "lastUpdateId": snapshot["lastUpdateId"],
+        "bids": top("bids"),
+        "asks": top("asks"),
+    });
+    let (url, asked) = depth_stream(book.clone()).await;
+    let (_exchange, base) = serve(
+        &[],
+        &[
+            "--follow",
+            &url,
+            "--follow-symbol",
+            "BTCUSDT",
+            "--follow-depth",
+        ],
+    );
+    assert_eq!(
+        asked.await.unwrap(),
+        "/stream?streams=btcusdt@trade/btcusdt@depth20@100ms"
+    );
+    let depth_url = format!("{base}/api/v3/depth?symbol=BTCUSDT&limit=5");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let depth = loop {
+        let (status, headers, body) = get(&depth_url).await;
+        if status == 200 {
+            assert_eq!(
+                headers["x-mbx-used-weight-1m"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+                    % 5,
+                0
+            );
+            break body;
+        }
+        assert!(
+            body["msg"]
+                .as_str()
+                .unwrap()
+                .contains("No book of BTCUSDT has come"),
+            "{body}"
+        );
+        assert!(Instant::now() < deadline, "no book served: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(depth["lastUpdateId"], book["lastUpdateId"]);
+    for side in ["bids", "asks"] {
+        assert_eq!(depth[side].as_array().unwrap().len(), 5);
+        for (served, recorded) in depth[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(book[side].as_array().unwrap())
+        {
+            assert_eq!(
+                served, recorded,
+                "{side}: prices and quantities as Binance sent them"
+            );
+        }
+    }
+    let (_, _, unfollowed) = get(&format!("{base}/api/v3/depth?symbol=ETHUSDT")).await;
+    assert!(
+        unfollowed["msg"]
+            .as_str()
+            .unwrap()
+            .contains("--follow-depth"),
+        "{unfollowed}"
+    );
+}

@@ -10,12 +10,17 @@
 //!   [`Bar`] arithmetic as `hedgehog ohlc`'s candles, so the two agree).
 //!
 //! Klines are those of the intervals that saw a trade (like `hedgehog ohlc`; Binance also sends
-//! empty ones for quiet intervals). With no order book, `ticker/bookTicker` and the 24-hour
-//! ticker's bid and ask are the prices of the last trade that hit a bid (its buyer was the
-//! maker) and the last that lifted an ask, with quantities of 0.
+//! empty ones for quiet intervals).
+//!
+//! The book: when the exchange follows Binance's partial depth stream, `depth`, the best bid
+//! and ask (`ticker/bookTicker`, the 24-hour ticker, LIMIT_MAKER's check) are the last book it
+//! carried. Otherwise there is no book: `depth` is refused saying so, and the bid and ask are
+//! the prices of the last trade that hit a bid (its buyer was the maker) and the last that
+//! lifted an ask, with quantities of 0.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use hedgehog_binance::market_stream::BookDepth;
 use hedgehog_binance::rest::{MarketTrade, Refusal};
 use hedgehog_domain::candle::{Bar, Interval};
 use hedgehog_domain::events::TradeReceived;
@@ -160,9 +165,72 @@ fn not_played_yet(symbol: &Symbol) -> Refusal {
 #[derive(Debug, Default)]
 pub struct MarketData {
     symbols: BTreeMap<Symbol, Played>,
+    /// The symbols whose books are followed, if any are.
+    followed_books: Option<Vec<Symbol>>,
+    books: BTreeMap<Symbol, BookDepth>,
 }
 
 impl MarketData {
+    /// Market data with the books of `followed_books` to come from a depth stream.
+    pub fn new(followed_books: Option<Vec<Symbol>>) -> MarketData {
+        MarketData {
+            followed_books,
+            ..MarketData::default()
+        }
+    }
+
+    /// The symbol's latest book from the followed depth stream.
+    pub fn set_book(&mut self, symbol: Symbol, book: BookDepth) {
+        self.books.insert(symbol, book);
+    }
+
+    /// The best bid and ask with their quantities: the followed book's, else the last trades'
+    /// (quantities 0).
+    fn top(&self, symbol: &Symbol) -> Option<((Decimal, Decimal), (Decimal, Decimal))> {
+        if let Some(book) = self.books.get(symbol) {
+            if let (Some(bid), Some(ask)) = (book.bids.first(), book.asks.first()) {
+                return Some((*bid, *ask));
+            }
+        }
+        let played = self.symbols.get(symbol)?;
+        let last = played.last()?.price;
+        let zero = Decimal::ZERO;
+        Some((
+            (played.bid.unwrap_or(last), zero),
+            (played.ask.unwrap_or(last), zero),
+        ))
+    }
+
+    /// `GET /api/v3/depth`: the followed book, best `limit` levels a side.
+    pub fn depth(&self, rules: &ExchangeRules, query: &Params) -> Answer {
+        let symbol = params::symbol(rules, query)?;
+        let limit = limit(query, 100, 5000)?;
+        let followed = self
+            .followed_books
+            .as_ref()
+            .is_some_and(|s| s.contains(&symbol));
+        let Some(book) = self.books.get(&symbol) else {
+            let why = if followed {
+                format!("No book of {symbol} has come from the followed depth stream yet.")
+            } else {
+                format!("Hedgehog's paper exchange has no order book of {symbol}: it fills orders from trades. Follow Binance's depth stream for one (--follow URL --follow-symbol {symbol} --follow-depth); ticker/bookTicker gives the last prices that hit the bid and lifted the ask.")
+            };
+            return Err(refuse(-1020, why));
+        };
+        let levels = |side: &[(Decimal, Decimal)]| -> Vec<Value> {
+            side.iter()
+                .take(limit)
+                .map(|(price, quantity)| json!([fixed8(*price), fixed8(*quantity)]))
+                .collect()
+        };
+        let answer = json!({
+            "lastUpdateId": book.last_update_id,
+            "bids": levels(&book.bids),
+            "asks": levels(&book.asks),
+        });
+        Ok((answer, Vec::new()))
+    }
+
     /// Keeps a market trade.
     pub fn record(&mut self, trade: &TradeReceived) {
         self.symbols
@@ -181,11 +249,9 @@ impl MarketData {
         self.symbols.get(symbol)?.average(mins)
     }
 
-    /// The best bid and ask as far as the trades tell (see the module's notes).
+    /// The best bid and ask prices (see the module's notes on the book).
     pub fn quote(&self, symbol: &Symbol) -> Option<(Decimal, Decimal)> {
-        let played = self.symbols.get(symbol)?;
-        let last = played.last()?.price;
-        Some((played.bid.unwrap_or(last), played.ask.unwrap_or(last)))
+        self.top(symbol).map(|(bid, ask)| (bid.0, ask.0))
     }
 
     fn played(&self, symbol: &Symbol) -> Result<&Played, Refusal> {
@@ -236,13 +302,13 @@ impl MarketData {
     /// `GET /api/v3/ticker/bookTicker`.
     pub fn book_ticker(&self, rules: &ExchangeRules, query: &Params) -> Answer {
         self.each(rules, query, |symbol, _| {
-            let (bid, ask) = self.quote(symbol).unwrap_or_default();
+            let (bid, ask) = self.top(symbol).unwrap_or_default();
             json!({
                 "symbol": symbol.as_str(),
-                "bidPrice": fixed8(bid),
-                "bidQty": fixed8(Decimal::ZERO),
-                "askPrice": fixed8(ask),
-                "askQty": fixed8(Decimal::ZERO),
+                "bidPrice": fixed8(bid.0),
+                "bidQty": fixed8(bid.1),
+                "askPrice": fixed8(ask.0),
+                "askQty": fixed8(ask.1),
             })
         })
     }
@@ -259,7 +325,7 @@ impl MarketData {
                 )),
             };
         self.each(rules, query, |symbol, played| {
-            ticker_24hr(symbol, played, self.quote(symbol), mini)
+            ticker_24hr(symbol, played, self.top(symbol), mini)
         })
     }
 
@@ -449,7 +515,7 @@ fn kline(interval: Interval, open: i64, bar: &Bar) -> Value {
 fn ticker_24hr(
     symbol: &Symbol,
     played: &Played,
-    quote: Option<(Decimal, Decimal)>,
+    top: Option<((Decimal, Decimal), (Decimal, Decimal))>,
     mini: bool,
 ) -> Value {
     let since = played.now - DAY_MS;
@@ -494,17 +560,18 @@ fn ticker_24hr(
         } else {
             bar.quote_volume / bar.volume
         };
-        let (bid, ask) = quote.unwrap_or((bar.close, bar.close));
+        let zero = Decimal::ZERO;
+        let (bid, ask) = top.unwrap_or(((bar.close, zero), (bar.close, zero)));
         let full = json!({
             "priceChange": fixed8(change),
             "priceChangePercent": format!("{:.3}", percent.round_dp(3)),
             "weightedAvgPrice": fixed8(average),
             "prevClosePrice": fixed8(played.before_window.unwrap_or(bar.open)),
             "lastQty": fixed8(last.map_or(Decimal::ZERO, |t| t.quantity)),
-            "bidPrice": fixed8(bid),
-            "bidQty": fixed8(Decimal::ZERO),
-            "askPrice": fixed8(ask),
-            "askQty": fixed8(Decimal::ZERO),
+            "bidPrice": fixed8(bid.0),
+            "bidQty": fixed8(bid.1),
+            "askPrice": fixed8(ask.0),
+            "askQty": fixed8(ask.1),
         });
         if let (Some(answer), Some(full)) = (answer.as_object_mut(), full.as_object()) {
             answer.extend(full.clone());
@@ -624,6 +691,45 @@ mod tests {
             (book["bidPrice"].as_str(), book["askPrice"].as_str()),
             (Some("0.50000000"), Some("0.60000000"))
         );
+    }
+
+    #[test]
+    fn the_book_is_the_followed_one_or_none_said_so() {
+        let r = rules();
+        let btc = Symbol::parse("BTCUSDT").unwrap();
+        let mut m = MarketData::new(Some(vec![btc.clone()]));
+        let query = params(&[("symbol", "BTCUSDT"), ("limit", "1")]);
+        let err = m.depth(&r, &query).unwrap_err().msg;
+        assert!(err.contains("No book of BTCUSDT has come"), "{err}");
+        let other = m
+            .depth(&r, &params(&[("symbol", "ETHUSDT")]))
+            .unwrap_err()
+            .msg;
+        assert!(other.contains("--follow-depth"), "{other}");
+        m.set_book(
+            btc,
+            BookDepth {
+                last_update_id: 7,
+                bids: vec![(dec!(100.5), dec!(2)), (dec!(100.4), dec!(1))],
+                asks: vec![(dec!(100.6), dec!(3))],
+            },
+        );
+        let (depth, _) = m.depth(&r, &query).unwrap();
+        assert_eq!(
+            depth,
+            json!({"lastUpdateId": 7, "bids": [["100.50000000", "2.00000000"]], "asks": [["100.60000000", "3.00000000"]]})
+        );
+        assert_eq!(
+            m.quote(&Symbol::parse("BTCUSDT").unwrap()),
+            Some((dec!(100.5), dec!(100.6)))
+        );
+        let mut t = trade(1, 0, dec!(100.5), dec!(1), true);
+        t.symbol = Symbol::parse("BTCUSDT").unwrap();
+        m.record(&t);
+        let (top, _) = m
+            .book_ticker(&r, &params(&[("symbol", "BTCUSDT")]))
+            .unwrap();
+        assert_eq!(top["askQty"], "3.00000000");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! On one port it answers, over HTTP, `/api/v3/`: `ping`, `time`, `exchangeInfo`; market data
 //! from the trades it plays ([`market`]: `trades`, `historicalTrades`, `aggTrades`, `klines`,
-//! `uiKlines`, `ticker/24hr`, `ticker/price`, `ticker/bookTicker`, `avgPrice`); and the
+//! `uiKlines`, `ticker/24hr`, `ticker/price`, `ticker/bookTicker`, `avgPrice`; `depth` from a
+//! followed book); and the
 //! account ([`account`]: `order` POST, GET and DELETE, `openOrders` GET and DELETE,
 //! `allOrders`, `account`, `account/commission`, `myTrades`). Over websockets: the trade
 //! stream (`/stream?streams=` and `/ws/<stream>`) and the WebSocket API's user data stream
@@ -96,9 +97,20 @@ pub struct ExchangeOptions {
     /// are the ones kept.
     pub exchange_info_json: String,
     pub rules: ExchangeRules,
-    /// A live trade stream to fill from as well (Binance's, or a replay server's), and the
-    /// symbols to follow on it.
-    pub follow: Option<(String, Vec<Symbol>)>,
+    /// A live market to fill from as well.
+    pub follow: Option<Follow>,
+}
+
+/// A live market followed: Binance's combined stream (or a replay server's).
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// The stream's base URL, e.g. `wss://stream.binance.com:9443`.
+    pub url: String,
+    /// The symbols whose trades fill orders and feed the market data.
+    pub symbols: Vec<Symbol>,
+    /// Also follow their partial book depth (the best 20 levels a side, every 100 ms): `depth`,
+    /// `ticker/bookTicker` and LIMIT_MAKER then see the real book.
+    pub depth: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +176,7 @@ pub struct ExchangeServer {
     trades: Vec<TradeReceived>,
     speed: f64,
     start: Start,
-    follow: Option<(String, Vec<Symbol>)>,
+    follow: Option<Follow>,
 }
 
 impl ExchangeServer {
@@ -185,7 +197,13 @@ impl ExchangeServer {
                 limits: Limits::new(&venue.rate_limits),
                 venue,
                 account: Account::new(options.commission, &options.balances),
-                market: MarketData::default(),
+                market: MarketData::new(
+                    options
+                        .follow
+                        .as_ref()
+                        .filter(|f| f.depth)
+                        .map(|f| f.symbols.clone()),
+                ),
             }),
             api_key: options.api_key,
             secret: options.secret,
@@ -223,7 +241,7 @@ impl ExchangeServer {
         let tape = tokio::spawn(play(Arc::clone(&exchange), self.trades, self.speed));
         let live = self
             .follow
-            .map(|(url, symbols)| tokio::spawn(follow(Arc::clone(&exchange), url, symbols)));
+            .map(|f| tokio::spawn(follow(Arc::clone(&exchange), f)));
         let app = axum::Router::new()
             .route("/ws-api/v3", axum::routing::get(ws_api::ws_api))
             .route("/stream", axum::routing::get(market_stream))
@@ -256,10 +274,19 @@ async fn play(exchange: Arc<Exchange>, trades: Vec<TradeReceived>, speed: f64) {
     tracing::info!(trades = trades.len(), "every recorded trade played");
 }
 
-/// Fills from a live trade stream: every trade of `symbols` it carries fills what it reaches
-/// and goes out on this exchange's own trade stream. Reconnects forever, with backoff.
-async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
-    let stream_url = market_stream::trades_url(&url, &symbols);
+/// Fills from a live trade stream: every trade of the followed symbols fills what it reaches
+/// and goes out on this exchange's own trade stream; their books, when followed, replace the
+/// last ones. Reconnects forever, with backoff.
+async fn follow(exchange: Arc<Exchange>, follow: Follow) {
+    let mut streams: Vec<String> = follow
+        .symbols
+        .iter()
+        .map(|s| format!("{}@trade", s.as_str().to_ascii_lowercase()))
+        .collect();
+    if follow.depth {
+        streams.extend(follow.symbols.iter().map(market_stream::depth_stream));
+    }
+    let stream_url = market_stream::streams_url(&follow.url, &streams);
     let paper = PaperExchange::default();
     let (_keep, mut never) = tokio::sync::watch::channel(false);
     let mut backoff = Duration::from_millis(500);
@@ -274,6 +301,17 @@ async fn follow(exchange: Arc<Exchange>, url: String, symbols: Vec<Symbol>) {
                         Heard::Alive => continue,
                         Heard::Closed | Heard::Dropped(_) => break,
                     };
+                    match market_stream::parse_depth_frame(&text) {
+                        Some(Ok((symbol, book))) => {
+                            exchange.venue().market.set_book(symbol, book);
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = e, "a depth frame skipped");
+                            continue;
+                        }
+                        None => {}
+                    }
                     let trade = hedgehog_binance::parse_frame(&text)
                         .ok()
                         .and_then(hedgehog_binance::Frame::into_trade);
@@ -410,11 +448,11 @@ impl Exchange {
             ("GET", "ticker/24hr") => market.ticker_24hr(rules, query),
             ("GET", "ticker/bookTicker") => market.book_ticker(rules, query),
             ("GET", "avgPrice") => market.average_price(rules, query),
-            ("GET", "depth") => Err(params::refuse(
+            ("GET", "depth") => market.depth(rules, query),
+            _ => Err(params::refuse(
                 -1020,
-                "Hedgehog's paper exchange has no order book: it fills orders from the trades it plays or follows, so there is no depth to serve. ticker/bookTicker gives the last prices that hit the bid and lifted the ask.",
+                format!("{method} {path} is not served by Hedgehog's paper exchange"),
             )),
-            _ => Err(params::refuse(-1020, format!("{method} {path} is not served by Hedgehog's paper exchange"))),
         }
     }
 }
