@@ -1,5 +1,6 @@
 //! python-binance drives `hedgehog exchange serve`: orders placed, queried and cancelled,
-//! balances read, Binance's error codes met (see `tests/python/python_binance_client.py`).
+//! balances read, Binance's error codes met; then, on an exchange playing real trades, market
+//! data read and market, IOC and maker orders (see `tests/python/python_binance_client.py`).
 
 use std::process::{Command, Stdio};
 
@@ -13,14 +14,38 @@ const PYTHON_BINANCE: &str = "python-binance==1.0.37";
 fn python_binance_trades_against_the_paper_exchange() {
     let python = python::venv(PYTHON_BINANCE);
     let (key, secret) = ("py-key", "py-secret");
-    let mut exchange = Running::new(
-        Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-            .args(["exchange", "serve", "--port", "0"])
-            .args(["--api-key", key, "--api-secret", secret])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let serve = |args: &[&str]| {
+        let mut exchange = Running::new(
+            Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+                .args(["exchange", "serve", "--port", "0"])
+                .args(["--api-key", key, "--api-secret", secret])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let base = Printed::follow(exchange.child()).address("http://", "http://");
+        (exchange, base)
+    };
+    let (_empty, base) = serve(&[]);
+    let tape = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-vision.csv.gz"
     );
-    let base = Printed::follow(exchange.child()).address("http://", "http://");
-    python::run(&python, "python_binance_client.py", &[&base, key, secret]);
+    let (_playing, tape_base) = serve(&[
+        "--start",
+        "now",
+        "--speed",
+        "10",
+        "--balance",
+        "USDT=100000",
+        "--symbol",
+        "BTCUSDT",
+        tape,
+    ]);
+    python::run(
+        &python,
+        "python_binance_client.py",
+        &[&base, key, secret, &tape_base],
+    );
 }
