@@ -196,7 +196,9 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// The bar of one trade.
+    /// The bar of one trade. (`#[inline]`: the candles projection calls these per trade from
+    /// another crate.)
+    #[inline]
     pub fn of(trade: &TradeReceived) -> Bar {
         let quote = quote(trade);
         let taker_buy = !trade.buyer_is_maker;
@@ -220,6 +222,7 @@ impl Bar {
     }
 
     /// Adds one trade: the same as `merge(&Bar::of(trade))`, without building the bar.
+    #[inline]
     pub fn add(&mut self, trade: &TradeReceived) {
         let quote = quote(trade);
         if trade.first_id() < self.first_trade_id {
@@ -242,6 +245,7 @@ impl Bar {
     }
 
     /// The bar over the trades of both (which must be disjoint sets).
+    #[inline]
     pub fn merge(&mut self, other: &Bar) {
         if other.first_trade_id < self.first_trade_id {
             self.first_trade_id = other.first_trade_id;
@@ -263,6 +267,7 @@ impl Bar {
 
 /// A trade's quote amount, exact, without the trailing zeros the product of two 8-decimal
 /// numbers would carry.
+#[inline]
 fn quote(trade: &TradeReceived) -> Decimal {
     (trade.price * trade.quantity).normalize()
 }
