@@ -1265,6 +1265,79 @@ mod tests {
         assert_eq!(place.weight_of(with(every)), 1);
     }
 
+    /// Binance's documented answers to an order placed (FULL), queried and cancelled, to open
+    /// orders and to the account: the client reads Binance's own payloads, not only the
+    /// simulated exchange's.
+    #[test]
+    fn binances_documented_order_and_account_payloads_decode() {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/../tests/fixtures/binance-rest/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let full: Order = decode(
+            "POST /api/v3/order",
+            &fixture("new_order_full_response.json"),
+        )
+        .unwrap();
+        assert_eq!(
+            (full.order_id, full.status, full.side),
+            (28, OrderStatus::Filled, Side::Sell)
+        );
+        assert_eq!(
+            (full.executed_qty, full.transact_time),
+            (Decimal::from(10), Some(1507725176595))
+        );
+        assert_eq!(full.fills.len(), 5);
+        assert_eq!(
+            (
+                full.fills[0].price,
+                full.fills[0].commission_asset.as_str(),
+                full.fills[0].trade_id
+            ),
+            (Decimal::from(4000), "USDT", 56)
+        );
+        let queried: Order = decode("GET /api/v3/order", &fixture("order_response.json")).unwrap();
+        assert_eq!(
+            (queried.symbol.as_str(), queried.client_id()),
+            ("LTCBTC", "myOrder1")
+        );
+        assert_eq!(
+            (queried.price, queried.status),
+            ("0.1".parse().unwrap(), OrderStatus::New)
+        );
+        let cancelled: Order = decode(
+            "DELETE /api/v3/order",
+            &fixture("cancel_order_response.json"),
+        )
+        .unwrap();
+        assert_eq!(cancelled.status, OrderStatus::Canceled);
+        assert_eq!(
+            (cancelled.client_order_id.as_str(), cancelled.client_id()),
+            ("cancelMyOrder1", "myOrder1"),
+            "a cancel's clientOrderId names the cancel; the order's is origClientOrderId"
+        );
+        let open: Vec<Order> = decode(
+            "GET /api/v3/openOrders",
+            &fixture("open_orders_response.json"),
+        )
+        .unwrap();
+        assert_eq!(open.len(), 1);
+        let account: Account =
+            decode("GET /api/v3/account", &fixture("account_response.json")).unwrap();
+        assert!(account.can_trade);
+        assert_eq!(
+            account.balance("BTC").0,
+            "4723846.89208129".parse().unwrap()
+        );
+        assert_eq!(
+            account.commission_rates.unwrap().maker,
+            "0.0015".parse().unwrap()
+        );
+    }
+
     /// A `historicalTrades` answer captured from Binance (BTCUSDT, 2021-10-22).
     #[test]
     fn historical_trades_become_trade_events() {

@@ -161,6 +161,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
                 symbols: follow_symbols,
                 depth: follow_depth,
             }),
+            clock_skew_ms: 0,
         },
         port,
     )

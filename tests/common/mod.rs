@@ -6,11 +6,11 @@
 //! `HEDGEHOG_SKIP_POSTGRES=1` asks to skip them (CI never sets it).
 #![allow(dead_code)]
 
-pub mod binance_mock;
 pub mod book;
 pub mod http;
 pub mod processes;
 pub mod python;
+pub mod simulated_binance;
 
 use hedgehog_domain::testkit;
 use std::time::Duration;

@@ -3,18 +3,18 @@
 //! The replay server and the streamer are the real binary.
 
 use crate::common;
-use crate::common::binance_mock;
+use crate::common::simulated_binance;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use binance_mock::{Mock, Scripted};
 use common::processes::{
     hedgehog, number, ok, spawn_with_env, start_streamer, stop, wait_for, Replay, Running, WS,
 };
 use common::{symbol, TestDb};
 use hedgehog_ingest::import::{read_trades, ImportOptions};
 use hedgehog_store::{RecordedEvent, StreamId};
+use simulated_binance::{Scripted, SimBinance};
 
 on_both_backends!(
     streams_every_trade_once_across_forced_disconnects,
@@ -53,11 +53,11 @@ async fn import_head(db: &TestDb) -> Vec<RecordedEvent> {
 }
 
 /// A mock Binance REST whose `historicalTrades` knows the whole 2024-08-08 recording.
-async fn rest_with_day_one() -> Mock {
+async fn rest_with_day_one() -> SimBinance {
     let file = PathBuf::from(format!("{WS}/spot_btcusdt_20240808.gz"));
     let trades = read_trades(&[file], &ImportOptions::default()).unwrap();
     assert_eq!(trades.len() as i64, DAY_ONE);
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     mock.serve_trades(trades.iter().map(|(_, t)| t));
     mock
 }
@@ -67,7 +67,7 @@ async fn rest_with_day_one() -> Mock {
 /// stream and the streamer's summary.
 async fn stream_day_two(
     db: &TestDb,
-    rest: &Mock,
+    rest: &SimBinance,
     env: &[(&str, &str)],
     expect: i64,
 ) -> (Vec<u64>, String) {
@@ -256,7 +256,7 @@ mod cases {
         rest.script(
             "GET",
             "/api/v3/historicalTrades",
-            Scripted::Error(400, -1121, "Invalid symbol."),
+            Scripted::Error(400, -1121, "Invalid symbol.".into()),
         );
         let (ids, summary) = stream_day_two(db, &rest, &[], HEAD + DAY_TWO).await;
 

@@ -1,12 +1,13 @@
-//! The Binance REST adapter against a mock Binance on 127.0.0.1 that answers with Binance's own
-//! payloads and checks every request's key, signature, timestamp, parameters and filters.
+//! The Binance REST adapter against the simulated Binance on 127.0.0.1 (what `exchange serve`
+//! runs), which checks every request's key, signature, timestamp, parameters and filters, and
+//! whose fault injection plays 429s, 418s, errors, lost answers and hangs. (That the client
+//! reads Binance's own documented payloads is checked in `binance/src/rest.rs`.)
 
 use crate::common;
-use crate::common::binance_mock;
+use crate::common::simulated_binance;
 
 use std::time::{Duration, Instant};
 
-use binance_mock::{Mock, Scripted, API_KEY, SECRET};
 use hedgehog_binance::rest::{
     Credentials, NewOrder, OrderRef, OrderStatus, RateLimit, RateLimitType, RestClient, RestError,
 };
@@ -14,12 +15,13 @@ use hedgehog_domain::{Side, Symbol};
 use hedgehog_store::StreamId;
 use rust_decimal_macros::dec;
 use serde_json::json;
+use simulated_binance::{Scripted, SimBinance, API_KEY, SECRET};
 
 fn btcusdt() -> Symbol {
     Symbol::parse("BTCUSDT").unwrap()
 }
 
-fn client(mock: &Mock, timeout: Duration) -> RestClient {
+fn client(mock: &SimBinance, timeout: Duration) -> RestClient {
     RestClient::new(&mock.url, Some(Credentials::new(API_KEY, SECRET)), timeout)
 }
 
@@ -34,10 +36,10 @@ fn buy(client_order_id: &str) -> NewOrder {
 }
 
 #[tokio::test]
-async fn signed_requests_carry_key_timestamp_window_and_signature_and_decode_real_payloads() {
+async fn signed_requests_carry_key_timestamp_window_and_signature() {
     // The mock's clock runs 40 s ahead: without measuring it, every signed request would be
     // refused (-1021).
-    let mock = Mock::start(40_000).await;
+    let mock = SimBinance::start(40_000).await;
     let rest = client(&mock, Duration::from_secs(5));
     rest.ping().await.unwrap();
     let offset = rest.sync_time().await.unwrap();
@@ -130,7 +132,7 @@ async fn signed_requests_carry_key_timestamp_window_and_signature_and_decode_rea
 
 #[tokio::test]
 async fn binance_errors_are_typed_and_name_the_endpoint() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_secs(5));
 
     // Real filter failures, from BTCUSDT's filters: a price off the tick, a quantity off the step.
@@ -153,7 +155,7 @@ async fn binance_errors_are_typed_and_name_the_endpoint() {
         Scripted::Error(
             400,
             -2010,
-            "Account has insufficient balance for requested action.",
+            "Account has insufficient balance for requested action.".into(),
         ),
     );
     let e = rest.place_limit_order(&buy("hh-3")).await.unwrap_err();
@@ -191,7 +193,7 @@ async fn binance_errors_are_typed_and_name_the_endpoint() {
 
 #[tokio::test]
 async fn a_clock_that_drifts_is_measured_again_once() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_secs(5));
     mock.script(
         "GET",
@@ -199,7 +201,7 @@ async fn a_clock_that_drifts_is_measured_again_once() {
         Scripted::Error(
             400,
             -1021,
-            "Timestamp for this request is outside of the recvWindow.",
+            "Timestamp for this request is outside of the recvWindow.".into(),
         ),
     );
     rest.account().await.unwrap();
@@ -212,7 +214,7 @@ async fn a_clock_that_drifts_is_measured_again_once() {
 
 #[tokio::test]
 async fn a_429_pauses_for_retry_after_and_a_418_halts_without_touching_the_network() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_secs(5));
     mock.script("GET", "/api/v3/openOrders", Scripted::TooMany(1));
     let started = Instant::now();
@@ -241,7 +243,7 @@ async fn a_429_pauses_for_retry_after_and_a_418_halts_without_touching_the_netwo
 
 #[tokio::test]
 async fn the_client_waits_for_the_next_window_rather_than_exceed_an_order_limit() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_secs(5));
     rest.set_rate_limits(&[RateLimit {
         rate_limit_type: RateLimitType::Orders,
@@ -273,7 +275,7 @@ async fn the_client_waits_for_the_next_window_rather_than_exceed_an_order_limit(
 
 #[tokio::test]
 async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_twice() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_millis(300));
 
     // The order lands but its answer is lost: found by its client order id, placed once.
@@ -284,7 +286,7 @@ async fn a_lost_answer_is_resolved_by_looking_the_order_up_never_by_placing_it_t
     );
     let placed = rest.place_limit_order(&buy("hh-lost-1")).await.unwrap();
     assert_eq!(placed.client_order_id, "hh-lost-1");
-    let posts = |mock: &Mock, id: &str| {
+    let posts = |mock: &SimBinance, id: &str| {
         mock.seen()
             .iter()
             .filter(|s| s.method == "POST" && s.params["newClientOrderId"] == id)
@@ -412,7 +414,7 @@ async fn refusals_become_rejections_and_a_ban_a_halt() {
     use hedgehog_domain::types::{OrderType, TimeInForce};
     use hedgehog_domain::{Event, Timestamp};
 
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let rest = client(&mock, Duration::from_secs(2));
     let placed = |id: &str| {
         Event::OrderPlaced(OrderPlaced {
@@ -435,7 +437,7 @@ async fn refusals_become_rejections_and_a_ban_a_halt() {
         Scripted::Error(
             400,
             -2010,
-            "Account has insufficient balance for requested action.",
+            "Account has insufficient balance for requested action.".into(),
         ),
     );
     let reports = hedgehog_binance::live::send(&rest, &[placed("refused-1")]).await;
@@ -466,7 +468,7 @@ async fn refusals_become_rejections_and_a_ban_a_halt() {
 /// Binance's changes, and the rate limits are applied.
 #[tokio::test]
 async fn the_exchange_info_is_read_again_on_a_period() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let venue = hedgehog_binance::live::Venue::new(
         client(&mock, Duration::from_secs(2)),
         Default::default(),
@@ -499,7 +501,7 @@ async fn the_exchange_info_is_read_again_on_a_period() {
 /// most 1,000 from the id asked for, decoded into trades in id order.
 #[tokio::test]
 async fn historical_trades_are_public_paged_and_in_id_order() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let trades: Vec<_> = (100..3_100u64)
         .map(|id| hedgehog_domain::events::TradeReceived {
             quantity: dec!(0.001),
@@ -546,7 +548,7 @@ async fn historical_trades_are_public_paged_and_in_id_order() {
 /// (the close of that minute's kline), or `None` before BNBUSDT's first trade.
 #[tokio::test]
 async fn a_commission_asset_is_priced_by_the_minute_it_was_charged_in() {
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let bnb = hedgehog_domain::Symbol::parse("BNBUSDT").unwrap();
     let minute = 1_700_000_040_000i64; // a minute boundary
     let trades: Vec<_> = [
@@ -620,7 +622,7 @@ async fn recorded<T>(
     }
 }
 
-async fn live_buy(mock: &Mock, at: i64) -> LiveBuy {
+async fn live_buy(mock: &SimBinance, at: i64) -> LiveBuy {
     use hedgehog_domain::{Event, Timestamp};
     use hedgehog_engine::aggregate::TradingAggregate;
     use hedgehog_engine::trading::{Request, SettingsChange};
@@ -697,7 +699,7 @@ async fn a_live_fill_charged_in_bnb_counts_at_bnbs_price() {
     use hedgehog_domain::trading::Report;
     use hedgehog_domain::{Event, Timestamp};
 
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let at = 1_700_000_040_000i64;
     mock.serve_trades(&[common::trade_at("BNBUSDT", 1, dec!(612.3), at + 5_000)]);
     let LiveBuy {
@@ -754,7 +756,7 @@ async fn a_fill_racing_a_stop_is_recorded_from_the_cancels_answer() {
     use hedgehog_domain::{Event, Timestamp};
     use hedgehog_engine::trading::Request;
 
-    let mock = Mock::start(0).await;
+    let mock = SimBinance::start(0).await;
     let at = 1_700_000_040_000i64;
     let LiveBuy {
         db,

@@ -1,5 +1,5 @@
 //! Trading: the book's strategy order for order, the trading commands, backtests and
-//! strategies, live trading against a mock Binance, Binance's REST client, python-binance and ccxt against
+//! strategies, live trading against the simulated Binance, Binance's REST client, python-binance and ccxt against
 //! `exchange serve`.
 //!
 //! One test binary per area: each module is one former test file.

@@ -604,6 +604,47 @@ impl Account {
         Ok((json!(orders), Vec::new()))
     }
 
+    /// Every order, as `allOrders` gives them, oldest first.
+    pub fn every_order(&self) -> Vec<Value> {
+        self.orders.values().map(Order::json).collect()
+    }
+
+    /// The open order `client_order_id` executes `quantity` for `quote` (at their ratio), its
+    /// funds moving as a fill's do, with the report thrown away. False if no open order has
+    /// that id.
+    pub fn execute_unreported(
+        &mut self,
+        rules: &ExchangeRules,
+        client_order_id: &str,
+        quantity: Decimal,
+        quote: Decimal,
+        now: i64,
+    ) -> bool {
+        let found = self
+            .orders
+            .values()
+            .rev()
+            .find(|o| o.is_open() && o.client_order_id == client_order_id)
+            .map(|o| (o.order_id, o.symbol.clone()));
+        let Some((id, symbol)) = found else {
+            return false;
+        };
+        let Some(symbol_rules) = rules.get(&symbol) else {
+            return false;
+        };
+        if quantity <= Decimal::ZERO {
+            return false;
+        }
+        let _unreported = self.execute(
+            symbol_rules,
+            id,
+            (quantity, quote / quantity, true),
+            None,
+            now,
+        );
+        true
+    }
+
     /// `GET /api/v3/account`.
     pub fn account(&self, query: &Params, now: i64) -> Value {
         let omit_zero = query.get("omitZeroBalances").is_some_and(|v| v == "true");

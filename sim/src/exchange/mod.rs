@@ -26,6 +26,7 @@
 //! plays once, at `speed` times real pace (0: as fast as possible).
 
 mod account;
+mod control;
 mod limits;
 mod market;
 mod params;
@@ -58,7 +59,10 @@ use hedgehog_binance::rest::{verify_signed_query, Endpoint, Refusal, Security};
 use hedgehog_binance::Market;
 use hedgehog_ingest::import::{ImportError, ImportOptions};
 
+pub use control::{Control, Fault, Seen};
+
 use account::Account;
+use control::Faults;
 use limits::Limits;
 use market::MarketData;
 use params::{Answer, Params};
@@ -99,6 +103,8 @@ pub struct ExchangeOptions {
     pub rules: ExchangeRules,
     /// A live market to fill from as well.
     pub follow: Option<Follow>,
+    /// The exchange's clock runs this far ahead of the machine's (ms); 0 for `exchange serve`.
+    pub clock_skew_ms: i64,
 }
 
 /// A live market followed: Binance's combined stream (or a replay server's).
@@ -150,10 +156,9 @@ struct Exchange {
     start: Notify,
     /// Counts the trades played, for the orders waiting on them.
     traded: watch::Sender<u64>,
-}
-
-fn now_ms() -> i64 {
-    hedgehog_runtime::time::now().millis()
+    /// Scripted faults and the requests seen ([`Control`]).
+    faults: Mutex<Faults>,
+    clock_skew_ms: i64,
 }
 
 fn error(status: StatusCode, code: i64, msg: &str) -> Response {
@@ -212,6 +217,8 @@ impl ExchangeServer {
             user: broadcast::channel(1024).0,
             start: Notify::new(),
             traded: watch::channel(0).0,
+            faults: Mutex::new(Faults::default()),
+            clock_skew_ms: options.clock_skew_ms,
         };
         Ok(ExchangeServer {
             listener,
@@ -225,6 +232,11 @@ impl ExchangeServer {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The hold its tests and demos have on it: faults, requests seen, hidden executions.
+    pub fn control(&self) -> Control {
+        Control(Arc::clone(&self.exchange))
     }
 
     /// How many trades it plays.
@@ -345,7 +357,7 @@ impl Exchange {
                 ..
             } = &mut *venue;
             market.record(trade);
-            account.fill(rules, paper, trade, now_ms())
+            account.fill(rules, paper, trade, self.now())
         };
         for report in reports {
             let _ = self.user.send(report);
@@ -353,6 +365,15 @@ impl Exchange {
         let (stream, frame) = combined_frame(Market::Spot, trade);
         let _ = self.market.send((stream, frame));
         self.traded.send_modify(|n| *n += 1);
+    }
+
+    /// The exchange's clock (ms): the machine's, `clock_skew_ms` ahead.
+    fn now(&self) -> i64 {
+        hedgehog_runtime::time::now().millis() + self.clock_skew_ms
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn venue(&self) -> MutexGuard<'_, Venue> {
@@ -385,7 +406,7 @@ impl Exchange {
         } else {
             body
         };
-        verify_signed_query(signed, &self.secret, now_ms())
+        verify_signed_query(signed, &self.secret, self.now())
     }
 
     /// `POST /api/v3/order`: places it, lets a taker meet the trades that follow (up to
@@ -401,7 +422,7 @@ impl Exchange {
                 market,
                 ..
             } = &mut *venue;
-            account.place(rules, venue, market, query, now_ms())
+            account.place(rules, venue, market, query, self.now())
         };
         let (id, response, reports) = match placed {
             Ok(placed) => placed,
@@ -417,12 +438,12 @@ impl Exchange {
                 }
             }
         }
-        axum::Json(self.venue().account.placed(id, response, now_ms())).into_response()
+        axum::Json(self.venue().account.placed(id, response, self.now())).into_response()
     }
 
     /// Every other endpoint, answered under the lock.
     fn answer(&self, method: &Method, path: &str, query: &Params) -> Answer {
-        let now = now_ms();
+        let now = self.now();
         let mut venue = self.venue();
         let Venue {
             rules,
@@ -478,6 +499,40 @@ async fn rest(
             &format!("{method} {path} is not served by Hedgehog's paper exchange"),
         );
     };
+    let fault = exchange.faults().arrive(Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        params: url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .chain(url::form_urlencoded::parse(body.as_bytes()).into_owned())
+            .collect(),
+        api_key: headers
+            .get("x-mbx-apikey")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        at: exchange.now(),
+    });
+    let late = match fault {
+        None => None,
+        Some(Fault::LoseAnswer(delay)) => Some(delay),
+        Some(Fault::TooMany(secs)) => {
+            let msg = "Too many requests; current limit of request weight per 1 MINUTE exceeded.";
+            return with_retry_after(error(StatusCode::TOO_MANY_REQUESTS, -1003, msg), secs);
+        }
+        Some(Fault::Teapot(secs)) => {
+            let msg = "Way too many requests; IP banned until later.";
+            return with_retry_after(error(StatusCode::IM_A_TEAPOT, -1003, msg), secs);
+        }
+        Some(Fault::Error(status, code, msg)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, code, &msg);
+        }
+        Some(Fault::Hang(delay)) => {
+            tokio::time::sleep(delay).await;
+            let msg = "Internal error; unable to process your request. Please try again.";
+            return error(StatusCode::SERVICE_UNAVAILABLE, -1001, msg);
+        }
+    };
     let params = if endpoint.security == Security::Signed {
         match exchange.verify(&headers, &query, &body) {
             Ok(params) => params,
@@ -492,24 +547,22 @@ async fn rest(
     let admitted = exchange
         .venue()
         .limits
-        .admit(now_ms(), weight, endpoint.order);
+        .admit(exchange.now(), weight, endpoint.order);
     let (mut response, usage) = match admitted {
         Err(too_many) => {
-            let mut response = error(
+            let response = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 too_many.refusal.code,
                 &too_many.refusal.msg,
             );
-            response
-                .headers_mut()
-                .insert("retry-after", too_many.retry_after_secs.into());
-            (response, too_many.headers)
+            let secs = too_many.retry_after_secs.max(0) as u64;
+            (with_retry_after(response, secs), too_many.headers)
         }
         Ok(usage) => {
             let response = match (&method, path.as_str()) {
                 (&Method::GET, "/api/v3/ping") => axum::Json(json!({})).into_response(),
                 (&Method::GET, "/api/v3/time") => {
-                    axum::Json(json!({ "serverTime": now_ms() })).into_response()
+                    axum::Json(json!({ "serverTime": exchange.now() })).into_response()
                 }
                 (&Method::GET, "/api/v3/exchangeInfo") => (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -533,6 +586,14 @@ async fn rest(
             response.headers_mut().insert(name, HeaderValue::from(used));
         }
     }
+    if let Some(delay) = late {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn with_retry_after(mut response: Response, secs: u64) -> Response {
+    response.headers_mut().insert("retry-after", secs.into());
     response
 }
 

@@ -11,7 +11,7 @@ use hedgehog_binance::rest::sign;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use super::{now_ms, Exchange};
+use super::Exchange;
 
 /// The WebSocket API: `userDataStream.subscribe.signature`, `ping` and `time`.
 pub async fn ws_api(State(exchange): State<Arc<Exchange>>, upgrade: WebSocketUpgrade) -> Response {
@@ -67,7 +67,7 @@ fn ws_request(exchange: &Exchange, text: &str) -> Value {
     let ok = |result: Value| json!({ "id": id, "status": 200, "result": result });
     match request.get("method").and_then(Value::as_str) {
         Some("ping") => ok(json!({})),
-        Some("time") => ok(json!({ "serverTime": now_ms() })),
+        Some("time") => ok(json!({ "serverTime": exchange.now() })),
         Some("userDataStream.subscribe.signature") => {
             let Some(params) = request.get("params").and_then(Value::as_object) else {
                 return fail(400, -1102, "Mandatory parameter 'params' was not sent.");
@@ -99,7 +99,7 @@ fn ws_request(exchange: &Exchange, text: &str) -> Value {
                 .get("recvWindow")
                 .and_then(|w| w.parse::<i64>().ok())
                 .unwrap_or(5_000);
-            let now = now_ms();
+            let now = exchange.now();
             match timestamp {
                 Some(t) if t <= now + 1_000 && now - t <= window => ok(json!({ "subscriptionId": 0 })),
                 _ => fail(400, -1021, "Timestamp for this request is outside of the recvWindow."),
