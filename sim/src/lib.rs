@@ -1,7 +1,6 @@
-//! `hedgehog-sim`: a simulated Binance on 127.0.0.1, for demos, tests and `hedgehog exchange
-//! serve`. `replay` plays recorded trades as Binance's trade stream; `exchange` is the paper
-//! exchange behind Binance's spot API (REST, trade stream and WebSocket API).
+//! `hedgehog-sim`: the simulated Binance on 127.0.0.1, for demos, tests, `hedgehog exchange
+//! serve` and `hedgehog replay-server`: one exchange (`exchange`) behind Binance's spot API (REST,
+//! trade stream and WebSocket API), playing recorded trades from its `tape`.
 
 pub mod exchange;
-pub mod replay;
 pub mod tape;

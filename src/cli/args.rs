@@ -708,7 +708,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 0)]
     pub drop_every: u64,
     /// Messages a new connection repeats from before where the last one was cut.
-    #[arg(long, default_value_t = hedgehog_sim::replay::RESUME_OVERLAP)]
+    #[arg(long, default_value_t = hedgehog_sim::exchange::RESUME_OVERLAP)]
     pub resume_overlap: usize,
     /// Symbol for files whose rows carry none.
     #[arg(long)]

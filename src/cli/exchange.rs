@@ -5,7 +5,6 @@ use std::io::{self, Write};
 use hedgehog::config::{self};
 use hedgehog_binance::exchange_info;
 use hedgehog_ingest::import::ImportOptions;
-use hedgehog_sim::replay::{ReplayOptions, ReplayServer};
 use rust_decimal::Decimal;
 
 use super::args::*;
@@ -29,25 +28,16 @@ pub async fn exchange_serve(
         "--commission must be in [0, 1), not {}",
         options.commission
     );
-    let (json, origin) = match exchange_info_file {
-        Some(path) => (exchange_info::load_json(path)?, path.display().to_string()),
-        None => (
-            exchange_info::bundled_json()?,
-            "bundled exchange info".to_owned(),
-        ),
-    };
-    options.rules = exchange_info::parse(&json, &origin)?;
-    options.exchange_info_json = json;
+    (options.exchange_info_json, options.rules) = exchange_info(exchange_info_file)?;
     let mut fresh = Vec::new();
-    let mut fresh_secret = |value: &mut String, what: &'static str| {
+    let mut fill = |value: &mut String, what: &'static str| {
         if value.is_empty() {
-            use rand::distr::{Alphanumeric, SampleString};
-            *value = Alphanumeric.sample_string(&mut rand::rng(), 64);
+            *value = fresh_secret();
             fresh.push(what);
         }
     };
-    fresh_secret(&mut options.api_key, "api key");
-    fresh_secret(&mut options.secret, "api secret");
+    fill(&mut options.api_key, "api key");
+    fill(&mut options.secret, "api secret");
     let server = ExchangeServer::bind(([127, 0, 0, 1], port).into(), options.clone()).await?;
     let addr = server.local_addr()?;
     let mut out = io::stdout().lock();
@@ -75,8 +65,10 @@ pub async fn exchange_serve(
     Ok(())
 }
 
-/// `replay-server`: plays recorded trades over a websocket, as Binance's trade stream.
-pub async fn replay_server(args: ReplayArgs) -> anyhow::Result<()> {
+/// `replay-server`: the simulated Binance playing recorded trades as Binance's trade stream,
+/// with connections cut and resumed for testing clients (`--drop-every`, `--resume-overlap`).
+pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow::Result<()> {
+    use hedgehog_sim::exchange::{Cuts, ExchangeOptions, ExchangeServer, Start};
     let ReplayArgs {
         files,
         port,
@@ -90,33 +82,64 @@ pub async fn replay_server(args: ReplayArgs) -> anyhow::Result<()> {
         speed >= 0.0 && speed.is_finite(),
         "--speed must be 0 or more, not {speed}"
     );
-    let options = ReplayOptions {
+    let (exchange_info_json, rules) = exchange_info(config.exchange.info.as_deref())?;
+    let options = ExchangeOptions {
         files,
         speed,
-        drop_every,
-        resume_overlap,
+        start: Start::FirstStreamClient,
         import: ImportOptions {
             symbol,
             format,
             ..ImportOptions::default()
         },
+        // Nobody trades on a replay: keys nobody knows.
+        api_key: fresh_secret(),
+        secret: fresh_secret(),
+        balances: Vec::new(),
+        commission: Decimal::ZERO,
+        exchange_info_json,
+        rules,
+        follow: None,
+        clock_skew_ms: 0,
+        cuts: Some(Cuts {
+            drop_every,
+            resume_overlap,
+        }),
     };
-    let server = ReplayServer::bind(([127, 0, 0, 1], port).into(), options).await?;
+    let server = ExchangeServer::bind(([127, 0, 0, 1], port).into(), options).await?;
     let mut out = io::stdout().lock();
     writeln!(
         out,
         "listening on ws://{} ({} trades)",
         server.local_addr()?,
-        server.len()
+        server.trades()
     )?;
     out.flush()?;
     drop(out);
-    tokio::select! {
-        _ = server.serve() => {}
-        _ = stop_signal() => {}
-    }
-
+    server.serve(stop_signal()).await;
     Ok(())
+}
+
+/// The exchange info a simulated Binance serves: the file given, or the bundled snapshot; its
+/// text and its rules.
+fn exchange_info(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<(String, hedgehog_domain::exchange::ExchangeRules)> {
+    let (json, origin) = match file {
+        Some(path) => (exchange_info::load_json(path)?, path.display().to_string()),
+        None => (
+            exchange_info::bundled_json()?,
+            "bundled exchange info".to_owned(),
+        ),
+    };
+    let rules = exchange_info::parse(&json, &origin)?;
+    Ok((json, rules))
+}
+
+/// 64 random letters and digits.
+fn fresh_secret() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 64)
 }
 
 /// `exchange serve`.
@@ -162,6 +185,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
                 depth: follow_depth,
             }),
             clock_skew_ms: 0,
+            cuts: None,
         },
         port,
     )

@@ -34,7 +34,7 @@ pub async fn dispatch(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
         Command::Config { what } => return config_show(&mut out, &loaded, what),
         Command::ReplayServer(args) => {
             drop(out);
-            return exchange::replay_server(args).await;
+            return exchange::replay_server(&config, args).await;
         }
         Command::Exchange { what } => {
             drop(out);

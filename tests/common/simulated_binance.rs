@@ -76,6 +76,7 @@ impl SimBinance {
             exchange_info_json: info,
             follow: None,
             clock_skew_ms: skew_ms,
+            cuts: None,
         };
         let server = ExchangeServer::bind(([127, 0, 0, 1], 0).into(), options)
             .await

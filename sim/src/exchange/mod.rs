@@ -30,16 +30,15 @@ mod control;
 mod limits;
 mod market;
 mod params;
+mod streams;
 mod ws_api;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -60,12 +59,14 @@ use hedgehog_binance::Market;
 use hedgehog_ingest::import::{ImportError, ImportOptions};
 
 pub use control::{Control, Fault, Seen};
+pub use streams::{Cuts, RESUME_OVERLAP};
 
 use account::Account;
 use control::Faults;
 use limits::Limits;
 use market::MarketData;
 use params::{Answer, Params};
+use streams::Streams;
 
 /// How long a new taker order's answer waits for the trades that fill it (a MARKET, IOC or
 /// FOK order, answered with RESULT or FULL), before it answers with the order as it stands.
@@ -105,6 +106,10 @@ pub struct ExchangeOptions {
     pub follow: Option<Follow>,
     /// The exchange's clock runs this far ahead of the machine's (ms); 0 for `exchange serve`.
     pub clock_skew_ms: i64,
+    /// Trade-stream connections cut and resumed for testing clients (`replay-server`): playback
+    /// then waits for them, and every market's trades are played (orders still fill from spot
+    /// ones only). `None`: the market does not wait, and spot trades only are played.
+    pub cuts: Option<Cuts>,
 }
 
 /// A live market followed: Binance's combined stream (or a replay server's).
@@ -148,8 +153,8 @@ struct Exchange {
     api_key: String,
     secret: String,
     exchange_info_json: String,
-    /// Trade frames of the market: (stream name, frame).
-    market: broadcast::Sender<(String, String)>,
+    /// The trade-stream connections.
+    streams: Streams,
     /// Execution reports (the bare event objects).
     user: broadcast::Sender<Value>,
     /// Wakes the tape when the first trade-stream client arrives.
@@ -178,7 +183,7 @@ fn refusal(r: Refusal) -> Response {
 pub struct ExchangeServer {
     listener: TcpListener,
     exchange: Arc<Exchange>,
-    trades: Vec<TradeReceived>,
+    trades: Vec<(Market, TradeReceived)>,
     speed: f64,
     start: Start,
     follow: Option<Follow>,
@@ -192,7 +197,9 @@ impl ExchangeServer {
     ) -> Result<Self, ExchangeServerError> {
         let venue = exchange_info::venue_rules(&options.exchange_info_json, "the exchange info")?;
         let mut trades = crate::tape::load(options.files.clone(), options.import.clone()).await?;
-        trades.retain(|(market, _)| *market == Market::Spot);
+        if options.cuts.is_none() {
+            trades.retain(|(market, _)| *market == Market::Spot);
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ExchangeServerError::Bind { addr, source })?;
@@ -213,7 +220,7 @@ impl ExchangeServer {
             api_key: options.api_key,
             secret: options.secret,
             exchange_info_json: options.exchange_info_json,
-            market: broadcast::channel(4096).0,
+            streams: Streams::new(options.cuts),
             user: broadcast::channel(1024).0,
             start: Notify::new(),
             traded: watch::channel(0).0,
@@ -223,7 +230,7 @@ impl ExchangeServer {
         Ok(ExchangeServer {
             listener,
             exchange: Arc::new(exchange),
-            trades: trades.into_iter().map(|(_, t)| t).collect(),
+            trades,
             speed: options.speed,
             start: options.start,
             follow: options.follow,
@@ -256,8 +263,8 @@ impl ExchangeServer {
             .map(|f| tokio::spawn(follow(Arc::clone(&exchange), f)));
         let app = axum::Router::new()
             .route("/ws-api/v3", axum::routing::get(ws_api::ws_api))
-            .route("/stream", axum::routing::get(market_stream))
-            .route("/ws/{stream}", axum::routing::get(market_stream))
+            .route("/stream", axum::routing::get(streams::market_stream))
+            .route("/ws/{stream}", axum::routing::get(streams::market_stream))
             .fallback(rest)
             .with_state(exchange);
         let served = axum::serve(self.listener, app)
@@ -275,13 +282,13 @@ impl ExchangeServer {
 
 /// Plays the trades once the first market client is there: each fills what it reaches, then
 /// goes out on the trade stream.
-async fn play(exchange: Arc<Exchange>, trades: Vec<TradeReceived>, speed: f64) {
+async fn play(exchange: Arc<Exchange>, trades: Vec<(Market, TradeReceived)>, speed: f64) {
     exchange.start.notified().await;
     let paper = PaperExchange::default();
     let mut pace = crate::tape::Pace::new(speed);
-    for trade in &trades {
+    for (market, trade) in &trades {
         pace.wait(trade.trade_time.millis()).await;
-        exchange.trade(&paper, trade);
+        exchange.trade(&paper, *market, trade).await;
     }
     tracing::info!(trades = trades.len(), "every recorded trade played");
 }
@@ -328,7 +335,7 @@ async fn follow(exchange: Arc<Exchange>, follow: Follow) {
                         .ok()
                         .and_then(hedgehog_binance::Frame::into_trade);
                     if let Some((Market::Spot, trade)) = trade {
-                        exchange.trade(&paper, &trade);
+                        exchange.trade(&paper, Market::Spot, &trade).await;
                     }
                 }
                 tracing::warn!(
@@ -345,9 +352,14 @@ async fn follow(exchange: Arc<Exchange>, follow: Follow) {
 }
 
 impl Exchange {
-    /// One market trade: it is kept for market data, fills what it reaches, then goes out on
-    /// the trade stream.
-    fn trade(&self, paper: &PaperExchange, trade: &TradeReceived) {
+    /// One market trade: a spot one is kept for market data and fills what it reaches; then it
+    /// goes out on the trade stream.
+    async fn trade(&self, paper: &PaperExchange, market: Market, trade: &TradeReceived) {
+        if market != Market::Spot {
+            let (stream, frame) = combined_frame(market, trade);
+            self.streams.publish(stream, frame).await;
+            return;
+        }
         let reports = {
             let mut venue = self.venue();
             let Venue {
@@ -362,9 +374,9 @@ impl Exchange {
         for report in reports {
             let _ = self.user.send(report);
         }
-        let (stream, frame) = combined_frame(Market::Spot, trade);
-        let _ = self.market.send((stream, frame));
         self.traded.send_modify(|n| *n += 1);
+        let (stream, frame) = combined_frame(Market::Spot, trade);
+        self.streams.publish(stream, frame).await;
     }
 
     /// The exchange's clock (ms): the machine's, `clock_skew_ms` ahead.
@@ -595,42 +607,4 @@ async fn rest(
 fn with_retry_after(mut response: Response, secs: u64) -> Response {
     response.headers_mut().insert("retry-after", secs.into());
     response
-}
-
-/// The trade stream, as Binance's combined (`/stream?streams=`) and raw (`/ws/<stream>`)
-/// endpoints.
-async fn market_stream(
-    State(exchange): State<Arc<Exchange>>,
-    uri: Uri,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let streams: HashSet<String> = market_stream::requested_streams(&path);
-    upgrade.on_upgrade(move |mut socket| async move {
-        let mut market = exchange.market.subscribe();
-        exchange.start.notify_one();
-        loop {
-            tokio::select! {
-                frame = market.recv() => match frame {
-                    Ok((stream, frame)) if streams.contains(&stream) => {
-                        if socket.send(WsMessage::text(frame)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "a trade-stream client lagged; trades skipped for it");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                incoming = socket.recv() => match incoming {
-                    Some(Ok(_)) => {}
-                    _ => return,
-                },
-            }
-        }
-    })
 }
