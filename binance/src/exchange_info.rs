@@ -43,6 +43,8 @@ pub enum ExchangeInfoError {
 struct Wire {
     #[serde(default)]
     server_time: i64,
+    #[serde(default)]
+    rate_limits: Vec<RateLimit>,
     symbols: Vec<WireSymbol>,
 }
 
@@ -53,6 +55,8 @@ struct WireSymbol {
     status: String,
     base_asset: String,
     quote_asset: String,
+    #[serde(default)]
+    order_types: Vec<String>,
     filters: Vec<WireFilter>,
 }
 
@@ -83,12 +87,46 @@ enum WireFilter {
         min_notional: Decimal,
         #[serde(default, with = "rust_decimal::serde::str_option")]
         max_notional: Option<Decimal>,
+        #[serde(default)]
+        apply_min_to_market: bool,
+        #[serde(default)]
+        apply_max_to_market: bool,
+        #[serde(default)]
+        avg_price_mins: u32,
     },
     #[serde(rename_all = "camelCase")]
     MinNotional {
         #[serde(with = "rust_decimal::serde::str")]
         min_notional: Decimal,
+        #[serde(default)]
+        apply_to_market: bool,
+        #[serde(default)]
+        avg_price_mins: u32,
     },
+    #[serde(rename_all = "camelCase")]
+    MarketLotSize {
+        #[serde(with = "rust_decimal::serde::str")]
+        min_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        max_qty: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        step_size: Decimal,
+    },
+    #[serde(rename_all = "camelCase")]
+    PercentPriceBySide {
+        #[serde(with = "rust_decimal::serde::str")]
+        bid_multiplier_up: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        bid_multiplier_down: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        ask_multiplier_up: Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        ask_multiplier_down: Decimal,
+        #[serde(default)]
+        avg_price_mins: u32,
+    },
+    #[serde(rename_all = "camelCase")]
+    MaxNumOrders { max_num_orders: u32 },
     #[serde(other)]
     Other,
 }
@@ -168,11 +206,12 @@ pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoErro
                 WireFilter::Notional {
                     min_notional,
                     max_notional,
+                    ..
                 } => notional = Some((min_notional, max_notional)),
-                WireFilter::MinNotional { min_notional } => {
+                WireFilter::MinNotional { min_notional, .. } => {
                     notional = notional.or(Some((min_notional, None)))
                 }
-                WireFilter::Other => {}
+                _ => {}
             }
         }
         let (min_price, max_price, tick_size) = price.ok_or_else(|| bad("no PRICE_FILTER"))?;
@@ -259,73 +298,9 @@ pub struct VenueRules {
     pub symbols: std::collections::BTreeMap<Symbol, OrderFilters>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VenueWire {
-    #[serde(default)]
-    rate_limits: Vec<RateLimit>,
-    symbols: Vec<VenueSymbol>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VenueSymbol {
-    symbol: String,
-    #[serde(default)]
-    order_types: Vec<String>,
-    filters: Vec<VenueFilter>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "filterType", rename_all = "SCREAMING_SNAKE_CASE")]
-enum VenueFilter {
-    #[serde(rename_all = "camelCase")]
-    MarketLotSize {
-        #[serde(with = "rust_decimal::serde::str")]
-        min_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        max_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        step_size: Decimal,
-    },
-    #[serde(rename_all = "camelCase")]
-    Notional {
-        #[serde(default)]
-        apply_min_to_market: bool,
-        #[serde(default)]
-        apply_max_to_market: bool,
-        #[serde(default)]
-        avg_price_mins: u32,
-    },
-    #[serde(rename_all = "camelCase")]
-    MinNotional {
-        #[serde(default)]
-        apply_to_market: bool,
-        #[serde(default)]
-        avg_price_mins: u32,
-    },
-    #[serde(rename_all = "camelCase")]
-    PercentPriceBySide {
-        #[serde(with = "rust_decimal::serde::str")]
-        bid_multiplier_up: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        bid_multiplier_down: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        ask_multiplier_up: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        ask_multiplier_down: Decimal,
-        #[serde(default)]
-        avg_price_mins: u32,
-    },
-    #[serde(rename_all = "camelCase")]
-    MaxNumOrders { max_num_orders: u32 },
-    #[serde(other)]
-    Other,
-}
-
 /// Parses the venue's side of an exchangeInfo response; `origin` names it in errors.
 pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoError> {
-    let wire: VenueWire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
+    let wire: Wire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
         file: origin.to_owned(),
         source,
     })?;
@@ -343,28 +318,30 @@ pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoE
         };
         for filter in s.filters {
             match filter {
-                VenueFilter::MarketLotSize {
+                WireFilter::MarketLotSize {
                     min_qty,
                     max_qty,
                     step_size,
                 } => filters.market_lot = Some((min_qty, max_qty, step_size)),
-                VenueFilter::Notional {
+                WireFilter::Notional {
                     apply_min_to_market,
                     apply_max_to_market,
                     avg_price_mins,
+                    ..
                 } => {
                     filters.min_notional_to_market = apply_min_to_market;
                     filters.max_notional_to_market = apply_max_to_market;
                     filters.notional_avg_price_mins = avg_price_mins;
                 }
-                VenueFilter::MinNotional {
+                WireFilter::MinNotional {
                     apply_to_market,
                     avg_price_mins,
+                    ..
                 } => {
                     filters.min_notional_to_market |= apply_to_market;
                     filters.notional_avg_price_mins = avg_price_mins;
                 }
-                VenueFilter::PercentPriceBySide {
+                WireFilter::PercentPriceBySide {
                     bid_multiplier_up,
                     bid_multiplier_down,
                     ask_multiplier_up,
@@ -379,10 +356,10 @@ pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoE
                         avg_price_mins,
                     })
                 }
-                VenueFilter::MaxNumOrders { max_num_orders } => {
+                WireFilter::MaxNumOrders { max_num_orders } => {
                     filters.max_num_orders = Some(max_num_orders)
                 }
-                VenueFilter::Other => {}
+                _ => {}
             }
         }
         rules.symbols.insert(symbol, filters);

@@ -278,12 +278,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn trade(id: u64, time: i64, price: Decimal, qty: Decimal, maker: bool) -> TradeReceived {
-        crate::testkit::trade("BTCUSDT", id)
-            .price(price)
-            .quantity(qty)
-            .at(time)
-            .buyer_is_maker(maker)
-            .build()
+        crate::testkit::printed("BTCUSDT", id, time, price, qty, maker)
     }
 
     #[test]

@@ -34,6 +34,24 @@ pub fn trade(symbol: &str, trade_id: u64) -> TradeBuilder {
     })
 }
 
+/// A market trade of `symbol` printed at `time` (ms) for `quantity` at `price`, its buyer the
+/// maker or not: the fields candles and tickers read, in one call.
+pub fn printed(
+    symbol: &str,
+    trade_id: u64,
+    time: i64,
+    price: Decimal,
+    quantity: Decimal,
+    buyer_is_maker: bool,
+) -> TradeReceived {
+    trade(symbol, trade_id)
+        .price(price)
+        .quantity(quantity)
+        .at(time)
+        .buyer_is_maker(buyer_is_maker)
+        .build()
+}
+
 /// A trade being built; see [`trade`].
 #[derive(Debug, Clone)]
 #[must_use]

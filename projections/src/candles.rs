@@ -518,12 +518,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn trade(id: u64, time: i64, price: Decimal, qty: Decimal, maker: bool) -> TradeReceived {
-        hedgehog_domain::testkit::trade("BTCUSDT", id)
-            .price(price)
-            .quantity(qty)
-            .at(time)
-            .buyer_is_maker(maker)
-            .build()
+        hedgehog_domain::testkit::printed("BTCUSDT", id, time, price, qty, maker)
     }
 
     fn series(interval: Interval) -> Series {

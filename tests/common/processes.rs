@@ -96,6 +96,22 @@ impl Drop for Replay {
     }
 }
 
+/// `hedgehog [GLOBAL...] exchange serve --port 0 [ARGS...]` (files among the args), running
+/// until dropped, and its base URL (`http://127.0.0.1:PORT`).
+pub fn exchange_serve(global: &[&str], args: &[&str]) -> (Running, String) {
+    let mut exchange = Running::new(
+        Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+            .args(global)
+            .args(["exchange", "serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the exchange"),
+    );
+    let base = Printed::follow(exchange.child()).address("http://", "http://");
+    (exchange, base)
+}
+
 /// A child process killed when dropped, so a failing test leaves nothing running behind it.
 pub struct Running(Option<Child>);
 

@@ -1,13 +1,11 @@
 //! `hedgehog exchange serve` as Binance clients meet it: ccxt set up as the README says, klines
 //! that are `hedgehog ohlc`'s candles, and the rate limits answered with 429s.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::common::processes::{Printed, Running};
 use crate::common::python;
 
 /// The pinned client version: what this test was written against.
@@ -18,20 +16,7 @@ const BTC_FILE: &str = concat!(
     "/tests/fixtures/spot_BTCUSDT_trades_20230404T235959_20230405T000654.binance-vision.csv.gz"
 );
 
-/// `hedgehog [global] exchange serve --port 0 ARGS`, and its base URL.
-fn serve(global: &[&str], args: &[&str]) -> (Running, String) {
-    let mut exchange = Running::new(
-        Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-            .args(global)
-            .args(["exchange", "serve", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let base = Printed::follow(exchange.child()).address("http://", "http://");
-    (exchange, base)
-}
+use crate::common::processes::exchange_serve as serve;
 
 #[test]
 fn ccxt_trades_against_the_paper_exchange() {

@@ -10,10 +10,10 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::processes::{hedgehog, ok, refused, Printed, Running};
+use common::processes::{hedgehog, ok, refused, Running};
 use common::{symbol, TestDb};
 use hedgehog_binance::rest::{Credentials, OrderStatus, RestClient};
 use hedgehog_domain::{Event, Side};
@@ -31,23 +31,22 @@ const WS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binance-ws
 
 /// A `hedgehog exchange serve` on a free port, killed when dropped.
 pub struct Exchange {
-    child: Child,
+    _running: Running,
     pub addr: String,
 }
 
 impl Exchange {
     pub fn start(files: &[&str], args: &[&str]) -> Exchange {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-            .args(["exchange", "serve", "--port", "0"])
-            .args(["--api-key", KEY, "--api-secret", SECRET])
-            .args(files.iter().map(|f| format!("{WS}/{f}")))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the exchange");
-        let url = Printed::follow(&mut child).address("http://", "http://");
+        let files: Vec<String> = files.iter().map(|f| format!("{WS}/{f}")).collect();
+        let mut all = vec!["--api-key", KEY, "--api-secret", SECRET];
+        all.extend(files.iter().map(String::as_str));
+        all.extend(args);
+        let (running, url) = crate::common::processes::exchange_serve(&[], &all);
         let addr = url.trim_start_matches("http://").to_owned();
-        Exchange { child, addr }
+        Exchange {
+            _running: running,
+            addr,
+        }
     }
 
     pub fn rest(&self) -> RestClient {
@@ -56,13 +55,6 @@ impl Exchange {
             Some(Credentials::new(KEY, SECRET)),
             Duration::from_secs(5),
         )
-    }
-}
-
-impl Drop for Exchange {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

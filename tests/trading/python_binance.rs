@@ -2,9 +2,7 @@
 //! balances read, Binance's error codes met; then, on an exchange playing real trades, market
 //! data read and market, IOC and maker orders (see `tests/python/python_binance_client.py`).
 
-use std::process::{Command, Stdio};
-
-use crate::common::processes::{Printed, Running};
+use crate::common::processes::exchange_serve;
 use crate::common::python;
 
 /// The pinned client version: what this test was written against.
@@ -14,19 +12,8 @@ const PYTHON_BINANCE: &str = "python-binance==1.0.37";
 fn python_binance_trades_against_the_paper_exchange() {
     let python = python::venv(PYTHON_BINANCE);
     let (key, secret) = ("py-key", "py-secret");
-    let serve = |args: &[&str]| {
-        let mut exchange = Running::new(
-            Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-                .args(["exchange", "serve", "--port", "0"])
-                .args(["--api-key", key, "--api-secret", secret])
-                .args(args)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let base = Printed::follow(exchange.child()).address("http://", "http://");
-        (exchange, base)
-    };
+    let keys = ["--api-key", key, "--api-secret", secret];
+    let serve = |args: &[&str]| exchange_serve(&[], &[&keys[..], args].concat());
     let (_empty, base) = serve(&[]);
     let tape = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1117,12 +1117,7 @@ mod tests {
     }
 
     fn trade(id: u64, price: Decimal, quantity: Decimal, maker: bool) -> TradeReceived {
-        hedgehog_domain::testkit::trade("ADAUSDT", id)
-            .price(price)
-            .quantity(quantity)
-            .at(id as i64)
-            .buyer_is_maker(maker)
-            .build()
+        hedgehog_domain::testkit::printed("ADAUSDT", id, id as i64, price, quantity, maker)
     }
 
     #[test]

@@ -597,12 +597,7 @@ mod tests {
     }
 
     fn trade(id: u64, time: i64, price: Decimal, quantity: Decimal, maker: bool) -> TradeReceived {
-        hedgehog_domain::testkit::trade("ADAUSDT", id)
-            .price(price)
-            .quantity(quantity)
-            .at(time)
-            .buyer_is_maker(maker)
-            .build()
+        hedgehog_domain::testkit::printed("ADAUSDT", id, time, price, quantity, maker)
     }
 
     #[test]
