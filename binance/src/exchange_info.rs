@@ -173,12 +173,16 @@ pub fn load_json(path: &Path) -> Result<String, ExchangeInfoError> {
     Ok(json)
 }
 
-/// Parses an exchangeInfo response; `origin` names it in errors.
-pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoError> {
-    let wire: Wire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
+fn read_wire(json: &str, origin: &str) -> Result<Wire, ExchangeInfoError> {
+    serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
         file: origin.to_owned(),
         source,
-    })?;
+    })
+}
+
+/// Parses an exchangeInfo response; `origin` names it in errors.
+pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoError> {
+    let wire = read_wire(json, origin)?;
     let mut rules = ExchangeRules {
         server_time: wire.server_time,
         ..Default::default()
@@ -300,10 +304,7 @@ pub struct VenueRules {
 
 /// Parses the venue's side of an exchangeInfo response; `origin` names it in errors.
 pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoError> {
-    let wire: Wire = serde_json::from_str(json).map_err(|source| ExchangeInfoError::Json {
-        file: origin.to_owned(),
-        source,
-    })?;
+    let wire = read_wire(json, origin)?;
     let mut rules = VenueRules {
         rate_limits: wire.rate_limits,
         ..Default::default()
