@@ -7,7 +7,7 @@
 //!   more than [`BACKLOG`] frames behind misses some, and a cut one misses what is played while
 //!   it is away;
 //! - with [`Cuts`] (`replay-server`, for testing clients): playback waits for the slowest
-//!   connection and pauses while none is there; each connection can be cut after
+//!   connection (at most [`IN_FLIGHT`] frames ahead) and pauses while none is there; each connection can be cut after
 //!   `drop_every` frames, without a close frame, as a network failure would; and a new
 //!   connection first gets the `resume_overlap` frames before the last one delivered, so a
 //!   client meets trades it has already received, as a real reconnect may make it.
@@ -26,6 +26,10 @@ use super::Exchange;
 
 /// How far behind a connection may fall before it misses frames, without [`Cuts`].
 const BACKLOG: usize = 4096;
+
+/// How far playback may run ahead of a connection, with [`Cuts`]: frames still in flight when
+/// a connection is cut are kept for the next one (see `delivered`).
+const IN_FLIGHT: usize = 256;
 
 /// How many frames past the overlap are kept for a new connection at most, with [`Cuts`].
 const RECENT_BOUND: usize = 100_000;
@@ -141,7 +145,11 @@ impl Streams {
     /// A new connection for `streams`: its id, its frames to come, and the frames it gets
     /// first (with [`Cuts`]: the overlap before the last one delivered, and those in flight).
     fn join(&self, streams: HashSet<String>) -> (u64, mpsc::Receiver<Frame>, Vec<Frame>) {
-        let capacity = if self.cuts.is_some() { 1 } else { BACKLOG };
+        let capacity = if self.cuts.is_some() {
+            IN_FLIGHT
+        } else {
+            BACKLOG
+        };
         let (frames, receiver) = mpsc::channel(capacity);
         let mut state = self.state();
         let id = state.next_id;
@@ -256,6 +264,8 @@ mod tests {
     /// frames of the tape before the last delivered: nothing lost, the overlap repeated.
     #[tokio::test]
     async fn a_cut_connection_resumes_before_its_last_frame_and_nothing_is_lost() {
+        // More than can be in flight, so that playback has to wait.
+        const TRADES: usize = IN_FLIGHT + 50;
         let streams = Arc::new(Streams::new(Some(Cuts {
             drop_every: 0,
             resume_overlap: 2,
@@ -263,7 +273,7 @@ mod tests {
         let tape = {
             let streams = Arc::clone(&streams);
             tokio::spawn(async move {
-                for n in 0..10 {
+                for n in 0..TRADES {
                     streams
                         .publish("btcusdt@trade".into(), format!("trade {n}"))
                         .await;
@@ -292,7 +302,7 @@ mod tests {
         while let Some((index, frame)) = frames.recv().await {
             streams.delivered(index);
             again.push(frame.1.clone());
-            if frame.1 == "trade 9" {
+            if frame.1 == format!("trade {}", TRADES - 1) {
                 break;
             }
         }
@@ -301,7 +311,7 @@ mod tests {
         assert_eq!(repeated, 1, "{again:?}");
         assert_eq!(again[0], got[3]);
         let all: Vec<String> = got.iter().chain(&again[repeated..]).cloned().collect();
-        let expected: Vec<String> = (0..10).map(|n| format!("trade {n}")).collect();
+        let expected: Vec<String> = (0..TRADES).map(|n| format!("trade {n}")).collect();
         assert_eq!(all, expected, "every trade, once past the overlap");
         tape.await.unwrap();
     }
