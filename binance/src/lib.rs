@@ -207,36 +207,61 @@ pub fn parse_recorded_line(line: &str) -> Result<(u64, Frame), FrameError> {
     Ok((stamp, parse_frame(json)?))
 }
 
-/// The frame Binance sends for a trade on the combined stream.
+/// The frame Binance sends for a trade on the combined stream: its stream name and its text.
+/// (Keys in the order `serde_json` would sort them, as the frames were written before.)
 pub fn combined_frame(market: Market, t: &TradeReceived) -> (String, String) {
-    let stream = format!("{}@trade", t.symbol.as_str().to_ascii_lowercase());
-    let mut data = serde_json::json!({
-        "e": "trade",
-        "E": t.event_time.millis(),
-        "s": t.symbol.as_str(),
-        "t": t.trade_id,
-        "p": t.price.to_string(),
-        "q": t.quantity.to_string(),
-        "T": t.trade_time.millis(),
-        "m": t.buyer_is_maker,
-    });
-    if let Some(object) = data.as_object_mut() {
-        if let Some(b) = t.buyer_order_id {
-            object.insert("b".into(), b.into());
-        }
-        if let Some(a) = t.seller_order_id {
-            object.insert("a".into(), a.into());
-        }
-        match market {
-            Market::Usdm => {
-                object.insert("X".into(), t.kind.as_str().into());
-            }
-            Market::Spot => {
-                object.insert("M".into(), true.into());
-            }
-        }
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        #[serde(rename = "E")]
+        event_time: i64,
+        #[serde(rename = "M", skip_serializing_if = "Option::is_none")]
+        best_match: Option<bool>,
+        #[serde(rename = "T")]
+        trade_time: i64,
+        #[serde(rename = "X", skip_serializing_if = "Option::is_none")]
+        kind: Option<&'a str>,
+        #[serde(rename = "a", skip_serializing_if = "Option::is_none")]
+        seller_order_id: Option<u64>,
+        #[serde(rename = "b", skip_serializing_if = "Option::is_none")]
+        buyer_order_id: Option<u64>,
+        e: &'static str,
+        m: bool,
+        #[serde(with = "rust_decimal::serde::str")]
+        p: rust_decimal::Decimal,
+        #[serde(with = "rust_decimal::serde::str")]
+        q: rust_decimal::Decimal,
+        s: &'a str,
+        t: u64,
     }
-    let frame = serde_json::json!({ "stream": stream, "data": data }).to_string();
+    #[derive(serde::Serialize)]
+    struct Combined<'a> {
+        data: Data<'a>,
+        stream: &'a str,
+    }
+    let stream = format!("{}@trade", t.symbol.as_str().to_ascii_lowercase());
+    let (best_match, kind) = match market {
+        Market::Spot => (Some(true), None),
+        Market::Usdm => (None, Some(t.kind.as_str())),
+    };
+    let combined = Combined {
+        data: Data {
+            event_time: t.event_time.millis(),
+            best_match,
+            trade_time: t.trade_time.millis(),
+            kind,
+            seller_order_id: t.seller_order_id,
+            buyer_order_id: t.buyer_order_id,
+            e: "trade",
+            m: t.buyer_is_maker,
+            p: t.price,
+            q: t.quantity,
+            s: t.symbol.as_str(),
+            t: t.trade_id,
+        },
+        stream: &stream,
+    };
+    // Serialising plain fields into a String cannot fail.
+    let frame = serde_json::to_string(&combined).unwrap_or_default();
     (stream, frame)
 }
 
@@ -345,7 +370,19 @@ mod tests {
         let (stream, frame) = combined_frame(Market::Spot, &t);
         assert_eq!(stream, "btcusdt@trade");
         assert_eq!(parse_frame(&frame).unwrap(), Frame::Trade(t.clone()));
+        // Byte for byte what the frames were (keys sorted, as serde_json's maps wrote them).
+        assert_eq!(
+            frame,
+            format!(
+                r#"{{"data":{{"E":1723161255343,"M":true,"T":1723161255342,"e":"trade","m":true,"p":"61837.63000000","q":"0.02000000","s":"BTCUSDT","t":{}}},"stream":"btcusdt@trade"}}"#,
+                t.trade_id
+            )
+        );
         let (_, futures) = combined_frame(Market::Usdm, &t);
+        assert!(
+            futures.contains(r#""T":1723161255342,"X":"MARKET","e""#),
+            "{futures}"
+        );
         assert_eq!(parse_frame(&futures).unwrap(), Frame::FuturesTrade(t));
     }
 }

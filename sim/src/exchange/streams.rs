@@ -13,9 +13,10 @@
 //!   client meets trades it has already received, as a real reconnect may make it.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
@@ -48,8 +49,9 @@ pub struct Cuts {
     pub resume_overlap: usize,
 }
 
-/// One frame: its stream and its text, with its place in the playback.
-type Frame = (u64, Arc<(String, String)>);
+/// One frame: its place in the playback, its stream and its text (shared, not copied, by
+/// every connection that sends it).
+type Frame = (u64, Arc<str>, Utf8Bytes);
 
 struct Listener {
     id: u64,
@@ -63,8 +65,6 @@ struct State_ {
     next_id: u64,
     /// Frames played so far.
     played: u64,
-    /// One past the last frame a connection delivered.
-    delivered: u64,
     /// The last frames played, for a new connection to resume with (with [`Cuts`] only).
     recent: VecDeque<Frame>,
 }
@@ -75,6 +75,8 @@ pub struct Streams {
     state: Mutex<State_>,
     /// How many connections there are.
     listening: watch::Sender<usize>,
+    /// One past the last frame a connection delivered.
+    delivered: AtomicU64,
 }
 
 impl Streams {
@@ -83,6 +85,7 @@ impl Streams {
             cuts,
             state: Mutex::default(),
             listening: watch::channel(0).0,
+            delivered: AtomicU64::new(0),
         }
     }
 
@@ -99,14 +102,15 @@ impl Streams {
         }
         let (frame, targets) = {
             let mut state = self.state();
-            let frame: Frame = (state.played, Arc::new((stream, text)));
+            let frame: Frame = (state.played, Arc::from(stream), Utf8Bytes::from(text));
             state.played += 1;
             if let Some(cuts) = self.cuts {
                 state.recent.push_back(frame.clone());
                 // Keep what a new connection may need: from the overlap before the last frame
                 // delivered on (frames still in flight included), within a bound.
-                let keep_from = state.delivered.saturating_sub(cuts.resume_overlap as u64);
-                while state.recent.front().is_some_and(|(i, _)| {
+                let delivered = self.delivered.load(Ordering::Acquire);
+                let keep_from = delivered.saturating_sub(cuts.resume_overlap as u64);
+                while state.recent.front().is_some_and(|(i, _, _)| {
                     *i < keep_from || state.recent.len() > cuts.resume_overlap + RECENT_BOUND
                 }) {
                     state.recent.pop_front();
@@ -115,7 +119,7 @@ impl Streams {
             let targets: Vec<(u64, mpsc::Sender<Frame>)> = state
                 .listeners
                 .iter()
-                .filter(|l| l.streams.contains(&frame.1 .0))
+                .filter(|l| l.streams.contains(&*frame.1))
                 .map(|l| (l.id, l.frames.clone()))
                 .collect();
             (frame, targets)
@@ -156,11 +160,12 @@ impl Streams {
         state.next_id += 1;
         let backlog = match self.cuts {
             Some(cuts) => {
-                let from = state.delivered.saturating_sub(cuts.resume_overlap as u64);
+                let delivered = self.delivered.load(Ordering::Acquire);
+                let from = delivered.saturating_sub(cuts.resume_overlap as u64);
                 state
                     .recent
                     .iter()
-                    .filter(|(i, f)| *i >= from && streams.contains(&f.0))
+                    .filter(|(i, stream, _)| *i >= from && streams.contains(&**stream))
                     .cloned()
                     .collect()
             }
@@ -178,8 +183,7 @@ impl Streams {
     }
 
     fn delivered(&self, index: u64) {
-        let mut state = self.state();
-        state.delivered = state.delivered.max(index + 1);
+        self.delivered.fetch_max(index + 1, Ordering::AcqRel);
     }
 
     fn leave(&self, id: u64) {
@@ -220,8 +224,8 @@ async fn serve(
     let streams = &exchange.streams;
     let drop_every = streams.cuts.map_or(0, |c| c.drop_every);
     let mut sent = 0u64;
-    let mut send = async |socket: &mut WebSocket, (index, frame): Frame| -> bool {
-        if socket.send(WsMessage::text(frame.1.clone())).await.is_err() {
+    let mut send = async |socket: &mut WebSocket, (index, _, text): Frame| -> bool {
+        if socket.send(WsMessage::Text(text)).await.is_err() {
             return false;
         }
         streams.delivered(index);
@@ -288,9 +292,9 @@ mod tests {
         assert!(backlog.is_empty());
         let mut got = Vec::new();
         for _ in 0..4 {
-            let (index, frame) = frames.recv().await.unwrap();
+            let (index, _, text) = frames.recv().await.unwrap();
             streams.delivered(index);
-            got.push(frame.1.clone());
+            got.push(text.to_string());
         }
         streams.leave(first);
         drop(frames);
@@ -298,11 +302,11 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!tape.is_finished(), "playback paused without a connection");
         let (_, mut frames, backlog) = streams.join(wanted());
-        let mut again: Vec<String> = backlog.iter().map(|(_, f)| f.1.clone()).collect();
-        while let Some((index, frame)) = frames.recv().await {
+        let mut again: Vec<String> = backlog.iter().map(|(_, _, t)| t.to_string()).collect();
+        while let Some((index, _, text)) = frames.recv().await {
             streams.delivered(index);
-            again.push(frame.1.clone());
-            if frame.1 == format!("trade {}", TRADES - 1) {
+            again.push(text.to_string());
+            if text.as_str() == format!("trade {}", TRADES - 1) {
                 break;
             }
         }
