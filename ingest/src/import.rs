@@ -41,52 +41,17 @@ use hedgehog_store::{
     AppendOutcome, ExpectedVersion, NewEvent, PreparedBatch, Store, StoreError, StreamId,
 };
 
-/// The formats `import trades` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The formats `import trades` reads, named on the command line in kebab case
+/// (`binance-trades`, ...: [`Format::VARIANTS`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::Display, strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Format {
     BinanceTrades,
     BinanceAggTrades,
     BookDump,
     WsRecording,
-}
-
-impl Format {
-    /// Every format, as the command line names them.
-    pub const NAMES: [&'static str; 4] = [
-        "binance-trades",
-        "binance-agg-trades",
-        "book-dump",
-        "ws-recording",
-    ];
-    const ALL: [Format; 4] = [
-        Format::BinanceTrades,
-        Format::BinanceAggTrades,
-        Format::BookDump,
-        Format::WsRecording,
-    ];
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let index = Format::ALL.iter().position(|format| format == self);
-        f.write_str(index.map_or("", |i| Format::NAMES[i]))
-    }
-}
-
-/// A format name that is none of [`Format::NAMES`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown format `{0}`: expected one of binance-trades, binance-agg-trades, book-dump, ws-recording")]
-pub struct UnknownFormat(String);
-
-impl std::str::FromStr for Format {
-    type Err = UnknownFormat;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let index = Format::NAMES.iter().position(|name| *name == text);
-        index
-            .map(|i| Format::ALL[i])
-            .ok_or_else(|| UnknownFormat(text.to_owned()))
-    }
 }
 
 /// How to import.

@@ -720,6 +720,7 @@ pub struct ReplayArgs {
 /// `--format`'s values: the importer's format names, listed in `--help`.
 fn format_parser() -> impl clap::builder::TypedValueParser<Value = import::Format> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(import::Format::NAMES)
+    use strum::VariantNames;
+    clap::builder::PossibleValuesParser::new(import::Format::VARIANTS)
         .try_map(|name| name.parse::<import::Format>())
 }
