@@ -10,6 +10,8 @@ use std::path::Path;
 use flate2::read::GzDecoder;
 use hedgehog_domain::exchange::{ExchangeRules, SymbolRules};
 use hedgehog_domain::Symbol;
+
+use crate::rest::RateLimit;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -60,6 +62,18 @@ struct WireSymbol {
     filters: Vec<WireFilter>,
 }
 
+/// LOT_SIZE's and MARKET_LOT_SIZE's bounds.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Lot {
+    #[serde(with = "rust_decimal::serde::str")]
+    min_qty: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    max_qty: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    step_size: Decimal,
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "filterType", rename_all = "SCREAMING_SNAKE_CASE")]
 enum WireFilter {
@@ -72,15 +86,7 @@ enum WireFilter {
         #[serde(with = "rust_decimal::serde::str")]
         tick_size: Decimal,
     },
-    #[serde(rename_all = "camelCase")]
-    LotSize {
-        #[serde(with = "rust_decimal::serde::str")]
-        min_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        max_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        step_size: Decimal,
-    },
+    LotSize(Lot),
     #[serde(rename_all = "camelCase")]
     Notional {
         #[serde(with = "rust_decimal::serde::str")]
@@ -103,15 +109,7 @@ enum WireFilter {
         #[serde(default)]
         avg_price_mins: u32,
     },
-    #[serde(rename_all = "camelCase")]
-    MarketLotSize {
-        #[serde(with = "rust_decimal::serde::str")]
-        min_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        max_qty: Decimal,
-        #[serde(with = "rust_decimal::serde::str")]
-        step_size: Decimal,
-    },
+    MarketLotSize(Lot),
     #[serde(rename_all = "camelCase")]
     PercentPriceBySide {
         #[serde(with = "rust_decimal::serde::str")]
@@ -126,7 +124,9 @@ enum WireFilter {
         avg_price_mins: u32,
     },
     #[serde(rename_all = "camelCase")]
-    MaxNumOrders { max_num_orders: u32 },
+    MaxNumOrders {
+        max_num_orders: u32,
+    },
     #[serde(other)]
     Other,
 }
@@ -182,9 +182,22 @@ fn read_wire(json: &str, origin: &str) -> Result<Wire, ExchangeInfoError> {
 
 /// Parses an exchangeInfo response; `origin` names it in errors.
 pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoError> {
+    parse_with_venue(json, origin).map(|(rules, _)| rules)
+}
+
+/// Parses an exchangeInfo response once into the rules every order meets and the venue's
+/// side (rate limits, the other filters); `origin` names it in errors.
+pub fn parse_with_venue(
+    json: &str,
+    origin: &str,
+) -> Result<(ExchangeRules, VenueRules), ExchangeInfoError> {
     let wire = read_wire(json, origin)?;
     let mut rules = ExchangeRules {
         server_time: wire.server_time,
+        ..Default::default()
+    };
+    let mut venue = VenueRules {
+        rate_limits: wire.rate_limits,
         ..Default::default()
     };
     for s in wire.symbols {
@@ -195,6 +208,10 @@ pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoErro
         };
         let symbol = Symbol::parse(&s.symbol).map_err(|e| bad(&e.to_string()))?;
         let (mut price, mut lot, mut notional) = (None, None, None);
+        let mut filters = OrderFilters {
+            order_types: s.order_types,
+            ..Default::default()
+        };
         for filter in s.filters {
             match filter {
                 WireFilter::PriceFilter {
@@ -202,25 +219,56 @@ pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoErro
                     max_price,
                     tick_size,
                 } => price = Some((min_price, max_price, tick_size)),
-                WireFilter::LotSize {
-                    min_qty,
-                    max_qty,
-                    step_size,
-                } => lot = Some((min_qty, max_qty, step_size)),
+                WireFilter::LotSize(l) => lot = Some((l.min_qty, l.max_qty, l.step_size)),
+                WireFilter::MarketLotSize(l) => {
+                    filters.market_lot = Some((l.min_qty, l.max_qty, l.step_size))
+                }
                 WireFilter::Notional {
                     min_notional,
                     max_notional,
-                    ..
-                } => notional = Some((min_notional, max_notional)),
-                WireFilter::MinNotional { min_notional, .. } => {
-                    notional = notional.or(Some((min_notional, None)))
+                    apply_min_to_market,
+                    apply_max_to_market,
+                    avg_price_mins,
+                } => {
+                    notional = Some((min_notional, max_notional));
+                    filters.min_notional_to_market = apply_min_to_market;
+                    filters.max_notional_to_market = apply_max_to_market;
+                    filters.notional_avg_price_mins = avg_price_mins;
                 }
-                _ => {}
+                WireFilter::MinNotional {
+                    min_notional,
+                    apply_to_market,
+                    avg_price_mins,
+                } => {
+                    notional = notional.or(Some((min_notional, None)));
+                    filters.min_notional_to_market |= apply_to_market;
+                    filters.notional_avg_price_mins = avg_price_mins;
+                }
+                WireFilter::PercentPriceBySide {
+                    bid_multiplier_up,
+                    bid_multiplier_down,
+                    ask_multiplier_up,
+                    ask_multiplier_down,
+                    avg_price_mins,
+                } => {
+                    filters.percent_price_by_side = Some(PercentPriceBySide {
+                        bid_up: bid_multiplier_up,
+                        bid_down: bid_multiplier_down,
+                        ask_up: ask_multiplier_up,
+                        ask_down: ask_multiplier_down,
+                        avg_price_mins,
+                    })
+                }
+                WireFilter::MaxNumOrders { max_num_orders } => {
+                    filters.max_num_orders = Some(max_num_orders)
+                }
+                WireFilter::Other => {}
             }
         }
         let (min_price, max_price, tick_size) = price.ok_or_else(|| bad("no PRICE_FILTER"))?;
         let (min_qty, max_qty, step_size) = lot.ok_or_else(|| bad("no LOT_SIZE filter"))?;
         let (min_notional, max_notional) = notional.unwrap_or((Decimal::ZERO, None));
+        venue.symbols.insert(symbol.clone(), filters);
         rules.symbols.insert(
             symbol.clone(),
             SymbolRules {
@@ -239,7 +287,7 @@ pub fn parse(json: &str, origin: &str) -> Result<ExchangeRules, ExchangeInfoErro
             },
         );
     }
-    Ok(rules)
+    Ok((rules, venue))
 }
 
 /// What else Binance checks of an order, beyond the [`SymbolRules`] every order of Hedgehog's
@@ -270,102 +318,11 @@ pub struct PercentPriceBySide {
     pub avg_price_mins: u32,
 }
 
-/// One of `rateLimits`: at most `limit` of `kind` per `interval_num` × `interval`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RateLimit {
-    /// REQUEST_WEIGHT, ORDERS or RAW_REQUESTS.
-    pub rate_limit_type: String,
-    /// SECOND, MINUTE or DAY.
-    pub interval: String,
-    pub interval_num: u32,
-    pub limit: u32,
-}
-
-impl RateLimit {
-    /// The window's length in ms.
-    pub fn window_ms(&self) -> i64 {
-        let unit = match self.interval.as_str() {
-            "SECOND" => 1_000,
-            "MINUTE" => 60_000,
-            "HOUR" => 3_600_000,
-            _ => 86_400_000,
-        };
-        unit * i64::from(self.interval_num.max(1))
-    }
-}
-
 /// The venue's side of an exchangeInfo: rate limits and the filters of every symbol.
 #[derive(Debug, Clone, Default)]
 pub struct VenueRules {
     pub rate_limits: Vec<RateLimit>,
     pub symbols: std::collections::BTreeMap<Symbol, OrderFilters>,
-}
-
-/// Parses the venue's side of an exchangeInfo response; `origin` names it in errors.
-pub fn venue_rules(json: &str, origin: &str) -> Result<VenueRules, ExchangeInfoError> {
-    let wire = read_wire(json, origin)?;
-    let mut rules = VenueRules {
-        rate_limits: wire.rate_limits,
-        ..Default::default()
-    };
-    for s in wire.symbols {
-        let Ok(symbol) = Symbol::parse(&s.symbol) else {
-            continue; // `parse` names it
-        };
-        let mut filters = OrderFilters {
-            order_types: s.order_types,
-            ..Default::default()
-        };
-        for filter in s.filters {
-            match filter {
-                WireFilter::MarketLotSize {
-                    min_qty,
-                    max_qty,
-                    step_size,
-                } => filters.market_lot = Some((min_qty, max_qty, step_size)),
-                WireFilter::Notional {
-                    apply_min_to_market,
-                    apply_max_to_market,
-                    avg_price_mins,
-                    ..
-                } => {
-                    filters.min_notional_to_market = apply_min_to_market;
-                    filters.max_notional_to_market = apply_max_to_market;
-                    filters.notional_avg_price_mins = avg_price_mins;
-                }
-                WireFilter::MinNotional {
-                    apply_to_market,
-                    avg_price_mins,
-                    ..
-                } => {
-                    filters.min_notional_to_market |= apply_to_market;
-                    filters.notional_avg_price_mins = avg_price_mins;
-                }
-                WireFilter::PercentPriceBySide {
-                    bid_multiplier_up,
-                    bid_multiplier_down,
-                    ask_multiplier_up,
-                    ask_multiplier_down,
-                    avg_price_mins,
-                } => {
-                    filters.percent_price_by_side = Some(PercentPriceBySide {
-                        bid_up: bid_multiplier_up,
-                        bid_down: bid_multiplier_down,
-                        ask_up: ask_multiplier_up,
-                        ask_down: ask_multiplier_down,
-                        avg_price_mins,
-                    })
-                }
-                WireFilter::MaxNumOrders { max_num_orders } => {
-                    filters.max_num_orders = Some(max_num_orders)
-                }
-                _ => {}
-            }
-        }
-        rules.symbols.insert(symbol, filters);
-    }
-    Ok(rules)
 }
 
 #[cfg(test)]
@@ -391,17 +348,17 @@ mod tests {
 
     #[test]
     fn the_venue_side_has_binances_limits_and_order_filters() {
-        let venue = venue_rules(&bundled_json().unwrap(), "bundled").unwrap();
+        let (_, venue) = parse_with_venue(&bundled_json().unwrap(), "bundled").unwrap();
         let weight = &venue.rate_limits[0];
         assert_eq!(
+            (weight.rate_limit_type, weight.limit, weight.window_ms()),
             (
-                weight.rate_limit_type.as_str(),
-                weight.limit,
-                weight.window_ms()
-            ),
-            ("REQUEST_WEIGHT", 6000, 60_000)
+                crate::rest::RateLimitType::RequestWeight,
+                6000,
+                Some(60_000)
+            )
         );
-        assert_eq!(venue.rate_limits[1].window_ms(), 10_000);
+        assert_eq!(venue.rate_limits[1].window_ms(), Some(10_000));
         let btc = &venue.symbols[&Symbol::parse("BTCUSDT").unwrap()];
         assert!(btc.order_types.iter().any(|t| t == "LIMIT_MAKER"));
         assert_eq!(btc.market_lot, Some((dec!(0), dec!(129.84957276), dec!(0))));

@@ -208,7 +208,8 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    fn window_ms(&self) -> Option<i64> {
+    /// The window's length in ms; `None` for an interval Binance does not name.
+    pub fn window_ms(&self) -> Option<i64> {
         let unit = match self.interval.as_str() {
             "SECOND" => 1_000,
             "MINUTE" => 60_000,
@@ -220,7 +221,7 @@ impl RateLimit {
     }
 
     /// The header Binance reports this limit's use in, lower-case, e.g. `x-mbx-used-weight-1m`.
-    fn header(&self) -> Option<String> {
+    pub fn header(&self) -> Option<String> {
         let prefix = match self.rate_limit_type {
             RateLimitType::RequestWeight => "x-mbx-used-weight",
             RateLimitType::Orders => "x-mbx-order-count",
@@ -791,18 +792,11 @@ impl RestClient {
     pub async fn exchange_info(&self) -> Result<(ExchangeRules, Vec<RateLimit>), RestError> {
         let body = self.send_raw(&EXCHANGE_INFO, vec![]).await?;
         let origin = format!("{}{}", self.base, EXCHANGE_INFO.path);
-        let rules = crate::exchange_info::parse(&body, &origin)?;
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Limits {
-            #[serde(default)]
-            rate_limits: Vec<RateLimit>,
+        let (rules, venue) = crate::exchange_info::parse_with_venue(&body, &origin)?;
+        if !venue.rate_limits.is_empty() {
+            self.set_rate_limits(&venue.rate_limits);
         }
-        let limits: Limits = decode(&EXCHANGE_INFO.name(), &body)?;
-        if !limits.rate_limits.is_empty() {
-            self.set_rate_limits(&limits.rate_limits);
-        }
-        Ok((rules, limits.rate_limits))
+        Ok((rules, venue.rate_limits))
     }
 
     /// `POST /api/v3/order`: one GTC limit order, answered in full (with any immediate fills).

@@ -67,27 +67,7 @@ impl SymbolRules {
                 ),
             );
         }
-        if quantity <= Decimal::ZERO || quantity < self.min_qty {
-            return fail(
-                "LOT_SIZE",
-                format!("quantity {quantity} is below minQty {}", self.min_qty),
-            );
-        }
-        if !self.max_qty.is_zero() && quantity > self.max_qty {
-            return fail(
-                "LOT_SIZE",
-                format!("quantity {quantity} is above maxQty {}", self.max_qty),
-            );
-        }
-        if !on_grid(quantity, self.min_qty, self.step_size) {
-            return fail(
-                "LOT_SIZE",
-                format!(
-                    "quantity {quantity} is not a multiple of stepSize {}",
-                    self.step_size
-                ),
-            );
-        }
+        self.check_quantity(quantity)?;
         let notional = price * quantity;
         if notional < self.min_notional {
             return fail(
@@ -108,6 +88,43 @@ impl SymbolRules {
         }
         Ok(())
     }
+}
+
+impl SymbolRules {
+    /// Checks a quantity against LOT_SIZE (every order's, MARKET ones included).
+    pub fn check_quantity(&self, quantity: Decimal) -> Result<(), FilterFailure> {
+        check_lot(
+            "LOT_SIZE",
+            quantity,
+            self.min_qty,
+            self.max_qty,
+            self.step_size,
+        )
+    }
+}
+
+/// A quantity within [min, max] (a zero max: no bound) on the grid of `step` from `min`, as
+/// LOT_SIZE and MARKET_LOT_SIZE check it; `filter` names the one failed.
+pub fn check_lot(
+    filter: &'static str,
+    quantity: Decimal,
+    min: Decimal,
+    max: Decimal,
+    step: Decimal,
+) -> Result<(), FilterFailure> {
+    let fail = |detail: String| Err(FilterFailure { filter, detail });
+    if quantity <= Decimal::ZERO || quantity < min {
+        return fail(format!("quantity {quantity} is below minQty {min}"));
+    }
+    if !max.is_zero() && quantity > max {
+        return fail(format!("quantity {quantity} is above maxQty {max}"));
+    }
+    if !on_grid(quantity, min, step) {
+        return fail(format!(
+            "quantity {quantity} is not a multiple of stepSize {step}"
+        ));
+    }
+    Ok(())
 }
 
 /// `(value - base) % unit == 0`, Binance's grid rule; a zero unit disables it.

@@ -28,7 +28,7 @@ pub async fn exchange_serve(
         "--commission must be in [0, 1), not {}",
         options.commission
     );
-    (options.exchange_info_json, options.rules) = exchange_info(exchange_info_file)?;
+    (options.exchange_info_json, options.exchange_info_origin) = exchange_info(exchange_info_file)?;
     let mut fresh = Vec::new();
     let mut fill = |value: &mut String, what: &'static str| {
         if value.is_empty() {
@@ -82,7 +82,8 @@ pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow:
         speed >= 0.0 && speed.is_finite(),
         "--speed must be 0 or more, not {speed}"
     );
-    let (exchange_info_json, rules) = exchange_info(config.exchange.info.as_deref())?;
+    let (exchange_info_json, exchange_info_origin) =
+        exchange_info(config.exchange.info.as_deref())?;
     let options = ExchangeOptions {
         files,
         speed,
@@ -98,7 +99,7 @@ pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow:
         balances: Vec::new(),
         commission: Decimal::ZERO,
         exchange_info_json,
-        rules,
+        exchange_info_origin,
         follow: None,
         clock_skew_ms: 0,
         cuts: Some(Cuts {
@@ -121,19 +122,15 @@ pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow:
 }
 
 /// The exchange info a simulated Binance serves: the file given, or the bundled snapshot; its
-/// text and its rules.
-fn exchange_info(
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<(String, hedgehog_domain::exchange::ExchangeRules)> {
-    let (json, origin) = match file {
+/// text and where it comes from (the exchange parses it, and names that in its errors).
+fn exchange_info(file: Option<&std::path::Path>) -> anyhow::Result<(String, String)> {
+    Ok(match file {
         Some(path) => (exchange_info::load_json(path)?, path.display().to_string()),
         None => (
             exchange_info::bundled_json()?,
             "bundled exchange info".to_owned(),
         ),
-    };
-    let rules = exchange_info::parse(&json, &origin)?;
-    Ok((json, rules))
+    })
 }
 
 /// 64 random letters and digits.
@@ -178,7 +175,7 @@ pub async fn exchange(config: &config::Config, what: ExchangeCommandArg) -> anyh
             balances,
             commission,
             exchange_info_json: String::new(),
-            rules: Default::default(),
+            exchange_info_origin: String::new(),
             follow: follow.map(|url| hedgehog_sim::exchange::Follow {
                 url,
                 symbols: follow_symbols,

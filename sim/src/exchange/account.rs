@@ -19,12 +19,12 @@
 //! MARKET order whose cost is not known in advance is checked against the last price and paid
 //! from free funds as it fills, expiring if they run out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hedgehog_binance::exchange_info::{OrderFilters, VenueRules};
 use hedgehog_binance::rest::Refusal;
 use hedgehog_domain::events::TradeReceived;
-use hedgehog_domain::exchange::{ExchangeRules, SymbolRules};
+use hedgehog_domain::exchange::{check_lot, ExchangeRules, SymbolRules};
 use hedgehog_domain::paper_exchange::{PaperExchange, RestingOrder};
 use hedgehog_domain::{Side, Symbol};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -214,6 +214,9 @@ pub struct Account {
     /// Free and locked per asset.
     balances: BTreeMap<String, (Decimal, Decimal)>,
     orders: BTreeMap<u64, Order>,
+    /// The ids of the open orders: what every trade and most requests look at, so that their
+    /// cost does not grow with the orders of the past.
+    open: BTreeSet<u64>,
     trades: Vec<Value>,
     next_order_id: u64,
     next_trade_id: u64,
@@ -240,9 +243,24 @@ impl Account {
                 .map(|(asset, amount)| (asset.clone(), (*amount, Decimal::ZERO)))
                 .collect(),
             orders: BTreeMap::new(),
+            open: BTreeSet::new(),
             trades: Vec::new(),
             next_order_id: 1,
             next_trade_id: 1,
+        }
+    }
+
+    /// The open orders, oldest first.
+    fn open_orders_iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
+        self.open.iter().filter_map(|id| self.orders.get(id))
+    }
+
+    /// Keeps [`Account::open`] in step with an order's status after a change.
+    fn track(&mut self, id: u64) {
+        if self.orders.get(&id).is_some_and(Order::is_open) {
+            self.open.insert(id);
+        } else {
+            self.open.remove(&id);
         }
     }
 
@@ -355,9 +373,8 @@ impl Account {
         };
         if let Some(max) = filters.max_num_orders {
             let open = self
-                .orders
-                .values()
-                .filter(|o| o.is_open() && o.symbol == placing.symbol)
+                .open_orders_iter()
+                .filter(|o| o.symbol == placing.symbol)
                 .count();
             if open >= max as usize {
                 return Err(filter_failure("MAX_NUM_ORDERS"));
@@ -394,9 +411,8 @@ impl Account {
             .cloned()
             .unwrap_or_else(|| format!("hhpaper{order_id}"));
         if self
-            .orders
-            .values()
-            .any(|o| o.is_open() && o.symbol == p.symbol && o.client_order_id == client_order_id)
+            .open_orders_iter()
+            .any(|o| o.symbol == p.symbol && o.client_order_id == client_order_id)
         {
             return Err(refuse(-2010, "Duplicate order sent."));
         }
@@ -431,6 +447,7 @@ impl Account {
         };
         let report = execution_report(&order, "NEW", None, now);
         self.orders.insert(order_id, order);
+        self.track(order_id);
         Ok((order_id, response, vec![report]))
     }
 
@@ -500,9 +517,8 @@ impl Account {
     pub fn cancel_all(&mut self, rules: &ExchangeRules, query: &Params, now: i64) -> Answer {
         let symbol = params::symbol(rules, query)?;
         let open: Vec<u64> = self
-            .orders
-            .values()
-            .filter(|o| o.is_open() && o.symbol == symbol)
+            .open_orders_iter()
+            .filter(|o| o.symbol == symbol)
             .map(|o| o.order_id)
             .collect();
         if open.is_empty() {
@@ -548,6 +564,7 @@ impl Account {
         order.update_time = now;
         let locked = std::mem::take(&mut order.locked);
         let (symbol, side) = (order.symbol.clone(), order.side);
+        self.track(id);
         if let Some(r) = rules.get(&symbol) {
             let asset = match side {
                 Side::Buy => r.quote_asset.clone(),
@@ -566,9 +583,8 @@ impl Account {
             None => None,
         };
         let open: Vec<Value> = self
-            .orders
-            .values()
-            .filter(|o| o.is_open() && symbol.as_ref().is_none_or(|s| *s == o.symbol))
+            .open_orders_iter()
+            .filter(|o| symbol.as_ref().is_none_or(|s| *s == o.symbol))
             .map(Order::json)
             .collect();
         Ok((json!(open), Vec::new()))
@@ -621,10 +637,9 @@ impl Account {
         now: i64,
     ) -> bool {
         let found = self
-            .orders
-            .values()
+            .open_orders_iter()
             .rev()
-            .find(|o| o.is_open() && o.client_order_id == client_order_id)
+            .find(|o| o.client_order_id == client_order_id)
             .map(|o| (o.order_id, o.symbol.clone()));
         let Some((id, symbol)) = found else {
             return false;
@@ -729,9 +744,8 @@ impl Account {
         }
         let mut reports = Vec::new();
         let resting: Vec<RestingOrder> = self
-            .orders
-            .values()
-            .filter(|o| o.is_open() && !o.is_taker() && o.symbol == trade.symbol)
+            .open_orders_iter()
+            .filter(|o| !o.is_taker() && o.symbol == trade.symbol)
             .map(|o| RestingOrder {
                 order_id: o.order_id,
                 side: o.side,
@@ -748,9 +762,8 @@ impl Account {
             }
         }
         let takers: Vec<u64> = self
-            .orders
-            .values()
-            .filter(|o| o.is_open() && o.is_taker() && o.symbol == trade.symbol)
+            .open_orders_iter()
+            .filter(|o| o.is_taker() && o.symbol == trade.symbol)
             .map(|o| o.order_id)
             .collect();
         // Each side of the trade's quantity is there once for our takers.
@@ -884,6 +897,7 @@ impl Account {
         };
         order.fills.push(fill.clone());
         let order = order.clone();
+        self.track(id);
         let (spend, receive) = (spend.clone(), receive.clone());
         let balance = self.balance(&spend);
         balance.1 -= from_lock;
@@ -941,20 +955,12 @@ fn check_market(
     market: &MarketData,
 ) -> Result<(), Refusal> {
     if p.quote_order_qty.is_none() {
-        let q = p.quantity;
-        let on_grid =
-            |base: Decimal, step: Decimal| step.is_zero() || ((q - base) % step).is_zero();
-        if q <= Decimal::ZERO
-            || q < rules.min_qty
-            || (!rules.max_qty.is_zero() && q > rules.max_qty)
-            || !on_grid(rules.min_qty, rules.step_size)
-        {
-            return Err(filter_failure("LOT_SIZE"));
-        }
+        rules
+            .check_quantity(p.quantity)
+            .map_err(|f| filter_failure(f.filter))?;
         if let Some((min, max, step)) = filters.market_lot {
-            if q < min || (!max.is_zero() && q > max) || !on_grid(min, step) {
-                return Err(filter_failure("MARKET_LOT_SIZE"));
-            }
+            check_lot("MARKET_LOT_SIZE", p.quantity, min, max, step)
+                .map_err(|f| filter_failure(f.filter))?;
         }
     }
     let average = market.average(&p.symbol, filters.notional_avg_price_mins.max(1));
@@ -1055,11 +1061,13 @@ mod tests {
 
     fn given() -> Given {
         let json = hedgehog_binance::exchange_info::bundled_json().unwrap();
+        let (rules, venue) =
+            hedgehog_binance::exchange_info::parse_with_venue(&json, "bundled").unwrap();
         let mut market = MarketData::default();
         market.record(&trade(0, dec!(0.5), dec!(1000), true));
         Given {
-            rules: hedgehog_binance::exchange_info::parse(&json, "bundled").unwrap(),
-            venue: hedgehog_binance::exchange_info::venue_rules(&json, "bundled").unwrap(),
+            rules,
+            venue,
             market,
             account: Account::new(dec!(0.001), &[("USDT".to_owned(), dec!(1000))]),
         }

@@ -47,13 +47,21 @@ pub struct Seen {
 /// The scripted faults and the requests seen.
 #[derive(Debug, Default)]
 pub(super) struct Faults {
+    /// Whether anyone holds a [`Control`]: only then are requests kept (`exchange serve` runs
+    /// for months and keeps none).
+    pub(super) watched: bool,
     script: HashMap<(String, String), VecDeque<Fault>>,
     seen: Vec<Seen>,
 }
 
 impl Faults {
-    /// Records a request; the fault scripted for it, if any.
-    pub(super) fn arrive(&mut self, seen: Seen) -> Option<Fault> {
+    /// Records a request (`seen` makes it, only when watched); the fault scripted for it, if
+    /// any.
+    pub(super) fn arrive(&mut self, seen: impl FnOnce() -> Seen) -> Option<Fault> {
+        if !self.watched {
+            return None;
+        }
+        let seen = seen();
         let key = (seen.method.clone(), seen.path.clone());
         self.seen.push(seen);
         self.script.get_mut(&key).and_then(VecDeque::pop_front)

@@ -3,8 +3,7 @@
 //! `X-MBX-ORDER-COUNT-<n><u>` headers, and answered with HTTP 429 past a limit, so that a
 //! client's own rate limiting is exercised.
 
-use hedgehog_binance::exchange_info::RateLimit;
-use hedgehog_binance::rest::Refusal;
+use hedgehog_binance::rest::{RateLimit, RateLimitType, Refusal};
 
 use super::params::refuse;
 
@@ -19,29 +18,12 @@ struct Counter {
 
 impl Counter {
     fn roll(&mut self, now: i64) {
-        let length = self.limit.window_ms();
+        let length = self.limit.window_ms().unwrap_or(86_400_000);
         let window = now - now.rem_euclid(length);
         if window != self.window {
             self.window = window;
             self.used = 0;
         }
-    }
-
-    /// The header naming it: `x-mbx-used-weight-1m`, `x-mbx-order-count-10s`, ...
-    fn header(&self) -> Option<String> {
-        let unit = match self.limit.interval.as_str() {
-            "SECOND" => "s",
-            "MINUTE" => "m",
-            "HOUR" => "h",
-            "DAY" => "d",
-            _ => return None,
-        };
-        let what = match self.limit.rate_limit_type.as_str() {
-            "REQUEST_WEIGHT" => "used-weight",
-            "ORDERS" => "order-count",
-            _ => return None,
-        };
-        Some(format!("x-mbx-{what}-{}{unit}", self.limit.interval_num))
     }
 
     fn described(&self) -> String {
@@ -93,30 +75,30 @@ impl Limits {
         let mut refused = None;
         for c in &mut self.counters {
             c.roll(now);
-            let add = match c.limit.rate_limit_type.as_str() {
-                "REQUEST_WEIGHT" => weight,
-                "RAW_REQUESTS" => 1,
-                "ORDERS" if order => 1,
-                _ => 0,
+            let add = match c.limit.rate_limit_type {
+                RateLimitType::RequestWeight => weight,
+                RateLimitType::RawRequests => 1,
+                RateLimitType::Orders if order => 1,
+                RateLimitType::Orders => 0,
             };
             if add > 0 && c.used + add > c.limit.limit && refused.is_none() {
                 refused = Some(c.clone());
             }
         }
         for c in &mut self.counters {
-            match c.limit.rate_limit_type.as_str() {
-                "REQUEST_WEIGHT" => c.used += weight,
-                "RAW_REQUESTS" => c.used += 1,
-                "ORDERS" if order && refused.is_none() => c.used += 1,
-                _ => {}
+            match c.limit.rate_limit_type {
+                RateLimitType::RequestWeight => c.used += weight,
+                RateLimitType::RawRequests => c.used += 1,
+                RateLimitType::Orders if order && refused.is_none() => c.used += 1,
+                RateLimitType::Orders => {}
             }
         }
         let headers = self.headers(order);
         match refused {
             None => Ok(headers),
             Some(c) => {
-                let msg = match c.limit.rate_limit_type.as_str() {
-                    "ORDERS" => (
+                let msg = match c.limit.rate_limit_type {
+                    RateLimitType::Orders => (
                         -1015,
                         format!("Too many new orders; current limit is {}.", c.described()),
                     ),
@@ -128,7 +110,7 @@ impl Limits {
                         ),
                     ),
                 };
-                let length = c.limit.window_ms();
+                let length = c.limit.window_ms().unwrap_or(86_400_000);
                 let retry = (c.window + length - now + 999) / 1000;
                 Err(TooMany {
                     refusal: refuse(msg.0, msg.1),
@@ -143,8 +125,8 @@ impl Limits {
     fn headers(&self, order: bool) -> Vec<(String, u32)> {
         self.counters
             .iter()
-            .filter(|c| order || c.limit.rate_limit_type == "REQUEST_WEIGHT")
-            .filter_map(|c| Some((c.header()?, c.used)))
+            .filter(|c| order || c.limit.rate_limit_type == RateLimitType::RequestWeight)
+            .filter_map(|c| Some((c.limit.header()?, c.used)))
             .collect()
     }
 }
@@ -153,9 +135,9 @@ impl Limits {
 mod tests {
     use super::*;
 
-    fn limit(kind: &str, interval: &str, num: u32, limit: u32) -> RateLimit {
+    fn limit(kind: RateLimitType, interval: &str, num: u32, limit: u32) -> RateLimit {
         RateLimit {
-            rate_limit_type: kind.into(),
+            rate_limit_type: kind,
             interval: interval.into(),
             interval_num: num,
             limit,
@@ -165,8 +147,8 @@ mod tests {
     #[test]
     fn past_a_limit_comes_a_429_until_the_window_turns() {
         let mut limits = Limits::new(&[
-            limit("REQUEST_WEIGHT", "MINUTE", 1, 10),
-            limit("ORDERS", "SECOND", 10, 2),
+            limit(RateLimitType::RequestWeight, "MINUTE", 1, 10),
+            limit(RateLimitType::Orders, "SECOND", 10, 2),
         ]);
         let t = 1_700_000_000_000; // a whole minute
         assert_eq!(

@@ -442,56 +442,62 @@ impl MarketData {
         let Some(played) = self.symbols.get(&symbol) else {
             return Ok((json!([]), Vec::new()));
         };
-        let candles = candles(played, interval, start, end);
-        let chosen: Vec<&(i64, Bar)> = if start.is_some() {
-            candles.iter().take(limit).collect()
-        } else {
-            candles
-                .iter()
-                .skip(candles.len().saturating_sub(limit))
-                .collect()
-        };
-        let rows: Vec<Value> = chosen
-            .into_iter()
+        let rows: Vec<Value> = candles(played, interval, start, end, limit)
+            .iter()
             .map(|(open, bar)| kline(interval, *open, bar))
             .collect();
         Ok((json!(rows), Vec::new()))
     }
 }
 
-/// The candles of `interval` whose open time is within [start, end].
+/// The candles of `interval` whose open time is within [start, end]: the first `limit` from
+/// `start`, else the last `limit` up to `end`. Only the minutes (or seconds) those candles hold
+/// are read, so a request's cost does not grow with the history played.
 fn candles(
     played: &Played,
     interval: Interval,
     start: Option<i64>,
     end: Option<i64>,
+    limit: usize,
 ) -> Vec<(i64, Bar)> {
     let within = |open: i64| start.is_none_or(|s| open >= s) && end.is_none_or(|e| open <= e);
-    if interval == Interval::S1 {
-        return played
-            .seconds
-            .iter()
-            .filter(|(open, _)| within(*open))
-            .cloned()
-            .collect();
-    }
-    // Minutes from the start of the candle holding `start` on.
-    let from = start.map_or(i64::MIN, |s| interval.open_time(s));
+    let bars: Box<dyn DoubleEndedIterator<Item = (i64, &Bar)>> = if interval == Interval::S1 {
+        Box::new(played.seconds.iter().map(|(t, b)| (*t, b)))
+    } else {
+        // From the start of the candle holding `start`, to the end of the one holding `end`.
+        let from = start.map_or(i64::MIN, |s| interval.open_time(s));
+        let to = end.map_or(i64::MAX, |e| interval.close_time(interval.open_time(e)));
+        Box::new(played.minutes.range(from..=to).map(|(t, b)| (*t, b)))
+    };
     let mut merged: BTreeMap<i64, Bar> = BTreeMap::new();
-    for (minute, bar) in played.minutes.range(from..) {
-        let open = interval.open_time(*minute);
-        if end.is_some_and(|e| open > e) {
-            break;
+    let mut add = |time: i64, bar: &Bar| -> bool {
+        let open = interval.open_time(time);
+        if !within(open) {
+            return true;
+        }
+        if !merged.contains_key(&open) && merged.len() == limit {
+            return false; // `limit` candles, each whole
         }
         merged
             .entry(open)
             .and_modify(|b| b.merge(bar))
             .or_insert_with(|| bar.clone());
+        true
+    };
+    if start.is_some() {
+        for (time, bar) in bars {
+            if !add(time, bar) {
+                break;
+            }
+        }
+    } else {
+        for (time, bar) in bars.rev() {
+            if !add(time, bar) {
+                break;
+            }
+        }
     }
-    merged
-        .into_iter()
-        .filter(|(open, _)| within(*open))
-        .collect()
+    merged.into_iter().collect()
 }
 
 /// One kline row, as Binance sends it.

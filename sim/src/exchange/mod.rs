@@ -101,7 +101,8 @@ pub struct ExchangeOptions {
     /// The exchangeInfo answer, as Binance sends it: its symbols' filters and its rate limits
     /// are the ones kept.
     pub exchange_info_json: String,
-    pub rules: ExchangeRules,
+    /// Where it comes from, for errors: a file's path, or the bundled snapshot.
+    pub exchange_info_origin: String,
     /// A live market to fill from as well.
     pub follow: Option<Follow>,
     /// The exchange's clock runs this far ahead of the machine's (ms); 0 for `exchange serve`.
@@ -195,7 +196,10 @@ impl ExchangeServer {
         addr: SocketAddr,
         options: ExchangeOptions,
     ) -> Result<Self, ExchangeServerError> {
-        let venue = exchange_info::venue_rules(&options.exchange_info_json, "the exchange info")?;
+        let (rules, venue) = exchange_info::parse_with_venue(
+            &options.exchange_info_json,
+            &options.exchange_info_origin,
+        )?;
         let mut trades = crate::tape::load(options.files.clone(), options.import.clone()).await?;
         if options.cuts.is_none() {
             trades.retain(|(market, _)| *market == Market::Spot);
@@ -205,7 +209,7 @@ impl ExchangeServer {
             .map_err(|source| ExchangeServerError::Bind { addr, source })?;
         let exchange = Exchange {
             venue: Mutex::new(Venue {
-                rules: options.rules,
+                rules,
                 limits: Limits::new(&venue.rate_limits),
                 venue,
                 account: Account::new(options.commission, &options.balances),
@@ -243,6 +247,7 @@ impl ExchangeServer {
 
     /// The hold its tests and demos have on it: faults, requests seen, hidden executions.
     pub fn control(&self) -> Control {
+        self.exchange.faults().watched = true;
         Control(Arc::clone(&self.exchange))
     }
 
@@ -511,7 +516,7 @@ async fn rest(
             &format!("{method} {path} is not served by Hedgehog's paper exchange"),
         );
     };
-    let fault = exchange.faults().arrive(Seen {
+    let fault = exchange.faults().arrive(|| Seen {
         method: method.to_string(),
         path: path.clone(),
         params: url::form_urlencoded::parse(query.as_bytes())

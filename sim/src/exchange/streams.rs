@@ -96,7 +96,7 @@ impl Streams {
     /// Plays one frame of `stream` to the connections that asked for it; with [`Cuts`], first
     /// waits until a connection is there, then until each has taken it.
     pub async fn publish(&self, stream: String, text: String) {
-        if self.cuts.is_some() {
+        if self.cuts.is_some() && *self.listening.borrow() == 0 {
             let mut listening = self.listening.subscribe();
             let _ = listening.wait_for(|n| *n > 0).await;
         }
