@@ -5,13 +5,15 @@
 //! The state is a fold of the symbol's `storing-SYMBOL` stream. A topic never switched is on:
 //! a symbol that is streamed or traded has both topics stored unless told otherwise.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::events::{Event, StoringStarted, StoringStopped, StoringTopic};
 use crate::types::Symbol;
 
 /// What the storing stream of one symbol says now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoringState {
     /// Topics switched at least once, and whether they are on; the others are on.
     pub switched: BTreeMap<StoringTopic, bool>,

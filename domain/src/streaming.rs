@@ -6,9 +6,11 @@
 
 use crate::events::{Event, StreamingStarted, StreamingStopped};
 use crate::types::Symbol;
+use serde::{Deserialize, Serialize};
 
 /// What the streaming stream of one symbol says now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StreamingState {
     pub streaming: bool,
 }

@@ -47,6 +47,7 @@
 //!   cancelled is sold for what it bought (or the position finishes, if it bought nothing), a
 //!   SELL it cancelled leaves the position holding what it did not sell.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -65,7 +66,8 @@ use crate::strategy::{Context, Quote, Strategies, UnknownStrategy};
 use crate::types::{FillStatus, OrderType, Side, Symbol, TimeInForce, Timestamp, TradingStatus};
 
 /// An order as the aggregate knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Order {
     pub order_id: u64,
     pub client_order_id: String,
@@ -94,7 +96,8 @@ impl Order {
 }
 
 /// One chunk of the budget: a BUY, then a SELL of what was bought.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Position {
     pub position_id: u64,
     /// The settings in force when it was added; later changes do not touch it.
@@ -149,7 +152,8 @@ impl Position {
 }
 
 /// What closed positions added up to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Totals {
     pub positions_closed: u64,
     pub realized_profit: Decimal,
@@ -157,7 +161,8 @@ pub struct Totals {
 }
 
 /// Everything the symbol's trading stream says now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TradingState {
     pub status: TradingStatus,
     /// Why trading last went off, if it did.

@@ -66,6 +66,11 @@ impl eventually::Aggregate for StreamingAggregate {
     }
 }
 
+impl crate::decision::Snapshotted for StreamingAggregate {
+    const KIND: &'static str = "streaming";
+    const SCHEMA: i64 = 1;
+}
+
 /// The storing switches of one symbol, stored in `storing-SYMBOL`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoringAggregate;
@@ -95,6 +100,11 @@ impl eventually::Aggregate for StoringAggregate {
             Ok((!events.is_empty()).then_some(events))
         })
     }
+}
+
+impl crate::decision::Snapshotted for StoringAggregate {
+    const KIND: &'static str = "storing";
+    const SCHEMA: i64 = 1;
 }
 
 #[cfg(test)]
@@ -175,6 +185,14 @@ impl TradingAggregate {
     pub fn decide_report(&self, state: &TradingState, report: &trading::Report) -> Vec<Event> {
         trading::decide_report(state, &self.rules, report)
     }
+}
+
+/// A trader's snapshot holds more than the fold of its stream: the positions' order and the
+/// last trade stepped on after the trades that decided nothing (`pass_trade`), so a restart
+/// resumes after them instead of re-reading the market since the last decision.
+impl crate::decision::Snapshotted for TradingAggregate {
+    const KIND: &'static str = "trading";
+    const SCHEMA: i64 = 1;
 }
 
 impl eventually::Aggregate for TradingAggregate {

@@ -17,7 +17,10 @@
 //! `hedgehog_backtest`); everything that decides against the store comes through here.
 
 use hedgehog_domain::Event;
-use hedgehog_store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
+use hedgehog_store::{
+    ExpectedVersion, NewEvent, RecordedEvent, Snapshot, Store, StoreError, StreamId,
+};
+use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 /// Why a decision was not stored.
@@ -55,8 +58,8 @@ pub async fn command<A>(
     decide: impl Fn(&A, &A::State) -> Result<Vec<Event>, A::Error>,
 ) -> Result<(Vec<Event>, A::State), DecisionError<A::Error>>
 where
-    A: eventually::Aggregate<Id = StreamId, Event = Event>,
-    A::State: Default,
+    A: Snapshotted,
+    A::State: Default + Serialize + DeserializeOwned,
     A::Error: std::error::Error + 'static,
 {
     let mut held = Held::load(store.clone(), stream, aggregate).await?;
@@ -66,6 +69,20 @@ where
     Ok((events, held.state))
 }
 
+/// An aggregate whose state can be saved as a [`Snapshot`] (its state's serde encoding).
+pub trait Snapshotted: eventually::Aggregate<Id = StreamId, Event = Event> {
+    /// What the snapshots hold (`trading`, ...).
+    const KIND: &'static str;
+    /// The version of the state's encoding: raise it whenever the state's fields change, and
+    /// older snapshots are ignored. (The encoding also refuses unknown fields, and a missing
+    /// one fails to decode: either way the stream is folded from its start.)
+    const SCHEMA: i64;
+}
+
+/// How many events a start may fold beyond its snapshot (or from the stream's start, without
+/// one) before it saves a new one.
+pub const SNAPSHOT_AFTER: i64 = 1_000;
+
 /// One writer's hold on an aggregate's stream: see the [module](self).
 pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
     store: Store,
@@ -73,15 +90,22 @@ pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
     aggregate: A,
     state: A::State,
     version: i64,
+    /// The id of the event at `version`, which a snapshot of this state names.
+    last_event_id: Option<Uuid>,
+    /// The version the last snapshot loaded or saved is at (0: none).
+    snapshot_version: i64,
 }
 
 impl<A> Held<A>
 where
-    A: eventually::Aggregate<Id = StreamId, Event = Event>,
-    A::State: Default,
+    A: Snapshotted,
+    A::State: Default + Serialize + DeserializeOwned,
     A::Error: std::error::Error + 'static,
 {
-    /// Folds `stream` as it is stored.
+    /// The stream's state as stored: its snapshot, if a usable one is saved, and the events
+    /// after it. A snapshot that cannot be used (another encoding, a stream that moved under
+    /// it, a state that does not decode) is named in the log and the stream folded from its
+    /// start; a start that folded many events saves a new snapshot.
     pub async fn load(
         store: Store,
         stream: StreamId,
@@ -93,9 +117,85 @@ where
             aggregate,
             state: A::State::default(),
             version: 0,
+            last_event_id: None,
+            snapshot_version: 0,
+        };
+        held.restore().await?;
+        held.catch_up().await?;
+        if held.version - held.snapshot_version >= SNAPSHOT_AFTER {
+            held.save_snapshot().await?;
+        }
+        Ok(held)
+    }
+
+    /// The stream's state folded from its first event, whatever snapshot is saved: what a
+    /// snapshot and the events after it must equal.
+    pub async fn fold(
+        store: Store,
+        stream: StreamId,
+        aggregate: A,
+    ) -> Result<Self, DecisionError<A::Error>> {
+        let mut held = Held {
+            store,
+            stream,
+            aggregate,
+            state: A::State::default(),
+            version: 0,
+            last_event_id: None,
+            snapshot_version: 0,
         };
         held.catch_up().await?;
         Ok(held)
+    }
+
+    /// Takes the stream's snapshot as the state, if it is usable.
+    async fn restore(&mut self) -> Result<(), StoreError> {
+        let saved = self
+            .store
+            .load_snapshot(&self.stream, A::KIND, A::SCHEMA)
+            .await?;
+        let snapshot = match saved {
+            None => return Ok(()),
+            Some(Err(why)) => {
+                tracing::info!(stream = %self.stream, %why, "snapshot not used; folding the stream from its start");
+                return Ok(());
+            }
+            Some(Ok(snapshot)) => snapshot,
+        };
+        match serde_json::from_str(&snapshot.state) {
+            Ok(state) => {
+                self.state = state;
+                self.version = snapshot.version;
+                self.last_event_id = Some(snapshot.last_event_id);
+                self.snapshot_version = snapshot.version;
+            }
+            Err(error) => {
+                tracing::warn!(stream = %self.stream, %error, "snapshot does not decode; folding the stream from its start")
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the state held as the stream's snapshot (nothing, for a stream with no event).
+    pub async fn save_snapshot(&mut self) -> Result<(), StoreError> {
+        let Some(last_event_id) = self.last_event_id else {
+            return Ok(());
+        };
+        let state = serde_json::to_string(&self.state).map_err(|source| StoreError::Encode {
+            event_type: A::KIND,
+            source,
+        })?;
+        let snapshot = Snapshot {
+            kind: A::KIND.to_owned(),
+            schema: A::SCHEMA,
+            version: self.version,
+            last_event_id,
+            state,
+        };
+        self.store.save_snapshot(&self.stream, &snapshot).await?;
+        self.snapshot_version = self.version;
+        tracing::debug!(stream = %self.stream, version = self.version, "snapshot saved");
+        Ok(())
     }
 
     pub fn state(&self) -> &A::State {
@@ -140,6 +240,7 @@ where
             }
             for e in page {
                 self.version = e.stream_version;
+                self.last_event_id = Some(e.event_id);
                 self.apply(e.event)?;
             }
         }
@@ -153,6 +254,7 @@ where
         }
         self.apply(recorded.event.clone())?;
         self.version = recorded.stream_version;
+        self.last_event_id = Some(recorded.event_id);
         Ok(true)
     }
 
@@ -172,7 +274,7 @@ where
             if decided.is_empty() {
                 return Ok(decided);
             }
-            let batch = decided
+            let batch: Vec<NewEvent> = decided
                 .iter()
                 .enumerate()
                 .map(|(i, event)| {
@@ -189,12 +291,14 @@ where
                 })
                 .collect();
             let expected = ExpectedVersion::Exact(self.version);
+            let last_id = batch.last().map(|e| e.event_id);
             match self.store.append(&self.stream, expected, batch).await {
                 Ok(outcome) if outcome.stream_version == self.version + decided.len() as i64 => {
                     for event in &decided {
                         self.apply(event.clone())?;
                     }
                     self.version = outcome.stream_version;
+                    self.last_event_id = last_id;
                     return Ok(decided);
                 }
                 Ok(_) => {

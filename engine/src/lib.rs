@@ -7,6 +7,7 @@ pub mod actor;
 pub mod aggregate;
 pub mod decision;
 pub mod ids;
+pub mod readiness;
 pub mod storing;
 pub mod streaming;
 pub mod supervisor;

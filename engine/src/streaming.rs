@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::streaming::{self, StreamingCommand, StreamingState};
 use hedgehog_domain::{Event, Symbol};
@@ -118,7 +117,9 @@ pub async fn follow(
         if *shutdown.borrow() {
             return Ok(());
         }
-        let head = store.head_position().await?;
+        // The switches as they are now, with where each stream stands: a switch appended after
+        // this changes a version here.
+        let switches = store.stream_heads("streaming-").await?;
         let symbols: BTreeSet<Symbol> = status(&store)
             .await?
             .into_iter()
@@ -139,16 +140,15 @@ pub async fn follow(
             ))
         });
         // Wait for a switch appended after what was read, or for the end.
-        let mut log = store.subscribe_all(head);
+        let mut watch = store.watch_streams("streaming-").await?;
         let quit = loop {
             tokio::select! {
                 _ = shutdown.changed() => break true,
-                next = log.next() => match next {
-                    Some(Ok(e)) if matches!(e.event, Event::StreamingStarted(_) | Event::StreamingStopped(_)) => break false,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.into()),
-                    None => break true,
-                },
+                _ = watch.changed() => {
+                    if store.stream_heads("streaming-").await? != switches {
+                        break false;
+                    }
+                }
             }
         };
         let _ = stop.send(true);

@@ -13,16 +13,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hedgehog_domain::exchange::ExchangeRules;
 use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::strategy::Strategies;
-use hedgehog_domain::{Event, Symbol};
+use hedgehog_domain::Symbol;
 use hedgehog_projections::{ProjectionError, Projector, Published};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::aggregate::TradingAggregate;
+use crate::readiness::Readiness;
 use crate::trading::TradingError;
 use crate::worker::Trader;
 use hedgehog_binance::live::Venue;
@@ -51,6 +51,8 @@ pub struct EngineOptions {
     /// Trade on Binance instead of on paper: orders go there, fills come from its user data
     /// stream, and `paper` is not used.
     pub live: Option<LiveOptions>,
+    /// Where the engine says whether every worker has hydrated (`/api/health`).
+    pub readiness: Readiness,
 }
 
 /// What live trading needs.
@@ -152,30 +154,20 @@ pub async fn run(
             move |stop| report_status(store.clone(), STATUS_EVERY, stop),
         ));
     }
-    let head = store.head_position().await?;
     let mut traders: BTreeMap<Symbol, JoinHandle<()>> = BTreeMap::new();
-    // Only the names: each worker rebuilds its own state when it starts.
-    for symbol in store.symbols_with("trading").await? {
-        start_trader(&store, &options, &symbol, &shutdown, &mut traders);
-    }
-    let mut log = store.subscribe_all(head);
+    // Only the names, from the streams' metadata: each worker rebuilds its own state when it
+    // starts. A symbol traded for the first time while the engine runs has a trading stream
+    // from its first `TradingStarted` on, whichever process appended it.
+    let mut trading = store.watch_streams("trading-").await?;
     let mut watch_shutdown = shutdown.clone();
     loop {
-        let next = tokio::select! {
+        for symbol in store.symbols_with("trading").await? {
+            start_trader(&store, &options, &symbol, &shutdown, &mut traders);
+        }
+        options.readiness.planned();
+        tokio::select! {
             _ = watch_shutdown.changed() => break,
-            next = log.next() => next,
-        };
-        match next {
-            Some(Ok(e)) => {
-                if let Event::TradingStarted(started) = &e.event {
-                    start_trader(&store, &options, &started.symbol, &shutdown, &mut traders);
-                }
-            }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "engine lost the log; re-reading from where it was");
-                log = store.subscribe_all(store.head_position().await?);
-            }
-            None => break,
+            _ = trading.changed() => {}
         }
         if *shutdown.borrow() {
             break;
@@ -247,10 +239,16 @@ fn start_trader(
     };
     let store = store.clone();
     let venue = options.live.as_ref().map(|l| l.venue.clone());
+    let readiness = options.readiness.clone();
     let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
         let (store, aggregate, venue) = (store.clone(), aggregate.clone(), venue.clone());
+        let readiness = readiness.clone();
+        readiness.starting(&aggregate.rules.symbol);
         async move {
-            let trader = Trader::load(store, aggregate).await?;
+            let began = Instant::now();
+            let trader = Trader::load(store, aggregate)
+                .await?
+                .reporting_to(readiness, began);
             match venue {
                 Some(venue) => trader.on_venue(venue).run(stop).await,
                 None => trader.run(stop).await,

@@ -1,9 +1,10 @@
 //! The trading worker of one symbol: feeds the symbol's trades to its trading aggregate and
 //! appends what it decides.
 //!
-//! It follows the store, not in-memory flags: it reads `$all` and keeps two streams, the
-//! symbol's market trades (`trades-SYMBOL`) and its trading stream (`trading-SYMBOL`), whose
-//! events (a `trading stop` from another process, say) it applies as they commit.
+//! It follows the store, not in-memory flags: it subscribes to two streams, in the log's order,
+//! the symbol's market trades (`trades-SYMBOL`) and its trading stream (`trading-SYMBOL`), whose
+//! events (a `trading stop` from another process, say) it applies as they commit. It reads
+//! nothing of other symbols: its cost is its symbol's, however many others the log holds.
 //!
 //! Invariants:
 //! - Its state is always the fold of `trading-SYMBOL` up to `version` followed by the trades
@@ -19,7 +20,7 @@
 //!   domain `Report` decided like a trade. It reconciles with REST at start, after every
 //!   (re)subscription of the user data stream, when it lagged on the feed, and every minute.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hedgehog_domain::events::TradeReceived;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{AggregateError, TradingAggregate};
 use crate::decision::{DecisionError, Held, Retries};
+use crate::readiness::Readiness;
 use hedgehog_binance::live::{self, Venue};
 use hedgehog_binance::user_stream::Feed;
 use hedgehog_store::{RecordedEvent, Store, StoreError, StreamId};
@@ -54,14 +56,23 @@ pub struct Trader {
     held: Held<TradingAggregate>,
     trades: StreamId,
     venue: Option<Venue>,
+    /// Trades taken since the last snapshot was saved.
+    since_snapshot: u64,
+    /// Told when the worker has hydrated, with when its loading began.
+    readiness: Option<(Readiness, Instant)>,
 }
+
+/// How many trades a worker takes between two snapshots of its state (and at a clean stop):
+/// at most this many are read again after a crash.
+pub const TRADES_PER_SNAPSHOT: u64 = 10_000;
 
 /// How often a live trader reconciles with REST even when the stream says nothing: the slow
 /// safety net under the user data stream.
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 impl Trader {
-    /// Loads the symbol's trading state from the store.
+    /// Loads the symbol's trading state from the store: its snapshot, if one is usable, and
+    /// the trading stream's events after it.
     pub async fn load(store: Store, aggregate: TradingAggregate) -> Result<Self, TraderError> {
         let symbol = aggregate.rules.symbol.clone();
         let held = Held::load(store, StreamId::trading(&symbol), aggregate).await;
@@ -69,7 +80,32 @@ impl Trader {
             held: held.map_err(|e| decision_error(&symbol, e))?,
             trades: StreamId::trades(&symbol),
             venue: None,
+            since_snapshot: 0,
+            readiness: None,
         })
+    }
+
+    /// Loads the symbol's trading state by folding its whole trading stream, ignoring any
+    /// snapshot: what [`Trader::load`] must equal once both have taken the same trades.
+    pub async fn load_from_events(
+        store: Store,
+        aggregate: TradingAggregate,
+    ) -> Result<Self, TraderError> {
+        let symbol = aggregate.rules.symbol.clone();
+        let held = Held::fold(store, StreamId::trading(&symbol), aggregate).await;
+        Ok(Trader {
+            held: held.map_err(|e| decision_error(&symbol, e))?,
+            trades: StreamId::trades(&symbol),
+            venue: None,
+            since_snapshot: 0,
+            readiness: None,
+        })
+    }
+
+    /// Tells `readiness` when it has hydrated (its loading began at `began`).
+    pub fn reporting_to(mut self, readiness: Readiness, began: Instant) -> Self {
+        self.readiness = Some((readiness, began));
+        self
     }
 
     /// Trades live: orders go to `venue`, and its reports come back as decisions.
@@ -90,29 +126,42 @@ impl Trader {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), TraderError> {
         // Listen to the venue before reconciling, so no report falls in between.
         let mut feed = self.venue.as_ref().map(|v| v.feed.subscribe());
-        // Read the head before the stream, so nothing committed in between is missed.
-        let head = self.held.store().head_position().await?;
+        // Read the market stream's version before the trading stream, so that no trade
+        // committed in between is missed.
+        let market_version = self.held.store().stream_version(&self.trades).await?;
         self.catch_up().await?;
         self.reconcile().await?;
         let mut reconcile_tick = tokio::time::interval_at(
             tokio::time::Instant::now() + RECONCILE_EVERY,
             RECONCILE_EVERY,
         );
-        let after = if self.state().status == TradingStatus::Off {
-            head
+        // Off, it only follows: trades before now are none of its business. On, it resumes at
+        // the first stored trade above the last one it stepped on (decided on, or passed before
+        // its snapshot was saved).
+        let trades_after = if self.state().status == TradingStatus::Off {
+            market_version
         } else {
             match self
                 .held
                 .store()
-                .first_trade_after(&self.trades, self.state().trade_cursor)
+                .first_trade_after(
+                    &self.trades,
+                    self.state().trade_cursor.max(self.state().stepped),
+                )
                 .await?
             {
-                Some(position) => (position - 1).min(head),
-                None => head,
+                Some(place) => (place.version - 1).min(market_version),
+                None => market_version,
             }
         };
-        tracing::info!(symbol = %self.symbol(), status = %self.state().status, after, "trader started");
-        let mut log = self.held.store().subscribe_all(after);
+        if let Some((readiness, began)) = &self.readiness {
+            readiness.hydrated(self.symbol(), began.elapsed());
+        }
+        tracing::info!(symbol = %self.symbol(), status = %self.state().status, trades_after, "trader started");
+        let mut log = self.held.store().subscribe_streams(vec![
+            (self.trades.clone(), trades_after),
+            (self.held.stream().clone(), self.held.version()),
+        ]);
         loop {
             let next = tokio::select! {
                 biased;
@@ -139,16 +188,35 @@ impl Trader {
                 next = log.next() => next,
             };
             if *shutdown.borrow() {
-                return Ok(());
+                return self.stopping().await;
             }
             let Some(recorded) = next else {
-                return Ok(());
+                return self.stopping().await;
             };
             self.handle(&recorded?).await?;
+            if self.since_snapshot >= TRADES_PER_SNAPSHOT {
+                self.save_snapshot().await?;
+            }
         }
     }
 
-    /// Takes one event of the global log.
+    /// A clean stop saves the state, so the next start reads nothing again.
+    async fn stopping(&mut self) -> Result<(), TraderError> {
+        if self.since_snapshot > 0 {
+            self.save_snapshot().await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the state held (with the trades passed since the last decision) as the trading
+    /// stream's snapshot.
+    pub async fn save_snapshot(&mut self) -> Result<(), TraderError> {
+        self.held.save_snapshot().await?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Takes one event of the streams it follows.
     pub async fn handle(&mut self, recorded: &RecordedEvent) -> Result<(), TraderError> {
         if recorded.stream_id == *self.held.stream() {
             let followed = self.held.follow(recorded);
@@ -163,6 +231,7 @@ impl Trader {
         }
         if let Event::TradeReceived(trade) = &recorded.event {
             self.trade(trade, recorded.event_id).await?;
+            self.since_snapshot += 1;
         }
         Ok(())
     }

@@ -81,6 +81,8 @@ pub struct Api {
     pub stopping: watch::Receiver<bool>,
     /// Which Host names the server answers for and which Origins may change things.
     pub allowed: Allowed,
+    /// The engine's workers' hydration, for `/api/health`; `None` when no engine runs here.
+    pub readiness: Option<hedgehog_engine::readiness::Readiness>,
 }
 
 /// Who may address the API, against DNS rebinding and cross-site requests: a request whose
@@ -348,7 +350,13 @@ async fn health(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiEr
         tracing::error!("health: {e}");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     })?;
-    Ok(Json(json!({"status": "ok", "head": head})))
+    let mut answer = json!({"status": "ok", "head": head, "ready": true});
+    if let Some(readiness) = &api.readiness {
+        let report = readiness.report();
+        answer["ready"] = json!(report.ready);
+        answer["engine"] = json!(report);
+    }
+    Ok(Json(answer))
 }
 
 /// The answer to a command: what it appended (nothing: it was so already) and where it left

@@ -48,6 +48,7 @@ pub async fn run(
     let rules = Arc::new(rules);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let updates = Projector::channel();
+    let readiness = hedgehog_engine::readiness::Readiness::new();
     let server = if no_http {
         None
     } else {
@@ -76,6 +77,7 @@ pub async fn run(
                 origins: config.http.allowed_origins.clone(),
                 bound: None,
             },
+            readiness: Some(readiness.clone()),
         };
         let mut stopping = stop.subscribe();
         let shutdown = async move {
@@ -100,6 +102,7 @@ pub async fn run(
         rules,
         updates: Some(updates),
         live,
+        readiness,
     };
     let stats = Arc::new(StreamerStats::default());
     let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);

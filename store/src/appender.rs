@@ -70,6 +70,13 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// Keeps the stream's row of `streams` (its version and last position) with the append, in its
+/// transaction: one statement a batch, not a trigger a row.
+pub(crate) const UPSERT_STREAM: &str =
+    "INSERT INTO streams (stream_id, version, last_position) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+     last_position = excluded.last_position";
+
 /// The INSERT of [`CHUNK_ROWS`] events, built once; a batch's remainder uses the one-row form.
 static CHUNK_INSERT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| insert_sql(CHUNK_ROWS));
@@ -208,6 +215,11 @@ impl Appender {
             }
         }
         let appended = batch.events.len();
+        tx.prepare_cached(UPSERT_STREAM)?.execute(params![
+            stream.as_str(),
+            actual + appended as i64,
+            head + appended as i64
+        ])?;
         self.durability.committing(head + appended as i64)?;
         let committed = tx.commit();
         self.durability.committed(committed.is_ok());

@@ -21,6 +21,7 @@ mod durability;
 mod eventually_impl;
 mod postgres;
 mod reader;
+mod snapshot;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -32,10 +33,11 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use hedgehog_domain::events::DecodeError;
 use hedgehog_domain::{Event, Market, Symbol};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 pub use checkpoint::{WriteQueue, WriterTurn};
+pub use snapshot::{Snapshot, Unusable};
 
 /// The default database: an SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hedgehog.db";
@@ -628,26 +630,120 @@ pub(crate) trait Backend: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError>;
 
+    /// The stream's version, from `streams` (0 when it has no events).
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError>;
 
     async fn head_position(&self) -> Result<i64, StoreError>;
 
-    /// Streams with their versions and the number of events in each.
-    async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError>;
+    /// The streams whose names start with `prefix` ("" for every one), in name order, from
+    /// `streams`: time independent of the log's length.
+    async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError>;
 
     /// Starts whatever tells this process about appends made by others (PostgreSQL: LISTEN).
-    /// Idempotent; it feeds `head` with the latest position it hears of.
-    async fn watch_foreign_appends(&self, head: watch::Sender<i64>) -> Result<(), StoreError>;
+    /// Idempotent; it feeds `wakes` with what it hears of.
+    async fn watch_foreign_appends(&self, wakes: Wakes) -> Result<(), StoreError>;
 
     /// How often a subscriber re-reads the log when nothing woke it: the safety net.
     fn poll_interval(&self) -> Duration;
 
-    /// Position of the earliest stored market trade whose id is above `after` in `stream`.
+    /// Where the earliest stored market trade whose id is above `after` in `stream` is.
     async fn first_trade_after(
         &self,
         stream: &StreamId,
         after: i64,
-    ) -> Result<Option<i64>, StoreError>;
+    ) -> Result<Option<Place>, StoreError>;
+}
+
+/// Where an event is: in the log and in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub position: i64,
+    pub version: i64,
+}
+
+/// A stream as `streams` keeps it: its version and where its last event is in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    pub stream: StreamId,
+    pub version: i64,
+    pub last_position: i64,
+}
+
+impl StreamHead {
+    pub(crate) fn from_row((stream, version, last_position): (String, i64, i64)) -> Self {
+        StreamHead {
+            stream: StreamId(stream.into()),
+            version,
+            last_position,
+        }
+    }
+}
+
+/// The range of names starting with `prefix`, as `[low, high)` for an index range scan: `high`
+/// is `prefix` with its last character raised by one (every stream name is below `"\u{10FFFF}"`
+/// for the empty prefix).
+pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
+    let mut high: Vec<char> = prefix.chars().collect();
+    match high.pop() {
+        None => (String::new(), char::MAX.to_string()),
+        Some(last) => {
+            let raised = char::from_u32(last as u32 + 1).unwrap_or(char::MAX);
+            high.push(raised);
+            (prefix.to_owned(), high.into_iter().collect())
+        }
+    }
+}
+
+/// An append this process heard of: the stream it touched (`None`: not known, so every
+/// subscriber reads) and its last position.
+#[derive(Debug, Clone)]
+pub(crate) struct Appended {
+    pub stream: Option<StreamId>,
+}
+
+/// How subscribers learn of appends: the highest position known committed (`head`, for `$all`)
+/// and each append's stream (`appended`, for stream subscriptions, which read only when one of
+/// theirs moved). `head` moves before `appended` is sent, so a woken reader finds the append
+/// under the head.
+#[derive(Clone, Debug)]
+pub(crate) struct Wakes {
+    pub head: watch::Sender<i64>,
+    pub appended: broadcast::Sender<Appended>,
+}
+
+/// Appends in line before a slow stream subscriber is told it missed some (and reads all it
+/// follows, which is what it would do anyway).
+const APPENDED_CAPACITY: usize = 1024;
+
+impl Wakes {
+    fn new(head: i64) -> Self {
+        Wakes {
+            head: watch::channel(head).0,
+            appended: broadcast::channel(APPENDED_CAPACITY).0,
+        }
+    }
+
+    /// An append to `stream` (if known) ending at `last` is committed and durable.
+    pub(crate) fn appended(&self, stream: Option<StreamId>, last: i64) {
+        self.raise_head(last);
+        let _ = self.appended.send(Appended { stream });
+    }
+
+    /// Something may have been appended that nobody heard of: every subscriber reads.
+    pub(crate) fn everyone(&self) {
+        self.head.send_modify(|_| {});
+        let _ = self.appended.send(Appended { stream: None });
+    }
+
+    fn raise_head(&self, last: i64) {
+        self.head.send_if_modified(|h| {
+            let newer = last > *h;
+            if newer {
+                *h = last;
+            }
+            newer
+        });
+    }
 }
 
 /// The database that holds the log, for the read models kept in the same database (the
@@ -672,8 +768,9 @@ pub enum Database {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
-    /// The highest position this process knows to be committed; wakes subscribers.
-    head: watch::Sender<i64>,
+    /// The highest position this process knows to be committed, and the streams appended to:
+    /// what wakes subscribers.
+    wakes: Wakes,
     /// What appends through `eventually`'s view record as their metadata ([`Store::acting_for`]).
     acting_for: Arc<Metadata>,
 }
@@ -684,6 +781,7 @@ pub struct Store {
 #[must_use = "an append is acknowledged only once `acknowledged` answers"]
 pub struct PendingAppend {
     store: Store,
+    stream: StreamId,
     outcome: AppendOutcome,
 }
 
@@ -692,19 +790,17 @@ impl PendingAppend {
     /// append did. A batch with nothing new waits for whatever this process had committed
     /// before, so that a retry is not acknowledged ahead of the original.
     pub async fn acknowledged(self) -> Result<AppendOutcome, StoreError> {
-        let PendingAppend { store, outcome } = self;
+        let PendingAppend {
+            store,
+            stream,
+            outcome,
+        } = self;
         store
             .backend
             .durable(outcome.last_position.unwrap_or(i64::MAX))
             .await?;
         if let Some(last) = outcome.last_position {
-            store.head.send_if_modified(|h| {
-                let newer = last > *h;
-                if newer {
-                    *h = last;
-                }
-                newer
-            });
+            store.wakes.appended(Some(stream), last);
         }
         Ok(outcome)
     }
@@ -780,11 +876,10 @@ impl Store {
             }
         };
         let head = backend.head_position().await?;
-        let (tx, _) = watch::channel(head);
         tracing::debug!(backend = backend.name(), head, "event store open");
         Ok(Store {
             backend,
-            head: tx,
+            wakes: Wakes::new(head),
             acting_for: Arc::default(),
         })
     }
@@ -878,6 +973,7 @@ impl Store {
         outcome.duplicates += repeated;
         Ok(PendingAppend {
             store: self.clone(),
+            stream: stream.clone(),
             outcome,
         })
     }
@@ -956,13 +1052,13 @@ impl Store {
         self.backend.head_position().await
     }
 
-    /// The global position of the earliest stored trade in market stream `stream` whose id is above
-    /// `after` (every trade when `None`): where a trading worker resumes deciding.
+    /// Where the earliest stored trade in market stream `stream` whose id is above `after` is
+    /// (every trade when `None`): where a trading worker resumes deciding.
     pub async fn first_trade_after(
         &self,
         stream: &StreamId,
         after: Option<u64>,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<Place>, StoreError> {
         let after = match after.map(i64::try_from) {
             None => -1,
             Some(Ok(id)) => id,
@@ -972,19 +1068,109 @@ impl Store {
         self.backend.first_trade_after(stream, after).await
     }
 
-    /// Every symbol that has a `{prefix}-SYMBOL` stream (`trading`, `streaming`, ...).
+    /// Every symbol that has a `{prefix}-SYMBOL` stream (`trading`, `streaming`, ...), from the
+    /// streams' metadata: as fast on a log of billions of events as on an empty one.
     pub async fn symbols_with(&self, prefix: &str) -> Result<Vec<Symbol>, StoreError> {
         Ok(self
-            .streams()
+            .stream_heads(&format!("{prefix}-"))
             .await?
             .into_iter()
-            .filter_map(|(stream, _)| stream.symbol_of(prefix))
+            .filter_map(|head| head.stream.symbol_of(prefix))
             .collect())
     }
 
-    /// Every stream with its version.
+    /// Every stream with its version, in name order.
     pub async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
-        self.backend.streams().await
+        Ok(self
+            .stream_heads("")
+            .await?
+            .into_iter()
+            .map(|head| (head.stream, head.version))
+            .collect())
+    }
+
+    /// The streams whose names start with `prefix` ("" for all), with their versions and last
+    /// positions, in name order.
+    pub async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError> {
+        self.backend.stream_heads(prefix).await
+    }
+
+    /// Wakes its holder when a stream whose name starts with `prefix` may have been appended
+    /// to: see [`StreamWatch::changed`].
+    pub async fn watch_streams(&self, prefix: &str) -> Result<StreamWatch, StoreError> {
+        let appended = self.wakes.appended.subscribe();
+        self.backend
+            .watch_foreign_appends(self.wakes.clone())
+            .await?;
+        Ok(StreamWatch {
+            prefix: prefix.to_owned(),
+            appended,
+            poll: self.backend.poll_interval(),
+        })
+    }
+
+    /// The events of a few streams, each after the version given (0: from its start), in the
+    /// log's order, then those appended later as they commit, for as long as it is polled.
+    ///
+    /// What a reader of a few streams wants instead of `$all`: a symbol's trading worker
+    /// follows its market trades and its trading stream, and reads nothing of the other
+    /// symbols. It reads each stream along its (stream, version) key, and only when an append
+    /// touched one of them (or every poll interval, for other processes' appends on SQLite),
+    /// so its cost is that of its streams, not of the log.
+    ///
+    /// Order: every read is bounded by a position the process knows committed, and positions
+    /// become visible in order, so the merge of the streams' pages up to that bound is the
+    /// log's own order, never an event before one of a lower position in another followed
+    /// stream.
+    pub fn subscribe_streams(
+        &self,
+        after: Vec<(StreamId, i64)>,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let store = self.clone();
+        Box::pin(async_stream::try_stream! {
+            let mut appended = store.wakes.appended.subscribe();
+            store.backend.watch_foreign_appends(store.wakes.clone()).await?;
+            let poll = store.backend.poll_interval();
+            let mut next: Vec<(StreamId, i64)> =
+                after.into_iter().map(|(s, v)| (s, v.saturating_add(1))).collect();
+            // Appends of other processes that nothing announced (SQLite) are found by asking.
+            let mut ask_head = true;
+            loop {
+                if ask_head {
+                    let head = store.backend.head_position().await?;
+                    store.wakes.raise_head(head);
+                }
+                let bound = *store.wakes.head.borrow();
+                let mut merged = Vec::new();
+                let mut upto = bound;
+                for (stream, from) in &next {
+                    let page = store.backend.read_stream(stream, *from, PAGE_SIZE).await?;
+                    if page.len() as i64 == PAGE_SIZE {
+                        if let Some(last) = page.last() {
+                            upto = upto.min(last.position);
+                        }
+                    }
+                    merged.extend(page.into_iter().filter(|e| e.position <= bound));
+                }
+                merged.retain(|e| e.position <= upto);
+                merged.sort_unstable_by_key(|e| e.position);
+                let catching_up = upto < bound;
+                for event in merged {
+                    if let Some((_, from)) = next.iter_mut().find(|(s, _)| *s == event.stream_id) {
+                        *from = event.stream_version + 1;
+                    }
+                    yield event;
+                }
+                if catching_up {
+                    ask_head = false;
+                    continue;
+                }
+                ask_head = wait_for(&mut appended, poll, |stream| {
+                    next.iter().any(|(s, _)| s == stream)
+                })
+                .await;
+            }
+        })
     }
 
     /// Every event after `after` (exclusive; 0 for the beginning) in position order, then every
@@ -1040,8 +1226,8 @@ impl Store {
     ) -> BoxStream<'static, Result<Vec<T>, StoreError>> {
         let store = self.clone();
         Box::pin(async_stream::try_stream! {
-            let mut woken = store.head.subscribe();
-            store.backend.watch_foreign_appends(store.head.clone()).await?;
+            let mut woken = store.wakes.head.subscribe();
+            store.backend.watch_foreign_appends(store.wakes.clone()).await?;
             let poll = store.backend.poll_interval();
             let mut next = after.saturating_add(1);
             loop {
@@ -1068,6 +1254,50 @@ impl Store {
                 }
             }
         })
+    }
+}
+
+/// What [`Store::watch_streams`] gives: a wake-up for appends to the streams of a prefix.
+pub struct StreamWatch {
+    prefix: String,
+    appended: broadcast::Receiver<Appended>,
+    poll: Duration,
+}
+
+impl StreamWatch {
+    /// Returns when a stream under the prefix may have moved: an append to one of them, an
+    /// append to a stream not known (another process's, or after missed notifications), or
+    /// the poll interval without news (SQLite does not hear other processes). The holder then
+    /// reads [`Store::stream_heads`] and compares.
+    pub async fn changed(&mut self) {
+        let prefix = &self.prefix;
+        wait_for(&mut self.appended, self.poll, |stream| {
+            stream.as_str().starts_with(prefix.as_str())
+        })
+        .await;
+    }
+}
+
+/// Waits for an append to a stream `wanted` says yes to (or to one not known, or missed
+/// ones); after `poll` without one, gives up. True when the wait timed out: what other
+/// processes appended is then to be asked for.
+async fn wait_for(
+    appended: &mut broadcast::Receiver<Appended>,
+    poll: Duration,
+    wanted: impl Fn(&StreamId) -> bool,
+) -> bool {
+    let timeout = tokio::time::sleep(poll);
+    tokio::pin!(timeout);
+    loop {
+        tokio::select! {
+            _ = &mut timeout => return true,
+            heard = appended.recv() => match heard {
+                Ok(Appended { stream: Some(stream) }) if !wanted(&stream) => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return false,
+                // The store (which holds the sender) is gone: nothing more will come.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            },
+        }
     }
 }
 

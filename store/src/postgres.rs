@@ -9,10 +9,10 @@
 //! with no gaps, and subscribers never need to guess about a hole. Batching recovers the
 //! throughput the lock costs (one lock per batch, not per event).
 //!
-//! **Wake-ups.** Each append sends `NOTIFY` with its last position (a number, far below the
-//! 8000-byte payload cap); subscribers in any process LISTEN and re-read the log. The payload only
-//! wakes a reader: what it reads comes from the table, so a lost notification costs latency (until
-//! the safety-net poll), never an event.
+//! **Wake-ups.** Each append sends `NOTIFY` with its last position and its stream (far below
+//! the 8000-byte payload cap); subscribers in any process LISTEN and re-read what they follow.
+//! The payload only wakes a reader: what it reads comes from the table, so a lost notification
+//! costs latency (until the safety-net poll), never an event.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -21,13 +21,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    before_insert, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion,
-    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamId,
+    before_insert, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion, Place,
+    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamHead, StreamId,
+    Wakes,
 };
 
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
@@ -261,9 +262,20 @@ impl Backend for PgBackend {
             }
         }
         let last = head + count;
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version, last_position) VALUES ($1, $2, $3) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             last_position = excluded.last_position",
+        )
+        .bind(stream.as_str())
+        .bind(actual + count)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        // `position stream`: subscribers of other streams need not read (see `Appended`).
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.channel)
-            .bind(last.to_string())
+            .bind(format!("{last} {stream}"))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -374,29 +386,35 @@ impl Backend for PgBackend {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(MAX(stream_version), 0)::int8 FROM events WHERE stream_id = $1",
+        Ok(
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
         )
-        .bind(stream.as_str())
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn first_trade_after(
         &self,
         stream: &StreamId,
         after: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<Place>, StoreError> {
         // The earliest *stored* of them, not the lowest id: a file may hold trades out of id
         // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
-        // MIN over no rows is one row holding NULL: decoded as an Option, it is "none".
-        Ok(sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT MIN(position) FROM events WHERE stream_id = $1 AND trade_id > $2",
+        // MIN over no rows is one row holding NULLs: decoded as Options, it is "none". Versions
+        // rise with positions along a stream, so both minima are the same row's.
+        let (position, version) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
+            "SELECT MIN(position), MIN(stream_version) FROM events \
+             WHERE stream_id = $1 AND trade_id > $2",
         )
         .bind(stream.as_str())
         .bind(after)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(position
+            .zip(version)
+            .map(|(position, version)| Place { position, version }))
     }
 
     async fn head_position(&self) -> Result<i64, StoreError> {
@@ -407,19 +425,20 @@ impl Backend for PgBackend {
         )
     }
 
-    async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT stream_id, MAX(stream_version) FROM events GROUP BY stream_id ORDER BY stream_id",
+    async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError> {
+        let (low, high) = crate::prefix_range(prefix);
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT stream_id, version, last_position FROM streams \
+             WHERE stream_id >= $1 AND stream_id < $2 ORDER BY stream_id",
         )
+        .bind(low)
+        .bind(high)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(s, v)| (StreamId(s.into()), v))
-            .collect())
+        Ok(rows.into_iter().map(StreamHead::from_row).collect())
     }
 
-    async fn watch_foreign_appends(&self, head: watch::Sender<i64>) -> Result<(), StoreError> {
+    async fn watch_foreign_appends(&self, wakes: Wakes) -> Result<(), StoreError> {
         let mut running = self.listener.lock().await;
         if running.as_ref().is_some_and(|task| !task.is_finished()) {
             return Ok(());
@@ -428,7 +447,7 @@ impl Backend for PgBackend {
         // can be missed.
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.channel).await?;
-        *running = Some(tokio::spawn(listen(listener, head)));
+        *running = Some(tokio::spawn(listen(listener, wakes)));
         Ok(())
     }
 
@@ -437,26 +456,29 @@ impl Backend for PgBackend {
     }
 }
 
-/// Forwards NOTIFY payloads to the in-process notifier until no subscriber is left.
-async fn listen(mut listener: PgListener, head: watch::Sender<i64>) {
+/// Forwards NOTIFY payloads (`position stream`) to the in-process wake-ups until no subscriber
+/// is left.
+async fn listen(mut listener: PgListener, wakes: Wakes) {
     loop {
         tokio::select! {
-            _ = head.closed() => return,
+            _ = wakes.head.closed() => return,
             received = listener.recv() => match received {
                 Ok(note) => {
-                    if let Ok(position) = note.payload().parse::<i64>() {
-                        head.send_if_modified(|h| {
-                            let newer = position > *h;
-                            if newer { *h = position; }
-                            newer
-                        });
+                    let payload = note.payload();
+                    let (position, stream) = match payload.split_once(' ') {
+                        Some((position, stream)) => (position, StreamId::new(stream).ok()),
+                        // An older writer's payload: the position alone.
+                        None => (payload, None),
+                    };
+                    if let Ok(position) = position.parse::<i64>() {
+                        wakes.appended(stream, position);
                     }
                 }
                 Err(error) => {
                     // The listener reconnects on the next recv; notifications sent meanwhile
                     // may be lost, so wake every subscriber to re-read the log.
                     tracing::warn!(%error, "event notifications interrupted; reconnecting");
-                    head.send_modify(|_| {});
+                    wakes.everyone();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

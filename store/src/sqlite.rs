@@ -19,15 +19,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use tokio::sync::watch;
 
 use super::appender::Appender;
 use super::checkpoint::WriteQueue;
 use super::durability::Durability;
 use super::reader::Reader;
 use super::{
-    AppendOutcome, Backend, ExpectedVersion, PreparedBatch, RecordedEvent, StoreError, StreamEvent,
-    StreamId,
+    AppendOutcome, Backend, ExpectedVersion, Place, PreparedBatch, RecordedEvent, StoreError,
+    StreamEvent, StreamHead, StreamId, Wakes,
 };
 
 /// How long a connection waits for another process's lock before `SQLITE_BUSY`.
@@ -222,29 +221,35 @@ impl Backend for SqliteBackend {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?",
+        Ok(
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                .bind(stream.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
         )
-        .bind(stream.as_str())
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn first_trade_after(
         &self,
         stream: &StreamId,
         after: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<Place>, StoreError> {
         // The earliest *stored* of them, not the lowest id: a file may hold trades out of id
         // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
-        // MIN over no rows is one row holding NULL: decoded as an Option, it is "none".
-        Ok(sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT MIN(position) FROM events WHERE stream_id = ? AND trade_id > ?",
+        // MIN over no rows is one row holding NULLs: decoded as Options, it is "none". Versions
+        // rise with positions along a stream, so both minima are the same row's.
+        let (position, version) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
+            "SELECT MIN(position), MIN(stream_version) FROM events \
+             WHERE stream_id = ? AND trade_id > ?",
         )
         .bind(stream.as_str())
         .bind(after)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(position
+            .zip(version)
+            .map(|(position, version)| Place { position, version }))
     }
 
     async fn head_position(&self) -> Result<i64, StoreError> {
@@ -255,19 +260,20 @@ impl Backend for SqliteBackend {
         Ok(self.durability.visible().map_or(head, |cap| head.min(cap)))
     }
 
-    async fn streams(&self) -> Result<Vec<(StreamId, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT stream_id, MAX(stream_version) FROM events GROUP BY stream_id ORDER BY stream_id",
+    async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError> {
+        let (low, high) = crate::prefix_range(prefix);
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT stream_id, version, last_position FROM streams \
+             WHERE stream_id >= ? AND stream_id < ? ORDER BY stream_id",
         )
+        .bind(low)
+        .bind(high)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(s, v)| (StreamId(s.into()), v))
-            .collect())
+        Ok(rows.into_iter().map(StreamHead::from_row).collect())
     }
 
-    async fn watch_foreign_appends(&self, _head: watch::Sender<i64>) -> Result<(), StoreError> {
+    async fn watch_foreign_appends(&self, _wakes: Wakes) -> Result<(), StoreError> {
         // SQLite has no cross-process notification: this process's appends wake subscribers
         // directly, and the poll below catches appends made by other processes.
         Ok(())

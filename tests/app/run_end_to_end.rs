@@ -194,6 +194,22 @@ mod cases {
         assert_eq!(snapshot(&api).await, (orders.clone(), candles, status));
         let health = api.get("/api/health").await;
         assert_eq!(health["head"], head, "a restart appends nothing by itself");
+        // Ready once the symbol's worker has hydrated (from the snapshot its clean stop saved).
+        let started = Instant::now();
+        let health = loop {
+            let health = api.get("/api/health").await;
+            if health["ready"] == true {
+                break health;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never ready: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(health["engine"]["workers"], 1, "{health}");
+        assert_eq!(health["engine"]["hydrated"], 1, "{health}");
+        assert!(health["engine"]["ready_after_ms"].is_u64(), "{health}");
         terminate(engine);
 
         // Day two, paced so the engine is killed in the middle of it.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use common::{symbol, trade, trades, TestDb};
 use futures::StreamExt;
 use hedgehog_domain::events::{StreamingStarted, TradingStarted};
-use hedgehog_store::{ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError, StreamId};
+use hedgehog_store::{
+    ExpectedVersion, NewEvent, Place, RecordedEvent, Store, StoreError, StreamHead, StreamId,
+};
 use uuid::Uuid;
 
 on_both_backends!(
@@ -30,6 +32,8 @@ on_both_backends!(
     stream_events_read_without_metadata_match_the_full_read,
     trades_stored_by_schema_version_1_still_read,
     payloads_with_escapes_and_control_characters_round_trip,
+    stream_subscriptions_follow_a_few_streams_in_the_logs_order,
+    every_append_keeps_its_streams_row,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -53,6 +57,213 @@ async fn take(
 
 mod cases {
     use super::*;
+
+    /// A symbol's worker follows two streams of a log that holds many: it gets theirs, in the
+    /// log's order, across catch-up pages, then live appends by this process and by another
+    /// one, and nothing of the others.
+    pub async fn stream_subscriptions_follow_a_few_streams_in_the_logs_order(db: &TestDb) {
+        let store = db.open().await;
+        let (ada, btc) = (symbol("ADAUSDT"), symbol("BTCUSDT"));
+        let market = StreamId::trades(&ada);
+        let trading = StreamId::trading(&ada);
+        let other = StreamId::trades(&btc);
+        // Interleaved: a market page more than PAGE_SIZE long, the trading stream's events
+        // between its trades, another symbol's trades between both.
+        let mut next_trade = 1;
+        for round in 0..6u64 {
+            let batch = trades("ADAUSDT", next_trade..next_trade + 2_500);
+            next_trade += 2_500;
+            store
+                .append(&market, ExpectedVersion::Any, batch)
+                .await
+                .unwrap();
+            store
+                .append(
+                    &other,
+                    ExpectedVersion::Any,
+                    trades("BTCUSDT", round * 10 + 1..round * 10 + 11),
+                )
+                .await
+                .unwrap();
+            let started = TradingStarted {
+                symbol: ada.clone(),
+                after_trade_id: Some(round),
+            };
+            store
+                .append(
+                    &trading,
+                    ExpectedVersion::Exact(round as i64),
+                    vec![NewEvent::new(started)],
+                )
+                .await
+                .unwrap();
+        }
+        let followed = |e: &RecordedEvent| e.stream_id == market || e.stream_id == trading;
+        let expected: Vec<RecordedEvent> = {
+            let mut all = Vec::new();
+            let mut from = 1;
+            loop {
+                let page = store.read_all(from, 10_000).await.unwrap();
+                let Some(last) = page.last() else { break };
+                from = last.position + 1;
+                all.extend(page.into_iter().filter(followed));
+            }
+            all
+        };
+        assert_eq!(expected.len(), 15_006);
+
+        // From the start of both.
+        let mut sub = store.subscribe_streams(vec![(market.clone(), 0), (trading.clone(), 0)]);
+        assert_eq!(take(&mut sub, expected.len()).await, expected);
+        // From the middle of each: exactly what follows those versions.
+        let mut mid = store.subscribe_streams(vec![(market.clone(), 12_000), (trading.clone(), 4)]);
+        let tail: Vec<RecordedEvent> = expected
+            .iter()
+            .filter(|e| {
+                (e.stream_id == market && e.stream_version > 12_000)
+                    || (e.stream_id == trading && e.stream_version > 4)
+            })
+            .cloned()
+            .collect();
+        assert_eq!(take(&mut mid, tail.len()).await, tail);
+
+        // Live: another process's append (found by NOTIFY, or by the poll on SQLite), then
+        // this one's, then an append to a stream not followed, which wakes nobody here.
+        let elsewhere = db.open().await;
+        elsewhere
+            .append(
+                &market,
+                ExpectedVersion::Any,
+                trades("ADAUSDT", 20_001..20_004),
+            )
+            .await
+            .unwrap();
+        store
+            .append(
+                &trading,
+                ExpectedVersion::Exact(6),
+                vec![NewEvent::new(TradingStarted {
+                    symbol: ada.clone(),
+                    after_trade_id: Some(9),
+                })],
+            )
+            .await
+            .unwrap();
+        store
+            .append(&other, ExpectedVersion::Any, trades("BTCUSDT", 900..905))
+            .await
+            .unwrap();
+        let live = take(&mut sub, 4).await;
+        assert_eq!(
+            live.iter()
+                .map(|e| (e.stream_id.clone(), e.stream_version))
+                .collect::<Vec<_>>(),
+            [
+                (market.clone(), 15_001),
+                (market.clone(), 15_002),
+                (market.clone(), 15_003),
+                (trading.clone(), 7),
+            ]
+        );
+        assert!(live.windows(2).all(|w| w[0].position < w[1].position));
+        assert_eq!(take(&mut mid, 4).await, live);
+        let nothing_more = tokio::time::timeout(Duration::from_millis(1_500), sub.next()).await;
+        assert!(nothing_more.is_err(), "{nothing_more:?}");
+    }
+
+    /// `streams` is kept by every append, in its transaction: versions and last positions as
+    /// the events say, retries changing nothing, and listing by prefix.
+    pub async fn every_append_keeps_its_streams_row(db: &TestDb) {
+        let store = db.open().await;
+        assert!(store.stream_heads("").await.unwrap().is_empty());
+        let (ada, btc) = (symbol("ADAUSDT"), symbol("BTCUSDT"));
+        let batch = trades("ADAUSDT", 1..4);
+        store
+            .append(&StreamId::trades(&ada), ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        store
+            .append(
+                &StreamId::trades(&btc),
+                ExpectedVersion::Any,
+                trades("BTCUSDT", 1..3),
+            )
+            .await
+            .unwrap();
+        // A retry of the first batch, and a batch half new.
+        store
+            .append(&StreamId::trades(&ada), ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        store
+            .append(
+                &StreamId::trades(&ada),
+                ExpectedVersion::Any,
+                trades("ADAUSDT", 3..5),
+            )
+            .await
+            .unwrap();
+        let started = TradingStarted {
+            symbol: btc.clone(),
+            after_trade_id: Some(1),
+        };
+        store
+            .append(
+                &StreamId::trading(&btc),
+                ExpectedVersion::Exact(0),
+                vec![NewEvent::new(started)],
+            )
+            .await
+            .unwrap();
+        // Refused appends leave the row as it was.
+        let conflict = store
+            .append(
+                &StreamId::trading(&btc),
+                ExpectedVersion::Exact(0),
+                vec![NewEvent::new(TradingStarted {
+                    symbol: btc.clone(),
+                    after_trade_id: Some(2),
+                })],
+            )
+            .await;
+        assert!(conflict.unwrap_err().is_conflict());
+
+        let head = |stream: StreamId, version, last_position| StreamHead {
+            stream,
+            version,
+            last_position,
+        };
+        assert_eq!(
+            store.stream_heads("").await.unwrap(),
+            [
+                head(StreamId::trades(&ada), 4, 6),
+                head(StreamId::trades(&btc), 2, 5),
+                head(StreamId::trading(&btc), 1, 7),
+            ]
+        );
+        assert_eq!(
+            store.stream_heads("trades-").await.unwrap().len(),
+            2,
+            "by prefix"
+        );
+        assert_eq!(store.symbols_with("trading").await.unwrap(), [btc]);
+        assert_eq!(
+            store.stream_version(&StreamId::trades(&ada)).await.unwrap(),
+            4
+        );
+        assert_eq!(
+            store
+                .stream_version(&StreamId::trading(&ada))
+                .await
+                .unwrap(),
+            0
+        );
+        // What the events say, stream by stream.
+        for (stream, version) in store.streams().await.unwrap() {
+            let events = store.read_stream_to_end(&stream).await.unwrap();
+            assert_eq!(events.last().unwrap().stream_version, version, "{stream}");
+        }
+    }
 
     pub async fn stream_events_read_without_metadata_match_the_full_read(db: &TestDb) {
         let store = db.open().await;
@@ -122,7 +333,10 @@ mod cases {
                     .unwrap()
                     .into_iter()
                     .find(|e| e.event.trade_id() == Some(id))
-                    .map(|e| e.position)
+                    .map(|e| Place {
+                        position: e.position,
+                        version: e.stream_version,
+                    })
             }
         };
         assert_eq!(

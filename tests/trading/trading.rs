@@ -31,6 +31,7 @@ on_both_backends!(
     a_running_worker_follows_commands_from_another_store_handle,
     the_engine_resumes_symbols_trading_at_start_up,
     racing_commands_cannot_both_win,
+    a_snapshot_and_the_events_after_it_equal_the_full_fold,
 );
 
 /// The book's ADAUSDT dump: its first 2,000 rows, or the whole day (57,018 trades).
@@ -101,6 +102,14 @@ async fn trader(store: &Store) -> Trader {
         paper: Some(PaperExchange::default()),
     };
     Trader::load(store.clone(), aggregate).await.unwrap()
+}
+
+fn ada_trading() -> TradingAggregate {
+    TradingAggregate {
+        rules: ada_rules(),
+        strategies: Default::default(),
+        paper: Some(PaperExchange::default()),
+    }
 }
 
 async fn trading_events(store: &Store) -> Vec<Event> {
@@ -224,6 +233,102 @@ mod cases {
         }
         assert_eq!(trading_events(&store).await.len(), events.len());
         assert_eq!(again.state(), worker.state());
+    }
+
+    /// A worker's snapshot, taken between two decisions (with the trades that decided nothing
+    /// since the last one), and the trading events appended after it give the state the whole
+    /// stream's fold gives once both have taken the same trades, and the state of the worker
+    /// that never stopped.
+    pub async fn a_snapshot_and_the_events_after_it_equal_the_full_fold(db: &TestDb) {
+        let (store, trades) = prepared(db, book_day(), true).await;
+        let (head, tail) = trades.split_at(30_000);
+        let mut worker = trader(&store).await;
+        for e in head {
+            worker.handle(e).await.unwrap();
+        }
+        worker.save_snapshot().await.unwrap();
+        let at_snapshot = worker.state().clone();
+        assert!(
+            at_snapshot.stepped > at_snapshot.trade_cursor,
+            "saved after trades that decided nothing"
+        );
+        // The snapshot alone is the state, with no trade read again.
+        let restarted = trader(&store).await;
+        assert_eq!(restarted.state(), &at_snapshot);
+        // The full fold, given the same trades, comes to it too.
+        let mut folded = Trader::load_from_events(store.clone(), ada_trading())
+            .await
+            .unwrap();
+        assert!(folded.state().stepped < at_snapshot.stepped);
+        for e in head {
+            folded.handle(e).await.unwrap();
+        }
+        assert_eq!(folded.state(), &at_snapshot);
+
+        // The worker goes on deciding; a restart from the snapshot folds the decisions after
+        // it, and both ways end where the worker does.
+        for e in tail {
+            worker.handle(e).await.unwrap();
+        }
+        let decided = trading_events(&store).await.len();
+        let mut from_snapshot = trader(&store).await;
+        let mut from_events = Trader::load_from_events(store.clone(), ada_trading())
+            .await
+            .unwrap();
+        for e in &trades {
+            from_snapshot.handle(e).await.unwrap();
+            from_events.handle(e).await.unwrap();
+        }
+        assert_eq!(from_snapshot.state(), worker.state());
+        assert_eq!(from_events.state(), worker.state());
+        assert_eq!(
+            trading_events(&store).await.len(),
+            decided,
+            "nothing decided twice"
+        );
+
+        // A snapshot that no longer fits is ignored, and the stream folded: another encoding,
+        // another stream's last event, a state that does not decode.
+        let stream = StreamId::trading(&symbol("ADAUSDT"));
+        let saved = store
+            .load_snapshot(&stream, "trading", 1)
+            .await
+            .unwrap()
+            .expect("saved")
+            .expect("usable");
+        use hedgehog_store::{Snapshot, Unusable};
+        let bad = [
+            Snapshot {
+                schema: 0,
+                ..saved.clone()
+            },
+            Snapshot {
+                last_event_id: uuid::Uuid::nil(),
+                ..saved.clone()
+            },
+            Snapshot {
+                state: r#"{"status":"on"}"#.into(),
+                ..saved.clone()
+            },
+        ];
+        for snapshot in bad {
+            store.save_snapshot(&stream, &snapshot).await.unwrap();
+            let why = store.load_snapshot(&stream, "trading", 1).await.unwrap();
+            match why {
+                Some(Err(Unusable::Schema {
+                    found: 0,
+                    wanted: 1,
+                })) => {}
+                Some(Err(Unusable::Moved { version, .. })) => assert_eq!(version, saved.version),
+                Some(Ok(undecodable)) => assert_eq!(undecodable.state, r#"{"status":"on"}"#),
+                other => panic!("{other:?}"),
+            }
+            let mut loaded = trader(&store).await;
+            for e in &trades {
+                loaded.handle(e).await.unwrap();
+            }
+            assert_eq!(loaded.state(), worker.state(), "{snapshot:?}");
+        }
     }
 
     pub async fn a_shutdown_drains_as_in_the_book(db: &TestDb) {
@@ -412,6 +517,7 @@ mod more_cases {
             rules: Arc::new(hedgehog_binance::exchange_info::bundled().unwrap()),
             updates: None,
             live: None,
+            readiness: Default::default(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());
