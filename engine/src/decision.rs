@@ -66,7 +66,7 @@ where
     let events = held
         .decide_and_append(decide, None, Retries::AtMost(COMMAND_RETRIES))
         .await?;
-    Ok((events, held.state))
+    Ok((events, held.fold.into_state()))
 }
 
 /// An aggregate whose state can be saved as a [`Snapshot`] (its state's serde encoding).
@@ -82,12 +82,12 @@ pub trait Snapshotted: eventually::Aggregate<Id = StreamId, Event = Event> {
 /// How many events a start may fold beyond its snapshot (or from the stream's start, without
 /// one) before it saves a new one.
 pub const SNAPSHOT_AFTER: i64 = 1_000;
-
-/// One writer's hold on an aggregate's stream: see the [module](self).
-pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
+/// A stream's state as stored: the fold of its events (from its snapshot, when one is usable)
+/// and the version it is at. What [`Held`] decides on, and what a reader that only looks
+/// (a status, an HTTP query) gets from [`Fold::load`].
+pub struct Fold<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
     store: Store,
     stream: StreamId,
-    aggregate: A,
     state: A::State,
     version: i64,
     /// The id of the event at `version`, which a snapshot of this state names.
@@ -96,56 +96,46 @@ pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
     snapshot_version: i64,
 }
 
-impl<A> Held<A>
+impl<A> Fold<A>
 where
     A: Snapshotted,
     A::State: Default + Serialize + DeserializeOwned,
     A::Error: std::error::Error + 'static,
 {
-    /// The stream's state as stored: its snapshot, if a usable one is saved, and the events
-    /// after it. A snapshot that cannot be used (another encoding, a stream that moved under
-    /// it, a state that does not decode) is named in the log and the stream folded from its
-    /// start; a start that folded many events saves a new snapshot.
-    pub async fn load(
-        store: Store,
-        stream: StreamId,
-        aggregate: A,
-    ) -> Result<Self, DecisionError<A::Error>> {
-        let mut held = Held {
+    fn empty(store: Store, stream: StreamId) -> Self {
+        Fold {
             store,
             stream,
-            aggregate,
             state: A::State::default(),
             version: 0,
             last_event_id: None,
             snapshot_version: 0,
-        };
-        held.restore().await?;
-        held.catch_up().await?;
-        if held.version - held.snapshot_version >= SNAPSHOT_AFTER {
-            held.save_snapshot().await?;
         }
-        Ok(held)
+    }
+
+    /// The stream's state as stored: its snapshot, if a usable one is saved, and the events
+    /// after it. A snapshot that cannot be used (another encoding, a stream that moved under
+    /// it, a state that does not decode) is named in the log and the stream folded from its
+    /// start; a load that folded many events saves a new snapshot.
+    pub async fn load(store: Store, stream: StreamId) -> Result<Self, DecisionError<A::Error>> {
+        let mut fold = Fold::empty(store, stream);
+        fold.restore().await?;
+        fold.catch_up().await?;
+        if fold.version - fold.snapshot_version >= SNAPSHOT_AFTER {
+            fold.save_snapshot().await?;
+        }
+        Ok(fold)
     }
 
     /// The stream's state folded from its first event, whatever snapshot is saved: what a
     /// snapshot and the events after it must equal.
-    pub async fn fold(
+    pub async fn from_events(
         store: Store,
         stream: StreamId,
-        aggregate: A,
     ) -> Result<Self, DecisionError<A::Error>> {
-        let mut held = Held {
-            store,
-            stream,
-            aggregate,
-            state: A::State::default(),
-            version: 0,
-            last_event_id: None,
-            snapshot_version: 0,
-        };
-        held.catch_up().await?;
-        Ok(held)
+        let mut fold = Fold::empty(store, stream);
+        fold.catch_up().await?;
+        Ok(fold)
     }
 
     /// Takes the stream's snapshot as the state, if it is usable.
@@ -197,7 +187,6 @@ where
         tracing::debug!(stream = %self.stream, version = self.version, "snapshot saved");
         Ok(())
     }
-
     pub fn state(&self) -> &A::State {
         &self.state
     }
@@ -207,13 +196,9 @@ where
         &mut self.state
     }
 
-    pub fn aggregate(&self) -> &A {
-        &self.aggregate
-    }
-
-    /// The aggregate, for what it decides by and may change (a symbol's current filters).
-    pub fn aggregate_mut(&mut self) -> &mut A {
-        &mut self.aggregate
+    /// The state, given up.
+    pub fn into_state(self) -> A::State {
+        self.state
     }
 
     pub fn version(&self) -> i64 {
@@ -258,6 +243,72 @@ where
         Ok(true)
     }
 
+    fn apply(&mut self, event: Event) -> Result<(), DecisionError<A::Error>> {
+        let state = std::mem::take(&mut self.state);
+        self.state = A::apply(state, event).map_err(DecisionError::Aggregate)?;
+        Ok(())
+    }
+}
+
+/// One writer's hold on an aggregate's stream: see the [module](self). Derefs to the [`Fold`]
+/// it decides on.
+pub struct Held<A: eventually::Aggregate<Id = StreamId, Event = Event>> {
+    fold: Fold<A>,
+    aggregate: A,
+}
+
+impl<A: eventually::Aggregate<Id = StreamId, Event = Event>> std::ops::Deref for Held<A> {
+    type Target = Fold<A>;
+    fn deref(&self) -> &Fold<A> {
+        &self.fold
+    }
+}
+
+impl<A: eventually::Aggregate<Id = StreamId, Event = Event>> std::ops::DerefMut for Held<A> {
+    fn deref_mut(&mut self) -> &mut Fold<A> {
+        &mut self.fold
+    }
+}
+
+impl<A> Held<A>
+where
+    A: Snapshotted,
+    A::State: Default + Serialize + DeserializeOwned,
+    A::Error: std::error::Error + 'static,
+{
+    /// Holds `stream` as stored ([`Fold::load`]: its snapshot and the events after it).
+    pub async fn load(
+        store: Store,
+        stream: StreamId,
+        aggregate: A,
+    ) -> Result<Self, DecisionError<A::Error>> {
+        Ok(Held {
+            fold: Fold::load(store, stream).await?,
+            aggregate,
+        })
+    }
+
+    /// Holds `stream` folded from its first event ([`Fold::from_events`]).
+    pub async fn fold(
+        store: Store,
+        stream: StreamId,
+        aggregate: A,
+    ) -> Result<Self, DecisionError<A::Error>> {
+        Ok(Held {
+            fold: Fold::from_events(store, stream).await?,
+            aggregate,
+        })
+    }
+
+    pub fn aggregate(&self) -> &A {
+        &self.aggregate
+    }
+
+    /// The aggregate, for what it decides by and may change (a symbol's current filters).
+    pub fn aggregate_mut(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+
     /// Decides on the state held and appends what was decided with the version held, deciding
     /// again after a lost race as `retries` allow; returns what was appended (empty: nothing
     /// to do). `cause`, when given, is the event that caused the decision (a trade's id).
@@ -270,7 +321,8 @@ where
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let decided = decide(&self.aggregate, &self.state).map_err(DecisionError::Aggregate)?;
+            let decided =
+                decide(&self.aggregate, &self.fold.state).map_err(DecisionError::Aggregate)?;
             if decided.is_empty() {
                 return Ok(decided);
             }
@@ -278,58 +330,59 @@ where
                 .iter()
                 .enumerate()
                 .map(|(i, event)| {
-                    let version = self.version + 1 + i as i64;
-                    let id = crate::ids::decision_id(&self.stream, version, event);
+                    let version = self.fold.version + 1 + i as i64;
+                    let id = crate::ids::decision_id(&self.fold.stream, version, event);
                     // A command's handle records who sent it ([`Store::acting_for`]).
                     let new = NewEvent::new(event.clone())
                         .with_id(id)
-                        .with_metadata(self.store.acting().clone());
+                        .with_metadata(self.fold.store.acting().clone());
                     match cause {
                         Some(cause) => new.caused_by(cause, cause),
                         None => new,
                     }
                 })
                 .collect();
-            let expected = ExpectedVersion::Exact(self.version);
+            let expected = ExpectedVersion::Exact(self.fold.version);
             let last_id = batch.last().map(|e| e.event_id);
-            match self.store.append(&self.stream, expected, batch).await {
-                Ok(outcome) if outcome.stream_version == self.version + decided.len() as i64 => {
+            match self
+                .fold
+                .store
+                .append(&self.fold.stream, expected, batch)
+                .await
+            {
+                Ok(outcome)
+                    if outcome.stream_version == self.fold.version + decided.len() as i64 =>
+                {
                     for event in &decided {
-                        self.apply(event.clone())?;
+                        self.fold.apply(event.clone())?;
                     }
-                    self.version = outcome.stream_version;
-                    self.last_event_id = last_id;
+                    self.fold.version = outcome.stream_version;
+                    self.fold.last_event_id = last_id;
                     return Ok(decided);
                 }
                 Ok(_) => {
                     // The same decision was stored at this place already (an append retried
                     // after a lost acknowledgement, or another writer that decided exactly
                     // this): the store recognised it by its ids, and may hold more after it.
-                    self.catch_up().await?;
+                    self.fold.catch_up().await?;
                     return Ok(decided);
                 }
                 Err(e) if e.is_conflict() => {
                     // Read what the winner wrote either way: the state held stays current.
-                    self.catch_up().await?;
+                    self.fold.catch_up().await?;
                     if let Retries::AtMost(more) = retries {
                         if tries > more {
                             return Err(DecisionError::Conflict {
-                                stream: self.stream.clone(),
+                                stream: self.fold.stream.clone(),
                                 tries,
                             });
                         }
                     }
-                    tracing::debug!(stream = %self.stream, "stream moved; deciding again");
+                    tracing::debug!(stream = %self.fold.stream, "stream moved; deciding again");
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn apply(&mut self, event: Event) -> Result<(), DecisionError<A::Error>> {
-        let state = std::mem::take(&mut self.state);
-        self.state = A::apply(state, event).map_err(DecisionError::Aggregate)?;
-        Ok(())
     }
 }
 

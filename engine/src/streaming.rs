@@ -15,7 +15,7 @@ use hedgehog_domain::{Event, Symbol};
 use tokio::sync::watch;
 
 use crate::aggregate::{AggregateError, StreamingAggregate};
-use crate::decision::{self, DecisionError};
+use crate::decision::{self, DecisionError, Fold};
 use hedgehog_ingest::streamer::{self, StreamerOptions, StreamerStats};
 use hedgehog_store::{Store, StoreError, StreamId};
 
@@ -83,16 +83,11 @@ fn decision_error(symbol: &Symbol, e: DecisionError<AggregateError>) -> Streamin
 
 /// Whether `symbol`'s trades are streamed.
 pub async fn is_on(store: &Store, symbol: &Symbol) -> Result<bool, StreamingError> {
-    let events = store
-        .read_stream_to_end(&StreamId::streaming(symbol))
-        .await?;
-    let state = events
-        .iter()
-        .try_fold(StreamingState::default(), |s, e| {
-            streaming::apply(s, &e.event)
-        })
-        .map_err(AggregateError::from)?;
-    Ok(state.streaming)
+    let fold = Fold::<StreamingAggregate>::load(store.clone(), StreamId::streaming(symbol)).await;
+    Ok(fold
+        .map_err(|e| decision_error(symbol, e))?
+        .state()
+        .streaming)
 }
 
 /// Every symbol with a streaming stream, and whether it is on.

@@ -14,7 +14,7 @@ use hedgehog_domain::{Event, Symbol, Timestamp, TradingSettings};
 use rust_decimal::Decimal;
 
 use crate::aggregate::{AggregateError, TradingAggregate, TradingInput};
-use crate::decision::{self, DecisionError};
+use crate::decision::{self, DecisionError, Fold};
 use hedgehog_store::{Store, StoreError, StreamId};
 
 #[derive(Debug, thiserror::Error)]
@@ -204,15 +204,17 @@ pub async fn last_trade_id(store: &Store, symbol: &Symbol) -> Result<Option<u64>
         .and_then(|e| e.event.trade_id()))
 }
 
-/// The trading state of one symbol, and the version of its stream.
+/// The trading state of one symbol, and the version of its stream: its snapshot and the
+/// events after it, so that asking costs the same after a year of trading as after a day.
 pub async fn state(store: &Store, symbol: &Symbol) -> Result<(TradingState, i64), TradingError> {
-    let events = store.read_stream_to_end(&StreamId::trading(symbol)).await?;
-    let version = events.last().map_or(0, |e| e.stream_version);
-    let state = events
-        .iter()
-        .try_fold(TradingState::default(), |s, e| trading::apply(s, &e.event))
-        .map_err(AggregateError::from)?;
-    Ok((state, version))
+    let fold = Fold::<TradingAggregate>::load(store.clone(), StreamId::trading(symbol)).await;
+    let fold = fold.map_err(|e| match e {
+        DecisionError::Store(e) => TradingError::from(e),
+        DecisionError::Aggregate(e) => TradingError::from(e),
+        DecisionError::Conflict { .. } => TradingError::Conflict(symbol.clone()),
+    })?;
+    let version = fold.version();
+    Ok((fold.into_state(), version))
 }
 
 /// Every symbol with a trading stream, with its state.
