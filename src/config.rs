@@ -44,7 +44,25 @@ pub struct Config {
     pub strategy: StrategyConfig,
     pub symbols: SymbolsConfig,
     pub storing: StoringConfig,
+    pub engine: EngineConfig,
     pub log: LogConfig,
+}
+
+/// How `run`'s engine keeps its workers' state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Trades a trading worker takes between two snapshots of its state (it also saves one
+    /// at a clean stop): what a restart after a crash reads again at most.
+    pub snapshot_every: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
+        }
+    }
 }
 
 /// Whether a symbol of `[symbols]` has its rows stored when it is first started (both topics
@@ -297,6 +315,7 @@ impl Default for Config {
             strategy: StrategyConfig::default(),
             symbols: SymbolsConfig::default(),
             storing: StoringConfig::default(),
+            engine: EngineConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -565,6 +584,12 @@ impl Loaded {
                 );
             }
         }
+        if c.engine.snapshot_every == 0 {
+            return Err(self.invalid(
+                "engine.snapshot_every",
+                "0: must be at least 1 (trades between two snapshots)",
+            ));
+        }
         if c.exchange.idle_timeout_secs == 0 {
             return Err(self.invalid(
                 "exchange.idle_timeout_secs",
@@ -711,6 +736,11 @@ trade = []
 trade_events = true
 orders = true
 
+[engine]
+# trades a trading worker takes between two snapshots of its state (and one at a clean stop):
+# after a crash, a restart reads at most this many of a symbol's trades again
+snapshot_every = {snapshot_every}
+
 [log]
 # a tracing filter; default: warn,hedgehog=info for run, warn otherwise (RUST_LOG overrides)
 # level = "info"
@@ -729,6 +759,7 @@ format = "text"
         profit = s.profit_target,
         rebuy = s.rebuy_interval,
         fee = s.fee,
+        snapshot_every = d.engine.snapshot_every,
     )
 }
 

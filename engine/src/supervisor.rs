@@ -53,6 +53,8 @@ pub struct EngineOptions {
     pub live: Option<LiveOptions>,
     /// Where the engine says whether every worker has hydrated (`/api/health`).
     pub readiness: Readiness,
+    /// Trades a worker takes between two snapshots of its state.
+    pub snapshot_every: u64,
 }
 
 /// What live trading needs.
@@ -240,6 +242,7 @@ fn start_trader(
     let store = store.clone();
     let venue = options.live.as_ref().map(|l| l.venue.clone());
     let readiness = options.readiness.clone();
+    let snapshot_every = options.snapshot_every;
     let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
         let (store, aggregate, venue) = (store.clone(), aggregate.clone(), venue.clone());
         let readiness = readiness.clone();
@@ -248,7 +251,8 @@ fn start_trader(
             let began = Instant::now();
             let trader = Trader::load(store, aggregate)
                 .await?
-                .reporting_to(readiness, began);
+                .reporting_to(readiness, began)
+                .snapshot_every(snapshot_every);
             match venue {
                 Some(venue) => trader.on_venue(venue).run(stop).await,
                 None => trader.run(stop).await,

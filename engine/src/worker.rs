@@ -58,6 +58,8 @@ pub struct Trader {
     venue: Option<Venue>,
     /// Trades taken since the last snapshot was saved.
     since_snapshot: u64,
+    /// Trades taken between two snapshots.
+    snapshot_every: u64,
     /// Told when the worker has hydrated, with when its loading began.
     readiness: Option<(Readiness, Instant)>,
 }
@@ -81,6 +83,7 @@ impl Trader {
             trades: StreamId::trades(&symbol),
             venue: None,
             since_snapshot: 0,
+            snapshot_every: TRADES_PER_SNAPSHOT,
             readiness: None,
         })
     }
@@ -98,8 +101,16 @@ impl Trader {
             trades: StreamId::trades(&symbol),
             venue: None,
             since_snapshot: 0,
+            snapshot_every: TRADES_PER_SNAPSHOT,
             readiness: None,
         })
+    }
+
+    /// Saves a snapshot every `trades` trades taken (at least 1) instead of
+    /// [`TRADES_PER_SNAPSHOT`].
+    pub fn snapshot_every(mut self, trades: u64) -> Self {
+        self.snapshot_every = trades.max(1);
+        self
     }
 
     /// Tells `readiness` when it has hydrated (its loading began at `began`).
@@ -194,7 +205,7 @@ impl Trader {
                 return self.stopping().await;
             };
             self.handle(&recorded?).await?;
-            if self.since_snapshot >= TRADES_PER_SNAPSHOT {
+            if self.since_snapshot >= self.snapshot_every {
                 self.save_snapshot().await?;
             }
         }

@@ -103,6 +103,7 @@ pub async fn run(
         updates: Some(updates),
         live,
         readiness,
+        snapshot_every: config.engine.snapshot_every,
     };
     let stats = Arc::new(StreamerStats::default());
     let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);

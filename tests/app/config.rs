@@ -363,6 +363,14 @@ const CASES: &[Case] = &[
         Some((&["--log-level", "warn"], "warn")),
     ),
     case(
+        "engine.snapshot_every",
+        "snapshot_every = 500",
+        "500",
+        ("HEDGEHOG_ENGINE_SNAPSHOT_EVERY", "20000"),
+        "20000",
+        None,
+    ),
+    case(
         "log.format",
         "format = \"json\"",
         "json",

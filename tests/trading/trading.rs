@@ -32,6 +32,7 @@ on_both_backends!(
     the_engine_resumes_symbols_trading_at_start_up,
     racing_commands_cannot_both_win,
     a_snapshot_and_the_events_after_it_equal_the_full_fold,
+    an_engine_killed_at_any_moment_resumes_from_its_snapshots_exactly,
 );
 
 /// The book's ADAUSDT dump: its first 2,000 rows, or the whole day (57,018 trades).
@@ -331,6 +332,89 @@ mod cases {
         }
     }
 
+    /// `hedgehog run` saving a snapshot every 50 trades is killed (SIGKILL) at moments spread
+    /// over its catch-up of the book's day, five times, so that kills land before, between and
+    /// inside snapshot writes; each start resumes from whatever was saved last. The decisions
+    /// are exactly those of a worker that never stopped, and the last snapshot and the events
+    /// after it give its state, as the full fold does.
+    pub async fn an_engine_killed_at_any_moment_resumes_from_its_snapshots_exactly(db: &TestDb) {
+        use common::processes::{spawn_with_env, terminate};
+        // The worker that never stopped, on a store of its own.
+        let reference_db = TestDb::sqlite();
+        let (reference_store, trades) = prepared(&reference_db, book_day(), true).await;
+        let mut reference = trader(&reference_store).await;
+        for e in &trades {
+            reference.handle(e).await.unwrap();
+        }
+        let decided: Vec<(uuid::Uuid, Event)> = reference_store
+            .read_stream_to_end(&StreamId::trading(&symbol("ADAUSDT")))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_id, e.event))
+            .collect();
+
+        let (store, _) = prepared(db, book_day(), true).await;
+        let killed = ["run", "--no-http", "--binance-ws-url", "ws://127.0.0.1:9"];
+        let env = [
+            ("HEDGEHOG_ENGINE_SNAPSHOT_EVERY", "50"),
+            ("RUST_LOG", "warn"),
+        ];
+        let stream = StreamId::trading(&symbol("ADAUSDT"));
+        let mut versions = Vec::new();
+        for life in 0..5u64 {
+            let mut engine = spawn_with_env(db, &killed, &env);
+            // 0.4 s to 2 s: a debug build takes several seconds over the day.
+            tokio::time::sleep(Duration::from_millis(400 + life * 397 % 1600)).await;
+            engine.child().kill().unwrap();
+            engine.child().wait().unwrap();
+            versions.push(store.stream_version(&stream).await.unwrap());
+        }
+        // The last life runs to the end of the day and stops cleanly, once it is ready (a
+        // SIGTERM before its signal handler is in place would end it as a kill does).
+        let last = [
+            "run",
+            "--http",
+            "127.0.0.1:0",
+            "--binance-ws-url",
+            "ws://127.0.0.1:9",
+        ];
+        let mut engine = spawn_with_env(db, &last, &env);
+        let http = common::processes::Printed::follow(engine.child()).address("http://", "http://");
+        wait_until(|| async {
+            let health: serde_json::Value = reqwest::get(format!("{http}/api/health"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            health["ready"] == true
+                && store.stream_version(&stream).await.unwrap() >= decided.len() as i64
+        })
+        .await;
+        terminate(engine);
+        let stored: Vec<(uuid::Uuid, Event)> = store
+            .read_stream_to_end(&stream)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_id, e.event))
+            .collect();
+        assert_eq!(stored, decided, "killed at versions {versions:?}");
+        let saved = store.load_snapshot(&stream, "trading", 1).await.unwrap();
+        assert!(matches!(saved, Some(Ok(_))), "{saved:?}");
+        let mut from_snapshot = trader(&store).await;
+        let mut from_events = Trader::load_from_events(store.clone(), ada_trading())
+            .await
+            .unwrap();
+        for e in &trades_of(&store).await {
+            from_snapshot.handle(e).await.unwrap();
+            from_events.handle(e).await.unwrap();
+        }
+        assert_eq!(from_snapshot.state(), reference.state());
+        assert_eq!(from_events.state(), reference.state());
+    }
+
     pub async fn a_shutdown_drains_as_in_the_book(db: &TestDb) {
         let (store, trades) = prepared(db, book_day(), false).await;
         let mut worker = trader(&store).await;
@@ -518,6 +602,7 @@ mod more_cases {
             updates: None,
             live: None,
             readiness: Default::default(),
+            snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());

@@ -6,6 +6,7 @@
 //! crash test reads before it kills the process.
 
 mod load;
+mod restart;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ enum Command {
     /// Server-Sent-Events clients listen for SECONDS; reports errors, lost events and the
     /// engine's memory over time.
     Load(load::LoadOptions),
+    /// Restart the engine on a store of TRADES trades whose symbol has a SELL resting since
+    /// the start: time to ready and to the first decision on the next trade.
+    Restart(restart::RestartOptions),
 }
 
 /// A deterministic pseudo-random walk (xorshift64*): the same seed gives the same file.
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             events,
         } => project(backend, database_url, events).await,
         Command::Load(options) => load::run(options).await,
+        Command::Restart(options) => restart::run(options).await,
     }
 }
 
