@@ -29,6 +29,7 @@ use hedgehog_binance::live::Venue;
 use hedgehog_binance::rest::Credentials;
 use hedgehog_binance::user_stream;
 use hedgehog_ingest::streamer::{Backfill, StreamerStats};
+use hedgehog_runtime::latency::Probe;
 use hedgehog_store::{Store, StoreError};
 
 /// What the engine runs with.
@@ -55,6 +56,9 @@ pub struct EngineOptions {
     pub readiness: Readiness,
     /// Trades a worker takes between two snapshots of its state.
     pub snapshot_every: u64,
+    /// Times trades from their frame to the decisions they cause (`hedgehog-bench latency`);
+    /// none: no cost.
+    pub probe: Option<Probe>,
 }
 
 /// What live trading needs.
@@ -99,6 +103,7 @@ pub async fn run(
     {
         let source = hedgehog_ingest::streamer::StreamerOptions {
             idle_timeout: options.idle_timeout,
+            probe: options.probe.clone(),
             ..hedgehog_ingest::streamer::StreamerOptions::new(
                 options.binance_ws_url.clone(),
                 Vec::new(),
@@ -243,16 +248,18 @@ fn start_trader(
     let venue = options.live.as_ref().map(|l| l.venue.clone());
     let readiness = options.readiness.clone();
     let snapshot_every = options.snapshot_every;
+    let probe = options.probe.clone();
     let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
         let (store, aggregate, venue) = (store.clone(), aggregate.clone(), venue.clone());
-        let readiness = readiness.clone();
+        let (readiness, probe) = (readiness.clone(), probe.clone());
         readiness.starting(&aggregate.rules.symbol);
         async move {
             let began = Instant::now();
             let trader = Trader::load(store, aggregate)
                 .await?
                 .reporting_to(readiness, began)
-                .snapshot_every(snapshot_every);
+                .snapshot_every(snapshot_every)
+                .probed_by(probe);
             match venue {
                 Some(venue) => trader.on_venue(venue).run(stop).await,
                 None => trader.run(stop).await,

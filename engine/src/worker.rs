@@ -34,6 +34,7 @@ use crate::decision::{DecisionError, Held, Retries};
 use crate::readiness::Readiness;
 use hedgehog_binance::live::{self, Venue};
 use hedgehog_binance::user_stream::Feed;
+use hedgehog_runtime::latency::Probe;
 use hedgehog_store::{RecordedEvent, Store, StoreError, StreamId};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub struct Trader {
     snapshot_every: u64,
     /// Told when the worker has hydrated, with when its loading began.
     readiness: Option<(Readiness, Instant)>,
+    /// Told when an order a trade caused is durable.
+    probe: Option<Probe>,
 }
 
 /// How many trades a worker takes between two snapshots of its state (and at a clean stop):
@@ -85,6 +88,7 @@ impl Trader {
             since_snapshot: 0,
             snapshot_every: TRADES_PER_SNAPSHOT,
             readiness: None,
+            probe: None,
         })
     }
 
@@ -103,6 +107,7 @@ impl Trader {
             since_snapshot: 0,
             snapshot_every: TRADES_PER_SNAPSHOT,
             readiness: None,
+            probe: None,
         })
     }
 
@@ -110,6 +115,12 @@ impl Trader {
     /// [`TRADES_PER_SNAPSHOT`].
     pub fn snapshot_every(mut self, trades: u64) -> Self {
         self.snapshot_every = trades.max(1);
+        self
+    }
+
+    /// Tells `probe` when an order a trade caused is durable (`None`: nothing to tell).
+    pub fn probed_by(mut self, probe: Option<Probe>) -> Self {
+        self.probe = probe;
         self
     }
 
@@ -256,6 +267,11 @@ impl Trader {
             )
             .await?;
         tracing::trace!(symbol = %self.symbol(), trade = trade.trade_id, events = decided.len(), "decided");
+        if let Some(probe) = &self.probe {
+            if decided.iter().any(|e| matches!(e, Event::OrderPlaced(_))) {
+                probe.decided(self.symbol(), trade.trade_id);
+            }
+        }
         if decided.is_empty() {
             // The positions stepped without acting, which still reverses their order.
             let rules = self.held.aggregate().rules.clone();

@@ -1,8 +1,12 @@
 //! The Binance trade streamer: websocket frames in, `TradeReceived` batches appended.
 //!
 //! One connection carries every symbol (Binance's combined stream). Trades are appended in
-//! batches, flushed on size or after a short delay, so a busy symbol costs one transaction per
-//! batch. Any drop (Binance closes every connection after 24 hours) is followed by a reconnect
+//! batches: every frame the connection already holds is taken, then every stream's batch is
+//! committed in one transaction, and the streamer reads on while it is synced (on SQLite one
+//! sync covers every commit made meanwhile); what each stored is counted once it is durable. A
+//! quiet stream's trade is stored as soon as it comes; a busy one's frames pile up while the
+//! last commit runs and make the next batch larger, so latency is low when it can be and
+//! throughput high when it must be. Any drop (Binance closes every connection after 24 hours) is followed by a reconnect
 //! with capped exponential backoff and jitter. A trade already stored is never stored again: the
 //! streamer skips ids it has seen and the store's (stream, trade id) key catches the rest. A gap
 //! in trade ids (after a reconnect, or between what is stored and the first trade of a new run)
@@ -18,6 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use hedgehog_domain::events::TradeReceived;
 use hedgehog_domain::Symbol;
 use tokio::sync::watch;
@@ -27,7 +34,8 @@ use crate::ids::trade_event_id;
 use hedgehog_binance::market_stream::{self, ConnectError, Heard, MarketStream};
 use hedgehog_binance::rest::{RestClient, HISTORICAL_TRADES_LIMIT};
 use hedgehog_binance::{parse_frame, Frame, Market};
-use hedgehog_store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId};
+use hedgehog_runtime::latency::Probe;
+use hedgehog_store::{AppendOutcome, ExpectedVersion, NewEvent, Store, StoreError, StreamId};
 
 #[derive(Debug, Clone)]
 pub struct StreamerOptions {
@@ -36,7 +44,8 @@ pub struct StreamerOptions {
     pub symbols: Vec<Symbol>,
     /// Trades per symbol that trigger a flush.
     pub batch_size: usize,
-    /// A partial batch is flushed this long after its first trade.
+    /// The longest a trade waits for the frames after it while they keep coming without a
+    /// pause (otherwise a batch is flushed as soon as no frame is waiting).
     pub flush_after: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -45,6 +54,8 @@ pub struct StreamerOptions {
     /// A connection that delivers no frame at all (data, ping or pong) for this long is taken
     /// as dead: a half-open TCP connection never ends by itself, and Binance pings every 20 s.
     pub idle_timeout: Duration,
+    /// Stamps each trade as its frame is taken, for latency measurements; none: no cost.
+    pub probe: Option<Probe>,
 }
 
 /// How long a silent trade stream is trusted by default: three of Binance's pings.
@@ -75,6 +86,7 @@ impl StreamerOptions {
             max_backoff: Duration::from_secs(60),
             backfill: None,
             idle_timeout: IDLE_TIMEOUT,
+            probe: None,
         }
     }
 
@@ -171,6 +183,7 @@ pub async fn run(
     }
     let url = options.stream_url();
     let mut backoff = options.initial_backoff;
+    let mut acks = Acks::new();
     while !*shutdown.borrow() {
         let connected = tokio::select! {
             c = MarketStream::connect(&url) => c,
@@ -199,33 +212,60 @@ pub async fn run(
             let deadline = pending.since.map(|t| t + options.flush_after);
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = sleep_until(deadline) => flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?,
+                _ = sleep_until(deadline) => flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?,
+                Some(acked) = acks.next(), if !acks.is_empty() => count(&stats, acked?),
                 _ = tokio::time::sleep_until(heard + options.idle_timeout) => {
                     stats.silent.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(url, idle = ?options.idle_timeout, "the trade stream sent nothing, not even a ping; taking the connection as dead and reconnecting");
                     break;
                 }
-                heard_now = ws.next() => match heard_now {
-                    Heard::Text(text) => {
-                        heard = Instant::now();
-                        got_data = true;
-                        if handle(&text, &mut pending, &stats) >= options.batch_size {
-                            flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
+                heard_now = ws.next() => {
+                    // Take what the connection already holds, then flush: nothing waits for
+                    // frames that have not come.
+                    let mut next = Some(heard_now);
+                    let mut ended = false;
+                    while let Some(said) = next.take() {
+                        match said {
+                            Heard::Text(text) => {
+                                heard = Instant::now();
+                                got_data = true;
+                                let largest = handle(&text, &mut pending, &stats, options.probe.as_ref());
+                                let waited = pending.since.is_some_and(|t| t.elapsed() >= options.flush_after);
+                                if largest >= options.batch_size || waited {
+                                    flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?;
+                                }
+                                next = ws.next().now_or_never();
+                            }
+                            Heard::Alive => {
+                                heard = Instant::now();
+                                next = ws.next().now_or_never();
+                            }
+                            Heard::Closed => {
+                                tracing::info!("trade stream closed by the server; reconnecting");
+                                ended = true;
+                            }
+                            Heard::Dropped(error) => {
+                                tracing::warn!(%error, "trade stream dropped; reconnecting");
+                                ended = true;
+                            }
                         }
                     }
-                    Heard::Closed => {
-                        tracing::info!("trade stream closed by the server; reconnecting");
-                        break;
-                    }
-                    Heard::Alive => heard = Instant::now(),
-                    Heard::Dropped(error) => {
-                        tracing::warn!(%error, "trade stream dropped; reconnecting");
+                    flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?;
+                    if ended {
                         break;
                     }
                 }
             }
         }
-        flush(&store, &mut pending, &stats, options.backfill.as_ref()).await?;
+        flush(
+            &store,
+            &mut pending,
+            &stats,
+            options.backfill.as_ref(),
+            &mut acks,
+        )
+        .await?;
+        settle(&stats, &mut acks, 0).await?;
         if got_data {
             backoff = options.initial_backoff;
         }
@@ -233,7 +273,46 @@ pub async fn run(
             hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown).await;
         }
     }
-    flush(&store, &mut pending, &stats, options.backfill.as_ref()).await
+    flush(
+        &store,
+        &mut pending,
+        &stats,
+        options.backfill.as_ref(),
+        &mut acks,
+    )
+    .await?;
+    settle(&stats, &mut acks, 0).await
+}
+
+/// Appends committed and not yet durable, oldest first: the streamer reads on while the log
+/// is synced, and counts what each append stored once it is.
+type Acks = FuturesOrdered<BoxFuture<'static, Result<Vec<AppendOutcome>, StoreError>>>;
+
+/// Appends the streamer may have committed and not yet seen durable before it waits: enough
+/// for the syncs to overlap reading, few enough that a slow disk slows the reading down.
+const IN_FLIGHT: usize = 64;
+
+/// Counts an acknowledged append.
+fn count(stats: &StreamerStats, outcomes: Vec<AppendOutcome>) {
+    for out in outcomes {
+        stats
+            .stored
+            .fetch_add(out.appended as u64, Ordering::Relaxed);
+        stats
+            .duplicates
+            .fetch_add(out.duplicates as u64, Ordering::Relaxed);
+    }
+}
+
+/// Waits until at most `left` appends are unacknowledged.
+async fn settle(stats: &StreamerStats, acks: &mut Acks, left: usize) -> Result<(), StoreError> {
+    while acks.len() > left {
+        match acks.next().await {
+            Some(acked) => count(stats, acked?),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -244,7 +323,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Takes one frame; returns the size of the largest pending batch.
-fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
+fn handle(
+    text: &str,
+    pending: &mut Pending,
+    stats: &StreamerStats,
+    probe: Option<&Probe>,
+) -> usize {
     let (market, trade) = match parse_frame(text).map(Frame::into_trade) {
         Ok(Some(found)) => found,
         Ok(None) => return 0,
@@ -281,6 +365,9 @@ fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
         _ => {}
     }
     pending.last_id.insert(stream.clone(), id);
+    if let Some(probe) = probe {
+        probe.received(&trade.symbol, id, std::time::Instant::now());
+    }
     let event_id = trade_event_id(&stream, &trade);
     let batch = pending.batches.entry(stream).or_default();
     batch.push(NewEvent::new(trade).with_id(event_id));
@@ -288,16 +375,19 @@ fn handle(text: &str, pending: &mut Pending, stats: &StreamerStats) -> usize {
     batch.len()
 }
 
+/// Commits every pending batch, one append per stream; their acknowledgements join `acks`.
 async fn flush(
     store: &Store,
     pending: &mut Pending,
     stats: &StreamerStats,
     backfill: Option<&Backfill>,
+    acks: &mut Acks,
 ) -> Result<(), StoreError> {
     pending.since = None;
     let holes = std::mem::take(&mut pending.holes);
     let mut streams: Vec<StreamId> = pending.batches.keys().cloned().collect();
     streams.sort();
+    let mut parts = Vec::with_capacity(streams.len());
     for stream in streams {
         let Some(mut events) = pending.batches.remove(&stream) else {
             continue;
@@ -323,15 +413,16 @@ async fn flush(
                 tracing::info!(%stream, filled, "gap filled from REST");
             }
         }
-        let out = store.append(&stream, ExpectedVersion::Any, events).await?;
-        stats
-            .stored
-            .fetch_add(out.appended as u64, Ordering::Relaxed);
-        stats
-            .duplicates
-            .fetch_add(out.duplicates as u64, Ordering::Relaxed);
+        parts.push((stream, ExpectedVersion::Any, store.prepare(events)?));
     }
-    Ok(())
+    if parts.is_empty() {
+        return Ok(());
+    }
+    // One transaction for every stream's batch, committed now and acknowledged later: the
+    // streamer reads on while it is synced.
+    let committed = store.begin_append_streams(parts).await?;
+    acks.push_back(Box::pin(committed.acknowledged_all()));
+    settle(stats, acks, IN_FLIGHT).await
 }
 
 /// The trades of `hole`, as far as [`Backfill::limit`] reaches and REST answers. A failed
@@ -391,9 +482,9 @@ mod tests {
             )
         };
         for id in [1, 2, 3, 2, 3, 7, 8] {
-            handle(&frame(id), &mut pending, &stats);
+            handle(&frame(id), &mut pending, &stats, None);
         }
-        handle("{not json", &mut pending, &stats);
+        handle("{not json", &mut pending, &stats, None);
         let batch = &pending.batches[&StreamId::new("trades-BTCUSDT").unwrap()];
         let ids: Vec<u64> = batch.iter().map(|e| e.event.trade_id().unwrap()).collect();
         assert_eq!(ids, [1, 2, 3, 7, 8]);

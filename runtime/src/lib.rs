@@ -5,6 +5,7 @@
 //! Nothing here decides anything; the domain never sees this crate.
 
 pub mod backoff;
+pub mod latency;
 pub mod time;
 
 /// What a spawned task returned, as if it had run inline: a panic in it unwinds on here (a bug

@@ -104,6 +104,7 @@ pub async fn run(
         live,
         readiness,
         snapshot_every: config.engine.snapshot_every,
+        probe: None,
     };
     let stats = Arc::new(StreamerStats::default());
     let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);

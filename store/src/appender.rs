@@ -21,10 +21,7 @@ use rusqlite::{params, Connection, OpenFlags, Statement, TransactionBehavior};
 
 use super::durability::Durability;
 use super::sqlite::configure;
-use super::{
-    before_insert, AppendOutcome, ExpectedVersion, PreparedBatch, PreparedEvent, StoreError,
-    StreamId,
-};
+use super::{before_insert, AppendOutcome, Part, PreparedEvent, StoreError};
 
 /// Values bound once per statement: the position and version before its first row, the stream,
 /// the time ([`bind_statement`]).
@@ -138,97 +135,114 @@ impl Appender {
         })
     }
 
-    /// One attempt at an atomic append ([`crate::Backend::try_append`]): committed, not yet
-    /// durable ([`Durability::wait`] for the returned last position). Blocking: call it off the
-    /// runtime, holding the writer queue's turn.
+    /// One attempt at an atomic append of several streams' batches ([`crate::Backend::try_append`]):
+    /// one transaction, committed, not yet durable ([`Durability::wait`] for the last
+    /// position). Blocking: call it off the runtime, holding the writer queue's turn.
     pub(crate) fn append(
         &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &mut PreparedBatch,
+        parts: &mut [Part],
         recorded_at: i64,
         look_up: bool,
-    ) -> Result<AppendOutcome, StoreError> {
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut duplicates = 0;
-        if look_up {
-            let mut stored_ids = HashSet::new();
-            let mut stored_trades = HashSet::new();
-            {
-                let mut by_id = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
-                let mut by_trade = tx.prepare_cached(
-                    "SELECT 1 FROM events WHERE stream_id = ?1 AND trade_id = ?2",
-                )?;
-                for e in &batch.events {
-                    if by_id.exists(params![&e.event_id.as_bytes()[..]])? {
-                        stored_ids.insert(e.event_id);
-                    }
-                    if let Some(trade) = e.trade_id {
-                        if by_trade.exists(params![stream.as_str(), trade])? {
-                            stored_trades.insert(trade);
-                        }
-                    }
-                }
-            }
-            duplicates = batch.drop_stored(&stored_ids, &stored_trades);
-        }
-
-        let actual: i64 = tx
-            .prepare_cached(
-                "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1",
-            )?
-            .query_row(params![stream.as_str()], |row| row.get(0))?;
-        if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
-            return Ok(retried);
-        }
-        let head: i64 = tx
+        let mut head: i64 = tx
             .prepare_cached("SELECT MAX(position) FROM events")?
             .query_row([], |row| row.get::<_, Option<i64>>(0))?
             .unwrap_or(0);
-
-        // Full chunks of CHUNK_ROWS, then the rest one row a statement: two statements to keep.
-        let (full, rest) = batch
-            .events
-            .split_at(batch.events.len() - batch.events.len() % CHUNK_ROWS);
-        let mut offset = 0_i64;
-        let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
-            let before = (head + offset, actual + offset);
-            bind_statement(statement, before, stream.as_str(), recorded_at)?;
-            for (row, e) in rows.iter().enumerate() {
-                bind_event(statement, row, e)?;
-            }
-            statement.raw_execute()?;
-            offset += rows.len() as i64;
-            Ok::<_, rusqlite::Error>(())
-        };
-        if !full.is_empty() {
-            let mut statement = tx.prepare_cached(&CHUNK_INSERT)?;
-            for rows in full.chunks(CHUNK_ROWS) {
-                insert(&mut statement, rows)?;
-            }
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for part in parts.iter_mut() {
+            let outcome = append_part(&tx, part, head, recorded_at, look_up)?;
+            head = outcome.last_position.unwrap_or(head);
+            outcomes.push(outcome);
         }
-        if !rest.is_empty() {
-            let mut statement = tx.prepare_cached(&ROW_INSERT)?;
-            for row in rest.chunks(1) {
-                insert(&mut statement, row)?;
-            }
-        }
-        let appended = batch.events.len();
-        tx.prepare_cached(UPSERT_STREAM)?.execute(params![
-            stream.as_str(),
-            actual + appended as i64,
-            head + appended as i64
-        ])?;
-        self.durability.committing(head + appended as i64)?;
+        self.durability.committing(head)?;
         let committed = tx.commit();
         self.durability.committed(committed.is_ok());
         committed?;
-        Ok(AppendOutcome {
-            appended,
-            duplicates,
-            stream_version: actual + appended as i64,
-            last_position: Some(head + appended as i64),
-        })
+        Ok(outcomes)
     }
+}
+
+/// Inserts one part after position `head`, inside the append's transaction.
+fn append_part(
+    tx: &rusqlite::Transaction<'_>,
+    part: &mut Part,
+    head: i64,
+    recorded_at: i64,
+    look_up: bool,
+) -> Result<AppendOutcome, StoreError> {
+    let Part {
+        stream,
+        expected,
+        batch,
+    } = part;
+    let mut duplicates = 0;
+    if look_up {
+        let mut stored_ids = HashSet::new();
+        let mut stored_trades = HashSet::new();
+        {
+            let mut by_id = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
+            let mut by_trade =
+                tx.prepare_cached("SELECT 1 FROM events WHERE stream_id = ?1 AND trade_id = ?2")?;
+            for e in &batch.events {
+                if by_id.exists(params![&e.event_id.as_bytes()[..]])? {
+                    stored_ids.insert(e.event_id);
+                }
+                if let Some(trade) = e.trade_id {
+                    if by_trade.exists(params![stream.as_str(), trade])? {
+                        stored_trades.insert(trade);
+                    }
+                }
+            }
+        }
+        duplicates = batch.drop_stored(&stored_ids, &stored_trades);
+    }
+
+    let actual: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")?
+        .query_row(params![stream.as_str()], |row| row.get(0))?;
+    if let Some(retried) = before_insert(stream, *expected, batch, actual, duplicates)? {
+        return Ok(retried);
+    }
+
+    // Full chunks of CHUNK_ROWS, then the rest one row a statement: two statements to keep.
+    let (full, rest) = batch
+        .events
+        .split_at(batch.events.len() - batch.events.len() % CHUNK_ROWS);
+    let mut offset = 0_i64;
+    let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
+        let before = (head + offset, actual + offset);
+        bind_statement(statement, before, stream.as_str(), recorded_at)?;
+        for (row, e) in rows.iter().enumerate() {
+            bind_event(statement, row, e)?;
+        }
+        statement.raw_execute()?;
+        offset += rows.len() as i64;
+        Ok::<_, rusqlite::Error>(())
+    };
+    if !full.is_empty() {
+        let mut statement = tx.prepare_cached(&CHUNK_INSERT)?;
+        for rows in full.chunks(CHUNK_ROWS) {
+            insert(&mut statement, rows)?;
+        }
+    }
+    if !rest.is_empty() {
+        let mut statement = tx.prepare_cached(&ROW_INSERT)?;
+        for row in rest.chunks(1) {
+            insert(&mut statement, row)?;
+        }
+    }
+    let appended = batch.events.len();
+    tx.prepare_cached(UPSERT_STREAM)?.execute(params![
+        stream.as_str(),
+        actual + appended as i64,
+        head + appended as i64
+    ])?;
+    Ok(AppendOutcome {
+        appended,
+        duplicates,
+        stream_version: actual + appended as i64,
+        last_position: Some(head + appended as i64),
+    })
 }

@@ -3,7 +3,8 @@
 //! Invariants every backend keeps (the conformance suite in `tests/store/store_conformance.rs` checks
 //! each one on both):
 //! - **Append-only.** Rows are never updated or deleted (database triggers refuse it).
-//! - **Atomic batches.** An append of any size commits whole or not at all.
+//! - **Atomic batches.** An append of any size commits whole or not at all, and so does an
+//!   append of several streams' batches ([`Store::begin_append_streams`]).
 //! - **Optimistic concurrency.** An append names the version it expects the stream to be at; a
 //!   mismatch is [`StoreError::Conflict`] and writes nothing.
 //! - **Idempotency.** An event whose id is already stored, or a `TradeReceived` whose
@@ -460,6 +461,14 @@ impl PreparedBatch {
     }
 }
 
+/// One stream's batch of an append ([`Backend::try_append`]).
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub batch: PreparedBatch,
+}
+
 /// What an append decides before it inserts, once the stored events are dropped: a batch with
 /// nothing left is a retry, which succeeds without writing whatever the expected version
 /// (`Some`, the outcome); otherwise the expected version must hold (`None`: go on and insert).
@@ -578,19 +587,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The database behind the log, for read models kept beside it.
     fn database(&self) -> Database;
 
-    /// One attempt at an atomic append: checks the expected version and assigns positions inside
-    /// one write transaction that holds the log's write lock. With `look_up`, events already
-    /// stored (by id or trade key) are found and dropped first; without, a duplicate surfaces as
-    /// a UNIQUE violation. `batch` is already de-duplicated within itself; every event is
-    /// stamped `recorded_at`.
+    /// One attempt at an atomic append of one or more streams' batches: checks each expected
+    /// version and assigns positions inside one write transaction that holds the log's write
+    /// lock (all of it commits or none). With `look_up`, events already stored (by id or trade
+    /// key) are found and dropped first; without, a duplicate surfaces as a UNIQUE violation.
+    /// Each batch is already de-duplicated within itself; every event is stamped
+    /// `recorded_at`. One outcome per part, in order.
     async fn try_append(
         &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &mut PreparedBatch,
+        parts: &mut [Part],
         recorded_at: i64,
         look_up: bool,
-    ) -> Result<AppendOutcome, StoreError>;
+    ) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// Waits until the commit that ended at position `last` is durable (`i64::MAX`: every
     /// commit of this process so far). PostgreSQL's commits are durable when they return;
@@ -698,7 +706,9 @@ pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
 /// subscriber reads) and its last position.
 #[derive(Debug, Clone)]
 pub(crate) struct Appended {
-    pub stream: Option<StreamId>,
+    /// The streams one append touched (several for a multi-stream append): one message per
+    /// append, so a subscriber wakes once for it, not once per stream.
+    pub streams: Option<Arc<[StreamId]>>,
 }
 
 /// How subscribers learn of appends: the highest position known committed (`head`, for `$all`)
@@ -724,15 +734,15 @@ impl Wakes {
     }
 
     /// An append to `stream` (if known) ending at `last` is committed and durable.
-    pub(crate) fn appended(&self, stream: Option<StreamId>, last: i64) {
+    pub(crate) fn appended(&self, streams: Option<Arc<[StreamId]>>, last: i64) {
         self.raise_head(last);
-        let _ = self.appended.send(Appended { stream });
+        let _ = self.appended.send(Appended { streams });
     }
 
     /// Something may have been appended that nobody heard of: every subscriber reads.
     pub(crate) fn everyone(&self) {
         self.head.send_modify(|_| {});
-        let _ = self.appended.send(Appended { stream: None });
+        let _ = self.appended.send(Appended { streams: None });
     }
 
     fn raise_head(&self, last: i64) {
@@ -781,28 +791,37 @@ pub struct Store {
 #[must_use = "an append is acknowledged only once `acknowledged` answers"]
 pub struct PendingAppend {
     store: Store,
-    stream: StreamId,
-    outcome: AppendOutcome,
+    /// Each stream appended to, with what its batch did, in the order given.
+    parts: Vec<(StreamId, AppendOutcome)>,
 }
 
 impl PendingAppend {
     /// Waits until the batch is durable, wakes this process's subscribers, and answers what the
-    /// append did. A batch with nothing new waits for whatever this process had committed
-    /// before, so that a retry is not acknowledged ahead of the original.
+    /// append did (of a multi-stream append, its first stream's part). A batch with nothing new
+    /// waits for whatever this process had committed before, so that a retry is not
+    /// acknowledged ahead of the original.
     pub async fn acknowledged(self) -> Result<AppendOutcome, StoreError> {
-        let PendingAppend {
-            store,
-            stream,
-            outcome,
-        } = self;
-        store
-            .backend
-            .durable(outcome.last_position.unwrap_or(i64::MAX))
-            .await?;
-        if let Some(last) = outcome.last_position {
-            store.wakes.appended(Some(stream), last);
+        let mut all = self.acknowledged_all().await?;
+        Ok(all.swap_remove(0))
+    }
+
+    /// [`PendingAppend::acknowledged`] for every stream of the append, in the order given.
+    pub async fn acknowledged_all(self) -> Result<Vec<AppendOutcome>, StoreError> {
+        let PendingAppend { store, parts } = self;
+        let last = parts.iter().filter_map(|(_, o)| o.last_position).max();
+        store.backend.durable(last.unwrap_or(i64::MAX)).await?;
+        let mut outcomes = Vec::with_capacity(parts.len());
+        let mut moved = Vec::with_capacity(parts.len());
+        for (stream, outcome) in parts {
+            if outcome.last_position.is_some() {
+                moved.push(stream);
+            }
+            outcomes.push(outcome);
         }
-        Ok(outcome)
+        if let Some(last) = last {
+            store.wakes.appended(Some(moved.into()), last);
+        }
+        Ok(outcomes)
     }
 }
 
@@ -940,41 +959,87 @@ impl Store {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut batch: PreparedBatch,
+        batch: PreparedBatch,
+    ) -> Result<PendingAppend, StoreError> {
+        self.begin_append_streams(vec![(stream.clone(), expected, batch)])
+            .await
+    }
+
+    /// [`Store::begin_append`] of several streams' batches in one transaction: all of them
+    /// commit or none, each keeps the guarantees of an append of its own (its expected
+    /// version, idempotency), and one sync makes them all durable. What a writer of many
+    /// streams at once (the trade streamer, one market stream per symbol) wants: one
+    /// transaction, not one per stream.
+    pub async fn begin_append_streams(
+        &self,
+        batches: Vec<(StreamId, ExpectedVersion, PreparedBatch)>,
     ) -> Result<PendingAppend, StoreError> {
         let recorded_at = now_millis();
-        let repeated = batch.repeated_in_batch;
-        let mut outcome = if batch.events.is_empty() && repeated == 0 {
-            let actual = self.backend.stream_version(stream).await?;
-            check_expected(stream, expected, actual)?;
-            AppendOutcome {
-                appended: 0,
-                duplicates: 0,
-                stream_version: actual,
-                last_position: None,
+        let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batches.len()];
+        let mut streams = Vec::with_capacity(batches.len());
+        let mut repeated = Vec::with_capacity(batches.len());
+        let mut parts = Vec::new();
+        let mut written = Vec::new();
+        for (i, (stream, expected, batch)) in batches.into_iter().enumerate() {
+            streams.push(stream.clone());
+            repeated.push(batch.repeated_in_batch);
+            if batch.events.is_empty() && batch.repeated_in_batch == 0 {
+                // Nothing to write: only the expected version to check.
+                let actual = self.backend.stream_version(&stream).await?;
+                check_expected(&stream, expected, actual)?;
+                outcomes[i] = Some(AppendOutcome {
+                    appended: 0,
+                    duplicates: 0,
+                    stream_version: actual,
+                    last_position: None,
+                });
+            } else {
+                parts.push(Part {
+                    stream,
+                    expected,
+                    batch,
+                });
+                written.push(i);
             }
-        } else {
+        }
+        if !parts.is_empty() {
             // Fast path: assume every event is new and let the UNIQUE indexes do the probing.
             // A duplicate, or a version mismatch (which may be the retry of a stored batch),
             // takes the careful path, which looks the keys up first.
-            match self
+            let done = match self
                 .backend
-                .try_append(stream, expected, &mut batch, recorded_at, false)
+                .try_append(&mut parts, recorded_at, false)
                 .await
             {
                 Err(e) if e.is_conflict() || e.is_unique_violation() => {
                     self.backend
-                        .try_append(stream, expected, &mut batch, recorded_at, true)
+                        .try_append(&mut parts, recorded_at, true)
                         .await?
                 }
                 done => done?,
+            };
+            for (i, outcome) in written.into_iter().zip(done) {
+                outcomes[i] = Some(outcome);
             }
-        };
-        outcome.duplicates += repeated;
+        }
+        let parts = streams
+            .into_iter()
+            .zip(outcomes)
+            .zip(repeated)
+            .map(|((stream, outcome), repeated)| {
+                let mut outcome = outcome.unwrap_or(AppendOutcome {
+                    appended: 0,
+                    duplicates: 0,
+                    stream_version: 0,
+                    last_position: None,
+                });
+                outcome.duplicates += repeated;
+                (stream, outcome)
+            })
+            .collect();
         Ok(PendingAppend {
             store: self.clone(),
-            stream: stream.clone(),
-            outcome,
+            parts,
         })
     }
 
@@ -1292,7 +1357,7 @@ async fn wait_for(
         tokio::select! {
             _ = &mut timeout => return true,
             heard = appended.recv() => match heard {
-                Ok(Appended { stream: Some(stream) }) if !wanted(&stream) => {}
+                Ok(Appended { streams: Some(streams) }) if !streams.iter().any(&wanted) => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return false,
                 // The store (which holds the sender) is gone: nothing more will come.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,9 +27,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    before_insert, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion, Place,
-    PreparedBatch, PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamHead, StreamId,
-    Wakes,
+    before_insert, decode_event, decode_row, AppendOutcome, Backend, Part, Place, PreparedEvent,
+    RecordedEvent, StoreError, StreamEvent, StreamHead, StreamId, Wakes,
 };
 
 const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
@@ -158,6 +158,104 @@ fn copy_text(out: &mut String, json: &str) {
     }
 }
 
+/// Inserts one part of an append after position `head`, inside its transaction.
+async fn append_part(
+    conn: &mut PgConnection,
+    part: &mut Part,
+    head: i64,
+    recorded_at: i64,
+    look_up: bool,
+    channel: &str,
+) -> Result<AppendOutcome, StoreError> {
+    let Part {
+        stream,
+        expected,
+        batch,
+    } = part;
+    let expected = *expected;
+    let mut duplicates = 0;
+    if look_up {
+        let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
+        let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
+        let stored_ids: HashSet<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+        let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
+            )
+            .bind(stream.as_str())
+            .bind(&trade_ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        duplicates = batch.drop_stored(&stored_ids, &stored_trades);
+    }
+
+    let actual: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(stream_version), 0)::int8 FROM events WHERE stream_id = $1",
+    )
+    .bind(stream.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
+        return Ok(retried);
+    }
+
+    let n = batch.events.len();
+    let count = i64::try_from(n).unwrap_or(i64::MAX);
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (position, event_id, stream_id, stream_version, event_type, \
+             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
+             metadata) FROM STDIN",
+        )
+        .await?;
+    match copy
+        .send(copy_rows(stream, head, actual, recorded_at, &batch.events).into_bytes())
+        .await
+    {
+        Ok(_) => {
+            copy.finish().await?;
+        }
+        Err(e) => {
+            let _ = copy.abort("hedgehog: append failed").await;
+            return Err(e.into());
+        }
+    }
+    let last = head + count;
+    sqlx::query(
+        "INSERT INTO streams (stream_id, version, last_position) VALUES ($1, $2, $3) \
+         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+         last_position = excluded.last_position",
+    )
+    .bind(stream.as_str())
+    .bind(actual + count)
+    .bind(last)
+    .execute(&mut *conn)
+    .await?;
+    // `position stream`: subscribers of other streams need not read (see `Appended`).
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(format!("{last} {stream}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(AppendOutcome {
+        appended: n,
+        duplicates,
+        stream_version: actual + count,
+        last_position: Some(last),
+    })
+}
+
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
     let (pos, id, stream, version, ty, schema, payload, at, corr, cause, metadata) = row;
     decode_row(
@@ -189,102 +287,35 @@ impl Backend for PgBackend {
 
     async fn try_append(
         &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &mut PreparedBatch,
+        parts: &mut [Part],
         recorded_at: i64,
         look_up: bool,
-    ) -> Result<AppendOutcome, StoreError> {
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "SELECT pg_advisory_xact_lock(hashtext('hedgehog.events:' || current_schema()))",
         )
         .execute(&mut *tx)
         .await?;
-
-        let mut duplicates = 0;
-        if look_up {
-            let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
-            let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
-            let stored_ids: HashSet<Uuid> =
-                sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                    .bind(&ids)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-            let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
-                HashSet::new()
-            } else {
-                sqlx::query_scalar(
-                    "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
-                )
-                .bind(stream.as_str())
-                .bind(&trade_ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect()
-            };
-            duplicates = batch.drop_stored(&stored_ids, &stored_trades);
-        }
-
-        let (actual, head): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1), \
-                    (SELECT COALESCE(MAX(position), 0) FROM events)",
-        )
-        .bind(stream.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
-            return Ok(retried);
-        }
-
-        let n = batch.events.len();
-        let count = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY events (position, event_id, stream_id, stream_version, event_type, \
-                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
-                 metadata) FROM STDIN",
-            )
-            .await?;
-        match copy
-            .send(copy_rows(stream, head, actual, recorded_at, &batch.events).into_bytes())
-            .await
-        {
-            Ok(_) => {
-                copy.finish().await?;
+        let mut head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::int8 FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut outcomes = Vec::with_capacity(parts.len());
+        let mut wrote = false;
+        for part in parts.iter_mut() {
+            let outcome =
+                append_part(&mut tx, part, head, recorded_at, look_up, &self.channel).await?;
+            if let Some(last) = outcome.last_position {
+                head = last;
+                wrote = true;
             }
-            Err(e) => {
-                let _ = copy.abort("hedgehog: append failed").await;
-                return Err(e.into());
-            }
+            outcomes.push(outcome);
         }
-        let last = head + count;
-        sqlx::query(
-            "INSERT INTO streams (stream_id, version, last_position) VALUES ($1, $2, $3) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-             last_position = excluded.last_position",
-        )
-        .bind(stream.as_str())
-        .bind(actual + count)
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
-        // `position stream`: subscribers of other streams need not read (see `Appended`).
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(format!("{last} {stream}"))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome {
-            appended: n,
-            duplicates,
-            stream_version: actual + count,
-            last_position: Some(last),
-        })
+        if wrote {
+            tx.commit().await?;
+        }
+        Ok(outcomes)
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -471,7 +502,7 @@ async fn listen(mut listener: PgListener, wakes: Wakes) {
                         None => (payload, None),
                     };
                     if let Ok(position) = position.parse::<i64>() {
-                        wakes.appended(stream, position);
+                        wakes.appended(stream.map(|s| Arc::from([s])), position);
                     }
                 }
                 Err(error) => {

@@ -25,8 +25,8 @@ use super::checkpoint::WriteQueue;
 use super::durability::Durability;
 use super::reader::Reader;
 use super::{
-    AppendOutcome, Backend, ExpectedVersion, Place, PreparedBatch, RecordedEvent, StoreError,
-    StreamEvent, StreamHead, StreamId, Wakes,
+    AppendOutcome, Backend, Part, Place, RecordedEvent, StoreError, StreamEvent, StreamHead,
+    StreamId, Wakes,
 };
 
 /// How long a connection waits for another process's lock before `SQLITE_BUSY`.
@@ -158,21 +158,28 @@ impl Backend for SqliteBackend {
 
     async fn try_append(
         &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &mut PreparedBatch,
+        parts: &mut [Part],
         recorded_at: i64,
         look_up: bool,
-    ) -> Result<AppendOutcome, StoreError> {
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         let _turn = self.writer.turn().await;
-        let (appender, stream) = (Arc::clone(&self.appender), stream.clone());
-        let mut owned = std::mem::take(batch);
+        let appender = Arc::clone(&self.appender);
+        let mut owned: Vec<Part> = parts
+            .iter_mut()
+            .map(|p| Part {
+                stream: p.stream.clone(),
+                expected: p.expected,
+                batch: std::mem::take(&mut p.batch),
+            })
+            .collect();
         let (back, outcome) = off_runtime(move || {
-            let outcome = appender.append(&stream, expected, &mut owned, recorded_at, look_up);
+            let outcome = appender.append(&mut owned, recorded_at, look_up);
             Ok((owned, outcome))
         })
         .await?;
-        *batch = back;
+        for (part, back) in parts.iter_mut().zip(back) {
+            part.batch = back.batch;
+        }
         outcome
     }
 

@@ -34,6 +34,7 @@ on_both_backends!(
     payloads_with_escapes_and_control_characters_round_trip,
     stream_subscriptions_follow_a_few_streams_in_the_logs_order,
     every_append_keeps_its_streams_row,
+    an_append_of_several_streams_is_one_transaction,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -169,6 +170,104 @@ mod cases {
         assert_eq!(take(&mut mid, 4).await, live);
         let nothing_more = tokio::time::timeout(Duration::from_millis(1_500), sub.next()).await;
         assert!(nothing_more.is_err(), "{nothing_more:?}");
+    }
+
+    /// A multi-stream append (the streamer's, one market stream per symbol) commits every
+    /// stream's batch or none: a conflict in one part writes nothing of the others; a retry
+    /// of the whole is recognised part by part; the streams' rows and a subscriber see each
+    /// part as its own append.
+    pub async fn an_append_of_several_streams_is_one_transaction(db: &TestDb) {
+        let store = db.open().await;
+        let (ada, btc) = (symbol("ADAUSDT"), symbol("BTCUSDT"));
+        let (ada_trades, btc_trades) = (StreamId::trades(&ada), StreamId::trades(&btc));
+        let trading = StreamId::trading(&ada);
+        let mut sub =
+            store.subscribe_streams(vec![(ada_trades.clone(), 0), (btc_trades.clone(), 0)]);
+        let batches = |store: &Store| {
+            vec![
+                (
+                    ada_trades.clone(),
+                    ExpectedVersion::Any,
+                    store.prepare(trades("ADAUSDT", 1..4)).unwrap(),
+                ),
+                (
+                    btc_trades.clone(),
+                    ExpectedVersion::Any,
+                    store.prepare(trades("BTCUSDT", 1..3)).unwrap(),
+                ),
+            ]
+        };
+        let outcomes = store
+            .begin_append_streams(batches(&store))
+            .await
+            .unwrap()
+            .acknowledged_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes
+                .iter()
+                .map(|o| (o.appended, o.stream_version, o.last_position))
+                .collect::<Vec<_>>(),
+            [(3, 3, Some(3)), (2, 2, Some(5))]
+        );
+        let got = take(&mut sub, 5).await;
+        assert_eq!(
+            got.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        // The same again: a retry, stored already, part by part.
+        let again = store
+            .begin_append_streams(batches(&store))
+            .await
+            .unwrap()
+            .acknowledged_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            again
+                .iter()
+                .map(|o| (o.appended, o.duplicates, o.stream_version))
+                .collect::<Vec<_>>(),
+            [(0, 3, 3), (0, 2, 2)]
+        );
+        // One part expecting a version its stream is not at: nothing of the other is written.
+        let started = NewEvent::new(TradingStarted {
+            symbol: ada.clone(),
+            after_trade_id: None,
+        });
+        let refused = store
+            .begin_append_streams(vec![
+                (
+                    btc_trades.clone(),
+                    ExpectedVersion::Any,
+                    store.prepare(trades("BTCUSDT", 10..12)).unwrap(),
+                ),
+                (
+                    trading.clone(),
+                    ExpectedVersion::Exact(4),
+                    store.prepare(vec![started]).unwrap(),
+                ),
+            ])
+            .await;
+        assert!(matches!(refused, Err(StoreError::Conflict { .. })));
+        assert_eq!(store.head_position().await.unwrap(), 5);
+        assert_eq!(store.stream_version(&btc_trades).await.unwrap(), 2);
+        assert_eq!(
+            store.stream_heads("").await.unwrap(),
+            [
+                StreamHead {
+                    stream: ada_trades.clone(),
+                    version: 3,
+                    last_position: 3
+                },
+                StreamHead {
+                    stream: btc_trades.clone(),
+                    version: 2,
+                    last_position: 5
+                },
+            ]
+        );
     }
 
     /// `streams` is kept by every append, in its transaction: versions and last positions as

@@ -603,6 +603,7 @@ mod more_cases {
             live: None,
             readiness: Default::default(),
             snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
+            probe: None,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());

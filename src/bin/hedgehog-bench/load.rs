@@ -75,18 +75,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     );
 
     let rules = hedgehog_binance::exchange_info::bundled()?;
-    let symbols: Vec<&SymbolRules> = rules
-        .symbols
-        .values()
-        .filter(|r| {
-            r.is_trading()
-                && r.quote_asset == "USDT"
-                && r.min_notional <= Decimal::TEN
-                && r.tick_size >= Decimal::new(1, 4)
-        })
-        .take(o.symbols)
-        .collect();
-    anyhow::ensure!(symbols.len() == o.symbols, "only {} symbols", symbols.len());
+    let symbols = traded_symbols(&rules, o.symbols)?;
     let recording = dir.path().join("load.rec.gz");
     let started = Instant::now();
     let total = write_recording(&recording, &symbols, o.trades)?;
@@ -370,7 +359,7 @@ async fn check_against_log(
 
 /// Reads a child's first line of stdout and returns its first word starting with `prefix`;
 /// what it prints after is read and dropped, so it never writes to a closed pipe.
-fn first_word(child: &mut Child, prefix: &str) -> anyhow::Result<String> {
+pub(super) fn first_word(child: &mut Child, prefix: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     let mut out = BufReader::new(child.stdout.take().context("stdout")?);
     out.read_line(&mut line)?;
@@ -456,7 +445,34 @@ async fn listen(request: reqwest::RequestBuilder, mut stopping: watch::Receiver<
 /// Writes `per_symbol` trades of each symbol, interleaved in time, as a Binance websocket
 /// recording (`NANOS JSON` lines): a random walk of up to 3 ticks a trade around 10,000 ticks,
 /// quantities of 1 to 50 lots. Returns how many trades it wrote.
-fn write_recording(path: &Path, symbols: &[&SymbolRules], per_symbol: u64) -> anyhow::Result<u64> {
+/// `n` symbols of the bundled rules that the synthetic walk can trade: USDT pairs with a small
+/// minimum notional and a coarse enough tick.
+pub(super) fn traded_symbols(
+    rules: &hedgehog_domain::exchange::ExchangeRules,
+    n: usize,
+) -> anyhow::Result<Vec<&SymbolRules>> {
+    let symbols: Vec<&SymbolRules> = rules
+        .symbols
+        .values()
+        .filter(|r| {
+            r.is_trading()
+                && r.quote_asset == "USDT"
+                && r.min_notional <= Decimal::TEN
+                && r.tick_size >= Decimal::new(1, 4)
+        })
+        .take(n)
+        .collect();
+    anyhow::ensure!(symbols.len() == n, "only {} symbols", symbols.len());
+    Ok(symbols)
+}
+
+/// A recording of `per_symbol` trades of each symbol, interleaved: a random walk on each
+/// symbol's own tick and lot sizes, 0 to 2 ms apart.
+pub(super) fn write_recording(
+    path: &Path,
+    symbols: &[&SymbolRules],
+    per_symbol: u64,
+) -> anyhow::Result<u64> {
     let file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
     let mut w = std::io::BufWriter::new(flate2::write::GzEncoder::new(
         file,

@@ -5,6 +5,7 @@
 //! acknowledged batch (`ack STREAM_VERSION LAST_POSITION`) and flushes it, which is what the
 //! crash test reads before it kills the process.
 
+mod latency;
 mod load;
 mod restart;
 
@@ -75,6 +76,9 @@ enum Command {
     /// Server-Sent-Events clients listen for SECONDS; reports errors, lost events and the
     /// engine's memory over time.
     Load(load::LoadOptions),
+    /// The time from a trade frame received to the OrderPlaced it caused being durable, with
+    /// SYMBOLS symbols streamed and traded.
+    Latency(latency::LatencyOptions),
     /// Restart the engine on a store of TRADES trades whose symbol has a SELL resting since
     /// the start: time to ready and to the first decision on the next trade.
     Restart(restart::RestartOptions),
@@ -259,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => project(backend, database_url, events).await,
         Command::Load(options) => load::run(options).await,
         Command::Restart(options) => restart::run(options).await,
+        Command::Latency(options) => latency::run(options).await,
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn run(o: RestartOptions) -> anyhow::Result<()> {
         live: None,
         readiness: readiness.clone(),
         snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
+        probe: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());
