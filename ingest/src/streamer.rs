@@ -2,10 +2,10 @@
 //!
 //! One connection carries every symbol (Binance's combined stream). Trades are appended in
 //! batches: every frame the connection already holds is taken, then every stream's batch is
-//! committed in one transaction, and the streamer reads on while it is synced (on SQLite one
-//! sync covers every commit made meanwhile); what each stored is counted once it is durable. A
-//! quiet stream's trade is stored as soon as it comes; a busy one's frames pile up while the
-//! last commit runs and make the next batch larger, so latency is low when it can be and
+//! committed in one transaction, and the streamer reads on while it is synced; what each stored
+//! is counted once it is durable. A commit waits only for the one before it to be synced (group
+//! commit): a quiet stream's trade is stored as soon as it comes, and under load the frames
+//! that arrive during a sync make the next batch, so latency is low when it can be and
 //! throughput high when it must be. Any drop (Binance closes every connection after 24 hours) is followed by a reconnect
 //! with capped exponential backoff and jitter. A trade already stored is never stored again: the
 //! streamer skips ids it has seen and the store's (stream, trade id) key catches the rest. A gap
@@ -213,7 +213,13 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = sleep_until(deadline) => flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?,
-                Some(acked) = acks.next(), if !acks.is_empty() => count(&stats, acked?),
+                Some(acked) = acks.next(), if !acks.is_empty() => {
+                    count(&stats, acked?);
+                    // The log is synced: what came meanwhile goes in the next commit now.
+                    if acks.is_empty() {
+                        flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?;
+                    }
+                }
                 _ = tokio::time::sleep_until(heard + options.idle_timeout) => {
                     stats.silent.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(url, idle = ?options.idle_timeout, "the trade stream sent nothing, not even a ping; taking the connection as dead and reconnecting");
@@ -250,7 +256,12 @@ pub async fn run(
                             }
                         }
                     }
-                    flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?;
+                    // Nothing more waiting: commit now, unless the last commit is still being
+                    // synced, in which case what comes meanwhile joins this batch (flushed when
+                    // that sync ends, at the size limit, or after `flush_after`).
+                    if ended || acks.is_empty() {
+                        flush(&store, &mut pending, &stats, options.backfill.as_ref(), &mut acks).await?;
+                    }
                     if ended {
                         break;
                     }
