@@ -80,16 +80,10 @@ impl Trader {
     /// the trading stream's events after it.
     pub async fn load(store: Store, aggregate: TradingAggregate) -> Result<Self, TraderError> {
         let symbol = aggregate.rules.symbol.clone();
-        let held = Held::load(store, StreamId::trading(&symbol), aggregate).await;
-        Ok(Trader {
-            held: held.map_err(|e| decision_error(&symbol, e))?,
-            trades: StreamId::trades(&symbol),
-            venue: None,
-            since_snapshot: 0,
-            snapshot_every: TRADES_PER_SNAPSHOT,
-            readiness: None,
-            probe: None,
-        })
+        Trader::holding(
+            &symbol,
+            Held::load(store, StreamId::trading(&symbol), aggregate).await,
+        )
     }
 
     /// Loads the symbol's trading state by folding its whole trading stream, ignoring any
@@ -99,10 +93,19 @@ impl Trader {
         aggregate: TradingAggregate,
     ) -> Result<Self, TraderError> {
         let symbol = aggregate.rules.symbol.clone();
-        let held = Held::fold(store, StreamId::trading(&symbol), aggregate).await;
+        Trader::holding(
+            &symbol,
+            Held::fold(store, StreamId::trading(&symbol), aggregate).await,
+        )
+    }
+
+    fn holding(
+        symbol: &Symbol,
+        held: Result<Held<TradingAggregate>, DecisionError<AggregateError>>,
+    ) -> Result<Self, TraderError> {
         Ok(Trader {
-            held: held.map_err(|e| decision_error(&symbol, e))?,
-            trades: StreamId::trades(&symbol),
+            held: held.map_err(|e| decision_error(symbol, e))?,
+            trades: StreamId::trades(symbol),
             venue: None,
             since_snapshot: 0,
             snapshot_every: TRADES_PER_SNAPSHOT,

@@ -3,7 +3,8 @@
 //! Without it each subscriber would poll the store on every append: two hundred dashboards
 //! would mean two hundred queries per batch of trades, and as many JSON encodings of each event.
 //! Here one task follows `$all` from where the server started and publishes each batch, already
-//! encoded, on a bounded broadcast channel (while nobody subscribes it encodes nothing). A
+//! encoded, on a bounded broadcast channel (while nobody subscribes it reads nothing, and only
+//! follows the head this process knows). A
 //! subscriber first catches up from the store on its own, then takes the shared batches,
 //! skipping what it has already sent.
 //!
@@ -28,6 +29,9 @@ use hedgehog_store::{RecordedEvent, Store, StoreError};
 const BUFFERED_BATCHES: usize = 32;
 /// Events per catch-up read.
 const CATCH_UP_PAGE: i64 = 1000;
+/// How often a tail nobody listens to looks for a first listener: a subscriber's events after
+/// its catch-up wait at most this long more.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
 
 /// One stored event as `/api/events` sends it.
 #[derive(Debug, Clone)]
@@ -85,6 +89,20 @@ impl Tail {
         tokio::spawn(async move {
             let mut last = head;
             'follow: loop {
+                if published.receiver_count() == 0 {
+                    // Nobody listening: nothing is read. A subscriber that comes catches up
+                    // from the store to at least the head known now, so the tail may start
+                    // again from there (the head is read before the listeners are counted).
+                    let known = store.known_head();
+                    if published.receiver_count() == 0 {
+                        last = last.max(known);
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(IDLE_CHECK) => {}
+                        _ = stopping.wait_for(|stop| *stop) => break 'follow,
+                    }
+                    continue 'follow;
+                }
                 let mut batches = store.subscribe_all_batches(last);
                 loop {
                     let next = tokio::select! {
@@ -96,11 +114,11 @@ impl Tail {
                             if let Some(e) = batch.last() {
                                 last = e.position;
                             }
-                            // Nobody listening: nothing to encode; the next subscriber
-                            // catches up from the store.
-                            if published.receiver_count() > 0 {
-                                let _ = published.send(batch.iter().map(Frame::of).collect());
+                            // Nobody listening any more: back to following the head.
+                            if published.receiver_count() == 0 {
+                                continue 'follow;
                             }
+                            let _ = published.send(batch.iter().map(Frame::of).collect());
                         }
                         Some(Err(e)) => {
                             tracing::error!(

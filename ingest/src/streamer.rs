@@ -268,15 +268,7 @@ pub async fn run(
                 }
             }
         }
-        flush(
-            &store,
-            &mut pending,
-            &stats,
-            options.backfill.as_ref(),
-            &mut acks,
-        )
-        .await?;
-        settle(&stats, &mut acks, 0).await?;
+        flush_all(&store, &mut pending, &stats, &options, &mut acks).await?;
         if got_data {
             backoff = options.initial_backoff;
         }
@@ -284,15 +276,19 @@ pub async fn run(
             hedgehog_runtime::backoff::wait(&mut backoff, options.max_backoff, &mut shutdown).await;
         }
     }
-    flush(
-        &store,
-        &mut pending,
-        &stats,
-        options.backfill.as_ref(),
-        &mut acks,
-    )
-    .await?;
-    settle(&stats, &mut acks, 0).await
+    flush_all(&store, &mut pending, &stats, &options, &mut acks).await
+}
+
+/// Commits what is pending and waits until every commit is durable.
+async fn flush_all(
+    store: &Store,
+    pending: &mut Pending,
+    stats: &StreamerStats,
+    options: &StreamerOptions,
+    acks: &mut Acks,
+) -> Result<(), StoreError> {
+    flush(store, pending, stats, options.backfill.as_ref(), acks).await?;
+    settle(stats, acks, 0).await
 }
 
 /// Appends committed and not yet durable, oldest first: the streamer reads on while the log

@@ -103,6 +103,10 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long a live projector, once caught up, lets the log grow before it reads on: the read
+/// models and `/api/updates` lag the log by at most this much more.
+pub const LIVE_BATCHING: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Projector {
     /// A projector for every read model.
     pub fn new(store: Store) -> Self {
@@ -277,6 +281,7 @@ impl Projector {
                 let Some(batch) = batch else { return Ok(()) };
                 let batch = batch?;
                 let last = batch.last().map_or(from, |e| e.position);
+                let caught_up = (batch.len() as i64) < hedgehog_store::PAGE_SIZE;
                 match self.apply(&batch).await {
                     Ok(Batch::Committed) => {}
                     Ok(Batch::Lost) => {
@@ -294,6 +299,14 @@ impl Projector {
                     progress(last.min(target), target);
                     if last >= target {
                         return Ok(());
+                    }
+                } else if caught_up {
+                    // Live and caught up: let what comes meanwhile make one larger batch (one
+                    // transaction, one update per candle) instead of one per commit of the log,
+                    // which under load was most of the projector's work.
+                    tokio::select! {
+                        () = tokio::time::sleep(LIVE_BATCHING) => {}
+                        () = &mut shutdown => return Ok(()),
                     }
                 }
             }

@@ -1112,6 +1112,13 @@ impl Store {
         self.backend.stream_version(stream).await
     }
 
+    /// The highest position this process knows to be committed and durable (its own appends,
+    /// and others' it heard of), without asking the database: every event at or below it can
+    /// be read.
+    pub fn known_head(&self) -> i64 {
+        *self.wakes.head.borrow()
+    }
+
     /// The position of the last committed event (0 when the log is empty).
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         self.backend.head_position().await

@@ -197,13 +197,16 @@ mod cases {
                 ),
             ]
         };
-        let outcomes = store
-            .begin_append_streams(batches(&store))
-            .await
-            .unwrap()
-            .acknowledged_all()
-            .await
-            .unwrap();
+        let append_both = || async {
+            store
+                .begin_append_streams(batches(&store))
+                .await
+                .unwrap()
+                .acknowledged_all()
+                .await
+                .unwrap()
+        };
+        let outcomes = append_both().await;
         assert_eq!(
             outcomes
                 .iter()
@@ -217,13 +220,7 @@ mod cases {
             [1, 2, 3, 4, 5]
         );
         // The same again: a retry, stored already, part by part.
-        let again = store
-            .begin_append_streams(batches(&store))
-            .await
-            .unwrap()
-            .acknowledged_all()
-            .await
-            .unwrap();
+        let again = append_both().await;
         assert_eq!(
             again
                 .iter()

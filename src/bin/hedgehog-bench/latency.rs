@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::streaming::StreamingCommand;
 use hedgehog_domain::Timestamp;
@@ -20,7 +19,7 @@ use hedgehog_runtime::latency::Probe;
 use hedgehog_store::Store;
 use rust_decimal::Decimal;
 
-use super::load::{first_word, traded_symbols, write_recording};
+use super::load::{engine_bench, first_word, traded_symbols, write_recording};
 
 #[derive(Debug, clap::Args)]
 pub struct LatencyOptions {
@@ -41,20 +40,7 @@ pub struct LatencyOptions {
 }
 
 pub async fn run(o: LatencyOptions) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let url = o
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("latency.db").display()));
-    let hedgehog = std::env::current_exe()?
-        .parent()
-        .context("the bench's directory")?
-        .join("hedgehog");
-    anyhow::ensure!(
-        hedgehog.exists(),
-        "{} not found: build it first (cargo build --release)",
-        hedgehog.display()
-    );
+    let (dir, url, hedgehog) = engine_bench("latency", o.database_url.clone())?;
     let rules = hedgehog_binance::exchange_info::bundled()?;
     let symbols = traded_symbols(&rules, o.symbols)?;
     let recording = dir.path().join("latency.rec.gz");

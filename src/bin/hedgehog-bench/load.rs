@@ -59,20 +59,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     if o.symbols == 0 || o.clients == 0 {
         bail!("--symbols and --clients must be at least 1");
     }
-    let dir = tempfile::tempdir()?;
-    let url = o
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
-    let hedgehog = std::env::current_exe()?
-        .parent()
-        .context("the bench's directory")?
-        .join("hedgehog");
-    anyhow::ensure!(
-        hedgehog.exists(),
-        "{} not found: build it first (cargo build --release)",
-        hedgehog.display()
-    );
+    let (dir, url, hedgehog) = engine_bench("load", o.database_url.clone())?;
 
     let rules = hedgehog_binance::exchange_info::bundled()?;
     let symbols = traded_symbols(&rules, o.symbols)?;
@@ -445,6 +432,32 @@ async fn listen(request: reqwest::RequestBuilder, mut stopping: watch::Receiver<
 /// Writes `per_symbol` trades of each symbol, interleaved in time, as a Binance websocket
 /// recording (`NANOS JSON` lines): a random walk of up to 3 ticks a trade around 10,000 ticks,
 /// quantities of 1 to 50 lots. Returns how many trades it wrote.
+/// What a benchmark of the engine starts from: a temporary directory, the store's URL (the one
+/// given, or a SQLite file `NAME.db` in that directory) and the `hedgehog` binary beside this
+/// one.
+pub(super) fn engine_bench(
+    name: &str,
+    database_url: Option<String>,
+) -> anyhow::Result<(tempfile::TempDir, String, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let url = database_url.unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            dir.path().join(format!("{name}.db")).display()
+        )
+    });
+    let hedgehog = std::env::current_exe()?
+        .parent()
+        .context("the bench's directory")?
+        .join("hedgehog");
+    anyhow::ensure!(
+        hedgehog.exists(),
+        "{} not found: build it first (cargo build --release)",
+        hedgehog.display()
+    );
+    Ok((dir, url, hedgehog))
+}
+
 /// `n` symbols of the bundled rules that the synthetic walk can trade: USDT pairs with a small
 /// minimum notional and a coarse enough tick.
 pub(super) fn traded_symbols(
