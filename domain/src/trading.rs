@@ -239,9 +239,12 @@ impl TradingState {
 
     /// Whether `trade_id` was already stepped on (decided on, or passed).
     pub fn has_seen(&self, trade_id: u64) -> bool {
-        self.trade_cursor
-            .max(self.stepped)
-            .is_some_and(|c| trade_id <= c)
+        self.last_seen().is_some_and(|c| trade_id <= c)
+    }
+
+    /// The highest trade id stepped on (decided on, or passed): where taking trades resumes.
+    pub fn last_seen(&self) -> Option<u64> {
+        self.trade_cursor.max(self.stepped)
     }
 
     fn advance_cursor(&mut self, trade_id: Option<u64>) {

@@ -208,11 +208,7 @@ pub async fn last_trade_id(store: &Store, symbol: &Symbol) -> Result<Option<u64>
 /// events after it, so that asking costs the same after a year of trading as after a day.
 pub async fn state(store: &Store, symbol: &Symbol) -> Result<(TradingState, i64), TradingError> {
     let fold = Fold::<TradingAggregate>::load(store.clone(), StreamId::trading(symbol)).await;
-    let fold = fold.map_err(|e| match e {
-        DecisionError::Store(e) => TradingError::from(e),
-        DecisionError::Aggregate(e) => TradingError::from(e),
-        DecisionError::Conflict { .. } => TradingError::Conflict(symbol.clone()),
-    })?;
+    let fold = fold.map_err(|e| decision_error(symbol, e))?;
     let version = fold.version();
     Ok((fold.into_state(), version))
 }

@@ -169,10 +169,7 @@ impl Trader {
             match self
                 .held
                 .store()
-                .first_trade_after(
-                    &self.trades,
-                    self.state().trade_cursor.max(self.state().stepped),
-                )
+                .first_trade_after(&self.trades, self.state().last_seen())
                 .await?
             {
                 Some(place) => (place.version - 1).min(market_version),

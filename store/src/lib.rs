@@ -1212,7 +1212,9 @@ impl Store {
                     let head = store.backend.head_position().await?;
                     store.wakes.raise_head(head);
                 }
-                let bound = *store.wakes.head.borrow();
+                // Everything up to `bound` is committed; a full page reaches only as far as
+                // its last event, beyond which another stream's events may come first.
+                let bound = store.known_head();
                 let mut merged = Vec::new();
                 let mut upto = bound;
                 for (stream, from) in &next {
@@ -1222,7 +1224,7 @@ impl Store {
                             upto = upto.min(last.position);
                         }
                     }
-                    merged.extend(page.into_iter().filter(|e| e.position <= bound));
+                    merged.extend(page);
                 }
                 merged.retain(|e| e.position <= upto);
                 merged.sort_unstable_by_key(|e| e.position);

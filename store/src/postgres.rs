@@ -158,15 +158,16 @@ fn copy_text(out: &mut String, json: &str) {
     }
 }
 
-/// Inserts one part of an append after position `head`, inside its transaction.
+/// Inserts one part of an append after position `head` (`None`: read it, with the stream's
+/// version, in one round trip), inside its transaction; answers the outcome and the head after.
 async fn append_part(
     conn: &mut PgConnection,
     part: &mut Part,
-    head: i64,
+    head: Option<i64>,
     recorded_at: i64,
     look_up: bool,
     channel: &str,
-) -> Result<AppendOutcome, StoreError> {
+) -> Result<(AppendOutcome, i64), StoreError> {
     let Part {
         stream,
         expected,
@@ -200,14 +201,17 @@ async fn append_part(
         duplicates = batch.drop_stored(&stored_ids, &stored_trades);
     }
 
-    let actual: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(stream_version), 0)::int8 FROM events WHERE stream_id = $1",
+    let (actual, read_head): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1)::int8, \
+                CASE WHEN $2 THEN (SELECT COALESCE(MAX(position), 0) FROM events)::int8 END",
     )
     .bind(stream.as_str())
+    .bind(head.is_none())
     .fetch_one(&mut *conn)
     .await?;
+    let head = head.or(read_head).unwrap_or(0);
     if let Some(retried) = before_insert(stream, expected, batch, actual, duplicates)? {
-        return Ok(retried);
+        return Ok((retried, head));
     }
 
     let n = batch.events.len();
@@ -248,12 +252,13 @@ async fn append_part(
         .bind(format!("{last} {stream}"))
         .execute(&mut *conn)
         .await?;
-    Ok(AppendOutcome {
+    let outcome = AppendOutcome {
         appended: n,
         duplicates,
         stream_version: actual + count,
         last_position: Some(last),
-    })
+    };
+    Ok((outcome, last))
 }
 
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
@@ -297,19 +302,15 @@ impl Backend for PgBackend {
         )
         .execute(&mut *tx)
         .await?;
-        let mut head: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::int8 FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
+        // The log's head is read with the first part's version (one round trip), then carried.
+        let mut head = None;
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut wrote = false;
         for part in parts.iter_mut() {
-            let outcome =
+            let (outcome, after) =
                 append_part(&mut tx, part, head, recorded_at, look_up, &self.channel).await?;
-            if let Some(last) = outcome.last_position {
-                head = last;
-                wrote = true;
-            }
+            head = Some(after);
+            wrote |= outcome.last_position.is_some();
             outcomes.push(outcome);
         }
         if wrote {
