@@ -30,7 +30,7 @@ use hedgehog_binance::rest::Credentials;
 use hedgehog_binance::user_stream;
 use hedgehog_ingest::streamer::{Backfill, StreamerStats};
 use hedgehog_runtime::latency::Probe;
-use hedgehog_store::{Store, StoreError};
+use hedgehog_store::{Store, StoreError, StreamId};
 
 /// What the engine runs with.
 #[derive(Debug, Clone)]
@@ -170,6 +170,8 @@ pub async fn run(
     loop {
         for symbol in store.symbols_with("trading").await? {
             start_trader(&store, &options, &symbol, &shutdown, &mut traders);
+            // Its decisions (every order placed and filled) need not wake this loop.
+            trading.ignore(StreamId::trading(&symbol));
         }
         options.readiness.planned();
         tokio::select! {

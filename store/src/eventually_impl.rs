@@ -2,9 +2,14 @@
 //! `Subscription` work on top of it.
 //!
 //! `eventually` counts stream versions and global sequence numbers in `u32`, while the store keeps
-//! `i64` positions. Every conversion here is checked: past `u32::MAX` (4,294,967,295 events in
-//! the log) the `eventually` view fails with [`StoreError::U32Overflow`] instead of wrapping, and
-//! Hedgehog's own i64 API ([`Store::read_all`], [`Store::subscribe_all`]) keeps working.
+//! `i64` positions. Every conversion here is checked, never wrapped. A stream's version past
+//! `u32::MAX` (4,294,967,295 events in one stream) fails with [`StoreError::U32Overflow`]. Positions
+//! past it (a log that long, or one whose positions were carried over from an older store) are
+//! the limit the trait forces: a read of one stream (what a `Repository` folds, by version)
+//! carries the sequence number `u32::MAX` for them, which `eventually`'s repository never reads;
+//! a read or subscription of `$all`, whose sequence numbers are the point, fails with
+//! [`StoreError::U32Overflow`] naming the position. Hedgehog's own i64 API
+//! ([`Store::read_all`], [`Store::subscribe_all`]) knows no such limit.
 //! Mapping: an `eventually` version is our `stream_version` (from 1) and its sequence number is
 //! our global `position` (from 1); `Select::From(n)` is inclusive, as in `eventually`'s own
 //! in-memory store. `Persisted` has no room for our metadata, so appends through this view get
@@ -33,9 +38,24 @@ pub fn to_u32(what: &'static str, value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::U32Overflow { what, value })
 }
 
-fn persisted(event: RecordedEvent) -> Result<Persisted<StreamId, Event>, StoreError> {
+/// What a [`Persisted`]'s sequence number must be.
+#[derive(Debug, Clone, Copy)]
+enum Sequence {
+    /// The position, or an error past `u32::MAX` (`$all`'s views).
+    Exact,
+    /// The position, or `u32::MAX` past it (one stream's views, read by version).
+    AtMostU32Max,
+}
+
+fn persisted(
+    event: RecordedEvent,
+    sequence: Sequence,
+) -> Result<Persisted<StreamId, Event>, StoreError> {
     let version = to_u32("stream version", event.stream_version)?;
-    let sequence = to_u32("global position", event.position)?;
+    let sequence = match sequence {
+        Sequence::Exact => to_u32("global position", event.position)?,
+        Sequence::AtMostU32Max => u32::try_from(event.position).unwrap_or(u32::MAX),
+    };
     Ok(Persisted::from(event.stream_id, event.event)
         .version(version)
         .sequence_number(sequence))
@@ -84,7 +104,7 @@ impl EventStore for Store {
                     let done = (page.len() as i64) < PAGE_SIZE;
                     for event in page {
                         from = event.stream_version + 1;
-                        yield persisted(event)?;
+                        yield persisted(event, Sequence::AtMostU32Max)?;
                     }
                     if done { break; }
                 }
@@ -111,7 +131,7 @@ impl EventStore for Store {
                     if page.is_empty() { break; }
                     for event in page {
                         from = event.position + 1;
-                        yield persisted(event)?;
+                        yield persisted(event, Sequence::Exact)?;
                     }
                 }
             };
@@ -134,7 +154,7 @@ impl EventSubscriber for Store {
         Box::pin(async move {
             let head = self.head_position().await?;
             Ok(Store::subscribe_all(self, head)
-                .and_then(|e| async move { persisted(e) })
+                .and_then(|e| async move { persisted(e, Sequence::Exact) })
                 .boxed())
         })
     }

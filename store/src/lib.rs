@@ -375,6 +375,16 @@ pub(crate) struct PreparedEvent {
     pub trade_id: Option<i64>,
     /// The metadata as a JSON object; `None` when there is none.
     pub metadata: Option<String>,
+    /// What was encoded, kept to hand the recorded event to this process's subscribers
+    /// without reading it back ([`Appended::events`]).
+    pub kept: Kept,
+}
+
+/// An event's decoded form and metadata, as its writer gave them.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub event: Event,
+    pub metadata: Metadata,
 }
 
 /// A batch encoded outside the write transaction (JSON work never holds the lock), with the
@@ -438,6 +448,10 @@ impl PreparedBatch {
                 causation_id: new.causation_id,
                 trade_id,
                 metadata,
+                kept: Kept {
+                    event: new.event,
+                    metadata: new.metadata,
+                },
             });
         }
         Ok(PreparedBatch {
@@ -702,47 +716,92 @@ pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
     }
 }
 
-/// An append this process heard of: the stream it touched (`None`: not known, so every
-/// subscriber reads) and its last position.
-#[derive(Debug, Clone)]
+/// An append this process heard of: one message per append (several streams' parts in one
+/// transaction make one message), so a subscriber wakes once for it.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Appended {
-    /// The streams one append touched (several for a multi-stream append): one message per
-    /// append, so a subscriber wakes once for it, not once per stream.
+    /// The streams it touched; `None`: not known, so every subscriber reads.
     pub streams: Option<Arc<[StreamId]>>,
+    /// The positions it took, first and last, when known. One transaction's positions are
+    /// contiguous, so a subscriber that has seen everything up to `first - 1` and is handed
+    /// the events has seen everything up to `last`.
+    pub span: Option<(i64, i64)>,
+    /// Its events in position order, when this process appended them: its stream
+    /// subscribers take them from here instead of reading them back.
+    pub events: Option<Arc<[RecordedEvent]>>,
 }
 
 /// How subscribers learn of appends: the highest position known committed (`head`, for `$all`)
-/// and each append's stream (`appended`, for stream subscriptions, which read only when one of
-/// theirs moved). `head` moves before `appended` is sent, so a woken reader finds the append
-/// under the head.
+/// and each append (`appended`, for stream subscriptions, which read only when one of
+/// theirs moved and they were not handed its events). `head` moves before `appended` is
+/// sent, so a woken reader finds the append under the head.
 #[derive(Clone, Debug)]
 pub(crate) struct Wakes {
     pub head: watch::Sender<i64>,
     pub appended: broadcast::Sender<Appended>,
+    /// The last position this process's appends committed (announced or not yet): up to it,
+    /// every position is this process's (announced with its events) or another's that shows
+    /// as a gap between two of them.
+    committed: Arc<std::sync::atomic::AtomicI64>,
+    /// The log's head as last asked of the database, and when: the subscribers' polls for
+    /// other processes' appends share one query a poll interval, not one each.
+    probed: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, i64)>>>,
+    /// The last position of the appends committed here whose acknowledgement was given up
+    /// ([`PendingAppend`]'s drop): a subscriber that has not seen that far reads at its polls.
+    unannounced: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Appends in line before a slow stream subscriber is told it missed some (and reads all it
 /// follows, which is what it would do anyway).
-const APPENDED_CAPACITY: usize = 1024;
+const APPENDED_CAPACITY: usize = 256;
+
+/// The most events an append hands its subscribers ([`Appended::events`]); a bigger one (an
+/// import's batch) is read back by those who follow it, a page at a time. The streamer's
+/// flushes under load reach a few thousand (13,614 at most over 100 symbols flat out).
+const HANDED_EVENTS: usize = 16_384;
+
+/// Appends hand their events only while fewer messages than this wait for a subscriber: what a
+/// slow (or stalled) subscriber keeps alive is at most this many appends' events (8 x 16,384
+/// events of 376 bytes, under 50 MiB, at the very worst; a few hundred KiB in practice),
+/// whatever the run's length. Past it, subscribers read.
+const HANDED_QUEUED: usize = 8;
 
 impl Wakes {
     fn new(head: i64) -> Self {
         Wakes {
             head: watch::channel(head).0,
             appended: broadcast::channel(APPENDED_CAPACITY).0,
+            committed: Arc::new(std::sync::atomic::AtomicI64::new(head)),
+            probed: Arc::default(),
+            unannounced: Arc::default(),
         }
     }
 
-    /// An append to `stream` (if known) ending at `last` is committed and durable.
-    pub(crate) fn appended(&self, streams: Option<Arc<[StreamId]>>, last: i64) {
-        self.raise_head(last);
-        let _ = self.appended.send(Appended { streams });
+    /// The last position this process committed, and the last it committed but never
+    /// announced.
+    fn committed_here(&self) -> (i64, i64) {
+        use std::sync::atomic::Ordering::Acquire;
+        (self.committed.load(Acquire), self.unannounced.load(Acquire))
+    }
+
+    /// This process committed an append ending at `last`.
+    fn committed(&self, last: i64) {
+        self.committed
+            .fetch_max(last, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// An append is committed and durable.
+    pub(crate) fn appended(&self, append: Appended) {
+        if let Some((_, last)) = append.span {
+            self.raise_head(last);
+        }
+        let _ = self.appended.send(append);
     }
 
     /// Something may have been appended that nobody heard of: every subscriber reads.
     pub(crate) fn everyone(&self) {
         self.head.send_modify(|_| {});
-        let _ = self.appended.send(Appended { streams: None });
+        let _ = self.appended.send(Appended::default());
     }
 
     fn raise_head(&self, last: i64) {
@@ -793,6 +852,27 @@ pub struct PendingAppend {
     store: Store,
     /// Each stream appended to, with what its batch did, in the order given.
     parts: Vec<(StreamId, AppendOutcome)>,
+    /// The events stored, in position order, when this process has stream subscribers to
+    /// hand them to.
+    recorded: Option<Arc<[RecordedEvent]>>,
+    /// Whether subscribers have been told (or there was nothing to tell).
+    announced: bool,
+}
+
+impl Drop for PendingAppend {
+    /// Given up before it was acknowledged: the commit stands, unannounced, so subscribers
+    /// must find it by reading at their next poll.
+    fn drop(&mut self) {
+        if self.announced {
+            return;
+        }
+        if let Some(last) = self.parts.iter().filter_map(|(_, o)| o.last_position).max() {
+            self.store
+                .wakes
+                .unannounced
+                .fetch_max(last, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 impl PendingAppend {
@@ -806,21 +886,31 @@ impl PendingAppend {
     }
 
     /// [`PendingAppend::acknowledged`] for every stream of the append, in the order given.
-    pub async fn acknowledged_all(self) -> Result<Vec<AppendOutcome>, StoreError> {
-        let PendingAppend { store, parts } = self;
+    pub async fn acknowledged_all(mut self) -> Result<Vec<AppendOutcome>, StoreError> {
+        let store = self.store.clone();
+        let parts = self.parts.clone();
         let last = parts.iter().filter_map(|(_, o)| o.last_position).max();
         store.backend.durable(last.unwrap_or(i64::MAX)).await?;
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut moved = Vec::with_capacity(parts.len());
+        let mut first = None;
         for (stream, outcome) in parts {
-            if outcome.last_position.is_some() {
+            if let Some(last) = outcome.last_position {
                 moved.push(stream);
+                // The parts' positions follow each other: the first part's first is the
+                // append's.
+                first.get_or_insert(last - outcome.appended as i64 + 1);
             }
             outcomes.push(outcome);
         }
-        if let Some(last) = last {
-            store.wakes.appended(Some(moved.into()), last);
+        if let (Some(first), Some(last)) = (first, last) {
+            store.wakes.appended(Appended {
+                streams: Some(moved.into()),
+                span: Some((first, last)),
+                events: self.recorded.take(),
+            });
         }
+        self.announced = true;
         Ok(outcomes)
     }
 }
@@ -980,6 +1070,7 @@ impl Store {
         let mut repeated = Vec::with_capacity(batches.len());
         let mut parts = Vec::new();
         let mut written = Vec::new();
+        let mut recorded = None;
         for (i, (stream, expected, batch)) in batches.into_iter().enumerate() {
             streams.push(stream.clone());
             repeated.push(batch.repeated_in_batch);
@@ -1018,6 +1109,10 @@ impl Store {
                 }
                 done => done?,
             };
+            if let Some(last) = done.iter().filter_map(|o| o.last_position).max() {
+                self.wakes.committed(last);
+            }
+            recorded = self.recorded(&mut parts, &done, recorded_at);
             for (i, outcome) in written.into_iter().zip(done) {
                 outcomes[i] = Some(outcome);
             }
@@ -1040,7 +1135,51 @@ impl Store {
         Ok(PendingAppend {
             store: self.clone(),
             parts,
+            recorded,
+            announced: false,
         })
+    }
+
+    /// The events an append stored, as its subscribers would read them, if this process has
+    /// stream subscribers and the append is small enough to hand them ([`HANDED_EVENTS`]).
+    /// Each part's stored events are its batch's (the careful path dropped the rest), at the
+    /// positions and versions ending at its outcome's.
+    fn recorded(
+        &self,
+        parts: &mut [Part],
+        outcomes: &[AppendOutcome],
+        recorded_at: i64,
+    ) -> Option<Arc<[RecordedEvent]>> {
+        let stored: usize = outcomes.iter().map(|o| o.appended).sum();
+        let wakes = &self.wakes.appended;
+        if wakes.receiver_count() == 0 || stored > HANDED_EVENTS || wakes.len() >= HANDED_QUEUED {
+            return None;
+        }
+        let mut events = Vec::with_capacity(stored);
+        for (part, outcome) in parts.iter_mut().zip(outcomes) {
+            let Some(last) = outcome.last_position else {
+                continue;
+            };
+            let n = part.batch.events.len();
+            if n != outcome.appended {
+                return None;
+            }
+            let (first, version) = (last - n as i64 + 1, outcome.stream_version - n as i64 + 1);
+            for (i, e) in part.batch.events.drain(..).enumerate() {
+                events.push(RecordedEvent {
+                    position: first + i as i64,
+                    event_id: e.event_id,
+                    stream_id: part.stream.clone(),
+                    stream_version: version + i as i64,
+                    recorded_at,
+                    correlation_id: e.correlation_id,
+                    causation_id: e.causation_id,
+                    metadata: e.kept.metadata,
+                    event: e.kept.event,
+                });
+            }
+        }
+        Some(events.into())
     }
 
     /// Reads `$all` from `from` (inclusive), at most `limit` events.
@@ -1119,6 +1258,23 @@ impl Store {
         *self.wakes.head.borrow()
     }
 
+    /// The log's head for a subscriber's poll: asked of the database at most once every half
+    /// poll interval for the whole process, and raised into [`Store::known_head`].
+    async fn probe_head(&self, poll: Duration) -> Result<i64, StoreError> {
+        let mut probed = self.wakes.probed.lock().await;
+        let now = tokio::time::Instant::now();
+        let head = match *probed {
+            Some((at, head)) if now.duration_since(at) < poll / 2 => head,
+            _ => {
+                let head = self.backend.head_position().await?;
+                *probed = Some((now, head));
+                head
+            }
+        };
+        self.wakes.raise_head(head);
+        Ok(head)
+    }
+
     /// The position of the last committed event (0 when the log is empty).
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         self.backend.head_position().await
@@ -1178,6 +1334,7 @@ impl Store {
             prefix: prefix.to_owned(),
             appended,
             poll: self.backend.poll_interval(),
+            ignored: HashSet::new(),
         })
     }
 
@@ -1209,8 +1366,7 @@ impl Store {
             let mut ask_head = true;
             loop {
                 if ask_head {
-                    let head = store.backend.head_position().await?;
-                    store.wakes.raise_head(head);
+                    store.probe_head(poll).await?;
                 }
                 // Everything up to `bound` is committed; a full page reaches only as far as
                 // its last event, beyond which another stream's events may come first.
@@ -1228,21 +1384,74 @@ impl Store {
                 }
                 merged.retain(|e| e.position <= upto);
                 merged.sort_unstable_by_key(|e| e.position);
-                let catching_up = upto < bound;
                 for event in merged {
-                    if let Some((_, from)) = next.iter_mut().find(|(s, _)| *s == event.stream_id) {
-                        *from = event.stream_version + 1;
-                    }
+                    follow(&mut next, &event);
                     yield event;
                 }
-                if catching_up {
+                if upto < bound {
                     ask_head = false;
                     continue;
                 }
-                ask_head = wait_for(&mut appended, poll, |stream| {
-                    next.iter().any(|(s, _)| s == stream)
-                })
-                .await;
+                // Caught up: every event of the streams at or below `seen` has been given.
+                // This process's appends that follow on from `seen` hand their events over;
+                // anything else (a gap: another process's append, a missed message) is read.
+                let mut seen = upto;
+                // An append of another process that a message skipped over (not ours, so
+                // not read then): the next poll reads.
+                let mut gapped = false;
+                let timeout = tokio::time::sleep(poll);
+                tokio::pin!(timeout);
+                ask_head = loop {
+                    let heard = tokio::select! {
+                        _ = &mut timeout => None,
+                        heard = appended.recv() => Some(heard),
+                    };
+                    let Some(heard) = heard else {
+                        // Another process's appends show as the head beyond what this
+                        // process committed, or as a gap; one of this process's that was
+                        // never announced, by its position. Without any, nothing to read.
+                        let head = store.probe_head(poll).await?;
+                        let (ours, unannounced) = store.wakes.committed_here();
+                        if !gapped && head <= seen.max(ours) && unannounced <= seen {
+                            timeout.as_mut().reset(tokio::time::Instant::now() + poll);
+                            continue;
+                        }
+                        break false;
+                    };
+                    let append = match heard {
+                        Ok(append) => append,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break false,
+                        // The store (which holds the sender) is gone: nothing more will come.
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<Appended>().await
+                        }
+                    };
+                    let Some(streams) = &append.streams else { break false };
+                    let ours = streams.iter().any(|s| next.iter().any(|(n, _)| n == s));
+                    match append.span {
+                        Some((_, last)) if last <= seen => {}
+                        Some((first, last)) if first <= seen + 1 => {
+                            if ours {
+                                let Some(events) = &append.events else { break false };
+                                let taken: Vec<&RecordedEvent> =
+                                    events.iter().filter(|e| e.position > seen).collect();
+                                if !continues(&next, &taken) {
+                                    break false;
+                                }
+                                for event in taken {
+                                    if follow(&mut next, event) {
+                                        yield event.clone();
+                                    }
+                                }
+                            }
+                            seen = last;
+                        }
+                        // A gap: unless the append is ours, what it hides is read with the
+                        // next one that is, or at the next poll.
+                        _ if !ours => gapped = true,
+                        _ => break false,
+                    }
+                };
             }
         })
     }
@@ -1336,6 +1545,8 @@ pub struct StreamWatch {
     prefix: String,
     appended: broadcast::Receiver<Appended>,
     poll: Duration,
+    /// Streams whose appends do not concern the holder ([`StreamWatch::ignore`]).
+    ignored: HashSet<StreamId>,
 }
 
 impl StreamWatch {
@@ -1345,11 +1556,41 @@ impl StreamWatch {
     /// reads [`Store::stream_heads`] and compares.
     pub async fn changed(&mut self) {
         let prefix = &self.prefix;
+        let ignored = &self.ignored;
         wait_for(&mut self.appended, self.poll, |stream| {
-            stream.as_str().starts_with(prefix.as_str())
+            stream.as_str().starts_with(prefix.as_str()) && !ignored.contains(stream)
         })
         .await;
     }
+
+    /// Appends to `stream` no longer wake the holder: one who only wants to hear of new
+    /// streams (the engine, of a symbol traded for the first time) ignores those it knows.
+    pub fn ignore(&mut self, stream: StreamId) {
+        self.ignored.insert(stream);
+    }
+}
+
+/// Moves a stream subscription's next version past `event` if it is of a followed stream;
+/// true if it was.
+fn follow(next: &mut [(StreamId, i64)], event: &RecordedEvent) -> bool {
+    match next.iter_mut().find(|(s, _)| *s == event.stream_id) {
+        Some((_, from)) => {
+            *from = event.stream_version + 1;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether handed events continue each followed stream exactly where it is (versions are
+/// contiguous within an append, so its first event of each stream decides).
+fn continues(next: &[(StreamId, i64)], events: &[&RecordedEvent]) -> bool {
+    next.iter().all(|(stream, from)| {
+        events
+            .iter()
+            .find(|e| e.stream_id == *stream)
+            .is_none_or(|e| e.stream_version == *from)
+    })
 }
 
 /// Waits for an append to a stream `wanted` says yes to (or to one not known, or missed
@@ -1366,7 +1607,7 @@ async fn wait_for(
         tokio::select! {
             _ = &mut timeout => return true,
             heard = appended.recv() => match heard {
-                Ok(Appended { streams: Some(streams) }) if !streams.iter().any(&wanted) => {}
+                Ok(Appended { streams: Some(streams), .. }) if !streams.iter().any(&wanted) => {}
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return false,
                 // The store (which holds the sender) is gone: nothing more will come.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,

@@ -9,10 +9,12 @@
 //! with no gaps, and subscribers never need to guess about a hole. Batching recovers the
 //! throughput the lock costs (one lock per batch, not per event).
 //!
-//! **Wake-ups.** Each append sends `NOTIFY` with its last position and its stream (far below
-//! the 8000-byte payload cap); subscribers in any process LISTEN and re-read what they follow.
-//! The payload only wakes a reader: what it reads comes from the table, so a lost notification
-//! costs latency (until the safety-net poll), never an event.
+//! **Wake-ups.** Each part of an append sends `NOTIFY` with its positions, its stream and the
+//! backend that wrote it (far below the 8000-byte payload cap); subscribers in other processes
+//! LISTEN and re-read what they follow, while this process's subscribers are handed its own
+//! appends' events (the listener skips them). The payload only wakes a reader: what it reads
+//! comes from the table, so a lost notification costs latency (until the safety-net poll),
+//! never an event.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -68,6 +70,9 @@ pub(crate) struct PgBackend {
     pool: PgPool,
     /// NOTIFY channel, one per schema so that stores sharing a database do not wake each other.
     channel: String,
+    /// This backend's mark in its NOTIFY payloads: what it appends it announces itself, with
+    /// the events ([`crate::Appended::events`]), so its listener skips its own.
+    origin: String,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -89,6 +94,7 @@ impl PgBackend {
         Ok(PgBackend {
             pool,
             channel: format!("hedgehog_events_{schema}"),
+            origin: Uuid::now_v7().simple().to_string(),
             listener: Mutex::new(None),
         })
     }
@@ -166,7 +172,7 @@ async fn append_part(
     head: Option<i64>,
     recorded_at: i64,
     look_up: bool,
-    channel: &str,
+    (channel, origin): (&str, &str),
 ) -> Result<(AppendOutcome, i64), StoreError> {
     let Part {
         stream,
@@ -246,10 +252,11 @@ async fn append_part(
     .bind(last)
     .execute(&mut *conn)
     .await?;
-    // `position stream`: subscribers of other streams need not read (see `Appended`).
+    // `last stream first origin`: subscribers of other streams need not read, and one that
+    // has seen everything up to `first - 1` has seen everything up to `last` (see `Appended`).
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
-        .bind(format!("{last} {stream}"))
+        .bind(format!("{last} {stream} {} {origin}", head + 1))
         .execute(&mut *conn)
         .await?;
     let outcome = AppendOutcome {
@@ -259,6 +266,23 @@ async fn append_part(
         last_position: Some(last),
     };
     Ok((outcome, last))
+}
+
+/// What a NOTIFY payload says of an append, unless `origin` (this backend) made it. Older
+/// writers sent `position stream` or the position alone.
+fn heard(payload: &str, origin: &str) -> Option<crate::Appended> {
+    let mut words = payload.split(' ');
+    let last = words.next()?.parse::<i64>().ok()?;
+    let stream = words.next().and_then(|s| StreamId::new(s).ok());
+    let first = words.next().and_then(|f| f.parse::<i64>().ok());
+    if words.next() == Some(origin) {
+        return None;
+    }
+    Some(crate::Appended {
+        streams: stream.map(|s| Arc::from([s])),
+        span: Some((first.unwrap_or(last), last)),
+        events: None,
+    })
 }
 
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
@@ -307,8 +331,15 @@ impl Backend for PgBackend {
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut wrote = false;
         for part in parts.iter_mut() {
-            let (outcome, after) =
-                append_part(&mut tx, part, head, recorded_at, look_up, &self.channel).await?;
+            let (outcome, after) = append_part(
+                &mut tx,
+                part,
+                head,
+                recorded_at,
+                look_up,
+                (&self.channel, &self.origin),
+            )
+            .await?;
             head = Some(after);
             wrote |= outcome.last_position.is_some();
             outcomes.push(outcome);
@@ -479,7 +510,7 @@ impl Backend for PgBackend {
         // can be missed.
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.channel).await?;
-        *running = Some(tokio::spawn(listen(listener, wakes)));
+        *running = Some(tokio::spawn(listen(listener, wakes, self.origin.clone())));
         Ok(())
     }
 
@@ -488,22 +519,16 @@ impl Backend for PgBackend {
     }
 }
 
-/// Forwards NOTIFY payloads (`position stream`) to the in-process wake-ups until no subscriber
-/// is left.
-async fn listen(mut listener: PgListener, wakes: Wakes) {
+/// Forwards NOTIFY payloads (`last stream first origin`) of other processes' appends to the
+/// in-process wake-ups until no subscriber is left.
+async fn listen(mut listener: PgListener, wakes: Wakes, origin: String) {
     loop {
         tokio::select! {
             _ = wakes.head.closed() => return,
             received = listener.recv() => match received {
                 Ok(note) => {
-                    let payload = note.payload();
-                    let (position, stream) = match payload.split_once(' ') {
-                        Some((position, stream)) => (position, StreamId::new(stream).ok()),
-                        // An older writer's payload: the position alone.
-                        None => (payload, None),
-                    };
-                    if let Ok(position) = position.parse::<i64>() {
-                        wakes.appended(stream.map(|s| Arc::from([s])), position);
+                    if let Some(append) = heard(note.payload(), &origin) {
+                        wakes.appended(append);
                     }
                 }
                 Err(error) => {

@@ -35,6 +35,8 @@ on_both_backends!(
     stream_subscriptions_follow_a_few_streams_in_the_logs_order,
     every_append_keeps_its_streams_row,
     an_append_of_several_streams_is_one_transaction,
+    events_handed_to_subscribers_equal_those_read_back,
+    positions_beyond_u32_work,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -58,6 +60,240 @@ async fn take(
 
 mod cases {
     use super::*;
+
+    /// A log whose positions start above 2^32 (that long, or carried over from an older
+    /// store): appends, reads, subscriptions, the streams table, the read models and
+    /// `eventually`'s repository work; only `eventually`'s views of `$all`, whose u32 sequence
+    /// numbers cannot hold such a position, refuse, naming it.
+    pub async fn positions_beyond_u32_work(db: &TestDb) {
+        use eventually::store::Select;
+        use eventually::{AggregateRootBuilder, EventStore, Repository, Versioned};
+        use futures::TryStreamExt;
+        use hedgehog_domain::streaming::StreamingCommand;
+        use hedgehog_domain::types::Market;
+        use hedgehog_engine::aggregate::StreamingAggregate;
+        use hedgehog_projections::query::{TradePages, Window};
+
+        drop(db.open().await);
+        let seed: i64 = (1 << 32) + 10;
+        let market = StreamId::trades(&symbol("BTCUSDT"));
+        let payload = hedgehog_domain::Event::TradeReceived(trade("BTCUSDT", 7))
+            .encode()
+            .unwrap();
+        let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
+             event_type, schema_version, payload, recorded_at, trade_id) \
+             VALUES ($1, $2, $3, 1, 'TradeReceived', 1, $4, 1700000000000, 7)";
+        {
+            use sqlx::Connection;
+            macro_rules! run_on {
+                ($conn:ty) => {{
+                    let mut c = <$conn>::connect(&db.url).await.unwrap();
+                    sqlx::query(insert)
+                        .bind(seed)
+                        .bind(Uuid::now_v7())
+                        .bind(market.as_str())
+                        .bind(&payload)
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }};
+            }
+            match db.backend {
+                common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
+                common::Backend::Postgres => run_on!(sqlx::PgConnection),
+            }
+        }
+
+        let store = db.open().await;
+        assert_eq!(store.head_position().await.unwrap(), seed);
+        let mut all = store.subscribe_all(seed);
+        let mut streams = store.subscribe_streams(vec![(market.clone(), 0)]);
+        let out = store
+            .append(&market, ExpectedVersion::Any, trades("BTCUSDT", 8..10))
+            .await
+            .unwrap();
+        assert_eq!((out.stream_version, out.last_position), (3, Some(seed + 2)));
+        let read = store.read_all(seed, 10).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [seed, seed + 1, seed + 2]
+        );
+        assert_eq!(take(&mut streams, 3).await, read);
+
+        // A command through `eventually`'s repository, folding a stream at such positions.
+        let mut repo = Repository::new(
+            AggregateRootBuilder::from(StreamingAggregate),
+            store.clone(),
+        );
+        let switch = StreamId::streaming(&symbol("BTCUSDT"));
+        let mut root = repo.get(switch.clone()).await.unwrap();
+        root.handle(StreamingCommand::Start).await.unwrap();
+        assert_eq!(repo.add(root).await.unwrap().version(), 1);
+        let root = repo.get(switch.clone()).await.unwrap();
+        assert!(root.state().streaming, "folded from position {}", seed + 3);
+        let read_back: Vec<_> = EventStore::stream(&store, switch.clone(), Select::All)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            (read_back[0].version(), read_back[0].sequence_number()),
+            (1, u32::MAX)
+        );
+        let err = EventStore::stream_all(&store, Select::All)
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("global position {seed}")),
+            "{err}"
+        );
+
+        let live = take(&mut all, 3).await;
+        assert_eq!(
+            live.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [seed + 1, seed + 2, seed + 3]
+        );
+        let heads = store.stream_heads("streaming-").await.unwrap();
+        assert_eq!(
+            heads
+                .iter()
+                .map(|h| (h.version, h.last_position))
+                .collect::<Vec<_>>(),
+            [(1, seed + 3)]
+        );
+        let mut projector = hedgehog_projections::Projector::new(store.clone());
+        assert_eq!(projector.catch_up().await.unwrap(), seed + 3);
+        let mut pages = TradePages::new(
+            store.database(),
+            Market::Spot,
+            symbol("BTCUSDT"),
+            Window::default(),
+        );
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            ids.extend(page.iter().map(|t| t.trade_id));
+        }
+        assert_eq!(ids, [7, 8, 9]);
+    }
+
+    /// A stream subscriber is handed this process's appends instead of reading them back:
+    /// what it gets is what a reader of the same streams gets, field for field, whatever the
+    /// appends (several streams at once, with metadata, a retry partly stored, another
+    /// process's appends between this one's, one too big to hand over).
+    pub async fn events_handed_to_subscribers_equal_those_read_back(db: &TestDb) {
+        let store = db.open().await;
+        let elsewhere = db.open().await;
+        let (ada, btc) = (symbol("ADAUSDT"), symbol("BTCUSDT"));
+        let (market, trading) = (StreamId::trades(&ada), StreamId::trading(&ada));
+        let other = StreamId::trades(&btc);
+        let mut live = store.subscribe_streams(vec![(market.clone(), 0), (trading.clone(), 0)]);
+        store
+            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 1..11))
+            .await
+            .unwrap();
+        assert_eq!(take(&mut live, 10).await.len(), 10);
+
+        let who: hedgehog_store::Metadata = [("by".to_owned(), "ada@desk".to_owned())].into();
+        let started = |after| {
+            NewEvent::new(TradingStarted {
+                symbol: ada.clone(),
+                after_trade_id: Some(after),
+            })
+        };
+        store
+            .begin_append_streams(vec![
+                (
+                    other.clone(),
+                    ExpectedVersion::Any,
+                    store.prepare(trades("BTCUSDT", 1..4)).unwrap(),
+                ),
+                (
+                    market.clone(),
+                    ExpectedVersion::Any,
+                    store.prepare(trades("ADAUSDT", 11..14)).unwrap(),
+                ),
+                (
+                    trading.clone(),
+                    ExpectedVersion::Exact(0),
+                    store
+                        .prepare(vec![started(13)
+                            .with_metadata(who)
+                            .caused_by(Uuid::now_v7(), Uuid::now_v7())])
+                        .unwrap(),
+                ),
+            ])
+            .await
+            .unwrap()
+            .acknowledged_all()
+            .await
+            .unwrap();
+        // 12 and 13 are stored: 14 and 15 are.
+        let retry = store
+            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 12..16))
+            .await
+            .unwrap();
+        assert_eq!((retry.appended, retry.duplicates), (2, 2));
+        elsewhere
+            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 16..19))
+            .await
+            .unwrap();
+        store
+            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 19..21))
+            .await
+            .unwrap();
+        elsewhere
+            .append(&other, ExpectedVersion::Any, trades("BTCUSDT", 4..6))
+            .await
+            .unwrap();
+        store
+            .append(&trading, ExpectedVersion::Exact(1), vec![started(20)])
+            .await
+            .unwrap();
+        store
+            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 21..2_021))
+            .await
+            .unwrap();
+        store
+            .append(&trading, ExpectedVersion::Exact(2), vec![started(2_020)])
+            .await
+            .unwrap();
+
+        let n = 3 + 1 + 2 + 3 + 2 + 1 + 2_000 + 1;
+        let got = take(&mut live, n).await;
+        let mut reader = store.subscribe_streams(vec![(market.clone(), 10), (trading.clone(), 0)]);
+        assert_eq!(got, take(&mut reader, n).await);
+        assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+        let versions = |stream: &StreamId| -> Vec<i64> {
+            got.iter()
+                .filter(|e| e.stream_id == *stream)
+                .map(|e| e.stream_version)
+                .collect()
+        };
+        assert_eq!(versions(&market), (11..=2_020).collect::<Vec<_>>());
+        assert_eq!(versions(&trading), [1, 2, 3]);
+        assert_eq!(
+            got[3].metadata.get("by").map(String::as_str),
+            Some("ada@desk")
+        );
+
+        // An append whose acknowledgement is given up (its task cancelled) is committed all
+        // the same, never announced: the subscriber finds it by polling.
+        let batch = store.prepare(trades("ADAUSDT", 2_021..2_024)).unwrap();
+        let pending = store
+            .begin_append(&market, ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        drop(pending);
+        let found = take(&mut live, 3).await;
+        assert_eq!(
+            found.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+            [2_021, 2_022, 2_023]
+        );
+    }
 
     /// A symbol's worker follows two streams of a log that holds many: it gets theirs, in the
     /// log's order, across catch-up pages, then live appends by this process and by another
