@@ -467,9 +467,13 @@ impl Backend for PgBackend {
         // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
         // MIN over no rows is one row holding NULLs: decoded as Options, it is "none". Versions
         // rise with positions along a stream, so both minima are the same row's.
+        // MATERIALIZED keeps the range on the trade key: left to itself the planner took the
+        // minima along the position and version indexes, filtering every row before the cursor
+        // (0.42 s at 1,000,000 trades, 2 s at 5,000,000, for a cursor at the end).
         let (position, version) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
-            "SELECT MIN(position), MIN(stream_version) FROM events \
-             WHERE stream_id = $1 AND trade_id > $2",
+            "WITH later AS MATERIALIZED (SELECT position, stream_version FROM events \
+             WHERE stream_id = $1 AND trade_id > $2) \
+             SELECT MIN(position), MIN(stream_version) FROM later",
         )
         .bind(stream.as_str())
         .bind(after)
