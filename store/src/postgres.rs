@@ -285,6 +285,97 @@ fn heard(payload: &str, origin: &str) -> Option<crate::Appended> {
     })
 }
 
+/// The fast path of an append of several streams (none stored yet, each stream once): five
+/// round trips whatever the number of streams -- their versions and the log's head, one COPY
+/// of every part's rows, one upsert of their `streams` rows, one NOTIFY each in one statement --
+/// where [`append_part`] takes four per stream (the streamer's flush over 100 symbols made 400).
+/// A duplicate or a version mismatch fails the whole transaction, as on the per-part path, and
+/// the careful path sorts it out.
+async fn append_parts_at_once(
+    conn: &mut PgConnection,
+    parts: &mut [Part],
+    recorded_at: i64,
+    (channel, origin): (&str, &str),
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let streams: Vec<&str> = parts.iter().map(|p| p.stream.as_str()).collect();
+    let versions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = s)::int8, \
+                (SELECT COALESCE(MAX(position), 0) FROM events)::int8 \
+         FROM UNNEST($1::text[]) WITH ORDINALITY AS t(s, i) ORDER BY i",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut head = versions.first().map_or(0, |v| v.1);
+    let mut rows = String::new();
+    let mut outcomes = Vec::with_capacity(parts.len());
+    let (mut heads, mut lasts, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    for (part, (actual, _)) in parts.iter().zip(versions) {
+        if let Some(retried) = before_insert(&part.stream, part.expected, &part.batch, actual, 0)? {
+            outcomes.push(retried);
+            continue;
+        }
+        let count = part.batch.events.len() as i64;
+        rows.push_str(&copy_rows(
+            &part.stream,
+            head,
+            actual,
+            recorded_at,
+            &part.batch.events,
+        ));
+        let last = head + count;
+        heads.push(actual + count);
+        lasts.push(last);
+        notes.push(format!("{last} {} {} {origin}", part.stream, head + 1));
+        outcomes.push(AppendOutcome {
+            appended: part.batch.events.len(),
+            duplicates: 0,
+            stream_version: actual + count,
+            last_position: Some(last),
+        });
+        head = last;
+    }
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (position, event_id, stream_id, stream_version, event_type, \
+             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
+             metadata) FROM STDIN",
+        )
+        .await?;
+    match copy.send(rows.into_bytes()).await {
+        Ok(_) => {
+            copy.finish().await?;
+        }
+        Err(e) => {
+            let _ = copy.abort("hedgehog: append failed").await;
+            return Err(e.into());
+        }
+    }
+    let written: Vec<&str> = parts
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| o.last_position.is_some())
+        .map(|(p, _)| p.stream.as_str())
+        .collect();
+    sqlx::query(
+        "INSERT INTO streams (stream_id, version, last_position) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
+         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+         last_position = excluded.last_position",
+    )
+    .bind(&written)
+    .bind(&heads)
+    .bind(&lasts)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, note) FROM UNNEST($2::text[]) AS note")
+        .bind(channel)
+        .bind(&notes)
+        .execute(&mut *conn)
+        .await?;
+    Ok(outcomes)
+}
+
 fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
     let (pos, id, stream, version, ty, schema, payload, at, corr, cause, metadata) = row;
     decode_row(
@@ -326,6 +417,19 @@ impl Backend for PgBackend {
         )
         .execute(&mut *tx)
         .await?;
+        let distinct = parts
+            .iter()
+            .map(|p| &p.stream)
+            .collect::<HashSet<_>>()
+            .len()
+            == parts.len();
+        if !look_up && parts.len() > 1 && distinct {
+            let outcomes =
+                append_parts_at_once(&mut tx, parts, recorded_at, (&self.channel, &self.origin))
+                    .await?;
+            tx.commit().await?;
+            return Ok(outcomes);
+        }
         // The log's head is read with the first part's version (one round trip), then carried.
         let mut head = None;
         let mut outcomes = Vec::with_capacity(parts.len());

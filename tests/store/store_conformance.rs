@@ -293,6 +293,43 @@ mod cases {
             found.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
             [2_021, 2_022, 2_023]
         );
+
+        // Another process's append of several streams at once: heard part by part, in order.
+        elsewhere
+            .begin_append_streams(vec![
+                (
+                    other.clone(),
+                    ExpectedVersion::Any,
+                    elsewhere.prepare(trades("BTCUSDT", 6..8)).unwrap(),
+                ),
+                (
+                    market.clone(),
+                    ExpectedVersion::Any,
+                    elsewhere.prepare(trades("ADAUSDT", 2_024..2_026)).unwrap(),
+                ),
+                (
+                    trading.clone(),
+                    ExpectedVersion::Exact(3),
+                    elsewhere.prepare(vec![started(2_025)]).unwrap(),
+                ),
+            ])
+            .await
+            .unwrap()
+            .acknowledged_all()
+            .await
+            .unwrap();
+        let heard = take(&mut live, 3).await;
+        assert_eq!(
+            heard
+                .iter()
+                .map(|e| (e.stream_id.clone(), e.stream_version))
+                .collect::<Vec<_>>(),
+            [
+                (market.clone(), 2_024),
+                (market.clone(), 2_025),
+                (trading.clone(), 4)
+            ]
+        );
     }
 
     /// A symbol's worker follows two streams of a log that holds many: it gets theirs, in the
