@@ -164,6 +164,27 @@ fn copy_text(out: &mut String, json: &str) {
     }
 }
 
+/// Sends `rows` ([`copy_rows`]) into `events` with one COPY.
+async fn copy_events(conn: &mut PgConnection, rows: String) -> Result<(), StoreError> {
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (position, event_id, stream_id, stream_version, event_type, \
+             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
+             metadata) FROM STDIN",
+        )
+        .await?;
+    match copy.send(rows.into_bytes()).await {
+        Ok(_) => {
+            copy.finish().await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = copy.abort("hedgehog: append failed").await;
+            Err(e.into())
+        }
+    }
+}
+
 /// Inserts one part of an append after position `head` (`None`: read it, with the stream's
 /// version, in one round trip), inside its transaction; answers the outcome and the head after.
 async fn append_part(
@@ -222,25 +243,11 @@ async fn append_part(
 
     let n = batch.events.len();
     let count = i64::try_from(n).unwrap_or(i64::MAX);
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (position, event_id, stream_id, stream_version, event_type, \
-             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
-             metadata) FROM STDIN",
-        )
-        .await?;
-    match copy
-        .send(copy_rows(stream, head, actual, recorded_at, &batch.events).into_bytes())
-        .await
-    {
-        Ok(_) => {
-            copy.finish().await?;
-        }
-        Err(e) => {
-            let _ = copy.abort("hedgehog: append failed").await;
-            return Err(e.into());
-        }
-    }
+    copy_events(
+        conn,
+        copy_rows(stream, head, actual, recorded_at, &batch.events),
+    )
+    .await?;
     let last = head + count;
     sqlx::query(
         "INSERT INTO streams (stream_id, version, last_position) VALUES ($1, $2, $3) \
@@ -335,22 +342,7 @@ async fn append_parts_at_once(
         });
         head = last;
     }
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (position, event_id, stream_id, stream_version, event_type, \
-             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
-             metadata) FROM STDIN",
-        )
-        .await?;
-    match copy.send(rows.into_bytes()).await {
-        Ok(_) => {
-            copy.finish().await?;
-        }
-        Err(e) => {
-            let _ = copy.abort("hedgehog: append failed").await;
-            return Err(e.into());
-        }
-    }
+    copy_events(conn, rows).await?;
     let written: Vec<&str> = parts
         .iter()
         .zip(&outcomes)

@@ -58,6 +58,39 @@ async fn take(
     out
 }
 
+/// Inserts trade 7 as schema version 1 wrote it straight into `events` at `position`, version
+/// 1, past the store: what an older writer, or a log carried over from elsewhere, left there.
+async fn insert_raw_trade(
+    db: &TestDb,
+    position: i64,
+    event_id: Uuid,
+    stream: &StreamId,
+    payload: &str,
+) {
+    use sqlx::Connection;
+    let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
+         event_type, schema_version, payload, recorded_at, trade_id) \
+         VALUES ($1, $2, $3, 1, 'TradeReceived', 1, $4, 1700000000000, 7)";
+    // The same statement and values on either backend's connection type.
+    macro_rules! run_on {
+        ($conn:ty) => {{
+            let mut c = <$conn>::connect(&db.url).await.unwrap();
+            sqlx::query(insert)
+                .bind(position)
+                .bind(event_id)
+                .bind(stream.as_str())
+                .bind(payload)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }};
+    }
+    match db.backend {
+        common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
+        common::Backend::Postgres => run_on!(sqlx::PgConnection),
+    }
+}
+
 mod cases {
     use super::*;
 
@@ -80,29 +113,7 @@ mod cases {
         let payload = hedgehog_domain::Event::TradeReceived(trade("BTCUSDT", 7))
             .encode()
             .unwrap();
-        let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
-             event_type, schema_version, payload, recorded_at, trade_id) \
-             VALUES ($1, $2, $3, 1, 'TradeReceived', 1, $4, 1700000000000, 7)";
-        {
-            use sqlx::Connection;
-            macro_rules! run_on {
-                ($conn:ty) => {{
-                    let mut c = <$conn>::connect(&db.url).await.unwrap();
-                    sqlx::query(insert)
-                        .bind(seed)
-                        .bind(Uuid::now_v7())
-                        .bind(market.as_str())
-                        .bind(&payload)
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
-                }};
-            }
-            match db.backend {
-                common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
-                common::Backend::Postgres => run_on!(sqlx::PgConnection),
-            }
-        }
+        insert_raw_trade(db, seed, Uuid::now_v7(), &market, &payload).await;
 
         let store = db.open().await;
         assert_eq!(store.head_position().await.unwrap(), seed);
@@ -204,63 +215,68 @@ mod cases {
                 after_trade_id: Some(after),
             })
         };
-        store
-            .begin_append_streams(vec![
+        // One append of three streams: another symbol's trades, ours, our decision.
+        let three = |by: &Store, btc, ada_ids, version, decision: NewEvent| {
+            let parts = vec![
                 (
                     other.clone(),
                     ExpectedVersion::Any,
-                    store.prepare(trades("BTCUSDT", 1..4)).unwrap(),
+                    by.prepare(trades("BTCUSDT", btc)).unwrap(),
                 ),
                 (
                     market.clone(),
                     ExpectedVersion::Any,
-                    store.prepare(trades("ADAUSDT", 11..14)).unwrap(),
+                    by.prepare(trades("ADAUSDT", ada_ids)).unwrap(),
                 ),
                 (
                     trading.clone(),
-                    ExpectedVersion::Exact(0),
-                    store
-                        .prepare(vec![started(13)
-                            .with_metadata(who)
-                            .caused_by(Uuid::now_v7(), Uuid::now_v7())])
-                        .unwrap(),
+                    ExpectedVersion::Exact(version),
+                    by.prepare(vec![decision]).unwrap(),
                 ),
-            ])
-            .await
-            .unwrap()
-            .acknowledged_all()
-            .await
-            .unwrap();
+            ];
+            let by = by.clone();
+            async move {
+                by.begin_append_streams(parts)
+                    .await
+                    .unwrap()
+                    .acknowledged_all()
+                    .await
+                    .unwrap()
+            }
+        };
+        let decision = started(13)
+            .with_metadata(who)
+            .caused_by(Uuid::now_v7(), Uuid::now_v7());
+        three(&store, 1..4, 11..14, 0, decision).await;
         // 12 and 13 are stored: 14 and 15 are.
         let retry = store
             .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 12..16))
             .await
             .unwrap();
         assert_eq!((retry.appended, retry.duplicates), (2, 2));
-        elsewhere
-            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 16..19))
-            .await
-            .unwrap();
-        store
-            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 19..21))
-            .await
-            .unwrap();
-        elsewhere
-            .append(&other, ExpectedVersion::Any, trades("BTCUSDT", 4..6))
-            .await
-            .unwrap();
-        store
-            .append(&trading, ExpectedVersion::Exact(1), vec![started(20)])
-            .await
-            .unwrap();
-        store
-            .append(&market, ExpectedVersion::Any, trades("ADAUSDT", 21..2_021))
-            .await
-            .unwrap();
-        store
-            .append(&trading, ExpectedVersion::Exact(2), vec![started(2_020)])
-            .await
-            .unwrap();
+        // Another process's appends between this one's, one too big to hand over.
+        let any = ExpectedVersion::Any;
+        let script = [
+            (&elsewhere, &market, any, trades("ADAUSDT", 16..19)),
+            (&store, &market, any, trades("ADAUSDT", 19..21)),
+            (&elsewhere, &other, any, trades("BTCUSDT", 4..6)),
+            (
+                &store,
+                &trading,
+                ExpectedVersion::Exact(1),
+                vec![started(20)],
+            ),
+            (&store, &market, any, trades("ADAUSDT", 21..2_021)),
+            (
+                &store,
+                &trading,
+                ExpectedVersion::Exact(2),
+                vec![started(2_020)],
+            ),
+        ];
+        for (by, stream, expected, events) in script {
+            by.append(stream, expected, events).await.unwrap();
+        }
 
         let n = 3 + 1 + 2 + 3 + 2 + 1 + 2_000 + 1;
         let got = take(&mut live, n).await;
@@ -295,29 +311,7 @@ mod cases {
         );
 
         // Another process's append of several streams at once: heard part by part, in order.
-        elsewhere
-            .begin_append_streams(vec![
-                (
-                    other.clone(),
-                    ExpectedVersion::Any,
-                    elsewhere.prepare(trades("BTCUSDT", 6..8)).unwrap(),
-                ),
-                (
-                    market.clone(),
-                    ExpectedVersion::Any,
-                    elsewhere.prepare(trades("ADAUSDT", 2_024..2_026)).unwrap(),
-                ),
-                (
-                    trading.clone(),
-                    ExpectedVersion::Exact(3),
-                    elsewhere.prepare(vec![started(2_025)]).unwrap(),
-                ),
-            ])
-            .await
-            .unwrap()
-            .acknowledged_all()
-            .await
-            .unwrap();
+        three(&elsewhere, 6..8, 2_024..2_026, 3, started(2_025)).await;
         let heard = take(&mut live, 3).await;
         assert_eq!(
             heard
@@ -1468,29 +1462,7 @@ mod cases {
             .encode()
             .unwrap();
         assert!(payload.starts_with(r#"{"type":"TradeReceived","symbol":"BTCUSDT""#));
-        let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
-             event_type, schema_version, payload, recorded_at, trade_id) \
-             VALUES (1, $1, $2, 1, 'TradeReceived', 1, $3, 1700000000000, 7)";
-        {
-            use sqlx::Connection;
-            // The same statement and values on either backend's connection type.
-            macro_rules! run_on {
-                ($conn:ty) => {{
-                    let mut c = <$conn>::connect(&db.url).await.unwrap();
-                    sqlx::query(insert)
-                        .bind(old_id)
-                        .bind(market.as_str())
-                        .bind(&payload)
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
-                }};
-            }
-            match db.backend {
-                common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
-                common::Backend::Postgres => run_on!(sqlx::PgConnection),
-            }
-        }
+        insert_raw_trade(db, 1, old_id, &market, &payload).await;
         let out = store
             .append(&market, ExpectedVersion::Any, trades("BTCUSDT", 6..9))
             .await
