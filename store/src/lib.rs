@@ -888,9 +888,13 @@ impl PendingAppend {
     /// [`PendingAppend::acknowledged`] for every stream of the append, in the order given.
     pub async fn acknowledged_all(mut self) -> Result<Vec<AppendOutcome>, StoreError> {
         let store = self.store.clone();
-        let parts = self.parts.clone();
+        let parts = std::mem::take(&mut self.parts);
         let last = parts.iter().filter_map(|(_, o)| o.last_position).max();
-        store.backend.durable(last.unwrap_or(i64::MAX)).await?;
+        if let Err(e) = store.backend.durable(last.unwrap_or(i64::MAX)).await {
+            // Not acknowledged: the drop marks it unannounced.
+            self.parts = parts;
+            return Err(e);
+        }
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut moved = Vec::with_capacity(parts.len());
         let mut first = None;
@@ -1404,7 +1408,7 @@ impl Store {
                 ask_head = loop {
                     let heard = tokio::select! {
                         _ = &mut timeout => None,
-                        heard = appended.recv() => Some(heard),
+                        heard = next_append(&mut appended) => Some(heard),
                     };
                     let Some(heard) = heard else {
                         // Another process's appends show as the head beyond what this
@@ -1418,14 +1422,7 @@ impl Store {
                         }
                         break false;
                     };
-                    let append = match heard {
-                        Ok(append) => append,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break false,
-                        // The store (which holds the sender) is gone: nothing more will come.
-                        Err(broadcast::error::RecvError::Closed) => {
-                            std::future::pending::<Appended>().await
-                        }
-                    };
+                    let Some(append) = heard else { break false };
                     let Some(streams) = &append.streams else { break false };
                     let ours = streams.iter().any(|s| next.iter().any(|(n, _)| n == s));
                     match append.span {
@@ -1593,6 +1590,16 @@ fn continues(next: &[(StreamId, i64)], events: &[&RecordedEvent]) -> bool {
     })
 }
 
+/// The next append announced; `None` when some were missed (the receiver lagged). Once the
+/// store (which holds the sender) is gone nothing more comes, and it never returns.
+async fn next_append(appended: &mut broadcast::Receiver<Appended>) -> Option<Appended> {
+    match appended.recv().await {
+        Ok(append) => Some(append),
+        Err(broadcast::error::RecvError::Lagged(_)) => None,
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
+}
+
 /// Waits for an append to a stream `wanted` says yes to (or to one not known, or missed
 /// ones); after `poll` without one, gives up. True when the wait timed out: what other
 /// processes appended is then to be asked for.
@@ -1606,11 +1613,9 @@ async fn wait_for(
     loop {
         tokio::select! {
             _ = &mut timeout => return true,
-            heard = appended.recv() => match heard {
-                Ok(Appended { streams: Some(streams), .. }) if !streams.iter().any(&wanted) => {}
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return false,
-                // The store (which holds the sender) is gone: nothing more will come.
-                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            heard = next_append(appended) => match heard {
+                Some(Appended { streams: Some(streams), .. }) if !streams.iter().any(&wanted) => {}
+                _ => return false,
             },
         }
     }
