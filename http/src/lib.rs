@@ -593,9 +593,8 @@ async fn trades(
         to: time_param("to", q.to.as_deref())?,
     };
     let market = market_param(q.market.as_deref())?;
-    let db = api.store.database();
     Ok(Json(
-        query::trades(&db, market, &symbol, window, q.after, limit).await?,
+        query::trades(&api.store, market, &symbol, window, q.after, limit).await?,
     ))
 }
 

@@ -3,16 +3,16 @@
 //! They read what is committed; call [`crate::Projector::catch_up`] first to include the
 //! latest appends.
 
-use hedgehog_domain::Symbol;
-use hedgehog_store::Database;
+use hedgehog_domain::{Event, Symbol};
+use hedgehog_store::{Database, Store, StreamEvent, StreamId};
 
 use crate::candles::{candle_from_row, select_candles, Candle, CandleRow, Interval};
-use crate::db::{on_pool, to_i64};
+use crate::db::on_pool;
 use crate::orders::{OrderRow, ORDER_COLUMNS};
 use crate::settings::{
     trading_from_row, StreamingSettingsRow, TradingRow, TradingSettingsRow, TRADING_COLUMNS,
 };
-use crate::trade_events::{TradeRow, TRADE_COLUMNS};
+use crate::trade_events::{Shown, TradeRow};
 use crate::{Market, ProjectionError, Update};
 
 /// A time window in ms since the epoch, both ends inclusive, either open.
@@ -101,36 +101,63 @@ pub async fn orders(
 /// One page of a symbol's trades in `window` (by trade time), in trade-id order (the exchange's
 /// order), starting after trade id `after` (the last of the previous page). Page until it comes
 /// back short.
+///
+/// Read from the log along the market stream's trade key (`Store::read_trades`), showing what
+/// the `trade_events` view shows: trades the projection has reached, outside the stretches the
+/// symbol's storing was off. Like the table before it, there is no time index: a window is
+/// read along the key from `after`.
 pub async fn trades(
-    db: &Database,
+    store: &Store,
     market: Market,
     symbol: &Symbol,
     window: Window,
     after: Option<u64>,
     limit: i64,
 ) -> Result<Vec<TradeRow>, ProjectionError> {
-    let (from, to) = window.bounds();
-    let after = after.map_or(-1, to_i64);
-    let sql = format!(
-        "SELECT {TRADE_COLUMNS} FROM trade_events \
-         WHERE market = $1 AND symbol = $2 AND trade_id > $3 \
-         AND trade_time >= $4 AND trade_time <= $5 \
-         ORDER BY market, symbol, trade_id LIMIT $6"
-    );
-    let rows: Vec<crate::trade_events::Row> = on_pool!(db, pool => {
-        sqlx::query_as(&sql)
-            .bind(market.as_str())
-            .bind(symbol.as_str())
-            .bind(after)
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-    });
-    rows.into_iter()
-        .map(crate::trade_events::from_row)
-        .collect()
+    let shown = Shown::load(&store.database(), symbol).await?;
+    let stream = StreamId::market_trades(market, symbol);
+    let wanted = usize::try_from(limit).unwrap_or(0);
+    let mut out = Vec::with_capacity(wanted.min(TRADE_READ as usize));
+    let mut after = after;
+    while out.len() < wanted {
+        let page = store.read_trades(&stream, after, TRADE_READ).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        let Event::TradeReceived(last) = &last.event else {
+            return Err(not_a_trade(last));
+        };
+        after = Some(last.trade_id);
+        for e in &page {
+            let Event::TradeReceived(t) = &e.event else {
+                return Err(not_a_trade(e));
+            };
+            if shown.contains(e.position) && window.contains(t.trade_time.millis()) {
+                out.push(TradeRow::of(market, e.position, t));
+                if out.len() == wanted {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many trades [`trades`] reads from the log at a time.
+const TRADE_READ: i64 = 10_000;
+
+/// Only trades carry a trade id, so only trades come back along the trade key.
+fn not_a_trade(e: &StreamEvent) -> ProjectionError {
+    ProjectionError::Corrupt {
+        table: "events",
+        column: "trade_id",
+        value: format!(
+            "position {} of {} is a {}, not a trade",
+            e.position,
+            e.stream_id,
+            e.event.event_type()
+        ),
+    }
 }
 
 /// The trading status and settings of every symbol that has any, by symbol.
@@ -165,7 +192,7 @@ pub async fn streaming_settings(
 /// A symbol's trades in a window, a page at a time (see [`trades`]): for reading a year of
 /// trades without holding it in memory.
 pub struct TradePages {
-    db: Database,
+    store: Store,
     market: Market,
     symbol: Symbol,
     window: Window,
@@ -175,9 +202,9 @@ pub struct TradePages {
 }
 
 impl TradePages {
-    pub fn new(db: Database, market: Market, symbol: Symbol, window: Window) -> Self {
+    pub fn new(store: Store, market: Market, symbol: Symbol, window: Window) -> Self {
         TradePages {
-            db,
+            store,
             market,
             symbol,
             window,
@@ -193,7 +220,7 @@ impl TradePages {
             return Ok(None);
         }
         let page = trades(
-            &self.db,
+            &self.store,
             self.market,
             &self.symbol,
             self.window,

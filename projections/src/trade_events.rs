@@ -1,4 +1,5 @@
-//! `trade_events`: one row per stored market trade, the book's data warehouse table.
+//! `trade_events`: one row per stored market trade, the book's data warehouse table, served
+//! from the log.
 
 use futures::future::BoxFuture;
 use hedgehog_domain::events::TradeReceived;
@@ -7,11 +8,11 @@ use hedgehog_domain::{Event, Symbol};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::db::{decimal, on_tx, to_i64, unsigned, Tx};
-use crate::storing::{switch_of, LogPages, Switch, Switches};
+use crate::db::{on_pool, on_tx, Tx};
+use crate::storing::{switch_of, Switch, Switches};
 use crate::{Market, Origin, ProjectionError, ReadModel, Update};
 use hedgehog_domain::events::StoringTopic;
-use hedgehog_store::StreamId;
+use hedgehog_store::Database;
 
 /// A row of `trade_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,12 +72,19 @@ impl TradeRow {
     }
 }
 
-/// The `trade_events` read model.
+/// The `trade_events` read model: where each symbol's trades are not shown.
+///
+/// The trades themselves are the log's: `trade_events` is a view over `events` (see
+/// `migrations/*/0011_trade_events_from_the_log.sql`), and [`crate::query::trades`] reads the
+/// market stream along its trade key. Copying each trade into a table of its own cost about 90
+/// bytes a trade and a fifth of the projector's time. What this model keeps is the stretches
+/// of the log in which a symbol's storing was off (`trade_events_off`), as it meets the
+/// switches in log order, with its checkpoint: a trade is shown when it is at or before the
+/// checkpoint and in no such stretch, which is what the table held.
 #[derive(Debug)]
 pub struct TradeEvents {
-    pending: Vec<TradeRow>,
-    /// Storing switches met in the batch, with how many rows came before each.
-    switches_at: Vec<(usize, Switch)>,
+    /// Storing switches met in the batch, in log order.
+    pending: Vec<Switch>,
     switches: Switches,
 }
 
@@ -84,7 +92,6 @@ impl Default for TradeEvents {
     fn default() -> Self {
         TradeEvents {
             pending: Vec::new(),
-            switches_at: Vec::new(),
             switches: Switches::new("trade_events"),
         }
     }
@@ -94,36 +101,7 @@ impl TradeEvents {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Stores the symbol's trades the log holds before `position` (a backfill): both markets,
-    /// a page at a time, keeping rows already there.
-    async fn backfill(tx: &mut Tx, symbol: &Symbol, position: i64) -> Result<(), ProjectionError> {
-        for stream in [StreamId::trades(symbol), StreamId::usdm_trades(symbol)] {
-            let Some(market) = stream.market() else {
-                continue;
-            };
-            let mut pages = LogPages::new(stream, position);
-            while let Some(page) = pages.next(tx).await? {
-                let rows: Vec<TradeRow> = page
-                    .iter()
-                    .filter_map(|(position, event)| match event {
-                        Event::TradeReceived(t) => Some(TradeRow::of(market, *position, t)),
-                        _ => None,
-                    })
-                    .collect();
-                insert(tx, &rows, true).await?;
-            }
-        }
-        Ok(())
-    }
 }
-
-/// Rows per INSERT: 12 parameters each, below SQLite's 32,766.
-const INSERT_ROWS: usize = 2_000;
-
-pub(crate) const TRADE_COLUMNS: &str = "market, symbol, trade_id, price, quantity, \
-     buyer_order_id, seller_order_id, trade_time, event_time, buyer_market_maker, kind, position, \
-     first_trade_id";
 
 impl ReadModel for TradeEvents {
     fn name(&self) -> &'static str {
@@ -131,22 +109,12 @@ impl ReadModel for TradeEvents {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["trade_events"]
+        &["trade_events_off"]
     }
 
     fn apply(&mut self, origin: &Origin, event: &Event) {
-        match event {
-            Event::TradeReceived(trade) => {
-                if let Some(market) = origin.stream.market() {
-                    self.pending
-                        .push(TradeRow::of(market, origin.position, trade));
-                }
-            }
-            other => {
-                if let Some(switch) = switch_of(StoringTopic::TradeEvents, origin.position, other) {
-                    self.switches_at.push((self.pending.len(), switch));
-                }
-            }
+        if let Some(switch) = switch_of(StoringTopic::TradeEvents, origin.position, event) {
+            self.pending.push(switch);
         }
     }
 
@@ -155,38 +123,39 @@ impl ReadModel for TradeEvents {
         tx: &'a mut Tx,
     ) -> BoxFuture<'a, Result<Vec<Update>, ProjectionError>> {
         Box::pin(async move {
-            let rows = std::mem::take(&mut self.pending);
-            let switches = std::mem::take(&mut self.switches_at);
-            self.switches.load(tx).await?;
-            if switches.is_empty() && !self.switches.any_off() {
-                // The common case: every symbol stored.
-                insert(tx, &rows, false).await?;
+            let switches = std::mem::take(&mut self.pending);
+            if switches.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut kept = Vec::with_capacity(rows.len());
-            let mut from = 0;
-            let ends = switches
-                .into_iter()
-                .map(|(at, switch)| (at, Some(switch)))
-                .chain(std::iter::once((rows.len(), None)));
-            for (at, switch) in ends {
-                kept.extend(
-                    rows[from..at]
-                        .iter()
-                        .filter(|r| self.switches.is_on(&r.symbol))
-                        .cloned(),
-                );
-                from = at;
-                if let Some(switch) = switch {
-                    self.switches.set(&switch.symbol, switch.on);
-                    if switch.on && switch.backfill {
-                        // What came before stays in order: rows kept so far go in first.
-                        insert(tx, &std::mem::take(&mut kept), false).await?;
-                        Self::backfill(tx, &switch.symbol, switch.position).await?;
-                    }
+            self.switches.load(tx).await?;
+            for switch in switches {
+                let was_on = self.switches.is_on(&switch.symbol);
+                if switch.on && switch.backfill {
+                    // Every earlier trade is shown: no stretch before it is left.
+                    off_stretches(
+                        tx,
+                        "DELETE FROM trade_events_off WHERE symbol = $1 AND from_position < $2",
+                        &switch,
+                    )
+                    .await?;
+                } else if switch.on && !was_on {
+                    off_stretches(
+                        tx,
+                        "UPDATE trade_events_off SET until_position = $2 \
+                         WHERE symbol = $1 AND until_position IS NULL",
+                        &switch,
+                    )
+                    .await?;
+                } else if !switch.on && was_on {
+                    off_stretches(
+                        tx,
+                        "INSERT INTO trade_events_off (symbol, from_position) VALUES ($1, $2)",
+                        &switch,
+                    )
+                    .await?;
                 }
+                self.switches.set(&switch.symbol, switch.on);
             }
-            insert(tx, &kept, false).await?;
             self.switches.save(tx).await?;
             // Trades are not published one by one: the candles they make are.
             Ok(Vec::new())
@@ -195,91 +164,60 @@ impl ReadModel for TradeEvents {
 
     fn forget(&mut self) {
         self.pending.clear();
-        self.switches_at.clear();
         self.switches.forget();
     }
 }
 
-/// Inserts rows in chunks; `keep_existing` skips those already there (a backfill).
-async fn insert(
-    tx: &mut Tx,
-    rows: &[TradeRow],
-    keep_existing: bool,
-) -> Result<(), ProjectionError> {
-    for chunk in rows.chunks(INSERT_ROWS) {
-        on_tx!(tx, conn => {
-            let mut q = sqlx::QueryBuilder::new(format!(
-                "INSERT INTO trade_events ({TRADE_COLUMNS}) "
-            ));
-            q.push_values(chunk, |mut row, t| {
-                row.push_bind(t.market.as_str())
-                    .push_bind(t.symbol.as_str())
-                    .push_bind(to_i64(t.trade_id))
-                    .push_bind(t.price.to_string())
-                    .push_bind(t.quantity.to_string())
-                    .push_bind(t.buyer_order_id.map(to_i64))
-                    .push_bind(t.seller_order_id.map(to_i64))
-                    .push_bind(t.trade_time)
-                    .push_bind(t.event_time)
-                    .push_bind(t.buyer_market_maker)
-                    .push_bind(t.kind.as_str())
-                    .push_bind(t.position)
-                    .push_bind(t.first_trade_id.map(to_i64));
-            });
-            if keep_existing {
-                q.push(" ON CONFLICT (market, symbol, trade_id) DO NOTHING");
-            }
-            q.build().persistent(chunk.len() == INSERT_ROWS).execute(&mut *conn).await?;
-        });
-    }
+/// Runs one change of `trade_events_off` for a switch (`$1` its symbol, `$2` its position).
+async fn off_stretches(tx: &mut Tx, sql: &str, switch: &Switch) -> Result<(), ProjectionError> {
+    on_tx!(tx, conn => {
+        sqlx::query(sql)
+            .bind(switch.symbol.as_str())
+            .bind(switch.position)
+            .execute(&mut *conn)
+            .await?;
+    });
     Ok(())
 }
 
-crate::eventually_projection!(TradeEvents);
-
-/// A `trade_events` row as selected with [`TRADE_COLUMNS`].
-pub(crate) type Row = (
-    String,
-    String,
-    i64,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-    bool,
-    String,
-    i64,
-    Option<i64>,
-);
-
-pub(crate) fn from_row(row: Row) -> Result<TradeRow, ProjectionError> {
-    let (m, s, id, p, q, b, a, tt, et, maker, kind, position, first) = row;
-    let corrupt = |column, value: &str| ProjectionError::Corrupt {
-        table: "trade_events",
-        column,
-        value: value.to_owned(),
-    };
-    Ok(TradeRow {
-        market: m.parse().map_err(|_| corrupt("market", &m))?,
-        symbol: Symbol::parse(&s).map_err(|_| corrupt("symbol", &s))?,
-        trade_id: unsigned("trade_events", "trade_id", id)?,
-        price: decimal("trade_events", "price", &p)?,
-        quantity: decimal("trade_events", "quantity", &q)?,
-        buyer_order_id: b
-            .map(|v| unsigned("trade_events", "buyer_order_id", v))
-            .transpose()?,
-        seller_order_id: a
-            .map(|v| unsigned("trade_events", "seller_order_id", v))
-            .transpose()?,
-        first_trade_id: first
-            .map(|v| unsigned("trade_events", "first_trade_id", v))
-            .transpose()?,
-        trade_time: tt,
-        event_time: et,
-        buyer_market_maker: maker,
-        kind,
-        position,
-    })
+/// Which of a symbol's trades `trade_events` shows: those at or before its checkpoint and in
+/// none of the stretches its storing was off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shown {
+    checkpoint: i64,
+    /// `(from, until)`: positions strictly between are hidden (`until` none: all after).
+    off: Vec<(i64, Option<i64>)>,
 }
+
+impl Shown {
+    pub async fn load(db: &Database, symbol: &Symbol) -> Result<Self, ProjectionError> {
+        let (checkpoint, off) = on_pool!(db, pool => {
+            let checkpoint: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM projection_checkpoints WHERE name = 'trade_events'",
+            )
+            .fetch_optional(pool)
+            .await?;
+            let off: Vec<(i64, Option<i64>)> = sqlx::query_as(
+                "SELECT from_position, until_position FROM trade_events_off WHERE symbol = $1",
+            )
+            .bind(symbol.as_str())
+            .fetch_all(pool)
+            .await?;
+            (checkpoint, off)
+        });
+        Ok(Shown {
+            checkpoint: checkpoint.unwrap_or(0),
+            off,
+        })
+    }
+
+    pub fn contains(&self, position: i64) -> bool {
+        position <= self.checkpoint
+            && !self
+                .off
+                .iter()
+                .any(|&(from, until)| from < position && until.is_none_or(|u| position < u))
+    }
+}
+
+crate::eventually_projection!(TradeEvents);

@@ -205,7 +205,7 @@ pub async fn print_trades(
     window: Window,
     format: QueryFormat,
 ) -> anyhow::Result<()> {
-    let mut pages = query::TradePages::new(store.database(), market, symbol.clone(), window);
+    let mut pages = query::TradePages::new(store.clone(), market, symbol.clone(), window);
     match format {
         QueryFormat::Table => {
             writeln!(

@@ -8,6 +8,7 @@
 mod common;
 
 mod crash;
+mod migrations;
 mod projections;
 mod store_conformance;
 mod storing;

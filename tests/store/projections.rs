@@ -181,7 +181,7 @@ async fn catch_up(store: &Store) {
 }
 
 /// Every read-model table as text rows in key order, for comparing two states.
-async fn tables(db: &TestDb) -> BTreeMap<&'static str, Vec<String>> {
+pub(crate) async fn tables(db: &TestDb) -> BTreeMap<&'static str, Vec<String>> {
     let specs: [(&str, &str, &str); 6] = [
         (
             "trade_events",
@@ -308,7 +308,7 @@ mod cases {
             }
             // Every trade is in trade_events, the insurance fund one included.
             let mut pages =
-                query::TradePages::new(database.clone(), market, symbol(sym), Window::default());
+                query::TradePages::new(store.clone(), market, symbol(sym), Window::default());
             let mut n = 0;
             while let Some(page) = pages.next_page().await.unwrap() {
                 n += page.len();

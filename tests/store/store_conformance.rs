@@ -179,7 +179,7 @@ mod cases {
         let mut projector = hedgehog_projections::Projector::new(store.clone());
         assert_eq!(projector.catch_up().await.unwrap(), seed + 3);
         let mut pages = TradePages::new(
-            store.database(),
+            store.clone(),
             Market::Spot,
             symbol("BTCUSDT"),
             Window::default(),

@@ -20,7 +20,7 @@ on_both_backends!(storing_switches_change_exactly_their_rows);
 
 async fn trade_ids(store: &Store, sym: &str) -> Vec<u64> {
     query::trades(
-        &store.database(),
+        store,
         Market::Spot,
         &symbol(sym),
         Window::default(),
