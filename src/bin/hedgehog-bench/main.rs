@@ -319,15 +319,23 @@ async fn append(
         .with_context(|| format!("open {}", redact_url(&db.url)))?;
     let symbol = Symbol::parse("ADAUSDT")?;
     let stream = StreamId::trades(&symbol);
-    let append_time = fill(&store, &stream, events, batch, ack_log).await?;
+    let filled = fill(&store, &stream, events, batch, ack_log).await?;
     if !ack_log {
         println!(
             "append  {:>10} events in {:>7.2} s = {:>10.0} events/s  ({}, batches of {batch})",
             events,
-            append_time.as_secs_f64(),
-            rate(events, append_time),
+            filled.total.as_secs_f64(),
+            rate(events, filled.total),
             store.backend_name()
         );
+        if let Some((first, last)) = filled.first_and_last_million() {
+            println!(
+                "growth  first million {:>10.0} events/s, last million {:>10.0} events/s: the last at {:.0} % of the first",
+                rate(MILLION, first),
+                rate(MILLION, last),
+                100.0 * first.as_secs_f64() / last.as_secs_f64()
+            );
+        }
     }
     if !no_read {
         let head = store.head_position().await?;
@@ -361,15 +369,35 @@ async fn append(
     Ok(())
 }
 
+const MILLION: u64 = 1_000_000;
+
+/// How long a [`fill`] took, and when its acknowledgements passed the first million events and
+/// entered the last million (for the growth figure: does appending slow as the log grows?).
+struct Filled {
+    total: Duration,
+    first_million: Option<Duration>,
+    last_million_from: Option<Duration>,
+}
+
+impl Filled {
+    /// The time the first million events took and the time the last million did, when the run
+    /// held two millions at least.
+    fn first_and_last_million(&self) -> Option<(Duration, Duration)> {
+        let first = self.first_million?;
+        let from = self.last_million_from?;
+        Some((first, self.total.saturating_sub(from)))
+    }
+}
+
 /// Appends `events` synthetic trades after those in `stream`, in batches, encoding one batch
-/// ahead on another thread as an importer does; returns the time it took.
+/// ahead on another thread as an importer does; says how long it took.
 async fn fill(
     store: &Store,
     stream: &StreamId,
     events: u64,
     batch: u64,
     ack_log: bool,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Filled> {
     let symbol = stream
         .symbol_of("trades")
         .context("a trades-SYMBOL stream")?;
@@ -400,7 +428,19 @@ async fn fill(
     });
     // One batch in line, as an importer does: batch N + 1 commits while batch N is synced to
     // disk; an event counts (and is logged as acknowledged) only once it is durable.
+    let (mut acked, mut first_million, mut last_million_from) = (0u64, None, None);
+    let last_million_at = events.saturating_sub(MILLION);
     let mut acknowledge = |out: AppendOutcome| -> anyhow::Result<()> {
+        // Batches are timed as a whole: the million boundaries fall on their ends.
+        if events >= 2 * MILLION {
+            if acked < last_million_at && acked + out.appended as u64 >= last_million_at {
+                last_million_from = Some(started.elapsed());
+            }
+            acked += out.appended as u64;
+            if first_million.is_none() && acked >= MILLION {
+                first_million = Some(started.elapsed());
+            }
+        }
         if ack_log {
             writeln!(
                 stdout,
@@ -425,5 +465,9 @@ async fn fill(
     }
     producer.await??;
     bar.finish_and_clear();
-    Ok(started.elapsed())
+    Ok(Filled {
+        total: started.elapsed(),
+        first_million,
+        last_million_from,
+    })
 }
