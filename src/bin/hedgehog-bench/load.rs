@@ -40,6 +40,10 @@ pub struct LoadOptions {
     /// database must be empty.
     #[arg(long)]
     database_url: Option<String>,
+    /// Write the engine's log (info level: readiness, the per-minute status) to this file
+    /// instead of keeping its warnings only.
+    #[arg(long)]
+    engine_log: Option<std::path::PathBuf>,
 }
 
 /// What one client saw.
@@ -103,13 +107,19 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     let ws = first_word(&mut replay, "ws://")?;
     // The clients read as the dashboard's owner would: with a token.
     let token = format!("load-{}", uuid::Uuid::now_v7().simple());
-    let mut engine = Command::new(&hedgehog)
+    let mut engine = Command::new(&hedgehog);
+    engine
         .args(["--database-url", &url, "run", "--http", "127.0.0.1:0"])
         .args(["--binance-ws-url", &ws])
         .env("RUST_LOG", "warn")
         .env("HEDGEHOG_API_TOKEN", &token)
-        .stdout(Stdio::piped())
-        .spawn()?;
+        .stdout(Stdio::piped());
+    if let Some(path) = &o.engine_log {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("create the engine's log {}", path.display()))?;
+        engine.env("RUST_LOG", "warn,hedgehog=info").stderr(file);
+    }
+    let mut engine = engine.spawn()?;
     let http = first_word(&mut engine, "http://")?;
     let pid = engine.id();
 
