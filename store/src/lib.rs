@@ -267,6 +267,8 @@ pub enum StoreError {
     InMemory,
     #[error("could not migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("this database's schema is at version {version}, written by a newer Hedgehog: this build knows versions up to {known}. Run the newer hedgehog on it (a database is never migrated back)")]
+    NewerSchema { version: i64, known: i64 },
     #[error("could not encode a {event_type} event: {source}")]
     Encode {
         event_type: &'static str,
@@ -503,6 +505,21 @@ pub(crate) fn before_insert(
     }
     check_expected(stream, expected, actual)?;
     Ok(None)
+}
+
+/// A failed migration, told so a user can act on it: a database migrated by a newer build
+/// names the version it is at and the one this build knows.
+pub(crate) fn migration_failed(
+    error: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
+            version,
+            known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+        },
+        other => StoreError::Migrate(other),
+    }
 }
 
 /// Checks an expected version against the stream's actual one.

@@ -89,7 +89,11 @@ impl PgBackend {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        let migrator = sqlx::migrate!("../migrations/postgres");
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| crate::migration_failed(e, &migrator))?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&pool)
             .await?;

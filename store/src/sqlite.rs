@@ -120,9 +120,11 @@ impl SqliteBackend {
         {
             let mut conn = pool.acquire().await?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-            sqlx::migrate!("../migrations/sqlite")
+            let migrator = sqlx::migrate!("../migrations/sqlite");
+            migrator
                 .run_direct(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| crate::migration_failed(e, &migrator))?;
             tx.commit().await?;
         }
         let (_, _, file): (i64, String, String) = sqlx::query_as("PRAGMA database_list")

@@ -13,7 +13,10 @@ use hedgehog_projections::{Market, Projector};
 use hedgehog_store::{Store, StreamId};
 use uuid::Uuid;
 
-on_both_backends!(trade_events_becomes_a_view_showing_what_the_table_held);
+on_both_backends!(
+    trade_events_becomes_a_view_showing_what_the_table_held,
+    a_database_of_a_newer_build_is_refused_naming_both_versions
+);
 
 /// Runs statements on a plain connection of the test database's backend: what an older
 /// version of the program left there.
@@ -64,6 +67,7 @@ impl Raw<'_> {
                         Param::Int(v) => q.bind(*v),
                         Param::Text(v) => q.bind(*v),
                         Param::Id(v) => q.bind(*v),
+                        Param::Bytes(v) => q.bind(*v),
                         Param::Null => q.bind(None::<i64>),
                     };
                 }
@@ -114,6 +118,7 @@ enum Param<'a> {
     Int(i64),
     Text(&'a str),
     Id(Uuid),
+    Bytes(&'a [u8]),
     Null,
 }
 
@@ -285,5 +290,49 @@ mod cases {
         // And a rebuild from position 0 agrees.
         projector.rebuild(|_, _| {}).await.unwrap();
         assert_eq!(crate::projections::tables(db).await, live);
+    }
+
+    /// A database a newer build migrated (its `_sqlx_migrations` holds a version this build
+    /// lacks) is refused with both versions and what to do, and is left as it was.
+    pub async fn a_database_of_a_newer_build_is_refused_naming_both_versions(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        store
+            .append(
+                &stream,
+                hedgehog_store::ExpectedVersion::Any,
+                common::trades("ADAUSDT", 1..4),
+            )
+            .await
+            .unwrap();
+        drop(store);
+        Raw { db }
+            .run(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES (99, 'from a newer build', 1 = 1, $1, 0)",
+                &[Param::Bytes(&[0u8; 48])],
+            )
+            .await;
+        let Err(err) = Store::open(&db.url).await else {
+            panic!("a database of a newer build was opened");
+        };
+        let message = err.to_string();
+        assert!(message.contains("at version 99"), "{message}");
+        assert!(message.contains("newer Hedgehog"), "{message}");
+        let known = match db.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").iter().count(),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").iter().count(),
+        };
+        assert!(
+            message.contains(&format!("versions up to {known}")),
+            "{message}"
+        );
+        assert!(message.contains("Run the newer hedgehog"), "{message}");
+        // Nothing was touched: with the newer build's row gone, this build opens it as it was.
+        Raw { db }
+            .run("DELETE FROM _sqlx_migrations WHERE version = 99", &[])
+            .await;
+        let store = db.open().await;
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 3);
     }
 }
