@@ -165,13 +165,13 @@ mod cases {
         let buy = placed(&events, Side::Buy).unwrap();
         let by_id = hedgehog_binance::rest::OrderRef::ClientId(buy.client_order_id.clone());
         let started = Instant::now();
-        while rest
-            .query_order(&symbol("BTCUSDT"), &by_id)
-            .await
-            .unwrap()
-            .status
-            != OrderStatus::Filled
-        {
+        loop {
+            // The BUY is stored before it is sent: the exchange may not know it yet.
+            match rest.query_order(&symbol("BTCUSDT"), &by_id).await {
+                Ok(order) if order.status == OrderStatus::Filled => break,
+                Ok(_) | Err(hedgehog_binance::rest::RestError::UnknownOrder { .. }) => {}
+                Err(e) => panic!("querying the BUY: {e}"),
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the BUY never filled"
