@@ -117,26 +117,28 @@ pub async fn trades(
     let shown = Shown::load(&store.database(), symbol).await?;
     let stream = StreamId::market_trades(market, symbol);
     let wanted = usize::try_from(limit).unwrap_or(0);
-    let mut out = Vec::with_capacity(wanted.min(TRADE_READ as usize));
+    let mut out = Vec::with_capacity(wanted.min(TRADE_READ));
     let mut after = after;
+    // As many as are wanted; once trades are left out (hidden, outside the window), pages of
+    // the most, so a sparse window is not read a few trades at a time.
+    let mut read = wanted.min(TRADE_READ);
     while out.len() < wanted {
-        let page = store.read_trades(&stream, after, TRADE_READ).await?;
-        let Some(last) = page.last() else {
+        let page = store.read_trades(&stream, after, read as i64).await?;
+        if page.is_empty() {
             break;
-        };
-        let Event::TradeReceived(last) = &last.event else {
-            return Err(not_a_trade(last));
-        };
-        after = Some(last.trade_id);
+        }
         for e in &page {
             let Event::TradeReceived(t) = &e.event else {
                 return Err(not_a_trade(e));
             };
+            after = Some(t.trade_id);
             if shown.contains(e.position) && window.contains(t.trade_time.millis()) {
                 out.push(TradeRow::of(market, e.position, t));
                 if out.len() == wanted {
                     break;
                 }
+            } else {
+                read = TRADE_READ;
             }
         }
     }
@@ -144,7 +146,7 @@ pub async fn trades(
 }
 
 /// How many trades [`trades`] reads from the log at a time.
-const TRADE_READ: i64 = 10_000;
+const TRADE_READ: usize = 10_000;
 
 /// Only trades carry a trade id, so only trades come back along the trade key.
 fn not_a_trade(e: &StreamEvent) -> ProjectionError {

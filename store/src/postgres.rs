@@ -297,7 +297,7 @@ async fn append_in_one_statement(
     (channel, origin): (&str, &str),
 ) -> Result<AppendOutcome, StoreError> {
     let events = &part.batch.events;
-    let column = |f: fn(&PreparedEvent) -> Option<Uuid>| events.iter().map(f).collect::<Vec<_>>();
+    let column = |f: fn(&PreparedEvent) -> _| events.iter().map(f).collect::<Vec<_>>();
     let expected = match part.expected {
         ExpectedVersion::Any => None,
         ExpectedVersion::Exact(v) => Some(v),

@@ -76,6 +76,32 @@ impl TestDb {
         Store::open(&self.url).await.expect("open store")
     }
 
+    /// Runs one statement with bound values against the test database: what another writer
+    /// (an older build, a log carried over from elsewhere) left there.
+    pub async fn execute_with(&self, sql: &str, binds: &[Bind<'_>]) {
+        macro_rules! run_on {
+            ($conn:ty) => {{
+                use sqlx::Connection;
+                let mut c = <$conn>::connect(&self.url).await.unwrap();
+                let mut q = sqlx::query(sql);
+                for b in binds {
+                    q = match b {
+                        Bind::Int(v) => q.bind(*v),
+                        Bind::Text(v) => q.bind(*v),
+                        Bind::Id(v) => q.bind(*v),
+                        Bind::Bytes(v) => q.bind(*v),
+                        Bind::Null => q.bind(None::<i64>),
+                    };
+                }
+                q.execute(&mut c).await.unwrap();
+            }};
+        }
+        match self.backend {
+            Backend::Sqlite => run_on!(sqlx::SqliteConnection),
+            Backend::Postgres => run_on!(sqlx::PgConnection),
+        }
+    }
+
     /// Runs raw SQL against the test database (for injecting faults and inspecting rows).
     pub async fn execute(&self, sql: &str) {
         match self.backend {
@@ -91,6 +117,15 @@ impl TestDb {
             }
         }
     }
+}
+
+/// A value bound to a statement of [`TestDb::execute_with`].
+pub enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+    Id(uuid::Uuid),
+    Bytes(&'a [u8]),
+    Null,
 }
 
 async fn connect_pg(url: &str) -> sqlx::PgConnection {

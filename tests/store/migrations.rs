@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::common;
 
-use common::{symbol, trade, Backend, TestDb};
+use common::{symbol, trade, Backend, Bind, TestDb};
 use hedgehog_domain::events::{StoringStarted, StoringStopped, StoringTopic};
 use hedgehog_domain::Event;
 use hedgehog_projections::query::{self, Window};
@@ -18,108 +18,68 @@ on_both_backends!(
     a_database_of_a_newer_build_is_refused_naming_both_versions
 );
 
-/// Runs statements on a plain connection of the test database's backend: what an older
-/// version of the program left there.
-struct Raw<'a> {
-    db: &'a TestDb,
-}
-
-impl Raw<'_> {
-    /// Applies the first `n` migrations, as a build that had only those did.
-    async fn migrate_to(&self, n: usize) {
-        macro_rules! run_on {
-            ($conn:ty, $migrator:expr) => {{
-                use sqlx::Connection;
-                let migrator = $migrator;
-                let old = sqlx::migrate::Migrator {
-                    migrations: Cow::Owned(migrator.migrations[..n].to_vec()),
-                    ..migrator
-                };
-                let mut c = <$conn>::connect(&self.db.url).await.unwrap();
-                old.run(&mut c).await.unwrap();
-            }};
-        }
-        match self.db.backend {
-            Backend::Sqlite => {
-                use std::str::FromStr;
-                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&self.db.url)
-                    .unwrap()
-                    .create_if_missing(true);
-                use sqlx::ConnectOptions;
-                drop(options.connect().await.unwrap());
-                run_on!(sqlx::SqliteConnection, sqlx::migrate!("migrations/sqlite"))
-            }
-            Backend::Postgres => {
-                run_on!(sqlx::PgConnection, sqlx::migrate!("migrations/postgres"))
-            }
-        }
+/// Applies the first `n` migrations, as a build that had only those did.
+async fn migrate_to(db: &TestDb, n: usize) {
+    macro_rules! run_on {
+        ($conn:ty, $migrator:expr) => {{
+            use sqlx::Connection;
+            let migrator = $migrator;
+            let old = sqlx::migrate::Migrator {
+                migrations: Cow::Owned(migrator.migrations[..n].to_vec()),
+                ..migrator
+            };
+            let mut c = <$conn>::connect(&db.url).await.unwrap();
+            old.run(&mut c).await.unwrap();
+        }};
     }
-
-    /// Runs one statement with text and integer parameters.
-    async fn run(&self, sql: &str, params: &[Param<'_>]) {
-        macro_rules! run_on {
-            ($conn:ty) => {{
-                use sqlx::Connection;
-                let mut c = <$conn>::connect(&self.db.url).await.unwrap();
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = match p {
-                        Param::Int(v) => q.bind(*v),
-                        Param::Text(v) => q.bind(*v),
-                        Param::Id(v) => q.bind(*v),
-                        Param::Bytes(v) => q.bind(*v),
-                        Param::Null => q.bind(None::<i64>),
-                    };
-                }
-                q.execute(&mut c).await.unwrap();
-            }};
+    match db.backend {
+        Backend::Sqlite => {
+            use sqlx::ConnectOptions;
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+                .unwrap()
+                .create_if_missing(true);
+            drop(options.connect().await.unwrap());
+            run_on!(sqlx::SqliteConnection, sqlx::migrate!("migrations/sqlite"))
         }
-        match self.db.backend {
-            Backend::Sqlite => run_on!(sqlx::SqliteConnection),
-            Backend::Postgres => run_on!(sqlx::PgConnection),
+        Backend::Postgres => {
+            run_on!(sqlx::PgConnection, sqlx::migrate!("migrations/postgres"))
         }
-    }
-
-    /// Stores an event at `position` as version `version` of `stream`, as the store did.
-    async fn event(
-        &self,
-        position: i64,
-        stream: &StreamId,
-        version: i64,
-        event: Event,
-        schema: i64,
-    ) {
-        let payload = if schema == 1 {
-            event.encode().unwrap()
-        } else {
-            event.encode_stored().unwrap()
-        };
-        let trade_id = event.trade_id().map(|id| id as i64);
-        self.run(
-            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
-             schema_version, payload, recorded_at, trade_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1700000000000, $8)",
-            &[
-                Param::Int(position),
-                Param::Id(Uuid::now_v7()),
-                Param::Text(stream.as_str()),
-                Param::Int(version),
-                Param::Text(event.event_type()),
-                Param::Int(schema),
-                Param::Text(&payload),
-                trade_id.map_or(Param::Null, Param::Int),
-            ],
-        )
-        .await;
     }
 }
 
-enum Param<'a> {
-    Int(i64),
-    Text(&'a str),
-    Id(Uuid),
-    Bytes(&'a [u8]),
-    Null,
+/// Stores an event at `position` as version `version` of `stream`, past the store, as the
+/// store of schema version `schema` wrote it.
+async fn insert_event(
+    db: &TestDb,
+    position: i64,
+    stream: &StreamId,
+    version: i64,
+    event: Event,
+    schema: i64,
+) {
+    let payload = if schema == 1 {
+        event.encode().unwrap()
+    } else {
+        event.encode_stored().unwrap()
+    };
+    let trade_id = event.trade_id().map(|id| id as i64);
+    db.execute_with(
+        "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+         schema_version, payload, recorded_at, trade_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1700000000000, $8)",
+        &[
+            Bind::Int(position),
+            Bind::Id(Uuid::now_v7()),
+            Bind::Text(stream.as_str()),
+            Bind::Int(version),
+            Bind::Text(event.event_type()),
+            Bind::Int(schema),
+            Bind::Text(&payload),
+            trade_id.map_or(Bind::Null, Bind::Int),
+        ],
+    )
+    .await;
 }
 
 fn stopped(sym: &str, topic: StoringTopic) -> Event {
@@ -156,8 +116,7 @@ mod cases {
     /// with a backfill and off again, shows the very rows the table held, and the projection
     /// goes on from its checkpoint as if nothing had changed.
     pub async fn trade_events_becomes_a_view_showing_what_the_table_held(db: &TestDb) {
-        let raw = Raw { db };
-        raw.migrate_to(10).await;
+        migrate_to(db, 10).await;
         let ada = StreamId::trades(&symbol("ADAUSDT"));
         let ada_usdm = StreamId::usdm_trades(&symbol("ADAUSDT"));
         let btc = StreamId::trades(&symbol("BTCUSDT"));
@@ -210,12 +169,11 @@ mod cases {
             (18, &ada, 8, t("ADAUSDT", 8), 2),
         ];
         for (position, stream, version, event, schema) in log.iter().cloned() {
-            raw.event(position, stream, version, event, schema).await;
+            insert_event(db, position, stream, version, event, schema).await;
         }
-        raw.run(
+        db.execute(
             "INSERT INTO streams (stream_id, version, last_position) \
              SELECT stream_id, MAX(stream_version), MAX(position) FROM events GROUP BY stream_id",
-            &[],
         )
         .await;
         // What the table held at checkpoint 16: ADAUSDT's spot trades 1 to 5 (3 and 5 came
@@ -227,34 +185,32 @@ mod cases {
             if **stream == ada_usdm || (**stream == ada && *position > 10) {
                 continue;
             }
-            raw.run(
+            db.execute_with(
                 "INSERT INTO trade_events (market, symbol, trade_id, price, quantity, \
                  buyer_order_id, seller_order_id, trade_time, event_time, buyer_market_maker, \
                  kind, position, first_trade_id) \
                  VALUES ('spot', $1, $2, $3, $4, $5, NULL, $6, $7, $8 = 1, 'MARKET', $9, NULL)",
                 &[
-                    Param::Text(t.symbol.as_str()),
-                    Param::Int(t.trade_id as i64),
-                    Param::Text(&t.price.to_string()),
-                    Param::Text(&t.quantity.to_string()),
-                    Param::Int(t.buyer_order_id.unwrap() as i64),
-                    Param::Int(t.trade_time.millis()),
-                    Param::Int(t.event_time.millis()),
-                    Param::Int(i64::from(t.buyer_is_maker)),
-                    Param::Int(*position),
+                    Bind::Text(t.symbol.as_str()),
+                    Bind::Int(t.trade_id as i64),
+                    Bind::Text(&t.price.to_string()),
+                    Bind::Text(&t.quantity.to_string()),
+                    Bind::Int(t.buyer_order_id.unwrap() as i64),
+                    Bind::Int(t.trade_time.millis()),
+                    Bind::Int(t.event_time.millis()),
+                    Bind::Int(i64::from(t.buyer_is_maker)),
+                    Bind::Int(*position),
                 ],
             )
             .await;
         }
-        raw.run(
+        db.execute(
             "INSERT INTO projection_checkpoints (name, position, generation, updated_at) \
              VALUES ('trade_events', 16, 0, 0)",
-            &[],
         )
         .await;
-        raw.run(
+        db.execute(
             "INSERT INTO storing_switches (model, symbol, stored) VALUES ('trade_events', 'ADAUSDT', 1 = 0)",
-            &[],
         )
         .await;
         let before = crate::projections::tables(db).await["trade_events"].clone();
@@ -306,13 +262,12 @@ mod cases {
             .await
             .unwrap();
         drop(store);
-        Raw { db }
-            .run(
-                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+        db.execute_with(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
                  execution_time) VALUES (99, 'from a newer build', 1 = 1, $1, 0)",
-                &[Param::Bytes(&[0u8; 48])],
-            )
-            .await;
+            &[Bind::Bytes(&[0u8; 48])],
+        )
+        .await;
         let Err(err) = Store::open(&db.url).await else {
             panic!("a database of a newer build was opened");
         };
@@ -329,8 +284,7 @@ mod cases {
         );
         assert!(message.contains("Run the newer hedgehog"), "{message}");
         // Nothing was touched: with the newer build's row gone, this build opens it as it was.
-        Raw { db }
-            .run("DELETE FROM _sqlx_migrations WHERE version = 99", &[])
+        db.execute("DELETE FROM _sqlx_migrations WHERE version = 99")
             .await;
         let store = db.open().await;
         assert_eq!(store.stream_version(&stream).await.unwrap(), 3);

@@ -5,7 +5,7 @@ use crate::common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{symbol, trade, trades, TestDb};
+use common::{symbol, trade, trades, Bind, TestDb};
 use futures::StreamExt;
 use hedgehog_domain::events::{StreamingStarted, TradingStarted};
 use hedgehog_store::{
@@ -67,28 +67,18 @@ async fn insert_raw_trade(
     stream: &StreamId,
     payload: &str,
 ) {
-    use sqlx::Connection;
-    let insert = "INSERT INTO events (position, event_id, stream_id, stream_version, \
-         event_type, schema_version, payload, recorded_at, trade_id) \
-         VALUES ($1, $2, $3, 1, 'TradeReceived', 1, $4, 1700000000000, 7)";
-    // The same statement and values on either backend's connection type.
-    macro_rules! run_on {
-        ($conn:ty) => {{
-            let mut c = <$conn>::connect(&db.url).await.unwrap();
-            sqlx::query(insert)
-                .bind(position)
-                .bind(event_id)
-                .bind(stream.as_str())
-                .bind(payload)
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }};
-    }
-    match db.backend {
-        common::Backend::Sqlite => run_on!(sqlx::SqliteConnection),
-        common::Backend::Postgres => run_on!(sqlx::PgConnection),
-    }
+    db.execute_with(
+        "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+         schema_version, payload, recorded_at, trade_id) \
+         VALUES ($1, $2, $3, 1, 'TradeReceived', 1, $4, 1700000000000, 7)",
+        &[
+            Bind::Int(position),
+            Bind::Id(event_id),
+            Bind::Text(stream.as_str()),
+            Bind::Text(payload),
+        ],
+    )
+    .await;
 }
 
 mod cases {
