@@ -1,26 +1,14 @@
 //! Deterministic trade event ids: the same trade always gets the same id, so a re-import or a
 //! replayed stream is recognised as what the store already holds (its idempotency).
 
-use hedgehog_domain::events::TradeReceived;
-use uuid::Uuid;
-
-use hedgehog_store::StreamId;
-
-/// The event id of a trade: a UUID v7 whose time is the trade's and whose other bits are a
-/// name-based hash of (stream, trade id). Deterministic, so a re-import yields the same events.
-pub fn trade_event_id(stream: &StreamId, trade: &TradeReceived) -> Uuid {
-    let name = format!("{}:{}", stream.as_str(), trade.trade_id);
-    let hash = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
-    let mut bits = [0u8; 10];
-    bits.copy_from_slice(&hash.as_bytes()[..10]);
-    let millis = u64::try_from(trade.trade_time.millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid()
-}
+/// Lives with the store, which leaves it out of a stored trade's row when it is this one.
+pub use hedgehog_store::trade_event_id;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hedgehog_domain::Symbol;
+    use hedgehog_store::StreamId;
 
     #[test]
     fn event_ids_are_deterministic_v7() {

@@ -13,13 +13,14 @@
 //! It commits with `synchronous = NORMAL`: the commit writes the WAL without syncing it, and
 //! [`Durability`] syncs it beside the writers; appends are acknowledged only after that.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OpenFlags, Statement, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Statement, TransactionBehavior};
 
 use super::durability::Durability;
+use super::market_trade::TradeRow;
 use super::sqlite::configure;
 use super::{before_insert, AppendOutcome, Part, PreparedEvent, StoreError};
 
@@ -65,6 +66,58 @@ fn insert_sql(rows: usize) -> String {
         ));
     }
     sql
+}
+
+/// Values bound per row of `market_trades`: trade id, price, quantity, form, trade time,
+/// event lag, recorded lag, buyer and seller order ids, first trade id, event id
+/// ([`bind_trade`]). The position, stream number and version are shared, as in [`insert_sql`].
+const TRADE_VALUES: usize = 11;
+
+/// The INSERT of `rows` trades into `market_trades`: [`insert_sql`]'s form for the other table.
+fn trade_insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR ROLLBACK INTO market_trades (position, stream, version, trade_id, price, \
+         quantity, form, trade_time, event_lag, recorded_lag, buyer_order_id, seller_order_id, \
+         first_trade_id, event_id) VALUES ",
+    );
+    for k in 1..=rows {
+        let p = 3 + (k - 1) * TRADE_VALUES;
+        if k > 1 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(?1 + {k}, ?2, ?3 + {k}"));
+        for v in 1..=TRADE_VALUES {
+            sql.push_str(&format!(", ?{}", p + v));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+static TRADE_CHUNK_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| trade_insert_sql(CHUNK_ROWS));
+static TRADE_ROW_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| trade_insert_sql(1));
+
+/// Binds the `row`th (from 0) trade of a `market_trades` statement.
+fn bind_trade(
+    insert: &mut Statement<'_>,
+    index: usize,
+    row: &TradeRow,
+    recorded_at: i64,
+) -> rusqlite::Result<()> {
+    let first = 3 + index * TRADE_VALUES + 1;
+    insert.raw_bind_parameter(first, row.trade_id)?;
+    insert.raw_bind_parameter(first + 1, row.price)?;
+    insert.raw_bind_parameter(first + 2, row.quantity)?;
+    insert.raw_bind_parameter(first + 3, row.form)?;
+    insert.raw_bind_parameter(first + 4, row.trade_time)?;
+    insert.raw_bind_parameter(first + 5, row.event_lag)?;
+    insert.raw_bind_parameter(first + 6, row.recorded_lag(recorded_at))?;
+    insert.raw_bind_parameter(first + 7, row.buyer_order_id)?;
+    insert.raw_bind_parameter(first + 8, row.seller_order_id)?;
+    insert.raw_bind_parameter(first + 9, row.first_trade_id)?;
+    insert.raw_bind_parameter(first + 10, blob(&row.event_id))
 }
 
 /// Keeps the stream's row of `streams` (its version and last position) with the append, in its
@@ -113,9 +166,60 @@ fn bind_event(insert: &mut Statement<'_>, row: usize, e: &PreparedEvent) -> rusq
 pub(crate) struct Appender {
     /// Never contended: appends hold the writer queue's turn. (A rusqlite connection is not
     /// `Sync`; the mutex makes the backend so.)
-    conn: Mutex<Connection>,
+    conn: Mutex<Writer>,
     /// Syncs the WAL this connection's commits write.
     durability: Arc<Durability>,
+}
+
+/// The appender's connection and what it knows of `trade_streams`.
+struct Writer {
+    conn: Connection,
+    /// Market streams' numbers, as committed ([`Numbers`]).
+    numbers: HashMap<String, i64>,
+}
+
+/// The numbers of `trade_streams` an append uses: those committed before it and those it
+/// assigns, which are kept only once it commits (a rolled-back number may be another
+/// stream's next time).
+struct Numbers<'a> {
+    known: &'a HashMap<String, i64>,
+    assigned: Vec<(String, i64)>,
+}
+
+impl Numbers<'_> {
+    /// The stream's number, if it has one.
+    fn find(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        stream: &str,
+    ) -> rusqlite::Result<Option<i64>> {
+        if let Some(n) = self.known.get(stream) {
+            return Ok(Some(*n));
+        }
+        if let Some((_, n)) = self.assigned.iter().find(|(s, _)| s == stream) {
+            return Ok(Some(*n));
+        }
+        let found: Option<i64> = tx
+            .prepare_cached("SELECT number FROM trade_streams WHERE stream_id = ?1")?
+            .query_row(params![stream], |row| row.get(0))
+            .optional()?;
+        if let Some(n) = found {
+            self.assigned.push((stream.to_owned(), n));
+        }
+        Ok(found)
+    }
+
+    /// The stream's number, assigned if it has none.
+    fn get(&mut self, tx: &rusqlite::Transaction<'_>, stream: &str) -> rusqlite::Result<i64> {
+        if let Some(n) = self.find(tx, stream)? {
+            return Ok(n);
+        }
+        tx.prepare_cached("INSERT INTO trade_streams (stream_id) VALUES (?1)")?
+            .execute(params![stream])?;
+        let n = tx.last_insert_rowid();
+        self.assigned.push((stream.to_owned(), n));
+        Ok(n)
+    }
 }
 
 impl Appender {
@@ -130,7 +234,10 @@ impl Appender {
         // Commits write the WAL; `durability` syncs it (see the module's docs).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Appender {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Writer {
+                conn,
+                numbers: HashMap::new(),
+            }),
             durability,
         })
     }
@@ -144,53 +251,83 @@ impl Appender {
         recorded_at: i64,
         look_up: bool,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer { conn, numbers } = &mut *writer;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut head: i64 = tx
-            .prepare_cached("SELECT MAX(position) FROM events")?
-            .query_row([], |row| row.get::<_, Option<i64>>(0))?
-            .unwrap_or(0);
+            .prepare_cached(
+                "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0), \
+                            COALESCE((SELECT MAX(position) FROM market_trades), 0))",
+            )?
+            .query_row([], |row| row.get(0))?;
+        let mut assigned = Numbers {
+            known: numbers,
+            assigned: Vec::new(),
+        };
         let mut outcomes = Vec::with_capacity(parts.len());
         for part in parts.iter_mut() {
-            let outcome = append_part(&tx, part, head, recorded_at, look_up)?;
+            let outcome = append_part(&tx, part, head, recorded_at, look_up, &mut assigned)?;
             head = outcome.last_position.unwrap_or(head);
             outcomes.push(outcome);
         }
+        let assigned = assigned.assigned;
         self.durability.committing(head)?;
         let committed = tx.commit();
         self.durability.committed(committed.is_ok());
         committed?;
+        numbers.extend(assigned);
         Ok(outcomes)
     }
 }
 
-/// Inserts one part after position `head`, inside the append's transaction.
+/// Inserts one part after position `head`, inside the append's transaction: its trades that
+/// are rows ([`PreparedEvent::trade`]) into `market_trades`, the rest into `events`, each at
+/// its place in the batch's order.
 fn append_part(
     tx: &rusqlite::Transaction<'_>,
     part: &mut Part,
     head: i64,
     recorded_at: i64,
-    look_up: bool,
+    mut look_up: bool,
+    numbers: &mut Numbers<'_>,
 ) -> Result<AppendOutcome, StoreError> {
     let Part {
         stream,
         expected,
         batch,
     } = part;
+    let name = stream.as_str();
+    let rows = batch.events.iter().any(|e| e.trade.is_some());
+    let number = if rows {
+        Some(numbers.get(tx, name)?)
+    } else {
+        numbers.find(tx, name)?
+    };
+    // A trade key is unique within each table; across them the fast path checks here that
+    // the batch's trades are not in the other one (a log written before trades had rows,
+    // or a trade kept as JSON for its metadata), and looks them up if they may be.
+    if !look_up {
+        look_up = overlaps(tx, name, number, &batch.events)?;
+    }
     let mut duplicates = 0;
     if look_up {
         let mut stored_ids = HashSet::new();
         let mut stored_trades = HashSet::new();
         {
-            let mut by_id = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
-            let mut by_trade =
-                tx.prepare_cached("SELECT 1 FROM events WHERE stream_id = ?1 AND trade_id = ?2")?;
+            let mut by_id = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1) \
+                     OR EXISTS (SELECT 1 FROM market_trades WHERE event_id = ?1)",
+            )?;
+            let mut by_trade = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ?1 AND trade_id = ?2) \
+                     OR EXISTS (SELECT 1 FROM market_trades WHERE stream = ?3 AND trade_id = ?2)",
+            )?;
             for e in &batch.events {
-                if by_id.exists(params![&e.event_id.as_bytes()[..]])? {
+                if by_id.query_row(params![&e.event_id.as_bytes()[..]], |row| row.get(0))? {
                     stored_ids.insert(e.event_id);
                 }
                 if let Some(trade) = e.trade_id {
-                    if by_trade.exists(params![stream.as_str(), trade])? {
+                    if by_trade.query_row(params![name, trade, number], |row| row.get(0))? {
                         stored_trades.insert(trade);
                     }
                 }
@@ -200,20 +337,96 @@ fn append_part(
     }
 
     let actual: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")?
-        .query_row(params![stream.as_str()], |row| row.get(0))?;
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(stream_version) FROM events WHERE stream_id = ?1), 0), \
+                        COALESCE((SELECT MAX(version) FROM market_trades WHERE stream = ?2), 0))",
+        )?
+        .query_row(params![name, number], |row| row.get(0))?;
     if let Some(retried) = before_insert(stream, *expected, batch, actual, duplicates)? {
         return Ok(retried);
     }
 
-    // Full chunks of CHUNK_ROWS, then the rest one row a statement: two statements to keep.
-    let (full, rest) = batch
+    // Runs of the batch that go to one table, each inserted at its offset in the batch.
+    let mut offset = 0;
+    for run in batch
         .events
-        .split_at(batch.events.len() - batch.events.len() % CHUNK_ROWS);
+        .chunk_by(|a, b| a.trade.is_some() == b.trade.is_some())
+    {
+        let before = (head + offset, actual + offset);
+        match number.filter(|_| run[0].trade.is_some()) {
+            Some(number) => insert_trades(tx, run, before, number, recorded_at)?,
+            None => insert_events(tx, run, before, name, recorded_at)?,
+        }
+        offset += run.len() as i64;
+    }
+    let appended = batch.events.len();
+    tx.prepare_cached(UPSERT_STREAM)?.execute(params![
+        name,
+        actual + appended as i64,
+        head + appended as i64
+    ])?;
+    Ok(AppendOutcome {
+        appended,
+        duplicates,
+        stream_version: actual + appended as i64,
+        last_position: Some(head + appended as i64),
+    })
+}
+
+/// Whether any trade of `events` may be stored already in the table it is not going to: one
+/// probe of each table's trade key over the batch's range of trade ids.
+fn overlaps(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &str,
+    number: Option<i64>,
+    events: &[PreparedEvent],
+) -> Result<bool, StoreError> {
+    let range = |rows: bool| {
+        let ids = events
+            .iter()
+            .filter(|e| e.trade.is_some() == rows)
+            .filter_map(|e| e.trade_id);
+        ids.clone().min().zip(ids.max())
+    };
+    if let Some((low, high)) = range(true) {
+        let found: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events \
+                 WHERE stream_id = ?1 AND trade_id BETWEEN ?2 AND ?3)",
+            )?
+            .query_row(params![stream, low, high], |row| row.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
+    if let (Some((low, high)), Some(number)) = (range(false), number) {
+        let found: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM market_trades \
+                 WHERE stream = ?1 AND trade_id BETWEEN ?2 AND ?3)",
+            )?
+            .query_row(params![number, low, high], |row| row.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Inserts `run` into `events` after `(position, version)`: full chunks of [`CHUNK_ROWS`],
+/// then the rest one row a statement (two statements to keep).
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    run: &[PreparedEvent],
+    (position, version): (i64, i64),
+    stream: &str,
+    recorded_at: i64,
+) -> Result<(), StoreError> {
+    let (full, rest) = run.split_at(run.len() - run.len() % CHUNK_ROWS);
     let mut offset = 0_i64;
     let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
-        let before = (head + offset, actual + offset);
-        bind_statement(statement, before, stream.as_str(), recorded_at)?;
+        let before = (position + offset, version + offset);
+        bind_statement(statement, before, stream, recorded_at)?;
         for (row, e) in rows.iter().enumerate() {
             bind_event(statement, row, e)?;
         }
@@ -233,16 +446,44 @@ fn append_part(
             insert(&mut statement, row)?;
         }
     }
-    let appended = batch.events.len();
-    tx.prepare_cached(UPSERT_STREAM)?.execute(params![
-        stream.as_str(),
-        actual + appended as i64,
-        head + appended as i64
-    ])?;
-    Ok(AppendOutcome {
-        appended,
-        duplicates,
-        stream_version: actual + appended as i64,
-        last_position: Some(head + appended as i64),
-    })
+    Ok(())
+}
+
+/// Inserts `run` (every one a trade row) into `market_trades` after `(position, version)`, as
+/// [`insert_events`] does into `events`.
+fn insert_trades(
+    tx: &rusqlite::Transaction<'_>,
+    run: &[PreparedEvent],
+    (position, version): (i64, i64),
+    number: i64,
+    recorded_at: i64,
+) -> Result<(), StoreError> {
+    let (full, rest) = run.split_at(run.len() - run.len() % CHUNK_ROWS);
+    let mut offset = 0_i64;
+    let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
+        statement.raw_bind_parameter(1, position + offset)?;
+        statement.raw_bind_parameter(2, number)?;
+        statement.raw_bind_parameter(3, version + offset)?;
+        for (index, e) in rows.iter().enumerate() {
+            if let Some(row) = &e.trade {
+                bind_trade(statement, index, row, recorded_at)?;
+            }
+        }
+        statement.raw_execute()?;
+        offset += rows.len() as i64;
+        Ok::<_, rusqlite::Error>(())
+    };
+    if !full.is_empty() {
+        let mut statement = tx.prepare_cached(&TRADE_CHUNK_INSERT)?;
+        for rows in full.chunks(CHUNK_ROWS) {
+            insert(&mut statement, rows)?;
+        }
+    }
+    if !rest.is_empty() {
+        let mut statement = tx.prepare_cached(&TRADE_ROW_INSERT)?;
+        for row in rest.chunks(1) {
+            insert(&mut statement, row)?;
+        }
+    }
+    Ok(())
 }

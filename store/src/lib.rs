@@ -20,6 +20,7 @@ mod appender;
 mod checkpoint;
 mod durability;
 mod eventually_impl;
+mod market_trade;
 mod postgres;
 mod reader;
 mod snapshot;
@@ -38,6 +39,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 pub use checkpoint::{WriteQueue, WriterTurn};
+pub use market_trade::trade_event_id;
 pub use snapshot::{Snapshot, Unusable};
 
 /// The default database: an SQLite file in the working directory, created if missing.
@@ -371,7 +373,10 @@ pub(crate) struct PreparedEvent {
     pub event_id: Uuid,
     pub event_type: &'static str,
     pub schema_version: i32,
+    /// The stored JSON; empty while `trade` may hold the event instead ([`PreparedBatch::settle`]).
     pub payload: String,
+    /// The event as a row of `market_trades`, when it may be one ([`market_trade`]).
+    pub trade: Option<market_trade::TradeRow>,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
     pub trade_id: Option<i64>,
@@ -429,10 +434,23 @@ impl PreparedBatch {
                 continue;
             }
             let event_type = new.event.event_type();
-            let payload = new
-                .event
-                .encode_stored()
-                .map_err(|source| StoreError::Encode { event_type, source })?;
+            // A trade that may become a row of `market_trades` is encoded as JSON only if the
+            // stream it is appended to turns out not to take it ([`PreparedBatch::settle`]).
+            let trade = match &new.event {
+                Event::TradeReceived(t)
+                    if new.metadata.is_empty()
+                        && new.correlation_id.is_none()
+                        && new.causation_id.is_none() =>
+                {
+                    market_trade::TradeRow::of(t)
+                }
+                _ => None,
+            };
+            let payload = if trade.is_some() {
+                String::new()
+            } else {
+                encode(&new.event)?
+            };
             let metadata = if new.metadata.is_empty() {
                 None
             } else {
@@ -446,6 +464,7 @@ impl PreparedBatch {
                 event_type,
                 schema_version: i32::from(new.event.schema_version()),
                 payload,
+                trade,
                 correlation_id: new.correlation_id,
                 causation_id: new.causation_id,
                 trade_id,
@@ -462,6 +481,24 @@ impl PreparedBatch {
         })
     }
 
+    /// Decides, for the stream the batch is appended to, which of its trades become rows of
+    /// `market_trades` (the backend takes them, the stream is a market stream of their
+    /// symbol) and encodes the others as JSON. Before the write transaction: no JSON work
+    /// holds the lock.
+    pub(crate) fn settle(&mut self, stream: &StreamId, rows: bool) -> Result<(), StoreError> {
+        for e in &mut self.events {
+            let Some(row) = &mut e.trade else { continue };
+            let Event::TradeReceived(trade) = &e.kept.event else {
+                continue;
+            };
+            if !(rows && row.settle(stream, trade, e.event_id)) {
+                e.trade = None;
+                e.payload = encode(&e.kept.event)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the events the database already holds (by id or by trade key) and returns how many.
     pub(crate) fn drop_stored(
         &mut self,
@@ -475,6 +512,14 @@ impl PreparedBatch {
         });
         before - self.events.len()
     }
+}
+
+/// An event's stored JSON.
+fn encode(event: &Event) -> Result<String, StoreError> {
+    event.encode_stored().map_err(|source| StoreError::Encode {
+        event_type: event.event_type(),
+        source,
+    })
 }
 
 /// One stream's batch of an append ([`Backend::try_append`]).
@@ -569,35 +614,6 @@ pub(crate) fn decode_event(
         .map_err(|source| StoreError::Decode { position, source })
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn decode_row(
-    position: i64,
-    event_id: Uuid,
-    stream_id: &str,
-    stream_version: i64,
-    event_type: &str,
-    schema_version: i32,
-    payload: &str,
-    recorded_at: i64,
-    correlation_id: Option<Uuid>,
-    causation_id: Option<Uuid>,
-    metadata: Option<&str>,
-) -> Result<RecordedEvent, StoreError> {
-    let event = decode_event(position, event_type, schema_version, payload)?;
-    let metadata = decode_metadata(position, metadata)?;
-    Ok(RecordedEvent {
-        position,
-        event_id,
-        stream_id: StreamId(stream_id.into()),
-        stream_version,
-        recorded_at,
-        correlation_id,
-        causation_id,
-        metadata,
-        event,
-    })
-}
-
 /// Decodes the `metadata` column: NULL is none.
 pub(crate) fn decode_metadata(position: i64, text: Option<&str>) -> Result<Metadata, StoreError> {
     match text {
@@ -614,6 +630,9 @@ pub(crate) fn decode_metadata(position: i64, text: Option<&str>) -> Result<Metad
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+
+    /// Whether market trades are stored as rows of `market_trades` ([`market_trade`]).
+    fn stores_trade_rows(&self) -> bool;
 
     /// The database behind the log, for read models kept beside it.
     fn database(&self) -> Database;
@@ -1106,6 +1125,8 @@ impl Store {
                     last_position: None,
                 });
             } else {
+                let mut batch = batch;
+                batch.settle(&stream, self.backend.stores_trade_rows())?;
                 parts.push(Part {
                     stream,
                     expected,

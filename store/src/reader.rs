@@ -14,15 +14,17 @@
 //! before the statement starts, which is all a subscriber woken by a commit needs. A page stops
 //! before any event this process has committed but not yet synced ([`Durability::visible`]).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use uuid::Uuid;
 
 use super::durability::Durability;
+use super::market_trade::{self, TradeRow};
 use super::sqlite::configure;
 use super::{decode_event, RecordedEvent, StoreError, StreamEvent, StreamId};
 
@@ -31,31 +33,71 @@ const CHUNK: usize = 1_000;
 /// Idle connections kept for the next read.
 const KEEP: usize = 4;
 
-const FULL_COLUMNS: &str =
-    "SELECT position, stream_id, stream_version, event_type, schema_version, \
-     payload, event_id, recorded_at, correlation_id, causation_id, metadata FROM events";
-const SLIM_COLUMNS: &str =
-    "SELECT position, stream_id, stream_version, event_type, schema_version, payload FROM events";
-const ALL_PAGE: &str = "WHERE position >= ?1 ORDER BY position LIMIT ?2";
-const STREAM_PAGE: &str =
-    "WHERE stream_id = ?3 AND stream_version >= ?1 ORDER BY stream_version LIMIT ?2";
-/// Along the (stream_id, trade_id) key: `trade_id > ?1` implies its `trade_id IS NOT NULL`.
-const TRADES_PAGE: &str = "WHERE stream_id = ?3 AND trade_id > ?1 ORDER BY trade_id LIMIT ?2";
+/// The columns every page reads, of `events` and of `market_trades` (store/src/market_trade.rs),
+/// in one layout so that a page merges both: 0 position, 1 stream name (events) or 2 its
+/// number (trades), 3 version, 4-6 type, schema and JSON (events), 7 trade id (both), 8-15
+/// the trade's columns (trades). [`Page::FULL`] pages add 16 event id, 17 recorded time,
+/// 18-20 correlation, causation, metadata.
+const EVENTS_SLIM: &str = "SELECT position, stream_id, NULL, stream_version, event_type, \
+     schema_version, payload, trade_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
+const TRADES_SLIM: &str = "SELECT position, NULL, stream, version, NULL, NULL, NULL, \
+     trade_id, price, quantity, form, trade_time, event_lag, buyer_order_id, seller_order_id, \
+     first_trade_id";
+const EVENTS_FULL: &str =
+    ", event_id, recorded_at, correlation_id, causation_id, metadata FROM events";
+const TRADES_FULL: &str =
+    ", event_id, trade_time + recorded_lag, NULL, NULL, NULL FROM market_trades";
+
+/// A page's merge of both tables: `filter` on `events`, `trades` on `market_trades` (?3, the
+/// stream's name, is numbered there), ordered by the `order`th column.
+fn page_sql<T: Page>(events: &str, trades: &str, order: usize) -> String {
+    let (e, t) = if T::FULL {
+        (EVENTS_FULL, TRADES_FULL)
+    } else {
+        (" FROM events", " FROM market_trades")
+    };
+    format!(
+        "{EVENTS_SLIM}{e} WHERE {events} UNION ALL {TRADES_SLIM}{t} WHERE {trades} \
+         ORDER BY {order} LIMIT ?2"
+    )
+}
+
+/// `stream`'s number in `market_trades`' filters.
+const NUMBER: &str = "(SELECT number FROM trade_streams WHERE stream_id = ?3)";
 
 pub(crate) struct Reader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The names of `trade_streams`' numbers, as pages have met them ([`Names`]).
+    names: RwLock<HashMap<i64, Arc<str>>>,
     /// What the appender has synced: pages stop before the rest.
     durability: Arc<Durability>,
 }
 
 /// What is read of an event: the metadata of a [`RecordedEvent`] or none of it.
 pub(crate) trait Page: Sized + Send + 'static {
-    const COLUMNS: &'static str;
-    /// Whether [`Page::COLUMNS`] include the metadata (ids, time, correlation).
+    /// Whether the page reads the metadata (ids, time, correlation).
     const FULL: bool;
     fn position(&self) -> i64;
-    fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError>;
+    fn decode(row: &RawRow, arena: &[u8], stream: &Stream) -> Result<Self, StoreError>;
+}
+
+/// A row's stream, shared by the rows of a chunk that have it, with the symbol of its trades
+/// when it is a market stream.
+pub(crate) struct Stream {
+    id: StreamId,
+    symbol: Option<hedgehog_domain::Symbol>,
+}
+
+/// What a row holds: an event of `events` (its type, schema and JSON in the arena) or a trade
+/// of `market_trades`.
+enum Body {
+    Json {
+        event_type: Range<usize>,
+        schema: i64,
+        payload: Range<usize>,
+    },
+    Trade(TradeRow),
 }
 
 /// One row as stepped: numbers inline, text as ranges of the chunk's arena.
@@ -63,10 +105,9 @@ pub(crate) struct RawRow {
     position: i64,
     stream: Range<usize>,
     version: i64,
-    event_type: Range<usize>,
-    schema: i64,
-    payload: Range<usize>,
-    event_id: [u8; 16],
+    body: Body,
+    /// A trade's own id when it is not the derived one; every other event's id.
+    event_id: Option<[u8; 16]>,
     recorded_at: i64,
     correlation: Option<[u8; 16]>,
     causation: Option<[u8; 16]>,
@@ -75,16 +116,29 @@ pub(crate) struct RawRow {
 }
 
 impl Page for RecordedEvent {
-    const COLUMNS: &'static str = FULL_COLUMNS;
     const FULL: bool = true;
     fn position(&self) -> i64 {
         self.position
     }
-    fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError> {
+    fn decode(row: &RawRow, arena: &[u8], stream: &Stream) -> Result<Self, StoreError> {
+        let event = event(row, arena, stream)?;
+        let event_id = match (&row.event_id, &event) {
+            (Some(id), _) => Uuid::from_bytes(*id),
+            (None, hedgehog_domain::Event::TradeReceived(trade)) => {
+                crate::trade_event_id(&stream.id, trade)
+            }
+            (None, _) => {
+                return Err(StoreError::Corrupt {
+                    position: row.position,
+                    column: "event_id",
+                    value: "NULL".into(),
+                })
+            }
+        };
         Ok(RecordedEvent {
             position: row.position,
-            event_id: Uuid::from_bytes(row.event_id),
-            stream_id: stream,
+            event_id,
+            stream_id: stream.id.clone(),
             stream_version: row.version,
             recorded_at: row.recorded_at,
             correlation_id: row.correlation.map(Uuid::from_bytes),
@@ -96,39 +150,60 @@ impl Page for RecordedEvent {
                     Some(text(arena, range, row.position, "metadata")?),
                 )?,
             },
-            event: event(row, arena)?,
+            event,
         })
     }
 }
 
 impl Page for StreamEvent {
-    const COLUMNS: &'static str = SLIM_COLUMNS;
     const FULL: bool = false;
     fn position(&self) -> i64 {
         self.position
     }
-    fn decode(row: &RawRow, arena: &[u8], stream: StreamId) -> Result<Self, StoreError> {
+    fn decode(row: &RawRow, arena: &[u8], stream: &Stream) -> Result<Self, StoreError> {
         Ok(StreamEvent {
             position: row.position,
-            stream_id: stream,
+            stream_id: stream.id.clone(),
             stream_version: row.version,
-            event: event(row, arena)?,
+            event: event(row, arena, stream)?,
         })
     }
 }
 
-fn event(row: &RawRow, arena: &[u8]) -> Result<hedgehog_domain::Event, StoreError> {
-    let schema = i32::try_from(row.schema).map_err(|_| StoreError::Corrupt {
-        position: row.position,
-        column: "schema_version",
-        value: row.schema.to_string(),
-    })?;
-    decode_event(
-        row.position,
-        text(arena, &row.event_type, row.position, "event_type")?,
-        schema,
-        text(arena, &row.payload, row.position, "payload")?,
-    )
+fn event(
+    row: &RawRow,
+    arena: &[u8],
+    stream: &Stream,
+) -> Result<hedgehog_domain::Event, StoreError> {
+    match &row.body {
+        Body::Json {
+            event_type,
+            schema,
+            payload,
+        } => {
+            let schema = i32::try_from(*schema).map_err(|_| StoreError::Corrupt {
+                position: row.position,
+                column: "schema_version",
+                value: schema.to_string(),
+            })?;
+            decode_event(
+                row.position,
+                text(arena, event_type, row.position, "event_type")?,
+                schema,
+                text(arena, payload, row.position, "payload")?,
+            )
+        }
+        Body::Trade(trade) => {
+            let symbol = stream.symbol.clone().ok_or_else(|| StoreError::Corrupt {
+                position: row.position,
+                column: "stream",
+                value: stream.id.to_string(),
+            })?;
+            Ok(hedgehog_domain::Event::TradeReceived(
+                trade.trade(symbol, row.position)?,
+            ))
+        }
+    }
 }
 
 fn text<'a>(
@@ -150,6 +225,7 @@ impl Reader {
         Reader {
             path,
             idle: Mutex::new(Vec::new()),
+            names: RwLock::new(HashMap::new()),
             durability,
         }
     }
@@ -165,7 +241,8 @@ impl Reader {
 
     /// `$all` from `from` (inclusive), at most `limit` events. Blocking: call off the runtime.
     pub(crate) fn all<T: Page>(&self, from: i64, limit: i64) -> Result<Vec<T>, StoreError> {
-        self.read(&format!("{} {ALL_PAGE}", T::COLUMNS), from, limit, None)
+        let sql = page_sql::<T>("position >= ?1", "position >= ?1", 1);
+        self.read(&sql, from, limit, None)
     }
 
     /// A stream from version `from` (inclusive), at most `limit` events. Blocking.
@@ -175,12 +252,12 @@ impl Reader {
         from: i64,
         limit: i64,
     ) -> Result<Vec<T>, StoreError> {
-        self.read(
-            &format!("{} {STREAM_PAGE}", T::COLUMNS),
-            from,
-            limit,
-            Some(stream),
-        )
+        let sql = page_sql::<T>(
+            "stream_id = ?3 AND stream_version >= ?1",
+            &format!("stream = {NUMBER} AND version >= ?1"),
+            4,
+        );
+        self.read(&sql, from, limit, Some(stream))
     }
 
     /// A market stream's trades with ids above `after`, in trade-id order. Blocking.
@@ -190,12 +267,13 @@ impl Reader {
         after: i64,
         limit: i64,
     ) -> Result<Vec<T>, StoreError> {
-        self.read(
-            &format!("{} {TRADES_PAGE}", T::COLUMNS),
-            after,
-            limit,
-            Some(stream),
-        )
+        // Along each table's trade key: `trade_id > ?1` implies `trade_id IS NOT NULL`.
+        let sql = page_sql::<T>(
+            "stream_id = ?3 AND trade_id > ?1",
+            &format!("stream = {NUMBER} AND trade_id > ?1"),
+            8,
+        );
+        self.read(&sql, after, limit, Some(stream))
     }
 
     fn read<T: Page>(
@@ -209,7 +287,7 @@ impl Reader {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let mut out = read_page::<T>(&conn, sql, from, limit, stream);
+        let mut out = read_page::<T>(&conn, sql, from, limit, stream, &self.names);
         // Asked after the read, so any commit whose rows it saw shows here if still unsynced.
         // The page ends before its first hidden row (positions rise along a page of $all or of
         // one stream's versions; along trade ids they need not, and a reader paging on from
@@ -229,6 +307,52 @@ impl Reader {
     }
 }
 
+/// The names of `trade_streams`' numbers a page's rows need: found in the reader's map, or
+/// read on the page's connection (in its snapshot, which holds every number its rows use).
+struct Names<'a> {
+    conn: &'a Connection,
+    shared: &'a RwLock<HashMap<i64, Arc<str>>>,
+    local: HashMap<i64, Arc<str>>,
+}
+
+impl Names<'_> {
+    fn get(&mut self, number: i64, position: i64) -> Result<Arc<str>, StoreError> {
+        if let Some(name) = self.local.get(&number) {
+            return Ok(Arc::clone(name));
+        }
+        let known = self
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&number)
+            .cloned();
+        let name = match known {
+            Some(name) => name,
+            None => {
+                let name: Option<String> = self
+                    .conn
+                    .prepare_cached("SELECT stream_id FROM trade_streams WHERE number = ?1")?
+                    .query_row([number], |row| row.get(0))
+                    .optional()?;
+                let name: Arc<str> = name
+                    .ok_or_else(|| StoreError::Corrupt {
+                        position,
+                        column: "stream",
+                        value: number.to_string(),
+                    })?
+                    .into();
+                self.shared
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(number, Arc::clone(&name));
+                name
+            }
+        };
+        self.local.insert(number, Arc::clone(&name));
+        Ok(name)
+    }
+}
+
 /// Steps the page's rows a chunk at a time and decodes each chunk on the rayon pool meanwhile.
 fn read_page<T: Page>(
     conn: &Connection,
@@ -236,7 +360,13 @@ fn read_page<T: Page>(
     from: i64,
     limit: i64,
     stream: Option<&StreamId>,
+    names: &RwLock<HashMap<i64, Arc<str>>>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut names = Names {
+        conn,
+        shared: names,
+        local: HashMap::new(),
+    };
     let mut statement = conn.prepare_cached(sql)?;
     let mut rows = match stream {
         Some(s) => statement.query(rusqlite::params![from, limit, s.as_str()])?,
@@ -252,7 +382,7 @@ fn read_page<T: Page>(
         let mut raw = Vec::with_capacity(CHUNK);
         while raw.len() < CHUNK {
             let Some(row) = rows.next()? else { break };
-            raw.push(step::<T>(row, &mut arena)?);
+            raw.push(step::<T>(row, &mut arena, &mut names)?);
         }
         if raw.len() < CHUNK {
             if !raw.is_empty() {
@@ -286,27 +416,28 @@ fn read_page<T: Page>(
 
 fn decode_chunk<T: Page>(raw: &[RawRow], arena: &[u8]) -> Result<Vec<T>, StoreError> {
     // A chunk is mostly one stream: its id is shared, not allocated per event.
-    let mut last: Option<(Range<usize>, StreamId)> = None;
+    let mut last: Option<(Range<usize>, Stream)> = None;
     raw.iter()
         .map(|row| {
-            let stream = match &last {
-                Some((range, id)) if arena[range.clone()] == arena[row.stream.clone()] => {
-                    id.clone()
-                }
-                _ => {
-                    let name = text(arena, &row.stream, row.position, "stream_id")?;
-                    let id = StreamId(name.into());
-                    last = Some((row.stream.clone(), id.clone()));
-                    id
-                }
-            };
+            let same = matches!(&last, Some((range, _)) if arena[range.clone()] == arena[row.stream.clone()]);
+            if !same {
+                let name = text(arena, &row.stream, row.position, "stream_id")?;
+                let id = StreamId(name.into());
+                let symbol = market_trade::symbol_of(&id);
+                last = Some((row.stream.clone(), Stream { id, symbol }));
+            }
+            let (_, stream) = last.as_ref().expect("set above");
             T::decode(row, arena, stream)
         })
         .collect()
 }
 
 /// Copies one row's values into the arena (text) and the row (numbers and ids).
-fn step<T: Page>(row: &rusqlite::Row<'_>, arena: &mut Vec<u8>) -> Result<RawRow, StoreError> {
+fn step<T: Page>(
+    row: &rusqlite::Row<'_>,
+    arena: &mut Vec<u8>,
+    names: &mut Names<'_>,
+) -> Result<RawRow, StoreError> {
     let position = integer(row, 0, 0, "position")?;
     let mut put = |i: usize, column: &'static str| -> Result<Range<usize>, StoreError> {
         match row.get_ref(i)? {
@@ -318,43 +449,75 @@ fn step<T: Page>(row: &rusqlite::Row<'_>, arena: &mut Vec<u8>) -> Result<RawRow,
             other => Err(corrupt(position, column, other)),
         }
     };
-    let stream = put(1, "stream_id")?;
-    let event_type = put(3, "event_type")?;
-    let payload = put(5, "payload")?;
+    let (stream, body) = match row.get_ref(1)? {
+        ValueRef::Null => {
+            let number = integer(row, 2, position, "stream")?;
+            let name = names.get(number, position)?;
+            let start = arena.len();
+            arena.extend_from_slice(name.as_bytes());
+            let stream = start..arena.len();
+            let trade = TradeRow {
+                trade_id: integer(row, 7, position, "trade_id")?,
+                price: integer(row, 8, position, "price")?,
+                quantity: integer(row, 9, position, "quantity")?,
+                form: integer(row, 10, position, "form")?,
+                trade_time: integer(row, 11, position, "trade_time")?,
+                event_lag: integer(row, 12, position, "event_lag")?,
+                buyer_order_id: optional_integer(row, 13, position, "buyer_order_id")?,
+                seller_order_id: optional_integer(row, 14, position, "seller_order_id")?,
+                first_trade_id: optional_integer(row, 15, position, "first_trade_id")?,
+                event_id: None,
+            };
+            (stream, Body::Trade(trade))
+        }
+        _ => {
+            let stream = put(1, "stream_id")?;
+            let event_type = put(4, "event_type")?;
+            let payload = put(6, "payload")?;
+            let body = Body::Json {
+                event_type,
+                schema: integer(row, 5, position, "schema_version")?,
+                payload,
+            };
+            (stream, body)
+        }
+    };
     let full = T::FULL;
     Ok(RawRow {
         position,
         stream,
-        version: integer(row, 2, position, "stream_version")?,
-        event_type,
-        schema: integer(row, 4, position, "schema_version")?,
-        payload,
-        event_id: if full {
-            uuid(row, 6, position, "event_id")?.ok_or_else(|| StoreError::Corrupt {
-                position,
-                column: "event_id",
-                value: "NULL".into(),
-            })?
+        version: integer(row, 3, position, "stream_version")?,
+        event_id: if full && matches!(body, Body::Json { .. }) {
+            Some(
+                uuid(row, 16, position, "event_id")?.ok_or_else(|| StoreError::Corrupt {
+                    position,
+                    column: "event_id",
+                    value: "NULL".into(),
+                })?,
+            )
+        } else if full {
+            uuid(row, 16, position, "event_id")?
         } else {
-            [0; 16]
+            None
         },
+        body,
         recorded_at: if full {
-            integer(row, 7, position, "recorded_at")?
+            integer(row, 17, position, "recorded_at")?
         } else {
             0
         },
         correlation: if full {
-            uuid(row, 8, position, "correlation_id")?
+            uuid(row, 18, position, "correlation_id")?
         } else {
             None
         },
         causation: if full {
-            uuid(row, 9, position, "causation_id")?
+            uuid(row, 19, position, "causation_id")?
         } else {
             None
         },
         metadata: if full {
-            match row.get_ref(10)? {
+            match row.get_ref(20)? {
                 ValueRef::Null => None,
                 ValueRef::Text(bytes) => {
                     let start = arena.len();
@@ -367,6 +530,18 @@ fn step<T: Page>(row: &rusqlite::Row<'_>, arena: &mut Vec<u8>) -> Result<RawRow,
             None
         },
     })
+}
+
+fn optional_integer(
+    row: &rusqlite::Row<'_>,
+    i: usize,
+    position: i64,
+    column: &'static str,
+) -> Result<Option<i64>, StoreError> {
+    match row.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        _ => integer(row, i, position, column).map(Some),
+    }
 }
 
 fn integer(

@@ -151,6 +151,10 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
+    fn stores_trade_rows(&self) -> bool {
+        true
+    }
+
     fn database(&self) -> crate::Database {
         crate::Database::Sqlite {
             pool: self.pool.clone(),
@@ -248,9 +252,15 @@ impl Backend for SqliteBackend {
         // order. Ranges over the (stream_id, trade_id) index, short when the cursor is recent.
         // MIN over no rows is one row holding NULLs: decoded as Options, it is "none". Versions
         // rise with positions along a stream, so both minima are the same row's.
+        // Both tables hold trades: the earlier of their minima.
         let (position, version) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
-            "SELECT MIN(position), MIN(stream_version) FROM events \
-             WHERE stream_id = ? AND trade_id > ?",
+            "SELECT MIN(position), MIN(version) FROM ( \
+                 SELECT MIN(position) AS position, MIN(stream_version) AS version FROM events \
+                 WHERE stream_id = ?1 AND trade_id > ?2 \
+                 UNION ALL \
+                 SELECT MIN(position), MIN(version) FROM market_trades \
+                 WHERE stream = (SELECT number FROM trade_streams WHERE stream_id = ?1) \
+                   AND trade_id > ?2)",
         )
         .bind(stream.as_str())
         .bind(after)
@@ -262,9 +272,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn head_position(&self) -> Result<i64, StoreError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        let head: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0), \
+                        COALESCE((SELECT MAX(position) FROM market_trades), 0))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         // As a reader's page: not beyond what is synced (asked after the read).
         Ok(self.durability.visible().map_or(head, |cap| head.min(cap)))
     }

@@ -119,6 +119,23 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The rows of a query whose one column is text (inspecting what the database holds).
+    pub async fn text_rows(&self, sql: &str) -> Vec<String> {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
+            }
+        }
+    }
+}
+
 /// A value bound to a statement of [`TestDb::execute_with`].
 pub enum Bind<'a> {
     Int(i64),

@@ -37,6 +37,8 @@ on_both_backends!(
     an_append_of_several_streams_is_one_transaction,
     events_handed_to_subscribers_equal_those_read_back,
     positions_beyond_u32_work,
+    trades_as_rows_read_back_exactly_as_written,
+    trade_events_shows_rows_as_it_shows_json,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -985,16 +987,20 @@ mod cases {
         // Fault injection: the database refuses one particular event, deep inside a large
         // batch (past the first INSERT statement), so part of the batch was already written
         // inside the transaction when it fails.
+        // Both tables of the log: a trade is a row of `market_trades` unless kept as JSON.
         match db.backend {
             common::Backend::Sqlite => db.execute(
                 "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.trade_id = 2500 \
-                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END; \
+                 CREATE TRIGGER poison_row BEFORE INSERT ON market_trades \
+                 WHEN NEW.trade_id = 2500 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
             ).await,
             common::Backend::Postgres => db.execute(
                 "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN IF NEW.trade_id = 2500 THEN RAISE EXCEPTION 'poisoned row'; END IF; \
                  RETURN NEW; END; $$; \
-                 CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+                 CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison(); \
+                 CREATE TRIGGER poison BEFORE INSERT ON market_trades FOR EACH ROW EXECUTE FUNCTION poison();",
             ).await,
         }
         let err = store
@@ -1410,10 +1416,18 @@ mod cases {
     pub async fn append_only_at_the_database_level(db: &TestDb) {
         let store = db.open().await;
         let stream = StreamId::trades(&symbol("BTCUSDT"));
+        // Trades 1 and 2 are rows of `market_trades`; 3, with metadata, is JSON in `events`.
+        let mut batch = trades("BTCUSDT", 1..3);
+        batch.push(
+            NewEvent::new(trade("BTCUSDT", 3))
+                .with_metadata([("by".to_owned(), "test".to_owned())].into_iter().collect()),
+        );
         store
-            .append(&stream, ExpectedVersion::Any, trades("BTCUSDT", 1..3))
+            .append(&stream, ExpectedVersion::Any, batch)
             .await
             .unwrap();
+        let before = store.read_all(1, 10).await.unwrap();
+        assert_eq!(before.len(), 3);
         let attempt = |sql: &'static str| {
             let url = db.url.clone();
             let backend = db.backend;
@@ -1431,13 +1445,16 @@ mod cases {
                 }
             }
         };
-        let err = attempt("UPDATE events SET payload = '{}'")
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
-        let err = attempt("DELETE FROM events").await.unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
-        assert_eq!(store.read_all(1, 10).await.unwrap().len(), 2);
+        for sql in [
+            "UPDATE events SET payload = '{}'",
+            "DELETE FROM events",
+            "UPDATE market_trades SET price = 0",
+            "DELETE FROM market_trades",
+        ] {
+            let err = attempt(sql).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(store.read_all(1, 10).await.unwrap(), before);
     }
 
     /// A log written before trades were stored positionally (schema version 2) holds them as
@@ -1521,5 +1538,194 @@ mod cases {
             let store = open.await.unwrap().expect("every concurrent open succeeds");
             assert_eq!(store.head_position().await.unwrap(), 0);
         }
+    }
+
+    /// Market trades are rows of `market_trades` unless they cannot be (metadata, another
+    /// symbol than their stream's, a kind with no code); either way they read back as
+    /// written (ids, times, metadata), in the log's order on every read path, and a trade
+    /// stored in one table is never stored again through the other.
+    pub async fn trades_as_rows_read_back_exactly_as_written(db: &TestDb) {
+        use hedgehog_domain::TradeKind;
+        use hedgehog_store::trade_event_id;
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        let derived = |t: hedgehog_domain::events::TradeReceived| {
+            let id = trade_event_id(&stream, &t);
+            NewEvent::new(t).with_id(id)
+        };
+        let who: hedgehog_store::Metadata =
+            [("by".to_owned(), "test".to_owned())].into_iter().collect();
+        let mut block = trade("ADAUSDT", 4);
+        block.kind = TradeKind::Other("BLOCK".into());
+        let mut odd = trade("ADAUSDT", 5);
+        odd.price = "26000.1000".parse().unwrap();
+        odd.quantity = "0".parse().unwrap();
+        odd.kind = TradeKind::InsuranceFund;
+        odd.buyer_order_id = None;
+        odd.first_trade_id = Some(1);
+        let batch = vec![
+            derived(trade("ADAUSDT", 1)),       // a row, its id derived
+            NewEvent::new(trade("ADAUSDT", 2)), // a row keeping its own id
+            NewEvent::new(trade("ADAUSDT", 3)).with_metadata(who.clone()), // JSON
+            derived(block),                     // JSON: no code for its kind
+            derived(odd),                       // a row
+            NewEvent::new(trade("BTCUSDT", 6)), // JSON: not the stream's symbol
+            derived(trade("ADAUSDT", 7)),       // a row
+        ];
+        let outcome = store
+            .append(&stream, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        assert_eq!((outcome.appended, outcome.stream_version), (7, 7));
+        let read = store.read_all(1, 100).await.unwrap();
+        assert_eq!(read.len(), 7);
+        for (i, (e, new)) in read.iter().zip(&batch).enumerate() {
+            assert_eq!(e.position, i as i64 + 1);
+            assert_eq!(e.stream_version, i as i64 + 1);
+            assert_eq!(e.event_id, new.event_id, "trade {}", i + 1);
+            assert_eq!(e.event, new.event, "trade {}", i + 1);
+            assert_eq!(e.metadata, new.metadata, "trade {}", i + 1);
+            assert_eq!(e.recorded_at, read[0].recorded_at);
+            assert_eq!(
+                e.event.encode_stored().unwrap(),
+                new.event.encode_stored().unwrap()
+            );
+        }
+        let ids = |table: &str| {
+            format!("SELECT CAST(trade_id AS TEXT) FROM {table} WHERE trade_id IS NOT NULL ORDER BY position")
+        };
+        assert_eq!(
+            db.text_rows(&ids("market_trades")).await,
+            ["1", "2", "5", "7"]
+        );
+        assert_eq!(db.text_rows(&ids("events")).await, ["3", "4", "6"]);
+
+        // Every read path merges both tables alike.
+        assert_eq!(store.read_stream(&stream, 1, 100).await.unwrap(), read);
+        assert_eq!(store.read_stream(&stream, 4, 2).await.unwrap(), read[3..5]);
+        assert_eq!(store.read_all(3, 3).await.unwrap(), read[2..5]);
+        let slim = store.read_stream_events(&stream, 2, 100).await.unwrap();
+        assert_eq!(slim.len(), 6);
+        for (s, r) in slim.iter().zip(&read[1..]) {
+            assert_eq!((s.position, &s.event), (r.position, &r.event));
+        }
+        let by_id: Vec<u64> = store
+            .read_trades(&stream, Some(2), 3)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.event.trade_id())
+            .collect();
+        assert_eq!(by_id, [3, 4, 5]);
+        let place = |position| {
+            Some(Place {
+                position,
+                version: position,
+            })
+        };
+        assert_eq!(
+            store.first_trade_after(&stream, Some(2)).await.unwrap(),
+            place(3)
+        );
+        assert_eq!(
+            store.first_trade_after(&stream, Some(4)).await.unwrap(),
+            place(5)
+        );
+        assert_eq!(store.head_position().await.unwrap(), 7);
+
+        // Stored either way, a trade is not stored again the other way, on the fast path
+        // (trade 8 is new) or the careful one.
+        let again = vec![
+            derived(trade("ADAUSDT", 3)), // JSON before, a row now
+            NewEvent::new(trade("ADAUSDT", 1)).with_metadata(who.clone()), // a row before, JSON now
+            derived(trade("ADAUSDT", 8)),
+        ];
+        let outcome = store
+            .append(&stream, ExpectedVersion::Any, again)
+            .await
+            .unwrap();
+        assert_eq!((outcome.appended, outcome.duplicates), (1, 2));
+        assert_eq!(store.read_all(1, 100).await.unwrap().len(), 8);
+        let retry = store
+            .append(&stream, ExpectedVersion::Exact(0), batch)
+            .await
+            .unwrap();
+        assert_eq!(
+            (retry.appended, retry.duplicates),
+            (0, 7),
+            "a retry of the batch"
+        );
+    }
+
+    /// `trade_events` shows a trade stored as a row with the very values it shows for the
+    /// same trade stored as JSON: decimals as the JSON's text, kind, flags, times.
+    pub async fn trade_events_shows_rows_as_it_shows_json(db: &TestDb) {
+        use hedgehog_domain::TradeKind;
+        let store = db.open().await;
+        let who: hedgehog_store::Metadata =
+            [("by".to_owned(), "test".to_owned())].into_iter().collect();
+        let samples = |sym: &str| {
+            let mut out = Vec::new();
+            for (i, (price, quantity)) in [
+                ("0.09643000", "1617.50000000"),
+                ("26000.10", "0.00100000"),
+                ("100", "0"),
+                ("0.00000001", "12345678.90"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut t = trade(sym, i as u64 + 1);
+                t.price = price.parse().unwrap();
+                t.quantity = quantity.parse().unwrap();
+                if i == 2 {
+                    t.kind = TradeKind::Adl;
+                    t.first_trade_id = Some(1);
+                    t.seller_order_id = Some(99);
+                }
+                out.push(t);
+            }
+            out
+        };
+        let rows: Vec<NewEvent> = samples("ADAUSDT").into_iter().map(NewEvent::new).collect();
+        let json: Vec<NewEvent> = samples("ETHUSDT")
+            .into_iter()
+            .map(|t| NewEvent::new(t).with_metadata(who.clone()))
+            .collect();
+        for (sym, batch) in [("ADAUSDT", rows), ("ETHUSDT", json)] {
+            store
+                .append(&StreamId::trades(&symbol(sym)), ExpectedVersion::Any, batch)
+                .await
+                .unwrap();
+        }
+        db.execute(
+            "INSERT INTO projection_checkpoints (name, position, generation, updated_at) \
+             VALUES ('trade_events', 100, 1, 0)",
+        )
+        .await;
+        let shown = |sym: &str| {
+            format!(
+                "SELECT market || ' ' || trade_id || ' ' || price || ' ' || quantity || ' ' || \
+                 COALESCE(CAST(buyer_order_id AS TEXT), '-') || ' ' || \
+                 COALESCE(CAST(seller_order_id AS TEXT), '-') || ' ' || trade_time || ' ' || \
+                 event_time || ' ' || CAST(buyer_market_maker AS TEXT) || ' ' || kind || ' ' || \
+                 COALESCE(CAST(first_trade_id AS TEXT), '-') \
+                 FROM trade_events WHERE symbol = '{sym}' ORDER BY trade_id"
+            )
+        };
+        let as_rows = db.text_rows(&shown("ADAUSDT")).await;
+        assert_eq!(as_rows.len(), 4);
+        assert_eq!(as_rows, db.text_rows(&shown("ETHUSDT")).await);
+        assert!(
+            as_rows[0].contains(" 0.09643000 1617.50000000 "),
+            "{}",
+            as_rows[0]
+        );
+        assert!(as_rows[2].contains(" 100 0 "), "{}", as_rows[2]);
+        assert!(as_rows[2].contains(" ADL 1"), "{}", as_rows[2]);
+        let in_rows = db
+            .text_rows("SELECT CAST(COUNT(*) AS TEXT) FROM market_trades")
+            .await;
+        assert_eq!(in_rows, ["4"]);
     }
 }

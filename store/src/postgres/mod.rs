@@ -18,7 +18,7 @@
 //! comes from the table, so a lost notification costs latency (until the safety-net poll),
 //! never an event.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,43 +30,34 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::market_trade::TradeRow;
 use super::{
-    before_insert, decode_event, decode_row, AppendOutcome, Backend, ExpectedVersion, Part, Place,
-    PreparedEvent, RecordedEvent, StoreError, StreamEvent, StreamHead, StreamId, Wakes,
+    before_insert, AppendOutcome, Backend, ExpectedVersion, Part, Place, PreparedEvent,
+    RecordedEvent, StoreError, StreamEvent, StreamHead, StreamId, Wakes,
 };
 
-const SELECT_COLUMNS: &str = "SELECT position, event_id, stream_id, stream_version, event_type, \
-     schema_version, payload, recorded_at, correlation_id, causation_id, metadata FROM events";
+mod reads;
 
-/// The columns of a [`StreamEvent`].
-const SLIM_COLUMNS: &str = "SELECT position, stream_id, stream_version, event_type, \
-     schema_version, payload FROM events";
-
-type SlimRow = (i64, String, i64, String, i32, String);
-
-fn decode_slim(row: SlimRow) -> Result<StreamEvent, StoreError> {
-    let (position, stream, stream_version, ty, schema, payload) = row;
-    Ok(StreamEvent {
-        position,
-        stream_id: StreamId(stream.into()),
-        stream_version,
-        event: decode_event(position, &ty, schema, &payload)?,
-    })
+/// The numbers of `trade_streams` this backend has seen committed, both ways.
+#[derive(Default)]
+struct Numbers {
+    of: std::sync::RwLock<HashMap<StreamId, i32>>,
+    names: std::sync::RwLock<HashMap<i32, StreamId>>,
 }
 
-type Row = (
-    i64,
-    Uuid,
-    String,
-    i64,
-    String,
-    i32,
-    String,
-    i64,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<String>,
-);
+impl Numbers {
+    fn remember(&self, learned: Vec<(i32, StreamId)>) {
+        if learned.is_empty() {
+            return;
+        }
+        let mut of = self.of.write().unwrap_or_else(|e| e.into_inner());
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        for (number, stream) in learned {
+            of.insert(stream.clone(), number);
+            names.insert(number, stream);
+        }
+    }
+}
 
 pub(crate) struct PgBackend {
     pool: PgPool,
@@ -76,6 +67,7 @@ pub(crate) struct PgBackend {
     /// the events ([`crate::Appended::events`]), so its listener skips its own.
     origin: String,
     listener: Mutex<Option<JoinHandle<()>>>,
+    numbers: Numbers,
 }
 
 impl PgBackend {
@@ -102,11 +94,13 @@ impl PgBackend {
             channel: format!("hedgehog_events_{schema}"),
             origin: Uuid::now_v7().simple().to_string(),
             listener: Mutex::new(None),
+            numbers: Numbers::default(),
         })
     }
 }
 
-/// The batch as the text of `COPY ... FROM STDIN`: a row a line, tab-separated, `\N` for NULL.
+/// The text of `COPY ... FROM STDIN` for both tables of the log: a row a line, tab-separated,
+/// `\N` for NULL.
 ///
 /// Why COPY: the server parses one stream of rows instead of seven arrays for `UNNEST` and an
 /// `INSERT ... SELECT`, which was most of its work per event (BENCHMARKS.md). The positions and
@@ -114,49 +108,128 @@ impl PgBackend {
 /// payload can hold a character COPY treats specially: JSON escapes every control character,
 /// so a backslash is the one to double; stream ids refuse control characters
 /// (`StreamId::new`) and the other fields are numbers, UUIDs and our own type names.
-fn copy_rows(
-    stream: &StreamId,
-    head: i64,
-    actual: i64,
-    recorded_at: i64,
-    events: &[PreparedEvent],
-) -> String {
+#[derive(Default)]
+struct Copies {
+    events: String,
+    trades: String,
+}
+
+fn or_null(out: &mut String, value: Option<impl std::fmt::Display>) {
     use std::fmt::Write;
-    fn or_null(out: &mut String, value: Option<impl std::fmt::Display>) {
-        match value {
-            Some(v) => {
-                let _ = write!(out, "{v}");
+    match value {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("\\N"),
+    }
+}
+
+impl Copies {
+    /// Adds a part's events, the first at `head + 1` and version `actual + 1`: its trade rows
+    /// to `market_trades` (of stream `number`), the rest to `events`.
+    fn add(
+        &mut self,
+        stream: &StreamId,
+        number: Option<i32>,
+        (head, actual): (i64, i64),
+        recorded_at: i64,
+        events: &[PreparedEvent],
+    ) {
+        for (k, e) in (1_i64..).zip(events) {
+            match (&e.trade, number) {
+                (Some(row), Some(number)) => {
+                    self.trade(row, (head + k, actual + k), number, recorded_at)
+                }
+                _ => self.event(e, (head + k, actual + k), stream, recorded_at),
             }
-            None => out.push_str("\\N"),
         }
     }
-    let mut out = String::with_capacity(events.iter().map(|e| e.payload.len() + 120).sum());
-    for (k, e) in (1_i64..).zip(events) {
+
+    fn event(
+        &mut self,
+        e: &PreparedEvent,
+        (position, version): (i64, i64),
+        stream: &StreamId,
+        recorded_at: i64,
+    ) {
+        use std::fmt::Write;
+        let out = &mut self.events;
         let _ = write!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t",
-            head + k,
+            "{position}\t{}\t{}\t{version}\t{}\t{}\t",
             e.event_id,
             stream.as_str(),
-            actual + k,
             e.event_type,
             e.schema_version
         );
-        copy_text(&mut out, &e.payload);
+        copy_text(out, &e.payload);
         let _ = write!(out, "\t{recorded_at}\t");
-        or_null(&mut out, e.correlation_id);
+        or_null(out, e.correlation_id);
         out.push('\t');
-        or_null(&mut out, e.causation_id);
+        or_null(out, e.causation_id);
         out.push('\t');
-        or_null(&mut out, e.trade_id);
+        or_null(out, e.trade_id);
         out.push('\t');
         match &e.metadata {
-            Some(json) => copy_text(&mut out, json),
+            Some(json) => copy_text(out, json),
             None => out.push_str("\\N"),
         }
         out.push('\n');
     }
-    out
+
+    fn trade(
+        &mut self,
+        row: &TradeRow,
+        (position, version): (i64, i64),
+        number: i32,
+        recorded_at: i64,
+    ) {
+        use std::fmt::Write;
+        let out = &mut self.trades;
+        let _ = write!(
+            out,
+            "{position}\t{version}\t{}\t{}\t{}\t{}\t{}\t{}\t",
+            row.trade_id,
+            row.price,
+            row.quantity,
+            row.trade_time,
+            row.event_lag,
+            row.recorded_lag(recorded_at),
+        );
+        or_null(out, row.buyer_order_id);
+        out.push('\t');
+        or_null(out, row.seller_order_id);
+        out.push('\t');
+        or_null(out, row.first_trade_id);
+        let _ = write!(out, "\t{number}\t{}\t", row.form);
+        or_null(out, row.event_id);
+        out.push('\n');
+    }
+
+    /// Sends both COPYs (those with rows).
+    async fn send(self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        if !self.events.is_empty() {
+            copy_in(
+                conn,
+                "COPY events (position, event_id, stream_id, stream_version, event_type, \
+                 schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
+                 metadata) FROM STDIN",
+                self.events,
+            )
+            .await?;
+        }
+        if !self.trades.is_empty() {
+            copy_in(
+                conn,
+                "COPY market_trades (position, version, trade_id, price, quantity, trade_time, \
+                 event_lag, recorded_lag, buyer_order_id, seller_order_id, first_trade_id, \
+                 stream, form, event_id) FROM STDIN",
+                self.trades,
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 /// JSON text as a COPY field: JSON escapes every control character, so a backslash is the one
@@ -170,15 +243,9 @@ fn copy_text(out: &mut String, json: &str) {
     }
 }
 
-/// Sends `rows` ([`copy_rows`]) into `events` with one COPY.
-async fn copy_events(conn: &mut PgConnection, rows: String) -> Result<(), StoreError> {
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (position, event_id, stream_id, stream_version, event_type, \
-             schema_version, payload, recorded_at, correlation_id, causation_id, trade_id, \
-             metadata) FROM STDIN",
-        )
-        .await?;
+/// Sends `rows` with one COPY statement.
+async fn copy_in(conn: &mut PgConnection, statement: &str, rows: String) -> Result<(), StoreError> {
+    let mut copy = conn.copy_in_raw(statement).await?;
     match copy.send(rows.into_bytes()).await {
         Ok(_) => {
             copy.finish().await?;
@@ -191,11 +258,21 @@ async fn copy_events(conn: &mut PgConnection, rows: String) -> Result<(), StoreE
     }
 }
 
+/// The log's head: the last position of either table.
+const HEAD: &str = "SELECT GREATEST((SELECT COALESCE(MAX(position), 0) FROM events), \
+     (SELECT COALESCE(MAX(position), 0) FROM market_trades))::int8";
+
+/// A stream's version (`s`, its number `n`) across both tables.
+const VERSION_OF: &str = "GREATEST( \
+     (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = s), \
+     (SELECT COALESCE(MAX(version), 0) FROM market_trades WHERE stream = n))::int8";
+
 /// Inserts one part of an append after position `head` (`None`: read it, with the stream's
 /// version, in one round trip), inside its transaction; answers the outcome and the head after.
 async fn append_part(
     conn: &mut PgConnection,
     part: &mut Part,
+    number: Option<i32>,
     head: Option<i64>,
     recorded_at: i64,
     look_up: bool,
@@ -211,21 +288,26 @@ async fn append_part(
     if look_up {
         let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
         let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
-        let stored_ids: HashSet<Uuid> =
-            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .collect();
+        let stored_ids: HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM events WHERE event_id = ANY($1) \
+             UNION ALL SELECT event_id FROM market_trades WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
         let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
             HashSet::new()
         } else {
             sqlx::query_scalar(
-                "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2)",
+                "SELECT trade_id FROM events WHERE stream_id = $1 AND trade_id = ANY($2) \
+                 UNION ALL \
+                 SELECT trade_id FROM market_trades WHERE stream = $3 AND trade_id = ANY($2)",
             )
             .bind(stream.as_str())
             .bind(&trade_ids)
+            .bind(number)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
@@ -234,11 +316,11 @@ async fn append_part(
         duplicates = batch.drop_stored(&stored_ids, &stored_trades);
     }
 
-    let (actual, read_head): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1)::int8, \
-                CASE WHEN $2 THEN (SELECT COALESCE(MAX(position), 0) FROM events)::int8 END",
-    )
+    let (actual, read_head): (i64, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT {VERSION_OF}, CASE WHEN $3 THEN ({HEAD}) END FROM (SELECT $1 AS s, $2 AS n) AS t"
+    ))
     .bind(stream.as_str())
+    .bind(number)
     .bind(head.is_none())
     .fetch_one(&mut *conn)
     .await?;
@@ -249,11 +331,9 @@ async fn append_part(
 
     let n = batch.events.len();
     let count = i64::try_from(n).unwrap_or(i64::MAX);
-    copy_events(
-        conn,
-        copy_rows(stream, head, actual, recorded_at, &batch.events),
-    )
-    .await?;
+    let mut copies = Copies::default();
+    copies.add(stream, number, (head, actual), recorded_at, &batch.events);
+    copies.send(conn).await?;
     let last = head + count;
     sqlx::query(
         "INSERT INTO streams (stream_id, version, last_position) VALUES ($1, $2, $3) \
@@ -279,6 +359,111 @@ async fn append_part(
         last_position: Some(last),
     };
     Ok((outcome, last))
+}
+
+/// The numbers of the parts' streams in `trade_streams` (`None`: it has none), assigned to
+/// those with trade rows; the newly assigned ones to remember once the transaction commits.
+async fn stream_numbers(
+    conn: &mut PgConnection,
+    known: &Numbers,
+    parts: &[Part],
+) -> Result<(Vec<Option<i32>>, Vec<(i32, StreamId)>), StoreError> {
+    let mut numbers: Vec<Option<i32>> = {
+        let of = known.of.read().unwrap_or_else(|e| e.into_inner());
+        parts.iter().map(|p| of.get(&p.stream).copied()).collect()
+    };
+    let wanted: Vec<&str> = parts
+        .iter()
+        .zip(&numbers)
+        .filter(|(p, n)| n.is_none() && p.batch.events.iter().any(|e| e.trade_id.is_some()))
+        .map(|(p, _)| p.stream.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Ok((numbers, Vec::new()));
+    }
+    let assign: Vec<&str> = parts
+        .iter()
+        .zip(&numbers)
+        .filter(|(p, n)| n.is_none() && p.batch.events.iter().any(|e| e.trade.is_some()))
+        .map(|(p, _)| p.stream.as_str())
+        .collect();
+    if !assign.is_empty() {
+        sqlx::query(
+            "INSERT INTO trade_streams (stream_id) SELECT UNNEST($1::text[]) \
+             ON CONFLICT (stream_id) DO NOTHING",
+        )
+        .bind(&assign)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let found: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT stream_id, number FROM trade_streams WHERE stream_id = ANY($1::text[])",
+    )
+    .bind(&wanted)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut learned = Vec::with_capacity(found.len());
+    for (name, number) in found {
+        for (part, slot) in parts.iter().zip(numbers.iter_mut()) {
+            if part.stream.as_str() == name {
+                *slot = Some(number);
+            }
+        }
+        learned.push((number, StreamId(name.into())));
+    }
+    Ok((numbers, learned))
+}
+
+/// Whether any trade of the parts may be stored already in the table it is not going to (a
+/// log written before trades had rows, or a trade kept as JSON for its metadata): one probe
+/// of each table's trade key per part, over the part's range of trade ids, in one round trip.
+async fn overlaps(
+    conn: &mut PgConnection,
+    parts: &[Part],
+    numbers: &[Option<i32>],
+) -> Result<bool, StoreError> {
+    let (mut streams, mut lows, mut highs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut row_streams, mut row_lows, mut row_highs) = (Vec::new(), Vec::new(), Vec::new());
+    for (part, number) in parts.iter().zip(numbers) {
+        let range = |rows: bool| {
+            let ids = part
+                .batch
+                .events
+                .iter()
+                .filter(|e| e.trade.is_some() == rows)
+                .filter_map(|e| e.trade_id);
+            ids.clone().min().zip(ids.max())
+        };
+        if let Some((low, high)) = range(true) {
+            streams.push(part.stream.as_str());
+            lows.push(low);
+            highs.push(high);
+        }
+        if let (Some((low, high)), Some(number)) = (range(false), number) {
+            row_streams.push(*number);
+            row_lows.push(low);
+            row_highs.push(high);
+        }
+    }
+    if streams.is_empty() && row_streams.is_empty() {
+        return Ok(false);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS r(s, lo, hi) \
+             WHERE EXISTS (SELECT 1 FROM events \
+                           WHERE stream_id = r.s AND trade_id BETWEEN r.lo AND r.hi)) \
+             OR EXISTS (SELECT 1 FROM UNNEST($4::int4[], $5::int8[], $6::int8[]) AS r(n, lo, hi) \
+             WHERE EXISTS (SELECT 1 FROM market_trades \
+                           WHERE stream = r.n AND trade_id BETWEEN r.lo AND r.hi))",
+    )
+    .bind(&streams)
+    .bind(&lows)
+    .bind(&highs)
+    .bind(&row_streams)
+    .bind(&row_lows)
+    .bind(&row_highs)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// The most events an append sends through `hedgehog_append` (one statement, one round trip,
@@ -373,35 +558,36 @@ fn heard(payload: &str, origin: &str) -> Option<crate::Appended> {
 async fn append_parts_at_once(
     conn: &mut PgConnection,
     parts: &mut [Part],
+    numbers: &[Option<i32>],
     recorded_at: i64,
     (channel, origin): (&str, &str),
 ) -> Result<Vec<AppendOutcome>, StoreError> {
     let streams: Vec<&str> = parts.iter().map(|p| p.stream.as_str()).collect();
-    let versions: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = s)::int8, \
-                (SELECT COALESCE(MAX(position), 0) FROM events)::int8 \
-         FROM UNNEST($1::text[]) WITH ORDINALITY AS t(s, i) ORDER BY i",
-    )
+    let versions: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT {VERSION_OF}, ({HEAD}) \
+         FROM UNNEST($1::text[], $2::int4[]) WITH ORDINALITY AS t(s, n, i) ORDER BY i"
+    ))
     .bind(&streams)
+    .bind(numbers)
     .fetch_all(&mut *conn)
     .await?;
     let mut head = versions.first().map_or(0, |v| v.1);
-    let mut rows = String::new();
+    let mut rows = Copies::default();
     let mut outcomes = Vec::with_capacity(parts.len());
     let (mut heads, mut lasts, mut notes) = (Vec::new(), Vec::new(), Vec::new());
-    for (part, (actual, _)) in parts.iter().zip(versions) {
+    for ((part, (actual, _)), number) in parts.iter().zip(versions).zip(numbers) {
         if let Some(retried) = before_insert(&part.stream, part.expected, &part.batch, actual, 0)? {
             outcomes.push(retried);
             continue;
         }
         let count = part.batch.events.len() as i64;
-        rows.push_str(&copy_rows(
+        rows.add(
             &part.stream,
-            head,
-            actual,
+            *number,
+            (head, actual),
             recorded_at,
             &part.batch.events,
-        ));
+        );
         let last = head + count;
         heads.push(actual + count);
         lasts.push(last);
@@ -414,7 +600,7 @@ async fn append_parts_at_once(
         });
         head = last;
     }
-    copy_events(conn, rows).await?;
+    rows.send(conn).await?;
     let written: Vec<&str> = parts
         .iter()
         .zip(&outcomes)
@@ -440,27 +626,14 @@ async fn append_parts_at_once(
     Ok(outcomes)
 }
 
-fn decode(row: Row) -> Result<RecordedEvent, StoreError> {
-    let (pos, id, stream, version, ty, schema, payload, at, corr, cause, metadata) = row;
-    decode_row(
-        pos,
-        id,
-        &stream,
-        version,
-        &ty,
-        schema,
-        &payload,
-        at,
-        corr,
-        cause,
-        metadata.as_deref(),
-    )
-}
-
 #[async_trait]
 impl Backend for PgBackend {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn stores_trade_rows(&self) -> bool {
+        true
     }
 
     fn database(&self) -> crate::Database {
@@ -476,7 +649,11 @@ impl Backend for PgBackend {
         look_up: bool,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         if let [part] = parts {
-            if !look_up && (1..=ONE_STATEMENT_EVENTS).contains(&part.batch.events.len()) {
+            // Decisions and commands: no trades, so nothing for `market_trades`.
+            if !look_up
+                && (1..=ONE_STATEMENT_EVENTS).contains(&part.batch.events.len())
+                && part.batch.events.iter().all(|e| e.trade_id.is_none())
+            {
                 let outcome = append_in_one_statement(
                     &self.pool,
                     part,
@@ -499,45 +676,53 @@ impl Backend for PgBackend {
             .collect::<HashSet<_>>()
             .len()
             == parts.len();
-        if !look_up && parts.len() > 1 && distinct {
-            let outcomes =
-                append_parts_at_once(&mut tx, parts, recorded_at, (&self.channel, &self.origin))
-                    .await?;
-            tx.commit().await?;
-            return Ok(outcomes);
-        }
-        // The log's head is read with the first part's version (one round trip), then carried.
-        let mut head = None;
-        let mut outcomes = Vec::with_capacity(parts.len());
-        let mut wrote = false;
-        for part in parts.iter_mut() {
-            let (outcome, after) = append_part(
+        let (numbers, learned) = stream_numbers(&mut tx, &self.numbers, parts).await?;
+        let look_up = look_up || overlaps(&mut tx, parts, &numbers).await?;
+        let outcomes = if !look_up && parts.len() > 1 && distinct {
+            let outcomes = append_parts_at_once(
                 &mut tx,
-                part,
-                head,
+                parts,
+                &numbers,
                 recorded_at,
-                look_up,
                 (&self.channel, &self.origin),
             )
             .await?;
-            head = Some(after);
-            wrote |= outcome.last_position.is_some();
-            outcomes.push(outcome);
-        }
-        if wrote {
             tx.commit().await?;
-        }
+            outcomes
+        } else {
+            // The log's head is read with the first part's version (one round trip), then
+            // carried.
+            let mut head = None;
+            let mut outcomes = Vec::with_capacity(parts.len());
+            let mut wrote = false;
+            for (part, number) in parts.iter_mut().zip(&numbers) {
+                let (outcome, after) = append_part(
+                    &mut tx,
+                    part,
+                    *number,
+                    head,
+                    recorded_at,
+                    look_up,
+                    (&self.channel, &self.origin),
+                )
+                .await?;
+                head = Some(after);
+                wrote |= outcome.last_position.is_some();
+                outcomes.push(outcome);
+            }
+            if !wrote {
+                // Nothing written: the numbers it may have assigned are rolled back.
+                return Ok(outcomes);
+            }
+            tx.commit().await?;
+            outcomes
+        };
+        self.numbers.remember(learned);
         Ok(outcomes)
     }
 
     async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("{SELECT_COLUMNS} WHERE position >= $1 ORDER BY position LIMIT $2");
-        let rows: Vec<Row> = sqlx::query_as(&sql)
-            .bind(from)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(decode).collect()
+        reads::all(&self.pool, &self.numbers.names, from, limit).await
     }
 
     async fn read_stream(
@@ -546,32 +731,11 @@ impl Backend for PgBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // Versions are contiguous, so the page is a closed range: with the upper bound the
-        // planner walks the (stream_id, stream_version) index for `limit` rows even when its
-        // statistics are stale (right after a bulk import it chose a bitmap scan of the whole
-        // stream's tail and an on-disk sort, 200 ms a page).
-        let sql = format!(
-            "{SELECT_COLUMNS} WHERE stream_id = $1 AND stream_version >= $2 \
-             AND stream_version < $2 + $3 ORDER BY stream_version LIMIT $3"
-        );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
-            .bind(stream.as_str())
-            .bind(from)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(decode).collect()
+        reads::stream(&self.pool, &self.numbers.names, stream, from, limit).await
     }
 
     async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
-            "{SLIM_COLUMNS} WHERE position >= $1 ORDER BY position LIMIT $2"
-        ))
-        .bind(from)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(decode_slim).collect()
+        reads::all(&self.pool, &self.numbers.names, from, limit).await
     }
 
     async fn read_stream_events(
@@ -580,17 +744,7 @@ impl Backend for PgBackend {
         from: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        // A closed range, as in `read_stream`.
-        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
-            "{SLIM_COLUMNS} WHERE stream_id = $1 AND stream_version >= $2 \
-             AND stream_version < $2 + $3 ORDER BY stream_version LIMIT $3"
-        ))
-        .bind(stream.as_str())
-        .bind(from)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(decode_slim).collect()
+        reads::stream(&self.pool, &self.numbers.names, stream, from, limit).await
     }
 
     async fn read_trades(
@@ -599,33 +753,7 @@ impl Backend for PgBackend {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        // Along the (stream_id, trade_id) key (`trade_id > $2` implies its `trade_id IS NOT
-        // NULL`), as closed ranges of ids: an open range `trade_id > $2 ORDER BY trade_id` made
-        // the planner, with statistics gone stale after a bulk import, sort the whole stream on
-        // disk for every page (570 ms a page). The first id above `after` comes from the index
-        // (a MIN is one index probe); ids are unique, so the range holds at most `limit` rows,
-        // and a page may be short before the end: the end is an empty page.
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(trade_id) FROM events WHERE stream_id = $1 AND trade_id > $2",
-        )
-        .bind(stream.as_str())
-        .bind(after)
-        .fetch_one(&self.pool)
-        .await?;
-        let Some(first) = first else {
-            return Ok(Vec::new());
-        };
-        let rows: Vec<SlimRow> = sqlx::query_as(&format!(
-            "{SLIM_COLUMNS} WHERE stream_id = $1 AND trade_id >= $2 AND trade_id < $3 \
-             ORDER BY trade_id LIMIT $4"
-        ))
-        .bind(stream.as_str())
-        .bind(first)
-        .bind(first.saturating_add(limit))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(decode_slim).collect()
+        reads::trades(&self.pool, &self.numbers.names, stream, after, limit).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
@@ -650,10 +778,17 @@ impl Backend for PgBackend {
         // MATERIALIZED keeps the range on the trade key: left to itself the planner took the
         // minima along the position and version indexes, filtering every row before the cursor
         // (0.42 s at 1,000,000 trades, 2 s at 5,000,000, for a cursor at the end).
+        // Both tables hold trades: the earlier of their minima.
         let (position, version) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
             "WITH later AS MATERIALIZED (SELECT position, stream_version FROM events \
-             WHERE stream_id = $1 AND trade_id > $2) \
-             SELECT MIN(position), MIN(stream_version) FROM later",
+             WHERE stream_id = $1 AND trade_id > $2), \
+             later_rows AS MATERIALIZED (SELECT position, version FROM market_trades \
+             WHERE stream = (SELECT number FROM trade_streams WHERE stream_id = $1) \
+               AND trade_id > $2) \
+             SELECT LEAST((SELECT MIN(position) FROM later), \
+                          (SELECT MIN(position) FROM later_rows)), \
+                    LEAST((SELECT MIN(stream_version) FROM later), \
+                          (SELECT MIN(version) FROM later_rows))",
         )
         .bind(stream.as_str())
         .bind(after)
@@ -665,11 +800,7 @@ impl Backend for PgBackend {
     }
 
     async fn head_position(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::int8 FROM events")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(HEAD).fetch_one(&self.pool).await?)
     }
 
     async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError> {
