@@ -48,8 +48,11 @@ pub async fn dispatch(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
             } else {
                 None
             };
-            return backtest::backtest(store.as_ref(), config.exchange.info.as_deref(), *args)
-                .await;
+            backtest::backtest(store.as_ref(), config.exchange.info.as_deref(), *args).await?;
+            if let Some(store) = store {
+                store.close().await?;
+            }
+            return Ok(());
         }
         command => {
             let store = open_store(&config.database_url).await?;
@@ -60,6 +63,7 @@ pub async fn dispatch(cli: Cli, loaded: config::Loaded) -> anyhow::Result<()> {
                 _ => hedgehog_engine::actor::Actor::cli().on(&store),
             };
             with_store(&mut out, &store, &config, command).await?;
+            store.close().await?;
         }
     }
     out.flush()?;

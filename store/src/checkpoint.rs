@@ -117,6 +117,33 @@ async fn checkpoint(
     Ok(false)
 }
 
+/// Copies the whole WAL into the database file and empties it, if no reader holds it within
+/// a second: what a command does as it exits, so a clean exit leaves the database in one file
+/// (SQLite removes the WAL only when the last connection to it closes, which a process exiting
+/// with its pools open does not do). Answers whether it could: not while a reader (or another
+/// checkpoint) is on the WAL. The WAL is durable either way.
+pub(crate) async fn truncate(
+    pool: &SqlitePool,
+    write_lock: &Mutex<()>,
+) -> Result<bool, sqlx::Error> {
+    let _writer = write_lock.lock().await;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 1000")
+        .execute(&mut *conn)
+        .await?;
+    let truncated: Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+    sqlx::query(&format!(
+        "PRAGMA busy_timeout = {}",
+        BUSY_TIMEOUT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(truncated?.0 == 0)
+}
+
 /// Runs a passive checkpoint and answers how many pages the WAL holds.
 async fn wal_frames(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
     // (busy, pages in the WAL, pages checkpointed)

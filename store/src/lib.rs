@@ -650,6 +650,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         look_up: bool,
     ) -> Result<Vec<AppendOutcome>, StoreError>;
 
+    /// Leaves the database tidy for a process that exits (SQLite: its WAL checkpointed and
+    /// emptied). Best effort; nothing stored depends on it.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Waits until the commit that ended at position `last` is durable (`i64::MAX`: every
     /// commit of this process so far). PostgreSQL's commits are durable when they return;
     /// SQLite's appender syncs them off the write lock ([`durability`]).
@@ -1222,6 +1228,14 @@ impl Store {
             }
         }
         Some(events.into())
+    }
+
+    /// Called by a command as it exits: waits until every append of this process is durable
+    /// and leaves the database in its files alone (SQLite: the WAL copied in and emptied, if
+    /// no other process is reading it).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.backend.durable(i64::MAX).await?;
+        self.backend.close().await
     }
 
     /// Reads `$all` from `from` (inclusive), at most `limit` events.

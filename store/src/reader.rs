@@ -30,6 +30,8 @@ use super::{decode_event, RecordedEvent, StoreError, StreamEvent, StreamId};
 
 /// Rows stepped before their chunk is handed to the decoders.
 const CHUNK: usize = 1_000;
+/// Pages of `$all` of at least twice this many rows are read in two halves at once.
+const SPLIT_ROWS: i64 = 4 * CHUNK as i64;
 /// Idle connections kept for the next read.
 const KEEP: usize = 4;
 
@@ -230,6 +232,11 @@ impl Reader {
         }
     }
 
+    /// Closes the idle connections (a process about to exit).
+    pub(crate) fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn open(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open_with_flags(
             &self.path,
@@ -240,9 +247,59 @@ impl Reader {
     }
 
     /// `$all` from `from` (inclusive), at most `limit` events. Blocking: call off the runtime.
+    ///
+    /// A run of the log with no row of `events` (an import, a busy market between two
+    /// decisions) is read from `market_trades` alone: the merge of both tables steps each row
+    /// through a coroutine, and copies it, at a third of a page's cost. Both statements read
+    /// in one transaction, one snapshot: an event committed between them cannot be skipped.
     pub(crate) fn all<T: Page>(&self, from: i64, limit: i64) -> Result<Vec<T>, StoreError> {
-        let sql = page_sql::<T>("position >= ?1", "position >= ?1", 1);
-        self.read(&sql, from, limit, None)
+        // A long page is read as two halves at once, on two connections: stepping rows is
+        // most of a page's cost, on one core. Positions are gap-free, so the first half is
+        // [from, mid); if it ends short of `mid` (the head is in it), the second half, read
+        // in a later snapshot perhaps, is dropped rather than risk a gap.
+        if limit >= 2 * SPLIT_ROWS {
+            let mid = from + limit / 2;
+            let (first, second) = rayon::join(
+                || self.all_run::<T>(from, mid - from),
+                || self.all_run::<T>(mid, limit - (mid - from)),
+            );
+            let mut page = first?;
+            if page.len() as i64 == mid - from && page.last().map(Page::position) == Some(mid - 1) {
+                page.extend(second?);
+            }
+            return Ok(page);
+        }
+        self.all_run(from, limit)
+    }
+
+    /// [`Reader::all`] on one connection.
+    fn all_run<T: Page>(&self, from: i64, limit: i64) -> Result<Vec<T>, StoreError> {
+        self.with_connection(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let next_event: Option<i64> = tx
+                .prepare_cached("SELECT MIN(position) FROM events WHERE position >= ?1")?
+                .query_row([from], |row| row.get(0))?;
+            let mut page = Vec::new();
+            if next_event.is_none_or(|next| next > from) {
+                let sql = trades_only_sql::<T>();
+                let until = Bound::Int(next_event.unwrap_or(i64::MAX));
+                page = read_page::<T>(&tx, &sql, from, limit, until, &self.names)?;
+            }
+            let left = limit - page.len() as i64;
+            if let (Some(next), true) = (next_event, left > 0) {
+                let sql = page_sql::<T>("position >= ?1", "position >= ?1", 1);
+                page.extend(read_page::<T>(
+                    &tx,
+                    &sql,
+                    next,
+                    left,
+                    Bound::None,
+                    &self.names,
+                )?);
+            }
+            tx.finish()?;
+            Ok(page)
+        })
     }
 
     /// A stream from version `from` (inclusive), at most `limit` events. Blocking.
@@ -283,11 +340,23 @@ impl Reader {
         limit: i64,
         stream: Option<&StreamId>,
     ) -> Result<Vec<T>, StoreError> {
+        let third = match stream {
+            Some(s) => Bound::Text(s.as_str()),
+            None => Bound::None,
+        };
+        self.with_connection(|conn| read_page::<T>(conn, sql, from, limit, third, &self.names))
+    }
+
+    /// Runs `read` on an idle connection (or a new one) and caps what it read at what is synced.
+    fn with_connection<T: Page>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<Vec<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let conn = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let mut out = read_page::<T>(&conn, sql, from, limit, stream, &self.names);
+        let mut out = read(&conn);
         // Asked after the read, so any commit whose rows it saw shows here if still unsynced.
         // The page ends before its first hidden row (positions rise along a page of $all or of
         // one stream's versions; along trade ids they need not, and a reader paging on from
@@ -353,13 +422,31 @@ impl Names<'_> {
     }
 }
 
+/// A page statement's third value, if it has one: a stream's name, or where a run ends.
+#[derive(Clone, Copy)]
+enum Bound<'a> {
+    None,
+    Text(&'a str),
+    Int(i64),
+}
+
+/// `$all` from `?1` below `?3`, `?2` rows at most, from `market_trades` alone.
+fn trades_only_sql<T: Page>() -> String {
+    let t = if T::FULL {
+        TRADES_FULL
+    } else {
+        " FROM market_trades"
+    };
+    format!("{TRADES_SLIM}{t} WHERE position >= ?1 AND position < ?3 ORDER BY position LIMIT ?2")
+}
+
 /// Steps the page's rows a chunk at a time and decodes each chunk on the rayon pool meanwhile.
 fn read_page<T: Page>(
     conn: &Connection,
     sql: &str,
     from: i64,
     limit: i64,
-    stream: Option<&StreamId>,
+    third: Bound<'_>,
     names: &RwLock<HashMap<i64, Arc<str>>>,
 ) -> Result<Vec<T>, StoreError> {
     let mut names = Names {
@@ -368,9 +455,10 @@ fn read_page<T: Page>(
         local: HashMap::new(),
     };
     let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = match stream {
-        Some(s) => statement.query(rusqlite::params![from, limit, s.as_str()])?,
-        None => statement.query(rusqlite::params![from, limit])?,
+    let mut rows = match third {
+        Bound::Text(s) => statement.query(rusqlite::params![from, limit, s])?,
+        Bound::Int(i) => statement.query(rusqlite::params![from, limit, i])?,
+        Bound::None => statement.query(rusqlite::params![from, limit])?,
     };
     let (done, results) = std::sync::mpsc::channel();
     let mut chunks = 0;

@@ -189,6 +189,20 @@ impl Backend for SqliteBackend {
         outcome
     }
 
+    async fn close(&self) -> Result<(), StoreError> {
+        // This process's own readers first: an idle connection holds no snapshot, but the
+        // checkpointer or a page still being read may, for a moment.
+        self.reader.close_idle();
+        for _ in 0..20 {
+            if crate::checkpoint::truncate(&self.pool, &self.writer.lock).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::debug!("the WAL is left as it is at exit: another reader is on it");
+        Ok(())
+    }
+
     async fn durable(&self, last: i64) -> Result<(), StoreError> {
         self.durability.wait(last).await
     }

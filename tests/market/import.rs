@@ -213,6 +213,11 @@ mod cases {
             first.starts_with("read 3144, imported 3144, already present 0, rejected 0"),
             "{first}"
         );
+        if let Some(file) = db.url.strip_prefix("sqlite://") {
+            // A clean exit leaves the database in its one file: the WAL copied in and emptied.
+            let wal = std::fs::metadata(format!("{file}-wal")).map_or(0, |m| m.len());
+            assert_eq!(wal, 0, "the WAL after the import exited");
+        }
         let again = ok(&import(db, &["--symbol", "btcusdt", csv]));
         assert!(
             again.starts_with("read 3144, imported 0, already present 3144"),

@@ -39,6 +39,7 @@ on_both_backends!(
     positions_beyond_u32_work,
     trades_as_rows_read_back_exactly_as_written,
     trade_events_shows_rows_as_it_shows_json,
+    long_pages_merge_both_tables_in_order,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1727,5 +1728,64 @@ mod cases {
             .text_rows("SELECT CAST(COUNT(*) AS TEXT) FROM market_trades")
             .await;
         assert_eq!(in_rows, ["4"]);
+    }
+
+    /// A long page of `$all` (read in parts at once on SQLite) over runs of trade rows and of
+    /// JSON events is the log in order: every position once, each event as appended.
+    pub async fn long_pages_merge_both_tables_in_order(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        let who: hedgehog_store::Metadata =
+            [("by".to_owned(), "test".to_owned())].into_iter().collect();
+        // Runs of rows, single JSON events, and a run of JSON events at the end.
+        let batch: Vec<NewEvent> = (1..=12_000_u64)
+            .map(|id| {
+                let e = NewEvent::new(trade("ADAUSDT", id));
+                if id % 7 == 0 || id > 11_500 {
+                    e.with_metadata(who.clone())
+                } else {
+                    e
+                }
+            })
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap();
+        for (from, limit) in [
+            (1_i64, 10_000_i64),
+            (3, 9_999),
+            (2_001, 10_000),
+            (11_990, 50),
+        ] {
+            let page = store.read_all(from, limit).await.unwrap();
+            let expected = (limit as usize).min(12_001 - from as usize);
+            assert_eq!(page.len(), expected, "from {from}, {limit}");
+            for (k, e) in page.iter().enumerate() {
+                let at = from + k as i64;
+                assert_eq!(e.position, at);
+                let new = &batch[at as usize - 1];
+                assert_eq!(
+                    (e.event_id, &e.event),
+                    (new.event_id, &new.event),
+                    "at {at}"
+                );
+            }
+        }
+        // The slim pages projections read, from a position inside a run of rows.
+        let mut slim = store.subscribe_all_events_batches(2_000);
+        let mut at = 2_001_i64;
+        while at <= 12_000 {
+            let page = tokio::time::timeout(WAIT, slim.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            for e in page {
+                assert_eq!(e.position, at);
+                assert_eq!(e.event, batch[at as usize - 1].event, "at {at}");
+                at += 1;
+            }
+        }
     }
 }
