@@ -40,6 +40,7 @@ on_both_backends!(
     trades_as_rows_read_back_exactly_as_written,
     trade_events_shows_rows_as_it_shows_json,
     long_pages_merge_both_tables_in_order,
+    a_stream_of_rows_keeps_its_version_for_another_process,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1787,5 +1788,53 @@ mod cases {
                 at += 1;
             }
         }
+    }
+
+    /// Another process, which has not met a market stream's number, appends an event that is
+    /// not a trade to it: the stream's version is the one its rows reached.
+    pub async fn a_stream_of_rows_keeps_its_version_for_another_process(db: &TestDb) {
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        db.open()
+            .await
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 1..4))
+            .await
+            .unwrap();
+        let other = db.open().await;
+        let started = || {
+            vec![NewEvent::new(TradingStarted {
+                symbol: symbol("ADAUSDT"),
+                after_trade_id: Some(3),
+            })]
+        };
+        // With another stream's batch: one transaction of two parts (on PostgreSQL, not the
+        // one-statement append).
+        let outcomes = other
+            .begin_append_streams(vec![
+                (
+                    stream.clone(),
+                    ExpectedVersion::Exact(3),
+                    other.prepare(started()).unwrap(),
+                ),
+                (
+                    StreamId::trading(&symbol("ADAUSDT")),
+                    ExpectedVersion::Any,
+                    other.prepare(started()).unwrap(),
+                ),
+            ])
+            .await
+            .unwrap()
+            .acknowledged_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcomes[0].stream_version, outcomes[0].last_position),
+            (4, Some(4))
+        );
+        let err = other
+            .append(&stream, ExpectedVersion::Exact(3), trades("ADAUSDT", 9..10))
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        assert_eq!(other.read_stream(&stream, 1, 10).await.unwrap().len(), 4);
     }
 }

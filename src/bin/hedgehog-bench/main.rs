@@ -410,13 +410,20 @@ async fn fill(
     // does: the producer stays one batch ahead through a channel of one.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let producer_symbol = symbol.clone();
+    let producer_stream = stream.clone();
     let preparer = store.clone();
     let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut next = first_id;
         while next < end {
             let upto = (next + batch).min(end);
+            // Ids derived from the trades, as the streamer and the importer make them (so the
+            // store keeps no id column or index for them).
             let events: Vec<NewEvent> = (next..upto)
-                .map(|id| NewEvent::new(trade(&producer_symbol, id)))
+                .map(|id| {
+                    let trade = trade(&producer_symbol, id);
+                    let event_id = hedgehog_store::trade_event_id(&producer_stream, &trade);
+                    NewEvent::new(trade).with_id(event_id)
+                })
                 .collect();
             let prepared = preparer.prepare(events)?;
             if tx.blocking_send(prepared).is_err() {

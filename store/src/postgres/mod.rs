@@ -262,10 +262,11 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, rows: String) -> Resu
 const HEAD: &str = "SELECT GREATEST((SELECT COALESCE(MAX(position), 0) FROM events), \
      (SELECT COALESCE(MAX(position), 0) FROM market_trades))::int8";
 
-/// A stream's version (`s`, its number `n`) across both tables.
+/// A stream's version (`s`, its number `n`, if this process knows it) across both tables.
 const VERSION_OF: &str = "GREATEST( \
      (SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = s), \
-     (SELECT COALESCE(MAX(version), 0) FROM market_trades WHERE stream = n))::int8";
+     (SELECT COALESCE(MAX(version), 0) FROM market_trades WHERE stream = \
+          COALESCE(n, (SELECT number FROM trade_streams WHERE stream_id = s))))::int8";
 
 /// Inserts one part of an append after position `head` (`None`: read it, with the stream's
 /// version, in one round trip), inside its transaction; answers the outcome and the head after.
