@@ -413,76 +413,82 @@ fn overlaps(
     Ok(false)
 }
 
-/// Inserts `run` into `events` after `(position, version)`: full chunks of [`CHUNK_ROWS`],
-/// then the rest one row a statement (two statements to keep).
+/// Inserts `run` into `events` after `(position, version)`.
 fn insert_events(
     tx: &rusqlite::Transaction<'_>,
     run: &[PreparedEvent],
-    (position, version): (i64, i64),
+    before: (i64, i64),
     stream: &str,
     recorded_at: i64,
 ) -> Result<(), StoreError> {
-    let (full, rest) = run.split_at(run.len() - run.len() % CHUNK_ROWS);
-    let mut offset = 0_i64;
-    let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
-        let before = (position + offset, version + offset);
-        bind_statement(statement, before, stream, recorded_at)?;
-        for (row, e) in rows.iter().enumerate() {
-            bind_event(statement, row, e)?;
-        }
-        statement.raw_execute()?;
-        offset += rows.len() as i64;
-        Ok::<_, rusqlite::Error>(())
-    };
-    if !full.is_empty() {
-        let mut statement = tx.prepare_cached(&CHUNK_INSERT)?;
-        for rows in full.chunks(CHUNK_ROWS) {
-            insert(&mut statement, rows)?;
-        }
-    }
-    if !rest.is_empty() {
-        let mut statement = tx.prepare_cached(&ROW_INSERT)?;
-        for row in rest.chunks(1) {
-            insert(&mut statement, row)?;
-        }
-    }
-    Ok(())
+    insert_run(
+        tx,
+        run,
+        before,
+        (&CHUNK_INSERT, &ROW_INSERT),
+        |statement, before| bind_statement(statement, before, stream, recorded_at),
+        bind_event,
+    )
 }
 
-/// Inserts `run` (every one a trade row) into `market_trades` after `(position, version)`, as
-/// [`insert_events`] does into `events`.
+/// Inserts `run` (every one a trade row) into `market_trades` after `(position, version)`.
 fn insert_trades(
     tx: &rusqlite::Transaction<'_>,
     run: &[PreparedEvent],
-    (position, version): (i64, i64),
+    before: (i64, i64),
     number: i64,
     recorded_at: i64,
+) -> Result<(), StoreError> {
+    insert_run(
+        tx,
+        run,
+        before,
+        (&TRADE_CHUNK_INSERT, &TRADE_ROW_INSERT),
+        |statement, (position, version)| {
+            statement.raw_bind_parameter(1, position)?;
+            statement.raw_bind_parameter(2, number)?;
+            statement.raw_bind_parameter(3, version)
+        },
+        |statement, index, e| match &e.trade {
+            Some(row) => bind_trade(statement, index, row, recorded_at),
+            None => Ok(()),
+        },
+    )
+}
+
+/// Inserts `run` after `(position, version)`: full chunks of [`CHUNK_ROWS`] with the first
+/// statement of `sql`, then the rest one row a statement with the second (two statements to
+/// keep). `shared` binds what a statement's rows share, from the position and version before
+/// its first row; `row` binds its `i`th row.
+fn insert_run(
+    tx: &rusqlite::Transaction<'_>,
+    run: &[PreparedEvent],
+    (position, version): (i64, i64),
+    (chunk_sql, row_sql): (&str, &str),
+    shared: impl Fn(&mut Statement<'_>, (i64, i64)) -> rusqlite::Result<()>,
+    row: impl Fn(&mut Statement<'_>, usize, &PreparedEvent) -> rusqlite::Result<()>,
 ) -> Result<(), StoreError> {
     let (full, rest) = run.split_at(run.len() - run.len() % CHUNK_ROWS);
     let mut offset = 0_i64;
     let mut insert = |statement: &mut Statement<'_>, rows: &[PreparedEvent]| {
-        statement.raw_bind_parameter(1, position + offset)?;
-        statement.raw_bind_parameter(2, number)?;
-        statement.raw_bind_parameter(3, version + offset)?;
-        for (index, e) in rows.iter().enumerate() {
-            if let Some(row) = &e.trade {
-                bind_trade(statement, index, row, recorded_at)?;
-            }
+        shared(statement, (position + offset, version + offset))?;
+        for (i, e) in rows.iter().enumerate() {
+            row(statement, i, e)?;
         }
         statement.raw_execute()?;
         offset += rows.len() as i64;
         Ok::<_, rusqlite::Error>(())
     };
     if !full.is_empty() {
-        let mut statement = tx.prepare_cached(&TRADE_CHUNK_INSERT)?;
+        let mut statement = tx.prepare_cached(chunk_sql)?;
         for rows in full.chunks(CHUNK_ROWS) {
             insert(&mut statement, rows)?;
         }
     }
     if !rest.is_empty() {
-        let mut statement = tx.prepare_cached(&TRADE_ROW_INSERT)?;
-        for row in rest.chunks(1) {
-            insert(&mut statement, row)?;
+        let mut statement = tx.prepare_cached(row_sql)?;
+        for one in rest.chunks(1) {
+            insert(&mut statement, one)?;
         }
     }
     Ok(())

@@ -90,25 +90,9 @@ async fn checkpoint(
     restart_frames: i64,
 ) -> Result<bool, sqlx::Error> {
     if wal_frames(pool).await? >= restart_frames {
-        let writer = write_lock.lock().await;
         // The restart waits for readers still on the WAL, and this process's writers wait
         // for it: a second at most (not the pool's 30 s), then it gives up until later.
-        let mut conn = pool.acquire().await?;
-        sqlx::query("PRAGMA busy_timeout = 1000")
-            .execute(&mut *conn)
-            .await?;
-        let restarted: Result<(i64, i64, i64), sqlx::Error> =
-            sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
-                .fetch_one(&mut *conn)
-                .await;
-        sqlx::query(&format!(
-            "PRAGMA busy_timeout = {}",
-            BUSY_TIMEOUT.as_millis()
-        ))
-        .execute(&mut *conn)
-        .await?;
-        drop(writer);
-        if restarted?.0 == 0 {
+        if blocking_checkpoint(pool, write_lock, "RESTART").await? {
             return Ok(true);
         }
         tracing::debug!("WAL restart deferred: readers or another checkpoint still on it");
@@ -126,13 +110,23 @@ pub(crate) async fn truncate(
     pool: &SqlitePool,
     write_lock: &Mutex<()>,
 ) -> Result<bool, sqlx::Error> {
+    blocking_checkpoint(pool, write_lock, "TRUNCATE").await
+}
+
+/// A `RESTART` or `TRUNCATE` checkpoint, holding the process's writer queue and waiting a
+/// second at most for other connections: answers whether it was done.
+async fn blocking_checkpoint(
+    pool: &SqlitePool,
+    write_lock: &Mutex<()>,
+    mode: &str,
+) -> Result<bool, sqlx::Error> {
     let _writer = write_lock.lock().await;
     let mut conn = pool.acquire().await?;
     sqlx::query("PRAGMA busy_timeout = 1000")
         .execute(&mut *conn)
         .await?;
-    let truncated: Result<(i64, i64, i64), sqlx::Error> =
-        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+    let done: Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
             .fetch_one(&mut *conn)
             .await;
     sqlx::query(&format!(
@@ -141,7 +135,7 @@ pub(crate) async fn truncate(
     ))
     .execute(&mut *conn)
     .await?;
-    Ok(truncated?.0 == 0)
+    Ok(done?.0 == 0)
 }
 
 /// Runs a passive checkpoint and answers how many pages the WAL holds.
