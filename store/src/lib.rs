@@ -109,12 +109,16 @@ impl StreamId {
 
     /// The market of a market-trade stream (`trades-X`, `usdm-trades-X`); `None` for others.
     pub fn market(&self) -> Option<Market> {
-        if self.symbol_of("trades").is_some() {
-            Some(Market::Spot)
-        } else if self.symbol_of("usdm-trades").is_some() {
-            Some(Market::Usdm)
+        self.market_symbol().map(|(market, _)| market)
+    }
+
+    /// The market and symbol of a market-trade stream; `None` for others.
+    pub fn market_symbol(&self) -> Option<(Market, Symbol)> {
+        if let Some(symbol) = self.symbol_of("trades") {
+            Some((Market::Spot, symbol))
         } else {
-            None
+            self.symbol_of("usdm-trades")
+                .map(|symbol| (Market::Usdm, symbol))
         }
     }
 

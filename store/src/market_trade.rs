@@ -211,9 +211,7 @@ impl TradeRow {
 
 /// The symbol of a market stream's trades, parsed from its name.
 pub(crate) fn symbol_of(stream: &StreamId) -> Option<Symbol> {
-    stream
-        .symbol_of("trades")
-        .or_else(|| stream.symbol_of("usdm-trades"))
+    stream.market_symbol().map(|(_, symbol)| symbol)
 }
 
 #[cfg(test)]
