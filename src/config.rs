@@ -45,7 +45,16 @@ pub struct Config {
     pub symbols: SymbolsConfig,
     pub storing: StoringConfig,
     pub engine: EngineConfig,
+    pub archive: ArchiveConfig,
     pub log: LogConfig,
+}
+
+/// When market trades are sealed into compressed segments (`hedgehog archive`): by `run`, at
+/// its start and every hour, those older than `older_than_days`; never when unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    pub older_than_days: Option<u32>,
 }
 
 /// How `run`'s engine keeps its workers' state.
@@ -316,6 +325,7 @@ impl Default for Config {
             symbols: SymbolsConfig::default(),
             storing: StoringConfig::default(),
             engine: EngineConfig::default(),
+            archive: ArchiveConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -590,6 +600,12 @@ impl Loaded {
                 "0: must be at least 1 (trades between two snapshots)",
             ));
         }
+        if c.archive.older_than_days == Some(0) {
+            return Err(self.invalid(
+                "archive.older_than_days",
+                "0: must be at least 1 (a day of trades stays rows, for the live readers)",
+            ));
+        }
         if c.exchange.idle_timeout_secs == 0 {
             return Err(self.invalid(
                 "exchange.idle_timeout_secs",
@@ -740,6 +756,12 @@ orders = true
 # trades a trading worker takes between two snapshots of its state (and one at a clean stop):
 # after a crash, a restart reads at most this many of a symbol's trades again
 snapshot_every = {snapshot_every}
+
+[archive]
+# `run` seals market trades older than this many days into compressed segments (about 7 bytes
+# a trade instead of about 100) at its start and every hour; every reader reads through them.
+# Unset: only `hedgehog archive` seals.
+# older_than_days = 30
 
 [log]
 # a tracing filter; default: warn,hedgehog=info for run, warn otherwise (RUST_LOG overrides)

@@ -154,6 +154,22 @@ pub enum Command {
         #[arg(long, conflicts_with = "api_token")]
         no_auth: bool,
     },
+    /// Seal market trades older than a time into compressed, checksummed segments in the same
+    /// database (about 7 bytes a trade instead of about 100). Nothing changes for a reader:
+    /// every command reads through them. Each stream's newest trade stays a row.
+    Archive {
+        /// Seal trades before this time: ms since the epoch, 2024-08-08 or
+        /// 2024-08-08T10:00:00Z (UTC).
+        #[arg(long, value_parser = parse_time, conflicts_with = "older_than_days")]
+        before: Option<i64>,
+        /// Seal trades more than this many days old [config: archive.older_than_days].
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// Then give the space the rows took back to the file system (SQLite rewrites the
+        /// file, needing as much free disk again; PostgreSQL keeps it for new rows).
+        #[arg(long)]
+        compact: bool,
+    },
     /// The configuration: where each value comes from, and an example file.
     Config {
         #[command(subcommand)]

@@ -146,6 +146,62 @@ pub async fn projections(
     Ok(())
 }
 
+/// `archive`: seals the market trades older than `--before` (or `--older-than-days`, or the
+/// configuration's `archive.older_than_days`) and reports what it moved, in how long.
+pub async fn archive(
+    out: &mut impl Write,
+    store: &Store,
+    config: &config::Config,
+    before: Option<i64>,
+    older_than_days: Option<u32>,
+    compact: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let days = older_than_days.or(config.archive.older_than_days);
+    let before = match (before, days) {
+        (Some(before), _) => before,
+        (None, Some(0)) => anyhow::bail!("--older-than-days 0: must be at least 1"),
+        (None, Some(days)) => hedgehog_runtime::time::now().millis() - i64::from(days) * 86_400_000,
+        (None, None) => anyhow::bail!(
+            "say which trades to seal: --before TIME, --older-than-days N, or archive.older_than_days in the configuration"
+        ),
+    };
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("sealing {spinner} {pos} trades ({per_sec})") {
+        bar.set_style(style);
+    }
+    let sealed = store
+        .seal(before, |so_far| bar.set_position(so_far.trades))
+        .await;
+    bar.finish_and_clear();
+    let sealed = sealed.context("cannot seal the market trades")?;
+    if compact {
+        store
+            .compact()
+            .await
+            .context("cannot compact the database")?;
+    }
+    let per_trade = if sealed.trades > 0 {
+        format!(
+            ", {:.1} bytes a trade",
+            sealed.bytes as f64 / sealed.trades as f64
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "sealed {} trades before {} into {} segments ({:.1} MB{per_trade}){} in {:.2} s",
+        sealed.trades,
+        format_time(before),
+        sealed.segments,
+        sealed.bytes as f64 / 1e6,
+        if compact { ", compacted," } else { "" },
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
 pub fn print_event(out: &mut impl Write, e: &RecordedEvent, format: Format) -> anyhow::Result<()> {
     let payload = e.event.encode()?;
     match format {

@@ -87,6 +87,11 @@ async fn with_store(
             format,
         } => log::events(out, store, stream, from, limit, format).await,
         Command::Projections { what } => log::projections(out, store, what).await,
+        Command::Archive {
+            before,
+            older_than_days,
+            compact,
+        } => log::archive(out, store, config, before, older_than_days, compact).await,
         Command::Trading { what } => trading::trading(out, store, config, what).await,
         Command::Settings { what } => trading::settings(out, store, config, what).await,
         Command::Storing { what } => trading::storing(out, store, config, what).await,

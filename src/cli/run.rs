@@ -106,6 +106,9 @@ pub async fn run(
         snapshot_every: config.engine.snapshot_every,
         probe: None,
     };
+    if let Some(days) = config.archive.older_than_days {
+        tokio::spawn(archive_every_hour(store.clone(), days, stop.subscribe()));
+    }
     let stats = Arc::new(StreamerStats::default());
     let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);
     let task = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
@@ -117,6 +120,36 @@ pub async fn run(
     ran?;
     writeln!(out, "{}", stats.summary())?;
     Ok(())
+}
+
+/// `archive.older_than_days`: seals the market trades older than that at the start and every
+/// hour until the engine stops. A seal that fails is logged and tried again the next hour:
+/// nothing is lost, the trades stay rows.
+async fn archive_every_hour(
+    store: hedgehog_store::Store,
+    days: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = hourly.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let before = hedgehog_runtime::time::now().millis() - i64::from(days) * 86_400_000;
+        match store.seal(before, |_| {}).await {
+            Ok(sealed) if sealed.trades > 0 => tracing::info!(
+                trades = sealed.trades,
+                segments = sealed.segments,
+                bytes = sealed.bytes,
+                "sealed market trades older than {days} days"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot seal old market trades; trying again in an hour")
+            }
+        }
+    }
 }
 
 /// The configuration's `[symbols]`: each is switched on once, by the first start that finds it

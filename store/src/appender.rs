@@ -21,8 +21,11 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Statement, Tran
 
 use super::durability::Durability;
 use super::market_trade::TradeRow;
+use super::sealed::{self, Sealed, Segment};
+use super::segment::SealedTrade;
 use super::sqlite::configure;
-use super::{before_insert, AppendOutcome, Part, PreparedEvent, StoreError};
+use super::{before_insert, AppendOutcome, Part, PreparedEvent, StoreError, StreamId};
+use uuid::Uuid;
 
 /// Values bound once per statement: the position and version before its first row, the stream,
 /// the time ([`bind_statement`]).
@@ -280,6 +283,121 @@ impl Appender {
     }
 }
 
+impl Appender {
+    /// [`crate::Backend::seal_window`] on this connection: one transaction holding the write
+    /// lock, which inserts the window's segments and deletes the rows they hold. Blocking:
+    /// call it off the runtime, holding the writer queue's turn.
+    pub(crate) fn seal_window(
+        &self,
+        from: i64,
+        before: i64,
+    ) -> Result<Option<(i64, Sealed)>, StoreError> {
+        let mut writer = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let start: Option<i64> = tx
+            .prepare_cached(
+                "SELECT MIN(position) FROM market_trades WHERE position >= ?1 AND trade_time < ?2",
+            )?
+            .query_row(params![from, before], |row| row.get(0))?;
+        let Some(start) = start else {
+            return Ok(None);
+        };
+        let end = start.saturating_add(sealed::WINDOW);
+        let mut rows = Vec::new();
+        {
+            let mut select = tx.prepare_cached(&sealed::window_sql('?'))?;
+            let mut stepped = select.query(params![start, end])?;
+            while let Some(row) = stepped.next()? {
+                let event_id = match row.get::<_, Option<Vec<u8>>>(13)? {
+                    None => None,
+                    Some(bytes) => {
+                        Some(Uuid::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                            position: row.get(1).unwrap_or_default(),
+                            column: "event_id",
+                            value: format!("{bytes:?}"),
+                        })?)
+                    }
+                };
+                rows.push((
+                    row.get::<_, i64>(0)?,
+                    SealedTrade {
+                        position: row.get(1)?,
+                        version: row.get(2)?,
+                        recorded_at: row.get(3)?,
+                        row: TradeRow {
+                            trade_id: row.get(4)?,
+                            price: row.get(5)?,
+                            quantity: row.get(6)?,
+                            form: row.get(7)?,
+                            trade_time: row.get(8)?,
+                            event_lag: row.get(9)?,
+                            buyer_order_id: row.get(10)?,
+                            seller_order_id: row.get(11)?,
+                            first_trade_id: row.get(12)?,
+                            event_id,
+                        },
+                    },
+                ));
+            }
+        }
+        let (mut newest, mut names) = (HashMap::new(), HashMap::new());
+        for (stream, _) in &rows {
+            if newest.contains_key(stream) {
+                continue;
+            }
+            let version: i64 = tx
+                .prepare_cached("SELECT MAX(version) FROM market_trades WHERE stream = ?1")?
+                .query_row(params![stream], |row| row.get(0))?;
+            let name: String = tx
+                .prepare_cached("SELECT stream_id FROM trade_streams WHERE number = ?1")?
+                .query_row(params![stream], |row| row.get(0))?;
+            newest.insert(*stream, version);
+            names.insert(*stream, StreamId::new(&name)?);
+        }
+        let mut done = Sealed::default();
+        for segment in sealed::plan(rows, &newest, before, &names) {
+            let i = &segment.info;
+            tx.prepare_cached(&sealed::insert_sql('?'))?
+                .execute(params![
+                    segment.stream,
+                    i.first_position,
+                    i.last_position,
+                    i.first_version,
+                    i.last_version,
+                    i.min_trade_id,
+                    i.max_trade_id,
+                    i.trades,
+                    i64::from(segment.checksum),
+                    segment.block,
+                ])?;
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM market_trades WHERE stream = ?1 AND version BETWEEN ?2 AND ?3",
+                )?
+                .execute(params![segment.stream, i.first_version, i.last_version])?;
+            if deleted as i64 != i.trades {
+                return Err(StoreError::Corrupt {
+                    position: i.first_position,
+                    column: "market_trades",
+                    value: format!(
+                        "{deleted} rows of {} between versions {} and {}, sealing {}",
+                        i.stream, i.first_version, i.last_version, i.trades
+                    ),
+                });
+            }
+            done += Sealed {
+                segments: 1,
+                trades: i.trades as u64,
+                bytes: segment.block.len() as u64,
+            };
+        }
+        tx.commit()?;
+        Ok(Some((end, done)))
+    }
+}
+
 /// Inserts one part after position `head`, inside the append's transaction: its trades that
 /// are rows ([`PreparedEvent::trade`]) into `market_trades`, the rest into `events`, each at
 /// its place in the batch's order.
@@ -331,6 +449,16 @@ fn append_part(
                         stored_trades.insert(trade);
                     }
                 }
+            }
+        }
+        // Then the segments (after the rows: a seal between the two moves rows, not loses them).
+        let (sealed_trades, sealed_ids) = sealed_keys(tx, number, &batch.events)?;
+        for e in &batch.events {
+            if sealed_ids.contains(&e.event_id) {
+                stored_ids.insert(e.event_id);
+            }
+            if let Some(trade) = e.trade_id.filter(|t| sealed_trades.contains(t)) {
+                stored_trades.insert(trade);
             }
         }
         duplicates = batch.drop_stored(&stored_ids, &stored_trades);
@@ -410,7 +538,55 @@ fn overlaps(
             return Ok(true);
         }
     }
+    // And in neither table: sealed.
+    if let (Some((low, high)), Some(number)) = (trade_range(events), number) {
+        let found: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM trade_segments \
+                 WHERE stream = ?1 AND max_trade_id >= ?2 AND min_trade_id <= ?3)",
+            )?
+            .query_row(params![number, low, high], |row| row.get(0))?;
+        if found {
+            return Ok(true);
+        }
+    }
     Ok(false)
+}
+
+/// The lowest and highest trade id of `events`.
+fn trade_range(events: &[PreparedEvent]) -> Option<(i64, i64)> {
+    let ids = events.iter().filter_map(|e| e.trade_id);
+    ids.clone().min().zip(ids.max())
+}
+
+/// The trade ids and event ids of the sealed trades of stream `number` whose trade ids meet
+/// the range of `events`' ([`sealed::keys_of`]).
+fn sealed_keys(
+    tx: &rusqlite::Transaction<'_>,
+    number: Option<i64>,
+    events: &[PreparedEvent],
+) -> Result<(HashSet<i64>, HashSet<Uuid>), StoreError> {
+    let (Some(number), Some((low, high))) = (number, trade_range(events)) else {
+        return Ok(Default::default());
+    };
+    let mut select = tx.prepare_cached(&sealed::overlapping_sql('?'))?;
+    let mut rows = select.query(params![number, low, high])?;
+    let mut overlapping = Vec::new();
+    while let Some(row) = rows.next()? {
+        let segment = Segment::from_row((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+            row.get(7)?,
+            row.get(8)?,
+        ));
+        overlapping.push((segment, row.get(9)?, row.get(10)?));
+    }
+    sealed::keys_of(overlapping)
 }
 
 /// Inserts `run` into `events` after `(position, version)`.

@@ -23,8 +23,7 @@ mod eventually_impl;
 mod market_trade;
 mod postgres;
 mod reader;
-// The codec of sealed segments; the store reads and writes them in the next step (issue 26).
-#[cfg_attr(not(test), allow(dead_code))]
+mod sealed;
 mod segment;
 mod snapshot;
 mod sqlite;
@@ -43,6 +42,7 @@ use uuid::Uuid;
 
 pub use checkpoint::{WriteQueue, WriterTurn};
 pub use market_trade::trade_event_id;
+pub use sealed::Sealed;
 pub use snapshot::{Snapshot, Unusable};
 
 /// The default database: an SQLite file in the working directory, created if missing.
@@ -295,6 +295,14 @@ pub enum StoreError {
         position: i64,
         column: &'static str,
         value: String,
+    },
+    #[error("sealed segment {id} of {stream} (positions {first_position} to {last_position}) is damaged: {reason}; nothing of it was read. Restore the database from a backup taken after it was sealed")]
+    DamagedSegment {
+        id: i64,
+        stream: StreamId,
+        first_position: i64,
+        last_position: i64,
+        reason: String,
     },
     #[error("{what} {value} does not fit in eventually's u32 (its versions and sequence numbers are u32); use Hedgehog's own i64 API for this store")]
     U32Overflow { what: &'static str, value: i64 },
@@ -723,6 +731,34 @@ pub(crate) trait Backend: Send + Sync + 'static {
         stream: &StreamId,
         after: i64,
     ) -> Result<Option<Place>, StoreError>;
+
+    /// The sealed segments along `along` whose range of its key ends at or after `from` and
+    /// starts at or before `to`, after `after` (their first key and id), in that order, at
+    /// most `limit` ([`sealed`]).
+    async fn segments(
+        &self,
+        along: &sealed::Along,
+        from: i64,
+        to: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<sealed::Segment>, StoreError>;
+
+    /// A segment's block and the checksum stored beside it.
+    async fn segment_block(&self, id: i64) -> Result<(Vec<u8>, i64), StoreError>;
+
+    /// Seals the market trades older than `before` (ms) in the window of
+    /// [`sealed::WINDOW`] positions from the first such trade at or after `from`, in one
+    /// transaction; `None` when there is none. Answers where the next window starts.
+    async fn seal_window(
+        &self,
+        from: i64,
+        before: i64,
+    ) -> Result<Option<(i64, Sealed)>, StoreError>;
+
+    /// Gives the space of deleted rows back (SQLite: `VACUUM`, the file rewritten; PostgreSQL:
+    /// `VACUUM` of the log's trade tables, the space kept for new rows).
+    async fn compact(&self) -> Result<(), StoreError>;
 }
 
 /// Where an event is: in the log and in its stream.
@@ -1037,6 +1073,7 @@ impl Store {
                 })
             }
         };
+        let backend: Arc<dyn Backend> = Arc::new(sealed::Tiered::new(backend));
         let head = backend.head_position().await?;
         tracing::debug!(backend = backend.name(), head, "event store open");
         Ok(Store {
@@ -1243,6 +1280,32 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         self.backend.durable(i64::MAX).await?;
         self.backend.close().await
+    }
+
+    /// Seals the market trades older than `before` (ms since the Unix epoch) into segments
+    /// ([`sealed`]), a window of positions at a time, each in its own transaction, calling
+    /// `progress` with the totals after each. Every reader goes on reading them as before;
+    /// each stream's newest trade stays a row. Run it again to seal what has aged since.
+    pub async fn seal(
+        &self,
+        before: i64,
+        mut progress: impl FnMut(Sealed),
+    ) -> Result<Sealed, StoreError> {
+        let mut total = Sealed::default();
+        let mut from = 0;
+        while let Some((next, sealed)) = self.backend.seal_window(from, before).await? {
+            total += sealed;
+            progress(total);
+            from = next;
+        }
+        Ok(total)
+    }
+
+    /// Gives the space sealed rows took back ([`Backend::compact`]): after a large
+    /// [`Store::seal`]. SQLite rewrites the whole file, which needs as much free disk again
+    /// and holds the write lock meanwhile.
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        self.backend.compact().await
     }
 
     /// Reads `$all` from `from` (inclusive), at most `limit` events.

@@ -24,6 +24,7 @@ use super::appender::Appender;
 use super::checkpoint::WriteQueue;
 use super::durability::Durability;
 use super::reader::Reader;
+use super::sealed::{self, Along, Sealed, Segment, SegmentRow};
 use super::{
     AppendOutcome, Backend, Part, Place, RecordedEvent, StoreError, StreamEvent, StreamHead,
     StreamId, Wakes,
@@ -317,5 +318,53 @@ impl Backend for SqliteBackend {
 
     fn poll_interval(&self) -> Duration {
         Duration::from_millis(200)
+    }
+
+    async fn segments(
+        &self,
+        along: &Along,
+        from: i64,
+        to: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<Segment>, StoreError> {
+        let sql = sealed::segments_sql(along, '?');
+        let mut query = sqlx::query_as::<_, SegmentRow>(&sql)
+            .bind(from)
+            .bind(to)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit);
+        if let Some(stream) = along.stream() {
+            query = query.bind(stream.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Segment::from_row).collect())
+    }
+
+    async fn segment_block(&self, id: i64) -> Result<(Vec<u8>, i64), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT block, checksum FROM trade_segments WHERE id = ?")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn seal_window(
+        &self,
+        from: i64,
+        before: i64,
+    ) -> Result<Option<(i64, Sealed)>, StoreError> {
+        let _turn = self.writer.turn().await;
+        let appender = Arc::clone(&self.appender);
+        off_runtime(move || appender.seal_window(from, before)).await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        let _turn = self.writer.turn().await;
+        self.reader.close_idle();
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        Ok(())
     }
 }

@@ -371,6 +371,14 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "archive.older_than_days",
+        "older_than_days = 30",
+        "30",
+        ("HEDGEHOG_ARCHIVE_OLDER_THAN_DAYS", "7"),
+        "7",
+        None,
+    ),
+    case(
         "log.format",
         "format = \"json\"",
         "json",

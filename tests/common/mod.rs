@@ -120,6 +120,21 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Runs one statement, answering what the database said: for statements it must refuse.
+    pub async fn try_execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await?;
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await?;
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+        }
+    }
+
     /// The rows of a query whose one column is text (inspecting what the database holds).
     pub async fn text_rows(&self, sql: &str) -> Vec<String> {
         use sqlx::Connection;

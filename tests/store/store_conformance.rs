@@ -41,6 +41,8 @@ on_both_backends!(
     trade_events_shows_rows_as_it_shows_json,
     long_pages_merge_both_tables_in_order,
     a_stream_of_rows_keeps_its_version_for_another_process,
+    sealing_moves_trades_and_changes_no_event,
+    a_damaged_segment_is_named_never_skipped,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1430,30 +1432,13 @@ mod cases {
             .unwrap();
         let before = store.read_all(1, 10).await.unwrap();
         assert_eq!(before.len(), 3);
-        let attempt = |sql: &'static str| {
-            let url = db.url.clone();
-            let backend = db.backend;
-            async move {
-                use sqlx::Connection;
-                match backend {
-                    common::Backend::Sqlite => {
-                        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
-                    }
-                    common::Backend::Postgres => {
-                        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                        sqlx::query(sql).execute(&mut c).await.map(|_| ())
-                    }
-                }
-            }
-        };
         for sql in [
             "UPDATE events SET payload = '{}'",
             "DELETE FROM events",
             "UPDATE market_trades SET price = 0",
             "DELETE FROM market_trades",
         ] {
-            let err = attempt(sql).await.unwrap_err();
+            let err = db.try_execute(sql).await.unwrap_err();
             assert!(err.to_string().contains("append-only"), "{sql}: {err}");
         }
         assert_eq!(store.read_all(1, 10).await.unwrap(), before);
@@ -1836,5 +1821,279 @@ mod cases {
             .unwrap_err();
         assert!(err.is_conflict(), "{err}");
         assert_eq!(other.read_stream(&stream, 1, 10).await.unwrap().len(), 4);
+    }
+
+    /// Sealing moves a log's older market trades into segments and changes no event: every
+    /// read path, at every page size, answers the same before and after, appends go on as
+    /// before (a sealed trade is still a duplicate), and each stream's newest trade stays a row.
+    pub async fn sealing_moves_trades_and_changes_no_event(db: &TestDb) {
+        use hedgehog_store::trade_event_id;
+        let store = db.open().await;
+        let (ada, btc) = (symbol("ADAUSDT"), symbol("BTCUSDT"));
+        let streams = [
+            StreamId::trades(&ada),
+            StreamId::trades(&btc),
+            StreamId::trading(&ada),
+        ];
+        let derived = |stream: &StreamId, t: hedgehog_domain::events::TradeReceived| {
+            let id = trade_event_id(stream, &t);
+            NewEvent::new(t).with_id(id)
+        };
+        let who: hedgehog_store::Metadata =
+            [("by".to_owned(), "test".to_owned())].into_iter().collect();
+        // Two market streams interleaved, a decision between them, a trade kept as JSON, one
+        // with its own id, and trade ids out of order within a batch.
+        for round in 0..4_u64 {
+            let base = round * 10;
+            let mut ada_batch: Vec<NewEvent> = (base + 1..base + 8)
+                .map(|id| derived(&streams[0], trade("ADAUSDT", id)))
+                .collect();
+            ada_batch.push(NewEvent::new(trade("ADAUSDT", base + 9)));
+            ada_batch.push(derived(&streams[0], trade("ADAUSDT", base + 8)));
+            if round == 1 {
+                ada_batch
+                    .push(NewEvent::new(trade("ADAUSDT", base + 10)).with_metadata(who.clone()));
+            }
+            store
+                .append(&streams[0], ExpectedVersion::Any, ada_batch)
+                .await
+                .unwrap();
+            let btc_batch = (base + 1..base + 6)
+                .map(|id| derived(&streams[1], trade("BTCUSDT", id)))
+                .collect();
+            store
+                .append(&streams[1], ExpectedVersion::Any, btc_batch)
+                .await
+                .unwrap();
+            let version = store.stream_version(&streams[2]).await.unwrap();
+            store
+                .append(
+                    &streams[2],
+                    ExpectedVersion::Exact(version),
+                    vec![NewEvent::new(TradingStarted {
+                        symbol: ada.clone(),
+                        after_trade_id: None,
+                    })],
+                )
+                .await
+                .unwrap();
+        }
+        let before = sealing::everything(&store, &streams, 100_000).await;
+        assert_eq!(before.all.len(), 4 * 9 + 1 + 4 * 5 + 4);
+        for page in [1, 3, 7] {
+            assert_eq!(
+                sealing::everything(&store, &streams, page).await,
+                before,
+                "pages of {page}"
+            );
+        }
+        let rows = db
+            .text_rows("SELECT CAST(COUNT(*) AS TEXT) FROM market_trades")
+            .await;
+
+        // Trades up to id 24 are older than the cut (`trade` times them by id).
+        let cut = 1_559_520_022_517 + 25;
+        let mut seen = Vec::new();
+        let sealed = store.seal(cut, |so_far| seen.push(so_far)).await.unwrap();
+        assert!(sealed.segments >= 2, "{sealed:?}");
+        assert_eq!(seen.last(), Some(&sealed));
+        let left = db
+            .text_rows("SELECT CAST(COUNT(*) AS TEXT) FROM market_trades")
+            .await;
+        assert_eq!(
+            left[0].parse::<u64>().unwrap() + sealed.trades,
+            rows[0].parse::<u64>().unwrap()
+        );
+        // ADAUSDT's 1..=9, 11..=19 and 21..=24 (20 is JSON, and there is no 10); BTCUSDT's
+        // 1..=5, 11..=15 and 21..=24.
+        assert_eq!(sealed.trades, 22 + 14);
+        assert_eq!(
+            db.text_rows("SELECT CAST(SUM(trades) AS TEXT) FROM trade_segments")
+                .await,
+            [sealed.trades.to_string()]
+        );
+
+        // The same log through every reader, in pages of every size, in a fresh process too.
+        for page in [100_000, 1, 3, 7] {
+            assert_eq!(
+                sealing::everything(&store, &streams, page).await,
+                before,
+                "pages of {page}"
+            );
+        }
+        let other = db.open().await;
+        assert_eq!(sealing::everything(&other, &streams, 4).await, before);
+        let mut all = other.subscribe_all(0);
+        assert_eq!(take(&mut all, before.all.len()).await, before.all);
+
+        // Sealing again seals nothing new; a later cut seals what has aged since, but never a
+        // stream's newest trade.
+        assert_eq!(store.seal(cut, |_| {}).await.unwrap().trades, 0);
+        store.seal(i64::MAX, |_| {}).await.unwrap();
+        assert_eq!(sealing::everything(&store, &streams, 5).await, before);
+        assert_eq!(
+            db.text_rows(
+                "SELECT CAST(m.trade_id AS TEXT) FROM market_trades m ORDER BY m.position"
+            )
+            .await,
+            ["38", "35"]
+        );
+
+        // A sealed trade is still stored: appended again (whole, or under another id), it is a
+        // duplicate, and the stream goes on from its version.
+        let again = store
+            .append(
+                &streams[0],
+                ExpectedVersion::Any,
+                vec![
+                    derived(&streams[0], trade("ADAUSDT", 3)),
+                    NewEvent::new(trade("ADAUSDT", 4)),
+                    derived(&streams[0], trade("ADAUSDT", 41)),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.appended, again.duplicates), (1, 2));
+        assert_eq!(again.stream_version, before.versions[0] + 1);
+        assert_eq!(again.last_position, Some(before.head + 1));
+        let retried = store
+            .append(
+                &streams[1],
+                ExpectedVersion::Exact(0),
+                (1..6)
+                    .map(|id| derived(&streams[1], trade("BTCUSDT", id)))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((retried.appended, retried.duplicates), (0, 5));
+
+        // Segments are as permanent as rows, and a row leaves only for a segment.
+        for sql in [
+            "UPDATE trade_segments SET trades = trades + 1",
+            "DELETE FROM trade_segments",
+            "DELETE FROM market_trades",
+        ] {
+            let err = db.try_execute(sql).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+    }
+
+    /// A segment whose block no longer matches its checksum is an error naming it, on every
+    /// read path that needs it; it is never read as a gap.
+    pub async fn a_damaged_segment_is_named_never_skipped(db: &TestDb) {
+        let store = db.open().await;
+        let stream = StreamId::trades(&symbol("ADAUSDT"));
+        store
+            .append(&stream, ExpectedVersion::Any, trades("ADAUSDT", 1..50))
+            .await
+            .unwrap();
+        let sealed = store.seal(i64::MAX, |_| {}).await.unwrap();
+        assert_eq!((sealed.segments, sealed.trades), (1, 48));
+        drop(store);
+        // Past the triggers, as a bad disk or a careless hand would.
+        match db.backend {
+            common::Backend::Sqlite => {
+                db.execute("DROP TRIGGER trade_segments_are_immutable")
+                    .await;
+            }
+            common::Backend::Postgres => {
+                db.execute("ALTER TABLE trade_segments DISABLE TRIGGER trade_segments_append_only")
+                    .await;
+            }
+        }
+        db.execute("UPDATE trade_segments SET checksum = checksum + 1")
+            .await;
+        let store = db.open().await;
+        let named = |e: StoreError| {
+            let text = e.to_string();
+            assert!(
+                text.contains("sealed segment")
+                    && text.contains("trades-ADAUSDT")
+                    && text.contains("checksum"),
+                "{text}"
+            );
+        };
+        named(store.read_all(1, 10).await.unwrap_err());
+        named(store.read_stream_events(&stream, 1, 100).await.unwrap_err());
+        named(store.read_trades(&stream, None, 100).await.unwrap_err());
+        // What is not sealed still reads: the newest trade.
+        assert_eq!(store.read_all(49, 10).await.unwrap().len(), 1);
+    }
+}
+
+mod sealing {
+    use super::*;
+
+    /// Everything a reader can ask of the log, read in pages of `page` events.
+    #[derive(Debug, PartialEq)]
+    pub struct Everything {
+        pub all: Vec<RecordedEvent>,
+        all_paged: Vec<RecordedEvent>,
+        streams: Vec<Vec<RecordedEvent>>,
+        streams_paged: Vec<Vec<hedgehog_store::StreamEvent>>,
+        trades: Vec<Vec<hedgehog_store::StreamEvent>>,
+        resumes: Vec<Option<Place>>,
+        pub head: i64,
+        pub versions: Vec<i64>,
+        heads: Vec<StreamHead>,
+    }
+
+    pub async fn everything(store: &Store, streams: &[StreamId], page: i64) -> Everything {
+        let all = store.read_all(1, 100_000).await.unwrap();
+        let mut all_paged = Vec::new();
+        loop {
+            let from = all_paged
+                .last()
+                .map_or(1, |e: &RecordedEvent| e.position + 1);
+            let next = store.read_all(from, page).await.unwrap();
+            if next.is_empty() {
+                break;
+            }
+            all_paged.extend(next);
+        }
+        let mut out = Everything {
+            all,
+            all_paged,
+            streams: Vec::new(),
+            streams_paged: Vec::new(),
+            trades: Vec::new(),
+            resumes: Vec::new(),
+            head: store.head_position().await.unwrap(),
+            versions: Vec::new(),
+            heads: store.stream_heads("").await.unwrap(),
+        };
+        for stream in streams {
+            out.streams
+                .push(store.read_stream(stream, 1, 100_000).await.unwrap());
+            let mut paged = Vec::new();
+            loop {
+                let from = paged
+                    .last()
+                    .map_or(1, |e: &hedgehog_store::StreamEvent| e.stream_version + 1);
+                let next = store.read_stream_events(stream, from, page).await.unwrap();
+                if next.is_empty() {
+                    break;
+                }
+                paged.extend(next);
+            }
+            out.streams_paged.push(paged);
+            let mut trades = Vec::new();
+            let mut after = None;
+            loop {
+                let next = store.read_trades(stream, after, page).await.unwrap();
+                let Some(last) = next.last() else { break };
+                after = last.event.trade_id();
+                trades.extend(next);
+            }
+            out.trades.push(trades);
+            for after in [None, Some(0), Some(3), Some(10), Some(25), Some(1_000)] {
+                out.resumes
+                    .push(store.first_trade_after(stream, after).await.unwrap());
+            }
+            out.versions
+                .push(store.stream_version(stream).await.unwrap());
+        }
+        out
     }
 }

@@ -72,6 +72,21 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// Seal a store's market trades (`hedgehog archive`) and read them back: bytes a trade
+    /// sealed, and trades/s read along the trade key and through `$all` before and after.
+    /// Sealing changes the database: name a copy. Without --database-url, a fresh store of
+    /// --events synthetic trades.
+    Seal {
+        #[arg(long, value_enum)]
+        backend: BackendKind,
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// The market stream to read back.
+        #[arg(long, default_value = "trades-ADAUSDT")]
+        stream: String,
+    },
     /// Load-test `hedgehog run`: SYMBOLS symbols replayed at full speed while CLIENTS
     /// Server-Sent-Events clients listen for SECONDS; reports errors, lost events and the
     /// engine's memory over time.
@@ -261,6 +276,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             events,
         } => project(backend, database_url, events).await,
+        Command::Seal {
+            backend,
+            database_url,
+            events,
+            stream,
+        } => seal(backend, database_url, events, &stream).await,
         Command::Load(options) => load::run(options).await,
         Command::Restart(options) => restart::run(options).await,
         Command::Latency(options) => latency::run(options).await,
@@ -299,6 +320,77 @@ async fn project(
         rate(trades, elapsed),
         store.backend_name()
     );
+    drop(store);
+    db.drop_schema().await?;
+    Ok(())
+}
+
+/// Reads `stream`'s trades along the trade key and `$all`'s events, a page at a time as a
+/// backtest and a projection rebuild do: (trades, time) and (events, time).
+async fn read_back(store: &Store, stream: &StreamId) -> anyhow::Result<[(u64, Duration); 2]> {
+    let started = Instant::now();
+    let (mut trades, mut after) = (0_u64, None);
+    loop {
+        let page = store.read_trades(stream, after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.event.trade_id();
+        trades += page.len() as u64;
+    }
+    let along_key = (trades, started.elapsed());
+    let started = Instant::now();
+    let mut events = 0_u64;
+    let mut all = store.subscribe_all_events_batches(0);
+    let head = store.head_position().await?;
+    while let Some(page) = all.next().await {
+        let page = page?;
+        events += page.len() as u64;
+        if page.last().is_some_and(|e| e.position >= head) {
+            break;
+        }
+    }
+    Ok([along_key, (events, started.elapsed())])
+}
+
+async fn seal(
+    backend: BackendKind,
+    database_url: Option<String>,
+    events: u64,
+    stream: &str,
+) -> anyhow::Result<()> {
+    let mut db = BenchDb::new(backend, database_url).await?;
+    let store = Store::open(&db.url)
+        .await
+        .with_context(|| format!("open {}", redact_url(&db.url)))?;
+    let stream = StreamId::new(stream)?;
+    if store.stream_version(&stream).await? == 0 {
+        fill(&store, &stream, events, 1_000, false).await?;
+    }
+    let report = |when: &str, [(trades, by_key), (all, through_all)]: [(u64, Duration); 2]| {
+        println!(
+            "read {when:<7} {trades:>10} trades by trade id in {:>6.2} s = {:>10.0} trades/s; {all:>10} events of $all in {:>6.2} s = {:>10.0} events/s  ({})",
+            by_key.as_secs_f64(),
+            rate(trades, by_key),
+            through_all.as_secs_f64(),
+            rate(all, through_all),
+            store.backend_name()
+        );
+    };
+    report("rows", read_back(&store, &stream).await?);
+    let started = Instant::now();
+    let sealed = store.seal(i64::MAX, |_| {}).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "seal    {:>10} trades in {:>7.2} s = {:>10.0} trades/s; {} segments, {} bytes = {:.2} bytes a trade  ({})",
+        sealed.trades,
+        elapsed.as_secs_f64(),
+        rate(sealed.trades, elapsed),
+        sealed.segments,
+        sealed.bytes,
+        sealed.bytes as f64 / sealed.trades.max(1) as f64,
+        store.backend_name()
+    );
+    report("sealed", read_back(&store, &stream).await?);
+    store.close().await?;
     drop(store);
     db.drop_schema().await?;
     Ok(())

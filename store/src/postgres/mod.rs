@@ -37,6 +37,7 @@ use super::{
 };
 
 mod reads;
+mod seal;
 
 /// The numbers of `trade_streams` this backend has seen committed, both ways.
 #[derive(Default)]
@@ -314,6 +315,27 @@ async fn append_part(
             .into_iter()
             .collect()
         };
+        // Then the segments (after the rows: a seal between the two moves rows, not loses them).
+        let range = {
+            let ids = batch.events.iter().filter_map(|e| e.trade_id);
+            ids.clone().min().zip(ids.max())
+        };
+        let (sealed_trades, sealed_ids) = seal::keys(&mut *conn, number, range).await?;
+        let mut stored_ids = stored_ids;
+        let mut stored_trades = stored_trades;
+        stored_ids.extend(
+            batch
+                .events
+                .iter()
+                .map(|e| e.event_id)
+                .filter(|id| sealed_ids.contains(id)),
+        );
+        stored_trades.extend(
+            trade_ids
+                .iter()
+                .copied()
+                .filter(|t| sealed_trades.contains(t)),
+        );
         duplicates = batch.drop_stored(&stored_ids, &stored_trades);
     }
 
@@ -425,7 +447,15 @@ async fn overlaps(
 ) -> Result<bool, StoreError> {
     let (mut streams, mut lows, mut highs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut row_streams, mut row_lows, mut row_highs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sealed_streams, mut sealed_lows, mut sealed_highs) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (part, number) in parts.iter().zip(numbers) {
+        let ids = part.batch.events.iter().filter_map(|e| e.trade_id);
+        if let (Some((low, high)), Some(number)) = (ids.clone().min().zip(ids.max()), number) {
+            sealed_streams.push(*number);
+            sealed_lows.push(low);
+            sealed_highs.push(high);
+        }
         let range = |rows: bool| {
             let ids = part
                 .batch
@@ -446,7 +476,7 @@ async fn overlaps(
             row_highs.push(high);
         }
     }
-    if streams.is_empty() && row_streams.is_empty() {
+    if streams.is_empty() && row_streams.is_empty() && sealed_streams.is_empty() {
         return Ok(false);
     }
     Ok(sqlx::query_scalar(
@@ -455,7 +485,10 @@ async fn overlaps(
                            WHERE stream_id = r.s AND trade_id BETWEEN r.lo AND r.hi)) \
              OR EXISTS (SELECT 1 FROM UNNEST($4::int4[], $5::int8[], $6::int8[]) AS r(n, lo, hi) \
              WHERE EXISTS (SELECT 1 FROM market_trades \
-                           WHERE stream = r.n AND trade_id BETWEEN r.lo AND r.hi))",
+                           WHERE stream = r.n AND trade_id BETWEEN r.lo AND r.hi)) \
+             OR EXISTS (SELECT 1 FROM UNNEST($7::int4[], $8::int8[], $9::int8[]) AS r(n, lo, hi) \
+             WHERE EXISTS (SELECT 1 FROM trade_segments \
+                           WHERE stream = r.n AND max_trade_id >= r.lo AND min_trade_id <= r.hi))",
     )
     .bind(&streams)
     .bind(&lows)
@@ -463,6 +496,9 @@ async fn overlaps(
     .bind(&row_streams)
     .bind(&row_lows)
     .bind(&row_highs)
+    .bind(&sealed_streams)
+    .bind(&sealed_lows)
+    .bind(&sealed_highs)
     .fetch_one(&mut *conn)
     .await?)
 }
@@ -827,6 +863,36 @@ impl Backend for PgBackend {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.channel).await?;
         *running = Some(tokio::spawn(listen(listener, wakes, self.origin.clone())));
+        Ok(())
+    }
+
+    async fn segments(
+        &self,
+        along: &crate::sealed::Along,
+        from: i64,
+        to: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<crate::sealed::Segment>, StoreError> {
+        seal::segments(&self.pool, along, from, to, after, limit).await
+    }
+
+    async fn segment_block(&self, id: i64) -> Result<(Vec<u8>, i64), StoreError> {
+        seal::block(&self.pool, id).await
+    }
+
+    async fn seal_window(
+        &self,
+        from: i64,
+        before: i64,
+    ) -> Result<Option<(i64, crate::Sealed)>, StoreError> {
+        seal::window(&self.pool, from, before).await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql("VACUUM market_trades, trade_segments")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,754 @@
+//! Reading and writing the log through its sealed segments (`trade_segments`,
+//! [`crate::segment`]'s blocks): the store's third table, merged in above the backends so that
+//! every reader (`$all` pages, stream pages, trade-key pages, subscriptions, `eventually`'s
+//! views) sees one log whatever has been sealed.
+//!
+//! How a page is read: the backend's page of its tables first, then the segments along the
+//! same key (position, stream version or trade id) whose range meets the page, decoded (or
+//! taken from the cache of decoded blocks) and merged in. The tables are read before the
+//! segments, so a seal committed in between shows the moved trades in both; they are merged
+//! by position, never counted twice.
+//!
+//! How the log is sealed ([`plan`]): a window of positions at a time, each market stream's
+//! trades in it older than the cut become one segment, inserted in the transaction that
+//! deletes their rows (the database refuses a delete no segment covers). A stream's newest
+//! trade is never sealed, so the log's head and each stream's version stay where the tables
+//! say they are.
+//!
+//! **Invariant**: sealing moves events and never changes one, and a damaged block is an error
+//! naming the segment ([`StoreError::DamagedSegment`]), never a page without its trades.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::segment::{self, SealedTrade};
+use super::{
+    market_trade, AppendOutcome, Backend, Database, Part, Place, RecordedEvent, StoreError,
+    StreamEvent, StreamHead, StreamId, Wakes,
+};
+
+/// Positions a seal takes at a time: one segment per market stream with trades among them.
+/// A busy symbol's segment holds up to this many trades; twenty symbols' hold a twentieth each.
+/// What a reader of `$all` decodes at once is at most about this many trades.
+pub(crate) const WINDOW: i64 = 200_000;
+
+/// Segments asked for at a time while merging a page.
+const SEGMENTS_AT_ONCE: i64 = 64;
+
+/// Decoded trades the cache keeps: two windows, so a reader of `$all` crossing from one to
+/// the next decodes each block once (about 150 bytes a trade: under 64 MiB).
+const CACHED_TRADES: u64 = 2 * WINDOW as u64;
+
+/// A sealed segment as `trade_segments` describes it (its block is read apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub id: i64,
+    pub stream: StreamId,
+    pub first_position: i64,
+    pub last_position: i64,
+    pub first_version: i64,
+    pub last_version: i64,
+    pub min_trade_id: i64,
+    pub max_trade_id: i64,
+    pub trades: i64,
+}
+
+/// The key a page is read along.
+#[derive(Debug, Clone)]
+pub(crate) enum Along {
+    /// `$all`, by position.
+    All,
+    /// A stream, by version.
+    Stream(StreamId),
+    /// A market stream, by trade id.
+    Trades(StreamId),
+}
+
+impl Along {
+    /// The segment's range of this key.
+    fn range(&self, s: &Segment) -> (i64, i64) {
+        match self {
+            Along::All => (s.first_position, s.last_position),
+            Along::Stream(_) => (s.first_version, s.last_version),
+            Along::Trades(_) => (s.min_trade_id, s.max_trade_id),
+        }
+    }
+
+    fn of(&self, t: &SealedTrade) -> i64 {
+        match self {
+            Along::All => t.position,
+            Along::Stream(_) => t.version,
+            Along::Trades(_) => t.row.trade_id,
+        }
+    }
+
+    /// `trade_segments`' columns of this key's range, and the filter of its stream (`?6`).
+    pub(crate) fn columns(&self) -> (&'static str, &'static str, bool) {
+        match self {
+            Along::All => ("first_position", "last_position", false),
+            Along::Stream(_) => ("first_version", "last_version", true),
+            Along::Trades(_) => ("min_trade_id", "max_trade_id", true),
+        }
+    }
+
+    pub(crate) fn stream(&self) -> Option<&StreamId> {
+        match self {
+            Along::All => None,
+            Along::Stream(s) | Along::Trades(s) => Some(s),
+        }
+    }
+}
+
+/// What a seal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// Segments written.
+    pub segments: u64,
+    /// Trades moved into them.
+    pub trades: u64,
+    /// Their blocks' bytes.
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Sealed {
+    fn add_assign(&mut self, o: Sealed) {
+        self.segments += o.segments;
+        self.trades += o.trades;
+        self.bytes += o.bytes;
+    }
+}
+
+/// A segment ready to insert: its description (id unset) and block.
+pub(crate) struct NewSegment {
+    pub stream: i64,
+    pub info: Segment,
+    pub checksum: u32,
+    pub block: Vec<u8>,
+}
+
+/// Which of a window's trades to seal, one segment per stream: `rows` are the window's trades
+/// with their stream's number, in position order; `newest` each stream's newest version in
+/// `market_trades`. A stream's segment is the longest run from its first trade in the window
+/// of trades older than `before`, without its newest: a segment covers a run of its stream's
+/// rows with nothing left between. Pure, so both backends seal alike.
+pub(crate) fn plan(
+    rows: Vec<(i64, SealedTrade)>,
+    newest: &HashMap<i64, i64>,
+    before: i64,
+    names: &HashMap<i64, StreamId>,
+) -> Vec<NewSegment> {
+    let mut runs: Vec<(i64, Vec<SealedTrade>, bool)> = Vec::new();
+    let mut at: HashMap<i64, usize> = HashMap::new();
+    for (stream, trade) in rows {
+        let i = *at.entry(stream).or_insert_with(|| {
+            runs.push((stream, Vec::new(), true));
+            runs.len() - 1
+        });
+        let (_, run, open) = &mut runs[i];
+        let sealable = trade.row.trade_time < before
+            && newest.get(&stream).is_some_and(|n| trade.version < *n);
+        *open &= sealable;
+        if *open {
+            run.push(trade);
+        }
+    }
+    runs.into_iter()
+        .filter(|(_, run, _)| !run.is_empty())
+        .filter_map(|(stream, run, _)| {
+            let name = names.get(&stream)?.clone();
+            let (first, last) = (run.first()?, run.last()?);
+            let info = Segment {
+                id: 0,
+                stream: name,
+                first_position: first.position,
+                last_position: last.position,
+                first_version: first.version,
+                last_version: last.version,
+                min_trade_id: run.iter().map(|t| t.row.trade_id).min()?,
+                max_trade_id: run.iter().map(|t| t.row.trade_id).max()?,
+                trades: run.len() as i64,
+            };
+            let block = segment::encode(&run);
+            Some(NewSegment {
+                stream,
+                info,
+                checksum: segment::checksum(&block),
+                block,
+            })
+        })
+        .collect()
+}
+
+/// `trade_segments`' description of a segment (`s`, joined to `trade_streams` as `t`), in
+/// [`Segment`]'s order.
+pub(crate) const SEGMENT_COLUMNS: &str = "s.id, t.stream_id, s.first_position, s.last_position, \
+     s.first_version, s.last_version, s.min_trade_id, s.max_trade_id, s.trades";
+
+/// A row of [`SEGMENT_COLUMNS`].
+pub(crate) type SegmentRow = (i64, String, i64, i64, i64, i64, i64, i64, i64);
+
+impl Segment {
+    pub(crate) fn from_row(r: SegmentRow) -> Self {
+        Segment {
+            id: r.0,
+            stream: StreamId(r.1.into()),
+            first_position: r.2,
+            last_position: r.3,
+            first_version: r.4,
+            last_version: r.5,
+            min_trade_id: r.6,
+            max_trade_id: r.7,
+            trades: r.8,
+        }
+    }
+
+    /// The segment's trades, from its `block` and `checksum` as stored: a block that does not
+    /// check or decode, or holds another count than described, is named.
+    pub(crate) fn open(&self, block: &[u8], checksum: i64) -> Result<Vec<SealedTrade>, StoreError> {
+        let damaged = |reason: String| StoreError::DamagedSegment {
+            id: self.id,
+            stream: self.stream.clone(),
+            first_position: self.first_position,
+            last_position: self.last_position,
+            reason,
+        };
+        let checksum = u32::try_from(checksum)
+            .map_err(|_| damaged(format!("its checksum {checksum} is not a CRC-32C")))?;
+        let trades = segment::decode(block, checksum).map_err(|e| damaged(e.to_string()))?;
+        if trades.len() as i64 != self.trades {
+            return Err(damaged(format!(
+                "it holds {} trades, its description says {}",
+                trades.len(),
+                self.trades
+            )));
+        }
+        Ok(trades)
+    }
+}
+
+/// The query of [`Backend::segments`] along `along`, its parameters marked with `mark` (`?` or
+/// `$`): 1 from, 2 to, 3 and 4 the first key and id to start after, 5 the limit, 6 the
+/// stream's name (when along a stream).
+pub(crate) fn segments_sql(along: &Along, mark: char) -> String {
+    let (first, last, by_stream) = along.columns();
+    let stream = if by_stream {
+        format!(" AND s.stream = (SELECT number FROM trade_streams WHERE stream_id = {mark}6)")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT {SEGMENT_COLUMNS} FROM trade_segments s JOIN trade_streams t \
+         ON t.number = s.stream WHERE s.{last} >= {mark}1 AND s.{first} <= {mark}2 \
+         AND (s.{first} > {mark}3 OR (s.{first} = {mark}3 AND s.id > {mark}4)){stream} \
+         ORDER BY s.{first}, s.id LIMIT {mark}5"
+    )
+}
+
+/// The segments of stream number `?1` (`$1`) whose trade ids meet `?2..=?3`, with their
+/// blocks and checksums: what an append's careful path decodes to find trades already sealed.
+pub(crate) fn overlapping_sql(mark: char) -> String {
+    format!(
+        "SELECT {SEGMENT_COLUMNS}, s.block, s.checksum FROM trade_segments s \
+         JOIN trade_streams t ON t.number = s.stream \
+         WHERE s.stream = {mark}1 AND s.max_trade_id >= {mark}2 AND s.min_trade_id <= {mark}3"
+    )
+}
+
+/// The trades of a window to seal, `?1..?2` (`$1..$2`) in positions, with their streams'
+/// numbers, in position order: [`SealedTrade`]'s columns.
+pub(crate) fn window_sql(mark: char) -> String {
+    format!(
+        "SELECT stream, position, version, trade_time + recorded_lag, trade_id, price, quantity, \
+         form, trade_time, event_lag, buyer_order_id, seller_order_id, first_trade_id, event_id \
+         FROM market_trades WHERE position >= {mark}1 AND position < {mark}2 ORDER BY position"
+    )
+}
+
+/// A segment's insert: 1 stream number, 2-9 its description, 10 checksum, 11 block.
+pub(crate) fn insert_sql(mark: char) -> String {
+    let m: Vec<String> = (1..=11).map(|i| format!("{mark}{i}")).collect();
+    format!(
+        "INSERT INTO trade_segments (stream, first_position, last_position, first_version, \
+         last_version, min_trade_id, max_trade_id, trades, checksum, block) \
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
+    )
+}
+
+/// The trade ids and event ids of sealed trades among `overlapping` (segments, blocks,
+/// checksums): what an append must not store again.
+pub(crate) fn keys_of(
+    overlapping: Vec<(Segment, Vec<u8>, i64)>,
+) -> Result<
+    (
+        std::collections::HashSet<i64>,
+        std::collections::HashSet<uuid::Uuid>,
+    ),
+    StoreError,
+> {
+    let (mut trades, mut ids) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
+    for (s, block, checksum) in overlapping {
+        for t in s.open(&block, checksum)? {
+            trades.insert(t.row.trade_id);
+            if let Some(id) = t.row.event_id {
+                ids.insert(id);
+            }
+        }
+    }
+    Ok((trades, ids))
+}
+
+/// Decoded blocks, weighed by their trades.
+#[derive(Clone)]
+struct TradeWeight;
+
+impl quick_cache::Weighter<i64, Arc<Decoded>> for TradeWeight {
+    fn weight(&self, _: &i64, v: &Arc<Decoded>) -> u64 {
+        v.trades.len().max(1) as u64
+    }
+}
+
+/// A decoded block: its trades in version order, and whether their trade ids rise with it
+/// (as an exchange's do; a page by trade id then starts by binary search).
+struct Decoded {
+    trades: Vec<SealedTrade>,
+    ids_rise: bool,
+}
+
+/// A backend with its sealed segments merged in: what [`crate::Store`] reads through.
+pub(crate) struct Tiered {
+    inner: Arc<dyn Backend>,
+    cache: quick_cache::sync::Cache<i64, Arc<Decoded>, TradeWeight>,
+}
+
+impl Tiered {
+    pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
+        Tiered {
+            inner,
+            cache: quick_cache::sync::Cache::with_weighter(256, CACHED_TRADES, TradeWeight),
+        }
+    }
+
+    /// A segment's trades, decoded once while the cache keeps them.
+    async fn decoded(&self, s: &Segment) -> Result<Arc<Decoded>, StoreError> {
+        if let Some(d) = self.cache.get(&s.id) {
+            return Ok(d);
+        }
+        let (block, checksum) = self.inner.segment_block(s.id).await?;
+        let segment = s.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let trades = segment.open(&block, checksum)?;
+            let ids_rise = trades
+                .windows(2)
+                .all(|w| w[0].row.trade_id < w[1].row.trade_id);
+            Ok(Arc::new(Decoded { trades, ids_rise }))
+        });
+        let decoded = crate::joined(decoded.await)?;
+        self.cache.insert(s.id, Arc::clone(&decoded));
+        Ok(decoded)
+    }
+
+    /// Merges into `page` (the tables' page along `along` from key `from`, at most `limit`,
+    /// in key order) the sealed trades that belong in it.
+    async fn merge<T: Paged>(
+        &self,
+        along: Along,
+        from: i64,
+        limit: i64,
+        mut page: Vec<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let key = |t: &T| t.key(&along);
+        // Nothing beyond the tables' last key can be in a full page.
+        let mut cutoff = if page.len() >= limit && limit > 0 {
+            page.last().map_or(i64::MAX, key)
+        } else {
+            i64::MAX
+        };
+        let mut merged = false;
+        let mut after = (i64::MIN, i64::MIN);
+        loop {
+            let batch = self
+                .inner
+                .segments(&along, from, cutoff, after, SEGMENTS_AT_ONCE)
+                .await?;
+            for s in &batch {
+                let (first, _) = along.range(s);
+                if first > cutoff {
+                    break;
+                }
+                let d = self.decoded(s).await?;
+                let trades = &d.trades;
+                let start = match along {
+                    Along::Trades(_) if !d.ids_rise => 0,
+                    _ => trades.partition_point(|t| along.of(t) < from),
+                };
+                for t in &trades[start..] {
+                    let k = along.of(t);
+                    if k > cutoff {
+                        if matches!(along, Along::Trades(_)) && !d.ids_rise {
+                            continue;
+                        }
+                        break;
+                    }
+                    if k >= from {
+                        page.push(T::sealed(s, t)?);
+                    }
+                }
+                merged = true;
+                if page.len() > limit {
+                    tidy(&mut page, &key, limit);
+                    cutoff = page.last().map_or(cutoff, key);
+                }
+            }
+            if (batch.len() as i64) < SEGMENTS_AT_ONCE {
+                break;
+            }
+            let Some(last) = batch.last() else { break };
+            after = (along.range(last).0, last.id);
+            if after.0 > cutoff {
+                break;
+            }
+        }
+        if merged {
+            tidy(&mut page, &key, limit);
+        }
+        Ok(page)
+    }
+
+    /// The earliest stored trade of `stream` above trade id `after`, among the segments.
+    async fn first_sealed_after(
+        &self,
+        stream: &StreamId,
+        after: i64,
+    ) -> Result<Option<Place>, StoreError> {
+        let along = Along::Trades(stream.clone());
+        let mut best: Option<Place> = None;
+        let mut cursor = (i64::MIN, i64::MIN);
+        loop {
+            let batch = self
+                .inner
+                .segments(&along, after.saturating_add(1), i64::MAX, cursor, 1024)
+                .await?;
+            for s in &batch {
+                if best.is_some_and(|b| b.position <= s.first_position) {
+                    continue;
+                }
+                let place = if s.min_trade_id > after {
+                    Some(Place {
+                        position: s.first_position,
+                        version: s.first_version,
+                    })
+                } else {
+                    let d = self.decoded(s).await?;
+                    d.trades
+                        .iter()
+                        .find(|t| t.row.trade_id > after)
+                        .map(|t| Place {
+                            position: t.position,
+                            version: t.version,
+                        })
+                };
+                if let Some(p) = place {
+                    if best.is_none_or(|b| p.position < b.position) {
+                        best = Some(p);
+                    }
+                }
+            }
+            if batch.len() < 1024 {
+                return Ok(best);
+            }
+            let Some(last) = batch.last() else {
+                return Ok(best);
+            };
+            cursor = (last.min_trade_id, last.id);
+        }
+    }
+}
+
+/// Sorts a merged page by its key, drops what both the tables and a segment held (a seal
+/// between the two reads), and keeps the first `limit`.
+fn tidy<T: Paged>(page: &mut Vec<T>, key: &impl Fn(&T) -> i64, limit: usize) {
+    page.sort_by_key(|t| (key(t), t.position()));
+    page.dedup_by_key(|t| t.position());
+    page.truncate(limit);
+}
+
+/// What a page holds, made from a sealed trade too.
+pub(crate) trait Paged: Sized + Send {
+    fn position(&self) -> i64;
+    fn key(&self, along: &Along) -> i64;
+    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError>;
+}
+
+fn trade_of(
+    s: &Segment,
+    t: &SealedTrade,
+) -> Result<hedgehog_domain::events::TradeReceived, StoreError> {
+    let symbol = market_trade::symbol_of(&s.stream).ok_or_else(|| StoreError::Corrupt {
+        position: t.position,
+        column: "trade_segments.stream",
+        value: s.stream.to_string(),
+    })?;
+    t.row.trade(symbol, t.position)
+}
+
+fn trade_id_of(event: &hedgehog_domain::Event) -> i64 {
+    event
+        .trade_id()
+        .and_then(|id| i64::try_from(id).ok())
+        .unwrap_or(i64::MAX)
+}
+
+impl Paged for StreamEvent {
+    fn position(&self) -> i64 {
+        self.position
+    }
+    fn key(&self, along: &Along) -> i64 {
+        match along {
+            Along::All => self.position,
+            Along::Stream(_) => self.stream_version,
+            Along::Trades(_) => trade_id_of(&self.event),
+        }
+    }
+    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
+        Ok(StreamEvent {
+            position: t.position,
+            stream_id: s.stream.clone(),
+            stream_version: t.version,
+            event: trade_of(s, t)?.into(),
+        })
+    }
+}
+
+impl Paged for RecordedEvent {
+    fn position(&self) -> i64 {
+        self.position
+    }
+    fn key(&self, along: &Along) -> i64 {
+        match along {
+            Along::All => self.position,
+            Along::Stream(_) => self.stream_version,
+            Along::Trades(_) => trade_id_of(&self.event),
+        }
+    }
+    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
+        let trade = trade_of(s, t)?;
+        Ok(RecordedEvent {
+            position: t.position,
+            event_id: t
+                .row
+                .event_id
+                .unwrap_or_else(|| crate::trade_event_id(&s.stream, &trade)),
+            stream_id: s.stream.clone(),
+            stream_version: t.version,
+            recorded_at: t.recorded_at,
+            correlation_id: None,
+            causation_id: None,
+            metadata: crate::Metadata::new(),
+            event: trade.into(),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Tiered {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn stores_trade_rows(&self) -> bool {
+        self.inner.stores_trade_rows()
+    }
+
+    fn database(&self) -> Database {
+        self.inner.database()
+    }
+
+    async fn try_append(
+        &self,
+        parts: &mut [Part],
+        recorded_at: i64,
+        look_up: bool,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.try_append(parts, recorded_at, look_up).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+
+    async fn durable(&self, last: i64) -> Result<(), StoreError> {
+        self.inner.durable(last).await
+    }
+
+    async fn read_all(&self, from: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.inner.read_all(from, limit).await?;
+        self.merge(Along::All, from, limit, page).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.inner.read_stream(stream, from, limit).await?;
+        self.merge(Along::Stream(stream.clone()), from, limit, page)
+            .await
+    }
+
+    async fn read_all_events(&self, from: i64, limit: i64) -> Result<Vec<StreamEvent>, StoreError> {
+        let page = self.inner.read_all_events(from, limit).await?;
+        self.merge(Along::All, from, limit, page).await
+    }
+
+    async fn read_stream_events(
+        &self,
+        stream: &StreamId,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let page = self.inner.read_stream_events(stream, from, limit).await?;
+        self.merge(Along::Stream(stream.clone()), from, limit, page)
+            .await
+    }
+
+    async fn read_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let page = self.inner.read_trades(stream, after, limit).await?;
+        let from = after.saturating_add(1);
+        self.merge(Along::Trades(stream.clone()), from, limit, page)
+            .await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn head_position(&self) -> Result<i64, StoreError> {
+        self.inner.head_position().await
+    }
+
+    async fn stream_heads(&self, prefix: &str) -> Result<Vec<StreamHead>, StoreError> {
+        self.inner.stream_heads(prefix).await
+    }
+
+    async fn watch_foreign_appends(&self, wakes: Wakes) -> Result<(), StoreError> {
+        self.inner.watch_foreign_appends(wakes).await
+    }
+
+    fn poll_interval(&self) -> std::time::Duration {
+        self.inner.poll_interval()
+    }
+
+    async fn first_trade_after(
+        &self,
+        stream: &StreamId,
+        after: i64,
+    ) -> Result<Option<Place>, StoreError> {
+        let live = self.inner.first_trade_after(stream, after).await?;
+        let sealed = self.first_sealed_after(stream, after).await?;
+        Ok(match (live, sealed) {
+            (Some(a), Some(b)) => Some(if a.position <= b.position { a } else { b }),
+            (a, b) => a.or(b),
+        })
+    }
+
+    async fn segments(
+        &self,
+        along: &Along,
+        from: i64,
+        to: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<Segment>, StoreError> {
+        self.inner.segments(along, from, to, after, limit).await
+    }
+
+    async fn segment_block(&self, id: i64) -> Result<(Vec<u8>, i64), StoreError> {
+        self.inner.segment_block(id).await
+    }
+
+    async fn seal_window(
+        &self,
+        from: i64,
+        before: i64,
+    ) -> Result<Option<(i64, Sealed)>, StoreError> {
+        self.inner.seal_window(from, before).await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        self.inner.compact().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market_trade::TradeRow;
+
+    fn trade(position: i64, version: i64, time: i64) -> SealedTrade {
+        SealedTrade {
+            position,
+            version,
+            recorded_at: time,
+            row: TradeRow {
+                trade_id: 100 + version,
+                price: 9643,
+                quantity: 1,
+                form: 0,
+                trade_time: time,
+                event_lag: 0,
+                buyer_order_id: None,
+                seller_order_id: None,
+                first_trade_id: None,
+                event_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_plan_seals_runs_of_old_trades_and_never_a_streams_newest() {
+        let names: HashMap<i64, StreamId> = [
+            (1, StreamId::new("trades-ADAUSDT").unwrap()),
+            (2, StreamId::new("trades-BTCUSDT").unwrap()),
+        ]
+        .into();
+        // Stream 1: versions 1..=4, the third too new, so only 1 and 2 are sealed (a run).
+        // Stream 2: versions 1..=2, its newest is 2, so only 1.
+        let rows = vec![
+            (1, trade(10, 1, 1)),
+            (2, trade(11, 1, 1)),
+            (1, trade(12, 2, 2)),
+            (1, trade(13, 3, 50)),
+            (2, trade(14, 2, 3)),
+            (1, trade(15, 4, 4)),
+        ];
+        let newest = [(1, 9), (2, 2)].into();
+        let plan = plan(rows, &newest, 10, &names);
+        let described: Vec<_> = plan
+            .iter()
+            .map(|s| {
+                (
+                    s.stream,
+                    s.info.first_version,
+                    s.info.last_version,
+                    s.info.trades,
+                )
+            })
+            .collect();
+        assert_eq!(described, vec![(1, 1, 2, 2), (2, 1, 1, 1)]);
+        let first = segment::decode(&plan[0].block, plan[0].checksum).unwrap();
+        assert_eq!(first, vec![trade(10, 1, 1), trade(12, 2, 2)]);
+    }
+}
