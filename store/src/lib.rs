@@ -2,7 +2,9 @@
 //!
 //! Invariants every backend keeps (the conformance suite in `tests/store/store_conformance.rs` checks
 //! each one on both):
-//! - **Append-only.** Rows are never updated or deleted (database triggers refuse it).
+//! - **Append-only.** Rows are never updated or deleted (database triggers refuse it), but for
+//!   a market trade's row moved into a sealed segment, in the transaction that writes the
+//!   segment ([`sealed`]): the event stays, in another table.
 //! - **Atomic batches.** An append of any size commits whole or not at all, and so does an
 //!   append of several streams' batches ([`Store::begin_append_streams`]).
 //! - **Optimistic concurrency.** An append names the version it expects the stream to be at; a

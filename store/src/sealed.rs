@@ -330,7 +330,19 @@ impl Tiered {
     pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
         Tiered {
             inner,
-            cache: quick_cache::sync::Cache::with_weighter(256, CACHED_TRADES, TradeWeight),
+            cache: quick_cache::sync::Cache::with_options(
+                // One shard: each shard has a part of the capacity and refuses what weighs
+                // more, and a busy symbol's block is half of it.
+                quick_cache::OptionsBuilder::new()
+                    .shards(1)
+                    .estimated_items_capacity(64)
+                    .weight_capacity(CACHED_TRADES)
+                    .build()
+                    .expect("an OptionsBuilder with both capacities builds"),
+                TradeWeight,
+                Default::default(),
+                Default::default(),
+            ),
         }
     }
 
@@ -384,20 +396,29 @@ impl Tiered {
                 }
                 let d = self.decoded(s).await?;
                 let trades = &d.trades;
-                let start = match along {
-                    Along::Trades(_) if !d.ids_rise => 0,
-                    _ => trades.partition_point(|t| along.of(t) < from),
+                // In key order, but along trade ids when they do not rise with versions.
+                let sorted = d.ids_rise || !matches!(along, Along::Trades(_));
+                let start = if sorted {
+                    trades.partition_point(|t| along.of(t) < from)
+                } else {
+                    0
                 };
+                let mut taken = 0;
                 for t in &trades[start..] {
                     let k = along.of(t);
                     if k > cutoff {
-                        if matches!(along, Along::Trades(_)) && !d.ids_rise {
-                            continue;
+                        if sorted {
+                            break;
                         }
-                        break;
+                        continue;
                     }
                     if k >= from {
                         page.push(T::sealed(s, t)?);
+                        taken += 1;
+                        // The rest of a sorted block comes after these in the page.
+                        if sorted && taken == limit {
+                            break;
+                        }
                     }
                 }
                 merged = true;
