@@ -374,6 +374,10 @@ impl Tiered {
         limit: i64,
         mut page: Vec<T>,
     ) -> Result<Vec<T>, StoreError> {
+        // Only market streams have segments.
+        if along.stream().is_some_and(|s| s.market().is_none()) {
+            return Ok(page);
+        }
         let limit = usize::try_from(limit).unwrap_or(0);
         let key = |t: &T| t.key(&along);
         // Nothing beyond the tables' last key can be in a full page.

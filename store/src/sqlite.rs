@@ -357,6 +357,10 @@ impl Backend for SqliteBackend {
         before: i64,
     ) -> Result<Option<(i64, Sealed)>, StoreError> {
         let _turn = self.writer.turn().await;
+        // Only what is on disk is sealed: a reader must not find in a segment a trade its
+        // page of the tables stops before, for not being synced yet ([`Durability::visible`]).
+        // No commit can come between: this holds the writers' turn.
+        self.durability.wait(i64::MAX).await?;
         let appender = Arc::clone(&self.appender);
         off_runtime(move || appender.seal_window(from, before)).await
     }
