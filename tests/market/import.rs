@@ -23,6 +23,7 @@ on_both_backends!(
     each_market_stream_is_stored_in_trade_id_order,
     read_models_do_not_depend_on_the_order_ranges_were_imported_in,
     an_archived_day_answers_every_command_as_before,
+    run_seals_what_archive_older_than_days_says,
 );
 
 /// Binance's aggTrades of the fixture's trades, built the way Binance builds them: a run of
@@ -651,6 +652,44 @@ mod cases {
         assert!(
             out.starts_with("read 57018, imported 0, already present 57018"),
             "{out}"
+        );
+    }
+
+    /// `archive.older_than_days` makes `run` seal at its start (and hourly): a day from 2019
+    /// is sealed by a running engine, and reads as before once it has stopped.
+    pub async fn run_seals_what_archive_older_than_days_says(db: &TestDb) {
+        use common::processes::{hedgehog, spawn_with_env, stop};
+        let ada = fixture("ADAUSDT-2019-06-03.csv.gz");
+        ok(&import(db, &[ada.to_str().unwrap()]));
+        let before = ok(&hedgehog(db, &["trades", "ADAUSDT", "--format", "csv"]));
+        let mut engine = spawn_with_env(
+            db,
+            &["run", "--no-http"],
+            &[("HEDGEHOG_ARCHIVE_OLDER_THAN_DAYS", "30")],
+        );
+        let started = std::time::Instant::now();
+        let sealed = loop {
+            let sealed = db
+                .text_rows("SELECT CAST(COALESCE(SUM(trades), 0) AS TEXT) FROM trade_segments")
+                .await;
+            // All but the stream's newest trade.
+            if sealed == ["57017"] {
+                break sealed;
+            }
+            if let Some(status) = engine.child().try_wait().unwrap() {
+                panic!("run exited before sealing: {status}");
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "nothing sealed in 60 s: {sealed:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(sealed, ["57017"]);
+        stop(engine);
+        assert_eq!(
+            ok(&hedgehog(db, &["trades", "ADAUSDT", "--format", "csv"])),
+            before
         );
     }
 }
