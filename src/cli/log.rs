@@ -29,6 +29,16 @@ pub async fn status(
     )?;
     writeln!(out, "events:    {head}")?;
     writeln!(out, "streams:   {}", streams.len())?;
+    let sealed = store.sealed().await?;
+    if sealed.segments > 0 {
+        writeln!(
+            out,
+            "sealed:    {} trades in {} segments ({:.1} MB)",
+            sealed.trades,
+            sealed.segments,
+            sealed.bytes as f64 / 1e6
+        )?;
+    }
     if head > 0 {
         let last = store.read_all(head, 1).await?;
         if let Some(e) = last.first() {

@@ -761,6 +761,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Gives the space of deleted rows back (SQLite: `VACUUM`, the file rewritten; PostgreSQL:
     /// `VACUUM` of the log's trade tables, the space kept for new rows).
     async fn compact(&self) -> Result<(), StoreError>;
+
+    /// Every segment sealed so far, summed.
+    async fn sealed(&self) -> Result<Sealed, StoreError>;
 }
 
 /// Where an event is: in the log and in its stream.
@@ -1301,6 +1304,11 @@ impl Store {
             from = next;
         }
         Ok(total)
+    }
+
+    /// What the log holds sealed: segments, trades and their blocks' bytes.
+    pub async fn sealed(&self) -> Result<Sealed, StoreError> {
+        self.backend.sealed().await
     }
 
     /// Gives the space sealed rows took back ([`Backend::compact`]): after a large

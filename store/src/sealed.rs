@@ -120,6 +120,26 @@ impl std::ops::AddAssign for Sealed {
     }
 }
 
+/// The sums of `trade_segments` ([`Sealed`]'s fields), with the byte length function of the
+/// backend's SQL (`length` or `octet_length`).
+pub(crate) fn totals_sql(length: &str) -> String {
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(trades), 0) AS BIGINT), \
+         CAST(COALESCE(SUM({length}(block)), 0) AS BIGINT) FROM trade_segments"
+    )
+}
+
+impl Sealed {
+    pub(crate) fn from_row((segments, trades, bytes): (i64, i64, i64)) -> Self {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Sealed {
+            segments: n(segments),
+            trades: n(trades),
+            bytes: n(bytes),
+        }
+    }
+}
+
 /// A segment ready to insert: its description (id unset) and block.
 pub(crate) struct NewSegment {
     pub stream: i64,
@@ -719,6 +739,10 @@ impl Backend for Tiered {
 
     async fn compact(&self) -> Result<(), StoreError> {
         self.inner.compact().await
+    }
+
+    async fn sealed(&self) -> Result<Sealed, StoreError> {
+        self.inner.sealed().await
     }
 }
 

@@ -371,4 +371,11 @@ impl Backend for SqliteBackend {
         sqlx::query("VACUUM").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn sealed(&self) -> Result<Sealed, StoreError> {
+        let row = sqlx::query_as(&sealed::totals_sql("length"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Sealed::from_row(row))
+    }
 }

@@ -896,6 +896,13 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    async fn sealed(&self) -> Result<crate::Sealed, StoreError> {
+        let row = sqlx::query_as(&crate::sealed::totals_sql("octet_length"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(crate::Sealed::from_row(row))
+    }
+
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(1)
     }
