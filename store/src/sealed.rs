@@ -444,6 +444,11 @@ impl Tiered {
                         if sorted && taken == limit {
                             break;
                         }
+                        // An unsorted one is read whole: keep the page short as it goes.
+                        if !sorted && page.len() >= 2 * limit.max(1) {
+                            tidy(&mut page, &key, limit);
+                            cutoff = page.last().map_or(cutoff, key);
+                        }
                     }
                 }
                 merged = true;
