@@ -377,21 +377,7 @@ impl Appender {
                     "DELETE FROM market_trades WHERE stream = ?1 AND version BETWEEN ?2 AND ?3",
                 )?
                 .execute(params![segment.stream, i.first_version, i.last_version])?;
-            if deleted as i64 != i.trades {
-                return Err(StoreError::Corrupt {
-                    position: i.first_position,
-                    column: "market_trades",
-                    value: format!(
-                        "{deleted} rows of {} between versions {} and {}, sealing {}",
-                        i.stream, i.first_version, i.last_version, i.trades
-                    ),
-                });
-            }
-            done += Sealed {
-                segments: 1,
-                trades: i.trades as u64,
-                bytes: segment.block.len() as u64,
-            };
+            done += segment.sealed_by(deleted as u64)?;
         }
         tx.commit()?;
         Ok(Some((end, done)))

@@ -323,6 +323,52 @@ pub(crate) fn keys_of(
     Ok((trades, ids))
 }
 
+impl NewSegment {
+    /// What sealing this segment did, once `deleted` rows were deleted for it: exactly its
+    /// trades, or the transaction must not commit.
+    pub(crate) fn sealed_by(&self, deleted: u64) -> Result<Sealed, StoreError> {
+        let i = &self.info;
+        if deleted != i.trades as u64 {
+            return Err(StoreError::Corrupt {
+                position: i.first_position,
+                column: "market_trades",
+                value: format!(
+                    "{deleted} rows of {} between versions {} and {}, sealing {}",
+                    i.stream, i.first_version, i.last_version, i.trades
+                ),
+            });
+        }
+        Ok(Sealed {
+            segments: 1,
+            trades: deleted,
+            bytes: self.block.len() as u64,
+        })
+    }
+}
+
+/// The segments along `along` ([`crate::Backend::segments`]) from an sqlx pool of either
+/// backend, its parameters marked with `mark`.
+macro_rules! segments_from {
+    ($pool:expr, $mark:expr, $along:expr, $from:expr, $to:expr, $after:expr, $limit:expr) => {{
+        let sql = $crate::sealed::segments_sql($along, $mark);
+        let mut query = sqlx::query_as::<_, $crate::sealed::SegmentRow>(&sql)
+            .bind($from)
+            .bind($to)
+            .bind($after.0)
+            .bind($after.1)
+            .bind($limit);
+        if let Some(stream) = $along.stream() {
+            query = query.bind(stream.as_str());
+        }
+        let rows = query.fetch_all($pool).await?;
+        Ok(rows
+            .into_iter()
+            .map($crate::sealed::Segment::from_row)
+            .collect())
+    }};
+}
+pub(crate) use segments_from;
+
 /// Decoded blocks, weighed by their trades.
 #[derive(Clone)]
 struct TradeWeight;
@@ -537,8 +583,22 @@ fn tidy<T: Paged>(page: &mut Vec<T>, key: &impl Fn(&T) -> i64, limit: usize) {
 /// What a page holds, made from a sealed trade too.
 pub(crate) trait Paged: Sized + Send {
     fn position(&self) -> i64;
-    fn key(&self, along: &Along) -> i64;
+    fn version(&self) -> i64;
+    fn event(&self) -> &hedgehog_domain::Event;
     fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError>;
+
+    /// Its key along `along` (a trade id for a trade; after every trade for anything else).
+    fn key(&self, along: &Along) -> i64 {
+        match along {
+            Along::All => self.position(),
+            Along::Stream(_) => self.version(),
+            Along::Trades(_) => self
+                .event()
+                .trade_id()
+                .and_then(|id| i64::try_from(id).ok())
+                .unwrap_or(i64::MAX),
+        }
+    }
 }
 
 fn trade_of(
@@ -553,23 +613,15 @@ fn trade_of(
     t.row.trade(symbol, t.position)
 }
 
-fn trade_id_of(event: &hedgehog_domain::Event) -> i64 {
-    event
-        .trade_id()
-        .and_then(|id| i64::try_from(id).ok())
-        .unwrap_or(i64::MAX)
-}
-
 impl Paged for StreamEvent {
     fn position(&self) -> i64 {
         self.position
     }
-    fn key(&self, along: &Along) -> i64 {
-        match along {
-            Along::All => self.position,
-            Along::Stream(_) => self.stream_version,
-            Along::Trades(_) => trade_id_of(&self.event),
-        }
+    fn version(&self) -> i64 {
+        self.stream_version
+    }
+    fn event(&self) -> &hedgehog_domain::Event {
+        &self.event
     }
     fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
         Ok(StreamEvent {
@@ -585,12 +637,11 @@ impl Paged for RecordedEvent {
     fn position(&self) -> i64 {
         self.position
     }
-    fn key(&self, along: &Along) -> i64 {
-        match along {
-            Along::All => self.position,
-            Along::Stream(_) => self.stream_version,
-            Along::Trades(_) => trade_id_of(&self.event),
-        }
+    fn version(&self) -> i64 {
+        self.stream_version
+    }
+    fn event(&self) -> &hedgehog_domain::Event {
+        &self.event
     }
     fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
         let trade = trade_of(s, t)?;

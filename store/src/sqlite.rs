@@ -24,7 +24,7 @@ use super::appender::Appender;
 use super::checkpoint::WriteQueue;
 use super::durability::Durability;
 use super::reader::Reader;
-use super::sealed::{self, Along, Sealed, Segment, SegmentRow};
+use super::sealed::{self, Along, Sealed, Segment};
 use super::{
     AppendOutcome, Backend, Part, Place, RecordedEvent, StoreError, StreamEvent, StreamHead,
     StreamId, Wakes,
@@ -328,18 +328,7 @@ impl Backend for SqliteBackend {
         after: (i64, i64),
         limit: i64,
     ) -> Result<Vec<Segment>, StoreError> {
-        let sql = sealed::segments_sql(along, '?');
-        let mut query = sqlx::query_as::<_, SegmentRow>(&sql)
-            .bind(from)
-            .bind(to)
-            .bind(after.0)
-            .bind(after.1)
-            .bind(limit);
-        if let Some(stream) = along.stream() {
-            query = query.bind(stream.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(Segment::from_row).collect())
+        sealed::segments_from!(&self.pool, '?', along, from, to, after, limit)
     }
 
     async fn segment_block(&self, id: i64) -> Result<(Vec<u8>, i64), StoreError> {

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::market_trade::TradeRow;
-use crate::sealed::{self, Along, Sealed, Segment, SegmentRow};
+use crate::sealed::{self, Along, Sealed, Segment};
 use crate::segment::SealedTrade;
 use crate::{StoreError, StreamId};
 
@@ -19,18 +19,7 @@ pub(super) async fn segments(
     after: (i64, i64),
     limit: i64,
 ) -> Result<Vec<Segment>, StoreError> {
-    let sql = sealed::segments_sql(along, '$');
-    let mut query = sqlx::query_as::<_, SegmentRow>(&sql)
-        .bind(from)
-        .bind(to)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(limit);
-    if let Some(stream) = along.stream() {
-        query = query.bind(stream.as_str());
-    }
-    let rows = query.fetch_all(pool).await?;
-    Ok(rows.into_iter().map(Segment::from_row).collect())
+    sealed::segments_from!(pool, '$', along, from, to, after, limit)
 }
 
 pub(super) async fn block(pool: &PgPool, id: i64) -> Result<(Vec<u8>, i64), StoreError> {
@@ -183,21 +172,7 @@ pub(super) async fn window(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if deleted as i64 != i.trades {
-            return Err(StoreError::Corrupt {
-                position: i.first_position,
-                column: "market_trades",
-                value: format!(
-                    "{deleted} rows of {} between versions {} and {}, sealing {}",
-                    i.stream, i.first_version, i.last_version, i.trades
-                ),
-            });
-        }
-        done += Sealed {
-            segments: 1,
-            trades: i.trades as u64,
-            bytes: segment.block.len() as u64,
-        };
+        done += segment.sealed_by(deleted)?;
     }
     tx.commit().await?;
     Ok(Some((end, done)))
