@@ -254,9 +254,10 @@ impl Reader {
     /// in one transaction, one snapshot: an event committed between them cannot be skipped.
     pub(crate) fn all<T: Page>(&self, from: i64, limit: i64) -> Result<Vec<T>, StoreError> {
         // A long page is read as two halves at once, on two connections: stepping rows is
-        // most of a page's cost, on one core. Positions are gap-free, so the first half is
-        // [from, mid); if it ends short of `mid` (the head is in it), the second half, read
-        // in a later snapshot perhaps, is dropped rather than risk a gap.
+        // most of a page's cost, on one core. Positions are gap-free but for sealed trades,
+        // so the first half is [from, mid) or, with gaps, what follows `from`; if it is short
+        // (the head is in it), the second half, read in a later snapshot perhaps, is dropped
+        // rather than risk a gap.
         if limit >= 2 * SPLIT_ROWS {
             let mid = from + limit / 2;
             let (first, second) = rayon::join(
@@ -264,8 +265,18 @@ impl Reader {
                 || self.all_run::<T>(mid, limit - (mid - from)),
             );
             let mut page = first?;
-            if page.len() as i64 == mid - from && page.last().map(Page::position) == Some(mid - 1) {
-                page.extend(second?);
+            // A full first half goes on with the second; a short one holds the head. Past
+            // `mid`, when sealed trades left gaps in the tables before it, the rest is read
+            // after it instead: a page is short only at the head.
+            if page.len() as i64 == mid - from {
+                match page.last().map(Page::position) {
+                    Some(last) if last == mid - 1 => page.extend(second?),
+                    Some(last) => {
+                        let rest = limit - page.len() as i64;
+                        page.extend(self.all_run::<T>(last + 1, rest)?);
+                    }
+                    None => {}
+                }
             }
             return Ok(page);
         }

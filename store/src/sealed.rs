@@ -446,11 +446,32 @@ impl Tiered {
         }
         let limit = usize::try_from(limit).unwrap_or(0);
         let key = |t: &T| t.key(&along);
-        // Nothing beyond the tables' last key can be in a full page.
-        let mut cutoff = if page.len() >= limit && limit > 0 {
-            page.last().map_or(i64::MAX, key)
-        } else {
-            i64::MAX
+        // Positions and versions have no gaps across the three tables, and no stream's newest
+        // trade is sealed. A page of `$all` is read up to `limit` rows or the head, so one
+        // whose positions follow on from `from` without a gap holds everything there (the
+        // head's row is never sealed); a page of a stream may stop short of `limit` before
+        // its end (PostgreSQL reads a window of versions), so only a full one does. What a
+        // live reader reads: it asks nothing more of the database.
+        let gapless = page
+            .iter()
+            .zip(from..)
+            .all(|(t, expected)| key(t) == expected);
+        let whole = match along {
+            Along::All => gapless,
+            Along::Stream(_) => gapless && page.len() >= limit,
+            Along::Trades(_) => false,
+        };
+        if whole {
+            return Ok(page);
+        }
+        // The tables' page holds every row up to its last key; beyond it, only if it is short
+        // of `limit` for having reached their end (`$all`, or a stream's window all sealed).
+        // A page along trade ids may stop short before the end (a window of ids): up to its
+        // last id only, the next page goes on from there.
+        let mut cutoff = match (page.last(), &along) {
+            (Some(last), Along::Trades(_)) => key(last),
+            (Some(last), _) if page.len() >= limit => key(last),
+            _ => i64::MAX,
         };
         let mut merged = false;
         let mut after = (i64::MIN, i64::MIN);

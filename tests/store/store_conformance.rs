@@ -43,6 +43,7 @@ on_both_backends!(
     a_stream_of_rows_keeps_its_version_for_another_process,
     sealing_moves_trades_and_changes_no_event,
     a_damaged_segment_is_named_never_skipped,
+    long_pages_read_through_segments_between_rows,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -2019,6 +2020,59 @@ mod cases {
         named(store.read_trades(&stream, None, 100).await.unwrap_err());
         // What is not sealed still reads: the newest trade.
         assert_eq!(store.read_all(49, 10).await.unwrap().len(), 1);
+    }
+
+    /// Pages of 10,000 (read in two halves at once on SQLite) over a log whose sealed trades
+    /// lie between rows that stay: every page is whole, and the log reads as before.
+    pub async fn long_pages_read_through_segments_between_rows(db: &TestDb) {
+        let store = db.open().await;
+        let (old, new) = (
+            StreamId::trades(&symbol("ADAUSDT")),
+            StreamId::trades(&symbol("BTCUSDT")),
+        );
+        // Rounds of 300 old trades, then 700 new: sealed runs and rows in every page.
+        for round in 0..12_u64 {
+            let ids = round * 300 + 1..round * 300 + 301;
+            store
+                .append(&old, ExpectedVersion::Any, trades("ADAUSDT", ids))
+                .await
+                .unwrap();
+            // Trades timed long after the cut: they stay rows.
+            let later = round * 700 + 10_000_001..round * 700 + 10_000_701;
+            store
+                .append(&new, ExpectedVersion::Any, trades("BTCUSDT", later))
+                .await
+                .unwrap();
+        }
+        let read_all = |store: Store| async move {
+            let mut all = Vec::new();
+            loop {
+                let from = all.last().map_or(1, |e: &RecordedEvent| e.position + 1);
+                let page = store.read_all(from, 10_000).await.unwrap();
+                let short = page.len() < 10_000;
+                all.extend(page);
+                if short {
+                    return all;
+                }
+            }
+        };
+        let before = read_all(store.clone()).await;
+        assert_eq!(before.len(), 12_000);
+        let sealed = store
+            .seal(1_559_520_022_517 + 1_000_000, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(sealed.trades, 3_599);
+        assert_eq!(read_all(store.clone()).await, before);
+        assert_eq!(read_all(db.open().await).await, before);
+        assert_eq!(
+            store.read_stream_to_end(&old).await.unwrap(),
+            before
+                .iter()
+                .filter(|e| e.stream_id == old)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
     }
 }
 
