@@ -163,7 +163,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_time, conflicts_with = "older_than_days")]
         before: Option<i64>,
         /// Seal trades more than this many days old [config: archive.older_than_days].
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         older_than_days: Option<u32>,
         /// Then give the space the rows took back to the file system (SQLite rewrites the
         /// file, needing as much free disk again; PostgreSQL keeps it for new rows).

@@ -156,6 +156,12 @@ pub async fn projections(
     Ok(())
 }
 
+/// The time before which trades are `days` old: what `archive --older-than-days` and `run`'s
+/// hourly seal cut at.
+pub fn cut_of(days: u32) -> i64 {
+    hedgehog_runtime::time::now().millis() - i64::from(days) * 86_400_000
+}
+
 /// `archive`: seals the market trades older than `--before` (or `--older-than-days`, or the
 /// configuration's `archive.older_than_days`) and reports what it moved, in how long.
 pub async fn archive(
@@ -170,8 +176,7 @@ pub async fn archive(
     let days = older_than_days.or(config.archive.older_than_days);
     let before = match (before, days) {
         (Some(before), _) => before,
-        (None, Some(0)) => anyhow::bail!("--older-than-days 0: must be at least 1"),
-        (None, Some(days)) => hedgehog_runtime::time::now().millis() - i64::from(days) * 86_400_000,
+        (None, Some(days)) => cut_of(days),
         (None, None) => anyhow::bail!(
             "say which trades to seal: --before TIME, --older-than-days N, or archive.older_than_days in the configuration"
         ),

@@ -136,8 +136,7 @@ async fn archive_every_hour(
             _ = hourly.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let before = hedgehog_runtime::time::now().millis() - i64::from(days) * 86_400_000;
-        match store.seal(before, |_| {}).await {
+        match store.seal(super::log::cut_of(days), |_| {}).await {
             Ok(sealed) if sealed.trades > 0 => tracing::info!(
                 trades = sealed.trades,
                 segments = sealed.segments,

@@ -24,7 +24,9 @@ use super::market_trade::TradeRow;
 use super::sealed::{self, Sealed, Segment};
 use super::segment::SealedTrade;
 use super::sqlite::configure;
-use super::{before_insert, AppendOutcome, Part, PreparedEvent, StoreError, StreamId};
+use super::{
+    before_insert, trade_id_range, AppendOutcome, Part, PreparedEvent, StoreError, StreamId,
+};
 use uuid::Uuid;
 
 /// Values bound once per statement: the position and version before its first row, the stream,
@@ -281,9 +283,7 @@ impl Appender {
         numbers.extend(assigned);
         Ok(outcomes)
     }
-}
 
-impl Appender {
     /// [`crate::Backend::seal_window`] on this connection: one transaction holding the write
     /// lock, which inserts the window's segments and deletes the rows they hold. Blocking:
     /// call it off the runtime, holding the writer queue's turn.
@@ -525,7 +525,7 @@ fn overlaps(
         }
     }
     // And in neither table: sealed.
-    if let (Some((low, high)), Some(number)) = (trade_range(events), number) {
+    if let (Some((low, high)), Some(number)) = (trade_id_range(events), number) {
         let found: bool = tx
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM trade_segments \
@@ -539,12 +539,6 @@ fn overlaps(
     Ok(false)
 }
 
-/// The lowest and highest trade id of `events`.
-fn trade_range(events: &[PreparedEvent]) -> Option<(i64, i64)> {
-    let ids = events.iter().filter_map(|e| e.trade_id);
-    ids.clone().min().zip(ids.max())
-}
-
 /// The trade ids and event ids of the sealed trades of stream `number` whose trade ids meet
 /// the range of `events`' ([`sealed::keys_of`]).
 fn sealed_keys(
@@ -552,7 +546,7 @@ fn sealed_keys(
     number: Option<i64>,
     events: &[PreparedEvent],
 ) -> Result<(HashSet<i64>, HashSet<Uuid>), StoreError> {
-    let (Some(number), Some((low, high))) = (number, trade_range(events)) else {
+    let (Some(number), Some((low, high))) = (number, trade_id_range(events)) else {
         return Ok(Default::default());
     };
     let mut select = tx.prepare_cached(&sealed::overlapping_sql('?'))?;

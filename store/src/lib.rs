@@ -531,6 +531,12 @@ impl PreparedBatch {
     }
 }
 
+/// The lowest and highest trade id among `events`, if any has one.
+pub(crate) fn trade_id_range(events: &[PreparedEvent]) -> Option<(i64, i64)> {
+    let ids = events.iter().filter_map(|e| e.trade_id);
+    ids.clone().min().zip(ids.max())
+}
+
 /// An event's stored JSON.
 fn encode(event: &Event) -> Result<String, StoreError> {
     event.encode_stored().map_err(|source| StoreError::Encode {

@@ -18,10 +18,11 @@
 //! **Invariant**: sealing moves events and never changes one, and a damaged block is an error
 //! naming the segment ([`StoreError::DamagedSegment`]), never a page without its trades.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hedgehog_domain::Symbol;
 
 use super::segment::{self, SealedTrade};
 use super::{
@@ -84,12 +85,12 @@ impl Along {
         }
     }
 
-    /// `trade_segments`' columns of this key's range, and the filter of its stream (`?6`).
-    pub(crate) fn columns(&self) -> (&'static str, &'static str, bool) {
+    /// `trade_segments`' columns of this key's range.
+    fn columns(&self) -> (&'static str, &'static str) {
         match self {
-            Along::All => ("first_position", "last_position", false),
-            Along::Stream(_) => ("first_version", "last_version", true),
-            Along::Trades(_) => ("min_trade_id", "max_trade_id", true),
+            Along::All => ("first_position", "last_position"),
+            Along::Stream(_) => ("first_version", "last_version"),
+            Along::Trades(_) => ("min_trade_id", "max_trade_id"),
         }
     }
 
@@ -252,8 +253,8 @@ impl Segment {
 /// `$`): 1 from, 2 to, 3 and 4 the first key and id to start after, 5 the limit, 6 the
 /// stream's name (when along a stream).
 pub(crate) fn segments_sql(along: &Along, mark: char) -> String {
-    let (first, last, by_stream) = along.columns();
-    let stream = if by_stream {
+    let (first, last) = along.columns();
+    let stream = if along.stream().is_some() {
         format!(" AND s.stream = (SELECT number FROM trade_streams WHERE stream_id = {mark}6)")
     } else {
         String::new()
@@ -286,14 +287,13 @@ pub(crate) fn window_sql(mark: char) -> String {
     )
 }
 
-/// A segment's insert: 1 stream number, 2-9 its description, 10 checksum, 11 block.
+/// A segment's insert: 1 stream number, 2-8 its description, 9 checksum, 10 block.
 pub(crate) fn insert_sql(mark: char) -> String {
-    let m: Vec<String> = (1..=11).map(|i| format!("{mark}{i}")).collect();
+    let values: Vec<String> = (1..=10).map(|i| format!("{mark}{i}")).collect();
     format!(
         "INSERT INTO trade_segments (stream, first_position, last_position, first_version, \
-         last_version, min_trade_id, max_trade_id, trades, checksum, block) \
-         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-        m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9]
+         last_version, min_trade_id, max_trade_id, trades, checksum, block) VALUES ({})",
+        values.join(", ")
     )
 }
 
@@ -301,17 +301,8 @@ pub(crate) fn insert_sql(mark: char) -> String {
 /// checksums): what an append must not store again.
 pub(crate) fn keys_of(
     overlapping: Vec<(Segment, Vec<u8>, i64)>,
-) -> Result<
-    (
-        std::collections::HashSet<i64>,
-        std::collections::HashSet<uuid::Uuid>,
-    ),
-    StoreError,
-> {
-    let (mut trades, mut ids) = (
-        std::collections::HashSet::new(),
-        std::collections::HashSet::new(),
-    );
+) -> Result<(HashSet<i64>, HashSet<uuid::Uuid>), StoreError> {
+    let (mut trades, mut ids) = (HashSet::new(), HashSet::new());
     for (s, block, checksum) in overlapping {
         for t in s.open(&block, checksum)? {
             trades.insert(t.row.trade_id);
@@ -379,11 +370,13 @@ impl quick_cache::Weighter<i64, Arc<Decoded>> for TradeWeight {
     }
 }
 
-/// A decoded block: its trades in version order, and whether their trade ids rise with it
-/// (as an exchange's do; a page by trade id then starts by binary search).
+/// A decoded block: its trades in version order, whether their trade ids rise with it (as an
+/// exchange's do; a page by trade id then starts by binary search), and their symbol (its
+/// stream's, parsed once, not once a trade).
 struct Decoded {
     trades: Vec<SealedTrade>,
     ids_rise: bool,
+    symbol: Symbol,
 }
 
 /// A backend with its sealed segments merged in: what [`crate::Store`] reads through.
@@ -420,11 +413,21 @@ impl Tiered {
         let (block, checksum) = self.inner.segment_block(s.id).await?;
         let segment = s.clone();
         let decoded = tokio::task::spawn_blocking(move || {
+            let symbol =
+                market_trade::symbol_of(&segment.stream).ok_or_else(|| StoreError::Corrupt {
+                    position: segment.first_position,
+                    column: "trade_segments.stream",
+                    value: segment.stream.to_string(),
+                })?;
             let trades = segment.open(&block, checksum)?;
             let ids_rise = trades
                 .windows(2)
                 .all(|w| w[0].row.trade_id < w[1].row.trade_id);
-            Ok(Arc::new(Decoded { trades, ids_rise }))
+            Ok(Arc::new(Decoded {
+                trades,
+                ids_rise,
+                symbol,
+            }))
         });
         let decoded = crate::joined(decoded.await)?;
         self.cache.insert(s.id, Arc::clone(&decoded));
@@ -473,7 +476,6 @@ impl Tiered {
             (Some(last), _) if page.len() >= limit => key(last),
             _ => i64::MAX,
         };
-        let mut merged = false;
         let mut after = (i64::MIN, i64::MIN);
         loop {
             let batch = self
@@ -486,39 +488,7 @@ impl Tiered {
                     break;
                 }
                 let d = self.decoded(s).await?;
-                let trades = &d.trades;
-                // In key order, but along trade ids when they do not rise with versions.
-                let sorted = d.ids_rise || !matches!(along, Along::Trades(_));
-                let start = if sorted {
-                    trades.partition_point(|t| along.of(t) < from)
-                } else {
-                    0
-                };
-                let mut taken = 0;
-                page.reserve(limit.min(trades.len() - start));
-                for t in &trades[start..] {
-                    let k = along.of(t);
-                    if k > cutoff {
-                        if sorted {
-                            break;
-                        }
-                        continue;
-                    }
-                    if k >= from {
-                        page.push(T::sealed(s, t)?);
-                        taken += 1;
-                        // The rest of a sorted block comes after these in the page.
-                        if sorted && taken == limit {
-                            break;
-                        }
-                        // An unsorted one is read whole: keep the page short as it goes.
-                        if !sorted && page.len() >= 2 * limit.max(1) {
-                            tidy(&mut page, &key, limit);
-                            cutoff = page.last().map_or(cutoff, key);
-                        }
-                    }
-                }
-                merged = true;
+                cutoff = take(&mut page, s, &d, &along, (from, cutoff), limit)?;
                 if page.len() > limit {
                     tidy(&mut page, &key, limit);
                     cutoff = page.last().map_or(cutoff, key);
@@ -533,9 +503,7 @@ impl Tiered {
                 break;
             }
         }
-        if merged {
-            tidy(&mut page, &key, limit);
-        }
+        tidy(&mut page, &key, limit);
         Ok(page)
     }
 
@@ -589,6 +557,54 @@ impl Tiered {
     }
 }
 
+/// Adds to `page` the trades of block `d` (segment `s`) whose keys along `along` are in
+/// `from..=cutoff`, at most `limit` of a block in key order; answers the cutoff, lowered when
+/// a block out of key order (read whole) made the page long.
+fn take<T: Paged>(
+    page: &mut Vec<T>,
+    s: &Segment,
+    d: &Decoded,
+    along: &Along,
+    (from, mut cutoff): (i64, i64),
+    limit: usize,
+) -> Result<i64, StoreError> {
+    let key = |t: &T| t.key(along);
+    let trades = &d.trades;
+    // In key order, but along trade ids when they do not rise with versions.
+    let sorted = d.ids_rise || !matches!(along, Along::Trades(_));
+    let start = if sorted {
+        trades.partition_point(|t| along.of(t) < from)
+    } else {
+        0
+    };
+    page.reserve(limit.min(trades.len() - start));
+    let mut taken = 0;
+    for t in &trades[start..] {
+        let k = along.of(t);
+        if k > cutoff {
+            if sorted {
+                break;
+            }
+            continue;
+        }
+        if k < from {
+            continue;
+        }
+        page.push(T::sealed(s, &d.symbol, t)?);
+        taken += 1;
+        if sorted && taken == limit {
+            // The rest of a sorted block comes after these in the page.
+            break;
+        }
+        if !sorted && page.len() >= 2 * limit.max(1) {
+            // An unsorted one is read whole: keep the page short as it goes.
+            tidy(page, &key, limit);
+            cutoff = page.last().map_or(cutoff, key);
+        }
+    }
+    Ok(cutoff)
+}
+
 /// Sorts a merged page by its key, drops what both the tables and a segment held (a seal
 /// between the two reads), and keeps the first `limit`.
 fn tidy<T: Paged>(page: &mut Vec<T>, key: &impl Fn(&T) -> i64, limit: usize) {
@@ -606,7 +622,7 @@ pub(crate) trait Paged: Sized + Send {
     fn position(&self) -> i64;
     fn version(&self) -> i64;
     fn event(&self) -> &hedgehog_domain::Event;
-    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError>;
+    fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError>;
 
     /// Its key along `along` (a trade id for a trade; after every trade for anything else).
     fn key(&self, along: &Along) -> i64 {
@@ -622,18 +638,6 @@ pub(crate) trait Paged: Sized + Send {
     }
 }
 
-fn trade_of(
-    s: &Segment,
-    t: &SealedTrade,
-) -> Result<hedgehog_domain::events::TradeReceived, StoreError> {
-    let symbol = market_trade::symbol_of(&s.stream).ok_or_else(|| StoreError::Corrupt {
-        position: t.position,
-        column: "trade_segments.stream",
-        value: s.stream.to_string(),
-    })?;
-    t.row.trade(symbol, t.position)
-}
-
 impl Paged for StreamEvent {
     fn position(&self) -> i64 {
         self.position
@@ -644,12 +648,12 @@ impl Paged for StreamEvent {
     fn event(&self) -> &hedgehog_domain::Event {
         &self.event
     }
-    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
+    fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError> {
         Ok(StreamEvent {
             position: t.position,
             stream_id: s.stream.clone(),
             stream_version: t.version,
-            event: trade_of(s, t)?.into(),
+            event: t.row.trade(symbol.clone(), t.position)?.into(),
         })
     }
 }
@@ -664,8 +668,8 @@ impl Paged for RecordedEvent {
     fn event(&self) -> &hedgehog_domain::Event {
         &self.event
     }
-    fn sealed(s: &Segment, t: &SealedTrade) -> Result<Self, StoreError> {
-        let trade = trade_of(s, t)?;
+    fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError> {
+        let trade = t.row.trade(symbol.clone(), t.position)?;
         Ok(RecordedEvent {
             position: t.position,
             event_id: t

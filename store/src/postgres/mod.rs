@@ -290,7 +290,7 @@ async fn append_part(
     if look_up {
         let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
         let trade_ids: Vec<i64> = batch.events.iter().filter_map(|e| e.trade_id).collect();
-        let stored_ids: HashSet<Uuid> = sqlx::query_scalar(
+        let mut stored_ids: HashSet<Uuid> = sqlx::query_scalar(
             "SELECT event_id FROM events WHERE event_id = ANY($1) \
              UNION ALL SELECT event_id FROM market_trades WHERE event_id = ANY($1)",
         )
@@ -299,7 +299,7 @@ async fn append_part(
         .await?
         .into_iter()
         .collect();
-        let stored_trades: HashSet<i64> = if trade_ids.is_empty() {
+        let mut stored_trades: HashSet<i64> = if trade_ids.is_empty() {
             HashSet::new()
         } else {
             sqlx::query_scalar(
@@ -316,13 +316,8 @@ async fn append_part(
             .collect()
         };
         // Then the segments (after the rows: a seal between the two moves rows, not loses them).
-        let range = {
-            let ids = batch.events.iter().filter_map(|e| e.trade_id);
-            ids.clone().min().zip(ids.max())
-        };
+        let range = crate::trade_id_range(&batch.events);
         let (sealed_trades, sealed_ids) = seal::keys(&mut *conn, number, range).await?;
-        let mut stored_ids = stored_ids;
-        let mut stored_trades = stored_trades;
         stored_ids.extend(
             batch
                 .events
@@ -450,8 +445,9 @@ async fn overlaps(
     let (mut sealed_streams, mut sealed_lows, mut sealed_highs) =
         (Vec::new(), Vec::new(), Vec::new());
     for (part, number) in parts.iter().zip(numbers) {
-        let ids = part.batch.events.iter().filter_map(|e| e.trade_id);
-        if let (Some((low, high)), Some(number)) = (ids.clone().min().zip(ids.max()), number) {
+        if let (Some((low, high)), Some(number)) =
+            (crate::trade_id_range(&part.batch.events), number)
+        {
             sealed_streams.push(*number);
             sealed_lows.push(low);
             sealed_highs.push(high);
