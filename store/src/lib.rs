@@ -22,6 +22,7 @@ mod appender;
 mod checkpoint;
 mod durability;
 mod eventually_impl;
+mod lease;
 mod market_trade;
 mod postgres;
 mod reader;
@@ -43,6 +44,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 pub use checkpoint::{WriteQueue, WriterTurn};
+pub use lease::{Acquired, Cluster, Fence, Lease, NodeInfo, NodeRow};
 pub use market_trade::trade_event_id;
 pub use sealed::Sealed;
 pub use snapshot::{Snapshot, Unusable};
@@ -310,6 +312,13 @@ pub enum StoreError {
     U32Overflow { what: &'static str, value: i64 },
     #[error("trade id {0} of {1} is beyond what the store can key (i64::MAX)")]
     TradeIdOverflow(u64, Symbol),
+    #[error("{stream}: node {} decided under epoch {} of the lease of {}, {holder}; nothing was written (the node no longer owns it)", fence.node, fence.epoch, fence.resource)]
+    StaleLease {
+        stream: StreamId,
+        fence: Fence,
+        /// Who holds the lease now, in words.
+        holder: String,
+    },
     #[error("events are permanent: stream {0} cannot be removed from an append-only log")]
     RemoveRefused(StreamId),
     #[error(
@@ -368,6 +377,22 @@ impl StoreError {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// The database refused an append whose fence is no longer its node's
+    /// ([`StoreError::StaleLease`], or the database's raw refusal before it is named).
+    pub fn is_stale_lease(&self) -> bool {
+        match self {
+            StoreError::StaleLease { .. } => true,
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().as_deref() == Some("HH001"),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, message)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER
+                    && message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("stale lease"))
+            }
+            _ => false,
+        }
     }
 
     /// A UNIQUE index refused a row: an event (or trade) that is already stored.
@@ -1200,16 +1225,18 @@ impl Store {
             // Fast path: assume every event is new and let the UNIQUE indexes do the probing.
             // A duplicate, or a version mismatch (which may be the retry of a stored batch),
             // takes the careful path, which looks the keys up first.
-            let done = match self
+            let tried = match self
                 .backend
                 .try_append(&mut parts, recorded_at, false)
                 .await
             {
                 Err(e) if e.is_conflict() || e.is_unique_violation() => {
-                    self.backend
-                        .try_append(&mut parts, recorded_at, true)
-                        .await?
+                    self.backend.try_append(&mut parts, recorded_at, true).await
                 }
+                done => done,
+            };
+            let done = match tried {
+                Err(e) if e.is_stale_lease() => return Err(self.stale_lease(&parts, e).await),
                 done => done?,
             };
             if let Some(last) = done.iter().filter_map(|o| o.last_position).max() {
@@ -1241,6 +1268,34 @@ impl Store {
             recorded,
             announced: false,
         })
+    }
+
+    /// Names the refusal of an append under a lease its node no longer holds: the stream, the
+    /// fence its events carry, and who holds the lease now.
+    async fn stale_lease(&self, parts: &[Part], refused: StoreError) -> StoreError {
+        let fenced = parts.iter().find_map(|p| {
+            p.batch
+                .events
+                .iter()
+                .find_map(|e| Fence::of(&e.kept.metadata))
+                .map(|fence| (p.stream.clone(), fence))
+        });
+        let Some((stream, fence)) = fenced else {
+            return refused;
+        };
+        let holder = match self.lease(&fence.resource).await {
+            Ok(None) => "which was never granted".to_owned(),
+            Ok(Some(lease)) if lease.expires_at == 0 => {
+                format!("which {} released", lease.node)
+            }
+            Ok(Some(lease)) => format!("which node {} holds at epoch {}", lease.node, lease.epoch),
+            Err(e) => format!("whose holder could not be read ({e})"),
+        };
+        StoreError::StaleLease {
+            stream,
+            fence,
+            holder,
+        }
     }
 
     /// The events an append stored, as its subscribers would read them, if this process has

@@ -44,6 +44,7 @@ on_both_backends!(
     sealing_moves_trades_and_changes_no_event,
     a_damaged_segment_is_named_never_skipped,
     long_pages_read_through_segments_between_rows,
+    a_decision_under_a_lost_lease_is_refused,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -2073,6 +2074,137 @@ mod cases {
                 .cloned()
                 .collect::<Vec<_>>()
         );
+    }
+    /// Leases and fencing: a lease has one holder, is taken only once it expired or was
+    /// released, its epoch only rises, and a decision carrying a node's fence is stored only
+    /// while that node holds that lease at that epoch; a command (no fence) is not checked.
+    pub async fn a_decision_under_a_lost_lease_is_refused(db: &TestDb) {
+        use hedgehog_store::{Acquired, Fence, NodeInfo};
+        let store = db.open().await;
+        let ada = symbol("ADAUSDT");
+        let stream = StreamId::trading(&ada);
+        let node = |name: &str| NodeInfo {
+            node: name.to_owned(),
+            pid: 1,
+            host: "test".to_owned(),
+        };
+        let (a, b) = (node("node-a"), node("node-b"));
+        let ttl = 300;
+        let decision = |fence: &Fence, after: u64| {
+            NewEvent::new(TradingStarted {
+                symbol: ada.clone(),
+                after_trade_id: Some(after),
+            })
+            .with_metadata(fence.metadata())
+        };
+        let fence = |node: &NodeInfo, epoch| Fence {
+            resource: "ADAUSDT".to_owned(),
+            node: node.node.clone(),
+            epoch,
+        };
+        let append = |event: NewEvent| {
+            let (store, stream) = (store.clone(), stream.clone());
+            async move {
+                let version = store.stream_version(&stream).await.unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Exact(version), vec![event])
+                    .await
+            }
+        };
+
+        assert!(store.join(&a, ttl, None).await.unwrap());
+        assert!(store.join(&b, ttl, None).await.unwrap());
+        // A live node's name is its own: another process cannot claim it, unless it is the
+        // same host's process that named it and has died.
+        let impostor = NodeInfo {
+            pid: 2,
+            ..a.clone()
+        };
+        assert!(!store.join(&impostor, ttl, None).await.unwrap());
+        assert!(store.beat(&impostor, ttl).await.unwrap().is_none());
+        let Acquired::Held(first) = store.acquire("ADAUSDT", &a, ttl).await.unwrap() else {
+            panic!("a free lease is taken");
+        };
+        assert_eq!((first.node.as_str(), first.epoch), ("node-a", 1));
+        match store.acquire("ADAUSDT", &b, ttl).await.unwrap() {
+            Acquired::Taken(held) => assert_eq!((held.node.as_str(), held.epoch), ("node-a", 1)),
+            other => panic!("a live lease has one holder: {other:?}"),
+        }
+        append(decision(&fence(&a, 1), 1)).await.unwrap();
+        for wrong in [fence(&a, 2), fence(&b, 1)] {
+            let refused = append(decision(&wrong, 2)).await.unwrap_err();
+            assert!(refused.is_stale_lease(), "{refused}");
+        }
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 1);
+
+        // a stops renewing (paused): once its lease expired b takes it, at a higher epoch,
+        // and a's decisions are refused, naming who holds it.
+        tokio::time::sleep(Duration::from_millis(ttl as u64 + 100)).await;
+        let Acquired::Held(second) = store.acquire("ADAUSDT", &b, ttl).await.unwrap() else {
+            panic!("an expired lease is taken");
+        };
+        assert_eq!((second.node.as_str(), second.epoch), ("node-b", 2));
+        match append(decision(&fence(&a, 1), 3)).await {
+            Err(e @ StoreError::StaleLease { .. }) => {
+                let said = e.to_string();
+                assert!(said.contains("node-b holds at epoch 2"), "{said}");
+                assert!(said.contains("trading-ADAUSDT"), "{said}");
+            }
+            other => panic!("a decision under a lost lease is refused: {other:?}"),
+        }
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 1);
+        assert!(
+            store.beat(&a, ttl).await.unwrap().unwrap().is_empty(),
+            "a lost it"
+        );
+        let held = store.beat(&b, ttl).await.unwrap().unwrap();
+        assert_eq!(held.len(), 1);
+        append(decision(&fence(&b, 2), 4)).await.unwrap();
+        // A user's command carries no fence: it is decided against the version, not a lease.
+        append(NewEvent::new(TradingStarted {
+            symbol: ada.clone(),
+            after_trade_id: None,
+        }))
+        .await
+        .unwrap();
+
+        // Released, it is refused at once, and the next holder's epoch is higher still.
+        store.release("ADAUSDT", "node-b").await.unwrap();
+        let refused = append(decision(&fence(&b, 2), 5)).await.unwrap_err();
+        assert!(refused.to_string().contains("node-b released"), "{refused}");
+        let Acquired::Held(third) = store.acquire("ADAUSDT", &a, ttl).await.unwrap() else {
+            panic!("a released lease is taken");
+        };
+        assert_eq!(third.epoch, 3);
+        assert_eq!(store.stream_version(&stream).await.unwrap(), 3);
+
+        // A restarted node (same name and host, its previous process dead) takes its name and
+        // its leases back at once, at a higher epoch.
+        let restarted = NodeInfo {
+            pid: 3,
+            ..a.clone()
+        };
+        assert!(store.join(&restarted, ttl, Some(1)).await.unwrap());
+        assert!(
+            store.beat(&a, ttl).await.unwrap().is_none(),
+            "the old process is out"
+        );
+        let Acquired::Held(fourth) = store.acquire("ADAUSDT", &restarted, ttl).await.unwrap()
+        else {
+            panic!("a node's own lease is taken back");
+        };
+        assert_eq!(fourth.epoch, 4);
+        let refused = append(decision(&fence(&a, 3), 6)).await.unwrap_err();
+        assert!(refused.is_stale_lease(), "{refused}");
+
+        let cluster = store.cluster().await.unwrap();
+        let names: Vec<&str> = cluster.nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(names, ["node-a", "node-b"]);
+        assert_eq!(cluster.held().get("node-a").map(Vec::len), Some(1));
+        store.leave("node-a").await.unwrap();
+        let cluster = store.cluster().await.unwrap();
+        assert_eq!(cluster.nodes.len(), 1);
+        assert!(cluster.held().is_empty(), "leaving releases: {cluster:?}");
     }
 }
 
