@@ -118,10 +118,13 @@ impl SqliteBackend {
         // would both apply the first migration and one would fail. Holding the write lock
         // (BEGIN IMMEDIATE) across the whole check-and-apply makes the second wait, then find
         // the migrations applied. sqlx runs each migration as a savepoint inside it.
-        {
+        let migrator = sqlx::migrate!("../migrations/sqlite");
+        // A database already at this build's schema (every open but the first after an
+        // upgrade) is checked with a read, without the write lock: a command that only reads
+        // (`status`, `cluster status`) never queues behind busy engines' writes.
+        if !up_to_date(&pool, &migrator).await {
             let mut conn = pool.acquire().await?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-            let migrator = sqlx::migrate!("../migrations/sqlite");
             migrator
                 .run_direct(&mut *tx)
                 .await
@@ -367,4 +370,27 @@ impl Backend for SqliteBackend {
             .await?;
         Ok(Sealed::from_row(row))
     }
+}
+
+/// Whether the database holds exactly the migrations `migrator` knows, each with its checksum
+/// (a read; any doubt, such as no migrations table yet, answers false and the caller migrates
+/// under the write lock, which also names a newer schema).
+async fn up_to_date(pool: &SqlitePool, migrator: &sqlx::migrate::Migrator) -> bool {
+    let applied: Result<Vec<(i64, Vec<u8>, bool)>, _> =
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await;
+    let Ok(applied) = applied else {
+        return false;
+    };
+    let known: Vec<(i64, &[u8])> = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| (m.version, &*m.checksum))
+        .collect();
+    applied.len() == known.len()
+        && applied
+            .iter()
+            .zip(&known)
+            .all(|((v, sum, ok), (kv, ksum))| *ok && v == kv && sum.as_slice() == *ksum)
 }
