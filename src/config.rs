@@ -46,7 +46,29 @@ pub struct Config {
     pub storing: StoringConfig,
     pub engine: EngineConfig,
     pub archive: ArchiveConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
+}
+
+/// This engine as one node of several on the same database (`hedgehog cluster status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The node's name, kept across restarts (default: the host's name; a second `run` on the
+    /// same host while the first runs joins as NAME-PID).
+    pub node: Option<String>,
+    /// How long a symbol's lease lasts without renewal: a node that dies loses its symbols to
+    /// the others within this time.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node: None,
+            lease_ttl_secs: hedgehog_engine::cluster::LEASE_TTL.as_secs(),
+        }
+    }
 }
 
 /// When market trades are sealed into compressed segments (`hedgehog archive`): by `run`, at
@@ -326,6 +348,7 @@ impl Default for Config {
             storing: StoringConfig::default(),
             engine: EngineConfig::default(),
             archive: ArchiveConfig::default(),
+            cluster: ClusterConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -600,6 +623,22 @@ impl Loaded {
                 "0: must be at least 1 (trades between two snapshots)",
             ));
         }
+        if !(2..=3600).contains(&c.cluster.lease_ttl_secs) {
+            return Err(self.invalid(
+                "cluster.lease_ttl_secs",
+                format!(
+                    "{}: must be 2 to 3600 (seconds a symbol's lease lasts without renewal)",
+                    c.cluster.lease_ttl_secs
+                ),
+            ));
+        }
+        if c.cluster
+            .node
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(self.invalid("cluster.node", "empty: name the node, or leave it unset"));
+        }
         if c.archive.older_than_days == Some(0) {
             return Err(self.invalid(
                 "archive.older_than_days",
@@ -763,6 +802,14 @@ snapshot_every = {snapshot_every}
 # Unset: only `hedgehog archive` seals.
 # older_than_days = 30
 
+[cluster]
+# several `hedgehog run` on one database share the symbols: each symbol's trading and streaming
+# is owned by one node at a time, through a lease renewed every second. This node's name
+# (default: the host's name, kept across restarts):
+# node = "engine-1"
+# how long a lease lasts unrenewed: a node that dies loses its symbols within this time
+lease_ttl_secs = {lease_ttl}
+
 [log]
 # a tracing filter; default: warn,hedgehog=info for run, warn otherwise (RUST_LOG overrides)
 # level = "info"
@@ -782,6 +829,7 @@ format = "text"
         rebuy = s.rebuy_interval,
         fee = s.fee,
         snapshot_every = d.engine.snapshot_every,
+        lease_ttl = d.cluster.lease_ttl_secs,
     )
 }
 

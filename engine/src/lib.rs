@@ -5,6 +5,7 @@
 
 pub mod actor;
 pub mod aggregate;
+pub mod cluster;
 pub mod decision;
 pub mod ids;
 pub mod readiness;

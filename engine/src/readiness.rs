@@ -66,6 +66,12 @@ impl Readiness {
         self.inner().workers.insert(symbol.clone(), None);
     }
 
+    /// `symbol`'s worker stopped for good here (its symbol handed over to another node).
+    pub(crate) fn stopped(&self, symbol: &Symbol) {
+        self.inner().workers.remove(symbol);
+        self.check();
+    }
+
     /// Every symbol traded at start-up has its worker.
     pub(crate) fn planned(&self) {
         self.inner().planned = true;

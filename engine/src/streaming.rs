@@ -100,12 +100,14 @@ pub async fn status(store: &Store) -> Result<Vec<(Symbol, bool)>, StreamingError
     Ok(out)
 }
 
-/// Streams every symbol whose streaming is on, re-planning on every switch, until `shutdown`.
-/// `source` says where from and how (its symbols are replaced by those switched on).
+/// Streams every symbol whose streaming is on and, in an engine, that its node owns (`owned`,
+/// see [`crate::cluster`]; `None`: every symbol, for `hedgehog stream`), re-planning on every switch and every change of hands, until
+/// `shutdown`. `source` says where from and how (its symbols are replaced by those streamed).
 pub async fn follow(
     store: Store,
     source: StreamerOptions,
     stats: Arc<StreamerStats>,
+    mut owned: Option<watch::Receiver<BTreeSet<Symbol>>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StreamingError> {
     loop {
@@ -115,12 +117,20 @@ pub async fn follow(
         // The switches as they are now, with where each stream stands: a switch appended after
         // this changes a version here.
         let switches = store.stream_heads("streaming-").await?;
+        let ours = owned.as_mut().map(|o| o.borrow_and_update().clone());
         let symbols: BTreeSet<Symbol> = status(&store)
             .await?
             .into_iter()
-            .filter_map(|(s, on)| on.then_some(s))
+            .filter_map(|(s, on)| (on && ours.as_ref().is_none_or(|o| o.contains(&s))).then_some(s))
             .collect();
-        tracing::info!(?symbols, "streaming the symbols switched on");
+        if symbols.is_empty() && ours.as_ref().is_some_and(BTreeSet::is_empty) {
+            tracing::debug!("this node owns no symbol to stream");
+        } else {
+            tracing::info!(
+                ?symbols,
+                "streaming the symbols switched on that this node owns"
+            );
+        }
         let (stop, stopped) = watch::channel(false);
         let running = (!symbols.is_empty()).then(|| {
             let options = StreamerOptions {
@@ -139,6 +149,14 @@ pub async fn follow(
         let quit = loop {
             tokio::select! {
                 _ = shutdown.changed() => break true,
+                changed = owned_changed(&mut owned) => {
+                    if changed.is_err() {
+                        break true;
+                    }
+                    if owned.as_ref().map(|o| o.borrow().clone()) != ours {
+                        break false;
+                    }
+                }
                 _ = watch.changed() => {
                     if store.stream_heads("streaming-").await? != switches {
                         break false;
@@ -156,5 +174,15 @@ pub async fn follow(
         if quit {
             return Ok(());
         }
+    }
+}
+
+/// The next change of what the node owns; never, without a node.
+async fn owned_changed(
+    owned: &mut Option<watch::Receiver<BTreeSet<Symbol>>>,
+) -> Result<(), watch::error::RecvError> {
+    match owned {
+        Some(owned) => owned.changed().await,
+        None => std::future::pending().await,
     }
 }

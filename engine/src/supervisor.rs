@@ -1,14 +1,15 @@
 //! The engine behind `hedgehog run`: the streamer, the projector and one trading worker per
-//! symbol, each supervised, all following the store.
+//! symbol this node owns, each supervised, all following the store.
 //!
-//! Autostart is the store's doing: at start-up every symbol with a trading stream gets a worker
-//! (idle while its trading is off, so a later `trading start` from any process wakes it), and a
+//! Autostart is the store's doing: every symbol with a trading stream gets a worker on the node
+//! that holds its lease ([`crate::cluster`]; alone on its database, a node holds them all),
+//! idle while its trading is off, so a later `trading start` from any process wakes it, and a
 //! symbol started for the first time while the engine runs gets one as soon as its
 //! `TradingStarted` commits. A worker that fails (an error or a panic) is logged and restarted
 //! from its stream with capped exponential backoff; the others keep trading. A restart never
 //! re-executes a decision: decisions are in the store and the worker resumes after them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,15 +23,16 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::aggregate::TradingAggregate;
+use crate::cluster::{assign, ClusterOptions, LeaseClock};
 use crate::readiness::Readiness;
 use crate::trading::TradingError;
-use crate::worker::Trader;
+use crate::worker::{Trader, TraderError};
 use hedgehog_binance::live::Venue;
 use hedgehog_binance::rest::Credentials;
 use hedgehog_binance::user_stream;
 use hedgehog_ingest::streamer::{Backfill, StreamerStats};
 use hedgehog_runtime::latency::Probe;
-use hedgehog_store::{Store, StoreError, StreamId};
+use hedgehog_store::{Acquired, Fence, Lease, NodeInfo, Store, StoreError, StreamId};
 
 /// What the engine runs with.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct EngineOptions {
     /// Times trades from their frame to the decisions they cause (`hedgehog-bench latency`);
     /// none: no cost.
     pub probe: Option<Probe>,
+    /// This engine as a node among those on the same database: which symbols it owns.
+    pub cluster: ClusterOptions,
 }
 
 /// What live trading needs.
@@ -100,6 +104,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
     let mut tasks = Vec::new();
+    let (owned_tx, owned) = watch::channel(BTreeSet::new());
     {
         let source = hedgehog_ingest::streamer::StreamerOptions {
             idle_timeout: options.idle_timeout,
@@ -116,7 +121,8 @@ pub async fn run(
             shutdown.clone(),
             move |stop| {
                 let (store, source, stats) = (store.clone(), source.clone(), Arc::clone(&stats));
-                async move { crate::streaming::follow(store, source, stats, stop).await }
+                let owned = Some(owned.clone());
+                async move { crate::streaming::follow(store, source, stats, owned, stop).await }
             },
         ));
     }
@@ -161,31 +167,337 @@ pub async fn run(
             move |stop| report_status(store.clone(), STATUS_EVERY, stop),
         ));
     }
-    let mut traders: BTreeMap<Symbol, JoinHandle<()>> = BTreeMap::new();
-    // Only the names, from the streams' metadata: each worker rebuilds its own state when it
-    // starts. A symbol traded for the first time while the engine runs has a trading stream
-    // from its first `TradingStarted` on, whichever process appended it.
+    let mut node = Ownership::join(store.clone(), options.clone(), owned_tx).await?;
+    // Symbols traded or streamed for the first time while the engine runs have a stream from
+    // their first switch on, whichever process appended it: both wake the next round at once.
     let mut trading = store.watch_streams("trading-").await?;
+    let mut streaming = store.watch_streams("streaming-").await?;
+    let mut tick = tokio::time::interval(options.cluster.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch_shutdown = shutdown.clone();
     loop {
-        for symbol in store.symbols_with("trading").await? {
-            start_trader(&store, &options, &symbol, &shutdown, &mut traders);
-            // Its decisions (every order placed and filled) need not wake this loop.
-            trading.ignore(StreamId::trading(&symbol));
-        }
-        options.readiness.planned();
         tokio::select! {
-            _ = watch_shutdown.changed() => break,
+            _ = watch_shutdown.changed() => {}
             _ = trading.changed() => {}
+            _ = streaming.changed() => {}
+            _ = tick.tick() => {}
         }
         if *shutdown.borrow() {
             break;
         }
+        if let Err(e) = node.round().await {
+            tracing::warn!(node = %node.me.node, error = %e, "could not renew this node's leases or rebalance; retrying at the next heartbeat");
+        }
+        for symbol in &node.symbols {
+            // Decisions (every order placed and filled, here or on another node) need not
+            // wake this loop.
+            trading.ignore(StreamId::trading(symbol));
+        }
+        options.readiness.planned();
     }
-    for task in tasks.into_iter().chain(traders.into_values()) {
+    node.leave().await;
+    for task in tasks {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// A symbol this node holds the lease of, and its worker.
+struct Owned {
+    epoch: i64,
+    clock: LeaseClock,
+    stop: watch::Sender<bool>,
+    /// `None`: the symbol is only streamed (it has no trading stream, or no filters).
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Owned {
+    /// Stops the worker and waits for it (its current decision finished, its snapshot saved).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// This engine's part in the cluster ([`crate::cluster`]): its name, the leases it holds and
+/// the workers running under them.
+struct Ownership {
+    store: Store,
+    options: EngineOptions,
+    me: NodeInfo,
+    owned: BTreeMap<Symbol, Owned>,
+    /// Who held each symbol assigned here when it was last asked for, so it is said once.
+    told: BTreeMap<Symbol, String>,
+    /// The symbols with a trading or streaming stream, as of the last round.
+    symbols: Vec<Symbol>,
+    /// What the streamer streams.
+    owned_tx: watch::Sender<BTreeSet<Symbol>>,
+}
+
+impl Ownership {
+    /// Claims the node's name, or, when a live process holds it, the name with this process's
+    /// id after it. A previous run of this node on this host that died (its process is gone)
+    /// gives its name, and the leases under it, over at once.
+    async fn join(
+        store: Store,
+        options: EngineOptions,
+        owned_tx: watch::Sender<BTreeSet<Symbol>>,
+    ) -> Result<Self, StoreError> {
+        let me = claim_name(&store, &options.cluster).await?;
+        tracing::info!(node = %me.node, pid = me.pid, "joined the cluster of engines on this database");
+        Ok(Ownership {
+            store,
+            options,
+            me,
+            owned: BTreeMap::new(),
+            told: BTreeMap::new(),
+            symbols: Vec::new(),
+            owned_tx,
+        })
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.options.cluster.ttl_ms()
+    }
+
+    /// One heartbeat: renews the leases, stops the workers of those lost, and moves toward the
+    /// assignment every node computes ([`assign`]): hands over what is another's, takes what
+    /// is free and ours.
+    async fn round(&mut self) -> Result<(), EngineError> {
+        let sent = Instant::now();
+        let Some(held) = self.store.beat(&self.me, self.ttl_ms()).await? else {
+            tracing::warn!(node = %self.me.node, "another process took this node's name over (it was silent past its lease): stopping its workers and joining again");
+            for (symbol, owned) in std::mem::take(&mut self.owned) {
+                owned.stop().await;
+                self.options.readiness.stopped(&symbol);
+            }
+            self.publish();
+            self.me = claim_name(&self.store, &self.options.cluster).await?;
+            return Ok(());
+        };
+        let epochs: BTreeMap<&str, i64> = held
+            .iter()
+            .map(|l| (l.resource.as_str(), l.epoch))
+            .collect();
+        let gone: Vec<Symbol> = self
+            .owned
+            .iter()
+            .filter(|(symbol, owned)| {
+                epochs.get(symbol.as_str()) != Some(&owned.epoch)
+                    || owned.worker.as_ref().is_some_and(JoinHandle::is_finished)
+            })
+            .map(|(symbol, _)| symbol.clone())
+            .collect();
+        for symbol in gone {
+            let Some(owned) = self.owned.remove(&symbol) else {
+                continue;
+            };
+            let still = epochs.get(symbol.as_str()) == Some(&owned.epoch);
+            owned.stop().await;
+            self.options.readiness.stopped(&symbol);
+            if still {
+                // Its worker ended on its own (a refused decision): start afresh.
+                self.store.release(symbol.as_str(), &self.me.node).await?;
+            } else {
+                tracing::warn!(%symbol, node = %self.me.node, "lost the lease of {symbol} (it expired and another node took it): its worker stopped");
+            }
+        }
+        for owned in self.owned.values() {
+            owned.clock.renewed(sent);
+        }
+
+        let mut symbols = self.store.symbols_with("trading").await?;
+        symbols.extend(self.store.symbols_with("streaming").await?);
+        let cluster = self.store.cluster().await?;
+        let mut nodes: Vec<&str> = cluster.live_nodes().map(|n| n.node.as_str()).collect();
+        nodes.push(&self.me.node);
+        let target = assign(&symbols, &nodes);
+        self.symbols = symbols.clone();
+        let mine = |symbol: &str| {
+            Symbol::parse(symbol)
+                .ok()
+                .and_then(|s| target.get(&s).copied())
+                == Some(self.me.node.as_str())
+        };
+
+        let handed: Vec<Symbol> = self
+            .owned
+            .keys()
+            .filter(|s| !mine(s.as_str()))
+            .cloned()
+            .collect();
+        for symbol in handed {
+            if let Some(owned) = self.owned.remove(&symbol) {
+                owned.stop().await;
+                self.options.readiness.stopped(&symbol);
+                self.store.release(symbol.as_str(), &self.me.node).await?;
+                let to = target.get(&symbol).copied().unwrap_or("nobody");
+                tracing::info!(%symbol, node = %self.me.node, to, "handed {symbol} over to node {to}");
+            }
+        }
+        // Leases under this name that no worker here runs under (a previous run's): released
+        // unless they are ours to take again below.
+        for lease in &held {
+            let ran = Symbol::parse(&lease.resource).is_ok_and(|s| self.owned.contains_key(&s));
+            if !ran && !mine(&lease.resource) {
+                self.store.release(&lease.resource, &self.me.node).await?;
+            }
+        }
+
+        let wanted: Vec<Symbol> = target
+            .iter()
+            .filter(|(s, node)| **node == self.me.node && !self.owned.contains_key(*s))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for symbol in wanted {
+            let asked = Instant::now();
+            match self
+                .store
+                .acquire(symbol.as_str(), &self.me, self.ttl_ms())
+                .await?
+            {
+                Acquired::Held(lease) => {
+                    tracing::info!(%symbol, node = %self.me.node, epoch = lease.epoch, "took the lease of {symbol}");
+                    self.told.remove(&symbol);
+                    let owned = self.start(&symbol, &lease, asked).await?;
+                    self.owned.insert(symbol, owned);
+                }
+                Acquired::Taken(lease) => {
+                    if self.told.get(&symbol) != Some(&lease.node) {
+                        let pid = cluster
+                            .nodes
+                            .iter()
+                            .find(|n| n.node == lease.node)
+                            .map(|n| n.pid);
+                        tracing::info!(%symbol, owner = %lease.node, owner_pid = ?pid, "{symbol} is traded by node {} (pid {}) until its lease is released or expires", lease.node, pid.map_or("unknown".to_owned(), |p| p.to_string()));
+                        self.told.insert(symbol, lease.node);
+                    }
+                }
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Starts `symbol`'s worker under `lease` (taken by a request sent at `asked`), if it
+    /// has a trading stream.
+    async fn start(
+        &self,
+        symbol: &Symbol,
+        lease: &Lease,
+        asked: Instant,
+    ) -> Result<Owned, StoreError> {
+        let (stop, stopped) = watch::channel(false);
+        let clock = LeaseClock::new(asked, self.options.cluster.ttl);
+        let fence = Fence {
+            resource: lease.resource.clone(),
+            node: lease.node.clone(),
+            epoch: lease.epoch,
+        };
+        let traded = self
+            .store
+            .stream_version(&StreamId::trading(symbol))
+            .await?
+            > 0;
+        let worker = traded
+            .then(|| {
+                start_trader(
+                    &self.store,
+                    &self.options,
+                    symbol,
+                    (fence, clock.clone()),
+                    stopped,
+                )
+            })
+            .flatten();
+        Ok(Owned {
+            epoch: lease.epoch,
+            clock,
+            stop,
+            worker,
+        })
+    }
+
+    /// Tells the streamer what this node owns now.
+    fn publish(&self) {
+        let owned: BTreeSet<Symbol> = self.owned.keys().cloned().collect();
+        self.owned_tx.send_if_modified(|current| {
+            let changed = *current != owned;
+            *current = owned;
+            changed
+        });
+    }
+
+    /// A clean stop: every worker stopped, then every lease released and the node's row
+    /// removed, so the other nodes take its symbols at their next heartbeat.
+    async fn leave(mut self) {
+        for (_, owned) in std::mem::take(&mut self.owned) {
+            owned.stop().await;
+        }
+        match self.store.leave(&self.me.node).await {
+            Ok(()) => {
+                tracing::info!(node = %self.me.node, "left the cluster; every lease released")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.me.node, error = %e, "could not release this node's leases; they expire on their own")
+            }
+        }
+    }
+}
+
+/// Claims `options.node`'s name (see [`Ownership::join`]).
+async fn claim_name(store: &Store, options: &ClusterOptions) -> Result<NodeInfo, StoreError> {
+    let wanted = options.node.clone();
+    let ttl = options.ttl_ms();
+    let cluster = store.cluster().await?;
+    let previous = cluster.nodes.iter().find(|n| n.node == wanted.node);
+    let dead = previous
+        .filter(|n| {
+            n.host == wanted.host && n.pid != i64::from(wanted.pid) && !process_alive(n.pid)
+        })
+        .map(|n| n.pid);
+    if store.join(&wanted, ttl, dead).await? {
+        return Ok(wanted);
+    }
+    let alternative = NodeInfo {
+        node: format!("{}-{}", wanted.node, wanted.pid),
+        ..wanted.clone()
+    };
+    tracing::info!(
+        name = %wanted.node,
+        holder_pid = ?previous.map(|n| n.pid),
+        "the node name {} is held by a live process; joining as {}",
+        wanted.node,
+        alternative.node
+    );
+    if store.join(&alternative, ttl, None).await? {
+        Ok(alternative)
+    } else {
+        Err(StoreError::Corrupt {
+            position: 0,
+            column: "nodes.node",
+            value: alternative.node,
+        })
+    }
+}
+
+/// Whether a process of this host is still running (a zombie is not). Elsewhere than Linux,
+/// every process is taken to be running: a restarted node then waits for its old leases to
+/// expire.
+fn process_alive(pid: i64) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+    }
 }
 
 /// How often the engine logs a status line per traded symbol.
@@ -230,15 +542,12 @@ fn start_trader(
     store: &Store,
     options: &EngineOptions,
     symbol: &Symbol,
-    shutdown: &watch::Receiver<bool>,
-    traders: &mut BTreeMap<Symbol, JoinHandle<()>>,
-) {
-    if traders.contains_key(symbol) {
-        return;
-    }
+    (fence, clock): (Fence, LeaseClock),
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     let Some(rules) = options.rules.get(symbol) else {
         tracing::error!(%symbol, "not trading {symbol}: the exchange info does not list it");
-        return;
+        return None;
     };
     let aggregate = TradingAggregate {
         rules: rules.clone(),
@@ -246,29 +555,40 @@ fn start_trader(
         // Live, the exchange fills the orders: trades only drive the strategy.
         paper: options.live.is_none().then_some(options.paper.clone()),
     };
-    let store = store.clone();
+    // Every decision it appends carries the lease's fence.
+    let store = store.acting_for(fence.metadata());
     let venue = options.live.as_ref().map(|l| l.venue.clone());
     let readiness = options.readiness.clone();
     let snapshot_every = options.snapshot_every;
     let probe = options.probe.clone();
-    let task = supervise(format!("trader {symbol}"), shutdown.clone(), move |stop| {
+    let task = supervise(format!("trader {symbol}"), stop, move |stop| {
         let (store, aggregate, venue) = (store.clone(), aggregate.clone(), venue.clone());
-        let (readiness, probe) = (readiness.clone(), probe.clone());
+        let (readiness, probe, clock) = (readiness.clone(), probe.clone(), clock.clone());
         readiness.starting(&aggregate.rules.symbol);
         async move {
             let began = Instant::now();
+            let symbol = aggregate.rules.symbol.clone();
             let trader = Trader::load(store, aggregate)
                 .await?
                 .reporting_to(readiness, began)
                 .snapshot_every(snapshot_every)
-                .probed_by(probe);
-            match venue {
+                .probed_by(probe)
+                .under_lease(clock);
+            let ran = match venue {
                 Some(venue) => trader.on_venue(venue).run(stop).await,
                 None => trader.run(stop).await,
+            };
+            match ran {
+                Err(TraderError::Store(e)) if e.is_stale_lease() => {
+                    // Not restarted: the node finds the lease lost at its next heartbeat.
+                    tracing::warn!(%symbol, error = %e, "the lease of {symbol} is no longer this node's; its worker stops");
+                    Ok(())
+                }
+                ran => ran,
             }
         }
     });
-    traders.insert(symbol.clone(), task);
+    Some(task)
 }
 
 /// Runs `make(shutdown)` until it returns `Ok` (it does on shutdown), restarting it with

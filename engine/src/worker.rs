@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::aggregate::{AggregateError, TradingAggregate};
+use crate::cluster::LeaseClock;
 use crate::decision::{DecisionError, Held, Retries};
 use crate::readiness::Readiness;
 use hedgehog_binance::live::{self, Venue};
@@ -65,6 +66,9 @@ pub struct Trader {
     readiness: Option<(Readiness, Instant)>,
     /// Told when an order a trade caused is durable.
     probe: Option<Probe>,
+    /// The lease this worker trades under, in a cluster: nothing is sent to the venue unless
+    /// it has time left ([`LeaseClock::sendable`]).
+    lease: Option<LeaseClock>,
 }
 
 /// How many trades a worker takes between two snapshots of its state (and at a clean stop):
@@ -111,6 +115,7 @@ impl Trader {
             snapshot_every: TRADES_PER_SNAPSHOT,
             readiness: None,
             probe: None,
+            lease: None,
         })
     }
 
@@ -130,6 +135,14 @@ impl Trader {
     /// Tells `readiness` when it has hydrated (its loading began at `began`).
     pub fn reporting_to(mut self, readiness: Readiness, began: Instant) -> Self {
         self.readiness = Some((readiness, began));
+        self
+    }
+
+    /// Trades under a lease: orders go to the venue only while `lease` has time left. (Its
+    /// decisions carry the lease's fence through the store they were loaded with,
+    /// [`hedgehog_store::Store::acting_for`].)
+    pub fn under_lease(mut self, lease: LeaseClock) -> Self {
+        self.lease = Some(lease);
         self
     }
 
@@ -303,6 +316,11 @@ impl Trader {
             return Ok(());
         };
         while !events.is_empty() {
+            if self.lease.as_ref().is_some_and(|l| !l.sendable()) {
+                // Recorded, not sent: whoever holds the lease next reconciles and sends it.
+                tracing::warn!(symbol = %self.symbol(), "not sending: the lease of the symbol may be lost (its renewal is late); the order stays recorded for its next holder");
+                return Ok(());
+            }
             let reports = live::send(&venue.rest, &events).await;
             events.clear();
             for report in reports {
@@ -369,6 +387,10 @@ impl Trader {
                 tracing::info!(symbol = %self.symbol(), "the exchange's filters for the symbol changed; deciding by the new ones");
                 self.held.aggregate_mut().rules = rules;
             }
+        }
+        if self.lease.as_ref().is_some_and(|l| !l.sendable()) {
+            tracing::warn!(symbol = %self.symbol(), "not reconciling: the lease of the symbol may be lost (its renewal is late)");
+            return Ok(());
         }
         match live::reconcile(&venue.rest, self.symbol(), self.state()).await {
             Ok(reports) => {

@@ -170,6 +170,12 @@ pub enum Command {
         #[arg(long)]
         compact: bool,
     },
+    /// The engines (`run` processes) on this database: the live nodes, the symbols each owns,
+    /// and their leases.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommandArg,
+    },
     /// The configuration: where each value comes from, and an example file.
     Config {
         #[command(subcommand)]
@@ -297,6 +303,15 @@ pub fn parse_balance(text: &str) -> Result<(String, Decimal), String> {
         ));
     }
     Ok((asset.to_ascii_uppercase(), amount))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommandArg {
+    /// Every node that ran recently: whether it is alive, its symbols, their leases' ages.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

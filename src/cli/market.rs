@@ -33,8 +33,13 @@ pub async fn stream(
             ..StreamerOptions::new(binance_ws_url, Vec::new())
         }
         .with_backfill(config.exchange.backfill());
-        let follow =
-            hedgehog_engine::streaming::follow(store.clone(), source, Arc::clone(&stats), stopped);
+        let follow = hedgehog_engine::streaming::follow(
+            store.clone(),
+            source,
+            Arc::clone(&stats),
+            None,
+            stopped,
+        );
         tokio::spawn(async move { follow.await.map_err(anyhow::Error::from) })
     } else {
         let options = StreamerOptions {

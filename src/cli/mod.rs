@@ -13,6 +13,7 @@ use hedgehog_store::{redact_url, Store};
 
 pub mod args;
 mod backtest;
+mod cluster;
 mod exchange;
 mod log;
 mod market;
@@ -80,6 +81,9 @@ async fn with_store(
     match command {
         Command::Status => log::status(out, store, config).await,
         Command::Streams => log::streams(out, store).await,
+        Command::Cluster {
+            what: ClusterCommandArg::Status { format },
+        } => cluster::status(out, store, format).await,
         Command::Events {
             stream,
             from,

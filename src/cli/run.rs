@@ -105,6 +105,12 @@ pub async fn run(
         readiness,
         snapshot_every: config.engine.snapshot_every,
         probe: None,
+        cluster: engine::cluster::ClusterOptions::for_this_process(
+            config.cluster.node.as_deref(),
+            Some(std::time::Duration::from_secs(
+                config.cluster.lease_ttl_secs,
+            )),
+        ),
     };
     if let Some(days) = config.archive.older_than_days {
         tokio::spawn(archive_every_hour(store.clone(), days, stop.subscribe()));

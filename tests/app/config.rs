@@ -379,6 +379,22 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
+        "cluster.node",
+        "node = \"engine-1\"",
+        "engine-1",
+        ("HEDGEHOG_CLUSTER_NODE", "engine-2"),
+        "engine-2",
+        None,
+    ),
+    case(
+        "cluster.lease_ttl_secs",
+        "lease_ttl_secs = 15",
+        "15",
+        ("HEDGEHOG_CLUSTER_LEASE_TTL_SECS", "5"),
+        "5",
+        None,
+    ),
+    case(
         "log.format",
         "format = \"json\"",
         "json",

@@ -604,6 +604,7 @@ mod more_cases {
             readiness: Default::default(),
             snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
             probe: None,
+            cluster: hedgehog_engine::cluster::ClusterOptions::for_this_process(None, None),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());

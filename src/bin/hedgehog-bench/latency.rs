@@ -91,6 +91,7 @@ pub async fn run(o: LatencyOptions) -> anyhow::Result<()> {
         readiness: Default::default(),
         snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
         probe: Some(probe.clone()),
+        cluster: hedgehog_engine::cluster::ClusterOptions::for_this_process(None, None),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());

@@ -169,6 +169,7 @@ pub async fn run(o: RestartOptions) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         snapshot_every: hedgehog_engine::worker::TRADES_PER_SNAPSHOT,
         probe: None,
+        cluster: hedgehog_engine::cluster::ClusterOptions::for_this_process(None, None),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stats = Arc::new(hedgehog_ingest::streamer::StreamerStats::default());
