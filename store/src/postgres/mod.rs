@@ -71,9 +71,20 @@ pub(crate) struct PgBackend {
     numbers: Numbers,
 }
 
+/// How long a connection may sit idle inside a transaction before PostgreSQL ends its session
+/// (none of ours does for more than milliseconds).
+const IDLE_IN_TRANSACTION: &str = "5s";
+
 impl PgBackend {
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+        let mut options = PgConnectOptions::from_str(url)?;
+        if !url.contains("idle_in_transaction_session_timeout") {
+            // A process frozen inside a transaction (SIGSTOP, a stalled VM) would hold the
+            // log's append lock, and every other node's appends, for as long as it is frozen:
+            // PostgreSQL ends such a session after this long, and its locks go with it.
+            options =
+                options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
+        }
         // One direct connection first: a wrong host or a refused connection is reported at
         // once, instead of after the pool has retried until its acquire timeout.
         PgConnection::connect_with(&options).await?.close().await?;
