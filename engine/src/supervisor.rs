@@ -19,6 +19,7 @@ use hedgehog_domain::paper_exchange::PaperExchange;
 use hedgehog_domain::strategy::Strategies;
 use hedgehog_domain::Symbol;
 use hedgehog_projections::{ProjectionError, Projector, Published};
+
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -126,23 +127,6 @@ pub async fn run(
             },
         ));
     }
-    {
-        let store = store.clone();
-        let updates = options.updates.clone().unwrap_or_else(Projector::channel);
-        tasks.push(supervise(
-            "projector".to_owned(),
-            shutdown.clone(),
-            move |mut stop| {
-                let projector = Projector::new(store.clone()).publishing_to(updates.clone());
-                async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    projector_run(projector, stopped).await
-                }
-            },
-        ));
-    }
     if let Some(live) = &options.live {
         let live = live.clone();
         tasks.push(tokio::spawn(hedgehog_binance::live::refresh_rules(
@@ -167,7 +151,8 @@ pub async fn run(
             move |stop| report_status(store.clone(), STATUS_EVERY, stop),
         ));
     }
-    let mut node = Ownership::join(store.clone(), options.clone(), owned_tx).await?;
+    let updates = options.updates.clone().unwrap_or_else(Projector::channel);
+    let mut node = Ownership::join(store.clone(), options.clone(), owned_tx, updates).await?;
     // Symbols traded or streamed for the first time while the engine runs have a stream from
     // their first switch on, whichever process appended it: both wake the next round at once.
     let mut trading = store.watch_streams("trading-").await?;
@@ -234,6 +219,74 @@ struct Ownership {
     symbols: Vec<Symbol>,
     /// What the streamer streams.
     owned_tx: watch::Sender<BTreeSet<Symbol>>,
+    /// Where the read models' updates go.
+    updates: broadcast::Sender<Arc<Published>>,
+    /// The projector, while this node holds its lease (its epoch), or the follower that
+    /// tells this node's subscribers what another node's projector did.
+    projection: Projection,
+}
+
+/// The lease of the cluster's one projector: not a symbol's name.
+pub const PROJECTOR: &str = "$projector";
+
+/// What this node does for the read models.
+struct Projection {
+    /// `Some(epoch)`: it projects; `None`: it follows.
+    epoch: Option<i64>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Projection {
+    /// Projects the log into the read models under the lease's `epoch` (several projectors
+    /// would be correct too: checkpoints move by compare-and-set; one is what costs least).
+    fn projecting(store: &Store, updates: &broadcast::Sender<Arc<Published>>, epoch: i64) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let (store, updates) = (store.clone(), updates.clone());
+        let task = supervise("projector".to_owned(), stopped, move |mut stop| {
+            let projector = Projector::new(store.clone()).publishing_to(updates.clone());
+            async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                projector_run(projector, stopped).await
+            }
+        });
+        Projection {
+            epoch: Some(epoch),
+            stop,
+            task,
+        }
+    }
+
+    /// Follows another node's projector ([`hedgehog_projections::follow`]).
+    fn following(store: &Store, updates: &broadcast::Sender<Arc<Published>>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let (store, updates) = (store.clone(), updates.clone());
+        let task = supervise(
+            "projection follower".to_owned(),
+            stopped,
+            move |mut stop| {
+                let (store, updates) = (store.clone(), updates.clone());
+                async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    hedgehog_projections::follow(store, updates, stopped).await
+                }
+            },
+        );
+        Projection {
+            epoch: None,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 impl Ownership {
@@ -244,10 +297,14 @@ impl Ownership {
         store: Store,
         options: EngineOptions,
         owned_tx: watch::Sender<BTreeSet<Symbol>>,
+        updates: broadcast::Sender<Arc<Published>>,
     ) -> Result<Self, StoreError> {
         let me = claim_name(&store, &options.cluster).await?;
         tracing::info!(node = %me.node, pid = me.pid, "joined the cluster of engines on this database");
+        let projection = Projection::following(&store, &updates);
         Ok(Ownership {
+            updates,
+            projection,
             store,
             options,
             me,
@@ -339,7 +396,7 @@ impl Ownership {
         }
         // Leases under this name that no worker here runs under (a previous run's): released
         // unless they are ours to take again below.
-        for lease in &held {
+        for lease in held.iter().filter(|l| l.resource != PROJECTOR) {
             let ran = Symbol::parse(&lease.resource).is_ok_and(|s| self.owned.contains_key(&s));
             if !ran && !mine(&lease.resource) {
                 self.store.release(&lease.resource, &self.me.node).await?;
@@ -378,6 +435,47 @@ impl Ownership {
             }
         }
         self.publish();
+        self.project(&epochs, &cluster).await
+    }
+
+    /// Keeps the cluster's one projector: this node's while it holds the lease (taken when it
+    /// is free), another node's followed otherwise.
+    async fn project(
+        &mut self,
+        epochs: &BTreeMap<&str, i64>,
+        cluster: &hedgehog_store::Cluster,
+    ) -> Result<(), EngineError> {
+        let held = epochs.get(PROJECTOR).copied();
+        match self.projection.epoch {
+            Some(epoch) if held == Some(epoch) => return Ok(()),
+            Some(_) => {
+                tracing::warn!(node = %self.me.node, "lost the projector's lease; following the node that holds it");
+                let following = Projection::following(&self.store, &self.updates);
+                std::mem::replace(&mut self.projection, following)
+                    .stop()
+                    .await;
+                return Ok(());
+            }
+            None => {}
+        }
+        let taken = cluster
+            .leases
+            .iter()
+            .any(|l| l.resource == PROJECTOR && l.is_live(cluster.now) && l.node != self.me.node);
+        if taken {
+            return Ok(());
+        }
+        if let Acquired::Held(lease) = self
+            .store
+            .acquire(PROJECTOR, &self.me, self.ttl_ms())
+            .await?
+        {
+            tracing::info!(node = %self.me.node, epoch = lease.epoch, "this node projects the read models for the cluster");
+            let projecting = Projection::projecting(&self.store, &self.updates, lease.epoch);
+            std::mem::replace(&mut self.projection, projecting)
+                .stop()
+                .await;
+        }
         Ok(())
     }
 
@@ -436,6 +534,7 @@ impl Ownership {
         for (_, owned) in std::mem::take(&mut self.owned) {
             owned.stop().await;
         }
+        self.projection.stop().await;
         match self.store.leave(&self.me.node).await {
             Ok(()) => {
                 tracing::info!(node = %self.me.node, "left the cluster; every lease released")

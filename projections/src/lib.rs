@@ -30,7 +30,7 @@ use hedgehog_store::{StoreError, StreamId};
 use serde::Serialize;
 
 pub use db::{Checkpoint, Tx};
-pub use projector::{updates_as_stream, ProjectionStatus, Projector, Published, Updates};
+pub use projector::{follow, updates_as_stream, ProjectionStatus, Projector, Published, Updates};
 
 /// Where an event sits: its stream and its place in the log.
 ///

@@ -363,3 +363,37 @@ impl Projector {
         Ok(Batch::Committed)
     }
 }
+
+/// How often a node that does not project looks whether the read models moved.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// For a node of a cluster that does not hold the projector's lease: tells `updates`'
+/// subscribers each time another process's projector moves the read models (the stored
+/// checkpoints advance), as a batch projected `elsewhere`, so they re-read the rows changed
+/// ([`crate::query::changed_after`]). Reads one small table every [`FOLLOW_EVERY`]; returns
+/// when `shutdown` resolves.
+pub async fn follow(
+    store: Store,
+    updates: broadcast::Sender<Arc<Published>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProjectionError> {
+    let db = store.database();
+    let every = crate::query::UpdateFilter::default();
+    let mut seen = crate::query::projected_position(&db, &every).await?;
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+        let at = crate::query::projected_position(&db, &every).await?;
+        if at > seen {
+            seen = at;
+            let _ = updates.send(Arc::new(Published {
+                position: at,
+                updates: Vec::new(),
+                elsewhere: true,
+            }));
+        }
+    }
+}

@@ -5,6 +5,8 @@ use std::io::Write;
 use hedgehog_store::Store;
 use serde::Serialize;
 
+use hedgehog_engine::supervisor::PROJECTOR;
+
 use super::args::Format;
 
 /// A node as `cluster status` shows it.
@@ -17,6 +19,8 @@ struct NodeView {
     /// Since its last heartbeat.
     seen_ms_ago: i64,
     symbols: Vec<String>,
+    /// Whether it holds the lease of the cluster's projector (the read models).
+    projector: bool,
     leases: Vec<LeaseView>,
 }
 
@@ -53,7 +57,12 @@ pub async fn status(out: &mut impl Write, store: &Store, format: Format) -> anyh
                 host: n.host.clone(),
                 alive: n.expires_at > cluster.now,
                 seen_ms_ago: cluster.now - n.seen_at,
-                symbols: leases.iter().map(|l| l.resource.clone()).collect(),
+                symbols: leases
+                    .iter()
+                    .filter(|l| l.resource != PROJECTOR)
+                    .map(|l| l.resource.clone())
+                    .collect(),
+                projector: leases.iter().any(|l| l.resource == PROJECTOR),
                 leases,
             }
         })
@@ -77,12 +86,12 @@ pub async fn status(out: &mut impl Write, store: &Store, format: Format) -> anyh
                     .leases
                     .iter()
                     .map(|l| {
-                        format!(
-                            "{} ({}, {:.1} s)",
-                            l.resource,
-                            l.epoch,
-                            l.age_ms as f64 / 1000.0
-                        )
+                        let name = if l.resource == PROJECTOR {
+                            "projector"
+                        } else {
+                            &l.resource
+                        };
+                        format!("{} ({}, {:.1} s)", name, l.epoch, l.age_ms as f64 / 1000.0)
                     })
                     .collect();
                 writeln!(

@@ -30,11 +30,15 @@ const SYMBOLS: [&str; 4] = ["BTCFDUSD", "BTCUSDC", "BTCUSDT", "WBTCUSDT"];
 /// The lease's time in this test (the default is 10 s).
 const TTL: Duration = Duration::from_secs(3);
 
-/// A recording of the four symbols: each trade of the BTCUSDT day, played once per symbol.
+/// A recording of the four symbols: each trade of the two BTCUSDT recordings (eleven minutes
+/// around midnight), played once per symbol.
 fn four_symbol_recording(dir: &Path) -> PathBuf {
-    let raw = std::fs::read(format!("{WS}/spot_btcusdt_20240808.gz")).unwrap();
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text).unwrap();
+    for day in ["spot_btcusdt_20240808.gz", "spot_btcusdt_20240809.gz"] {
+        let raw = std::fs::read(format!("{WS}/{day}")).unwrap();
+        let mut gz = flate2::read::GzDecoder::new(&raw[..]);
+        std::io::Read::read_to_string(&mut gz, &mut text).unwrap();
+    }
     let path = dir.join("four.gz");
     let file = std::fs::File::create(&path).unwrap();
     let mut out = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
@@ -58,11 +62,19 @@ struct Node {
     name: String,
     running: Running,
     log: PathBuf,
+    /// Its HTTP API's base URL, when it serves one.
+    http: Option<String>,
 }
 
 impl Node {
     fn start(db: &TestDb, dir: &Path, name: &str, ws: &str) -> Node {
         Node::launch(db, dir, name, ws, &[], &[])
+    }
+
+    /// A node serving the HTTP API (with the tests' token) on a free port.
+    fn serving(db: &TestDb, dir: &Path, name: &str, ws: &str) -> Node {
+        let env = [("HEDGEHOG_API_TOKEN", common::http::TOKEN)];
+        Node::launch(db, dir, name, ws, &["--http", "127.0.0.1:0"], &env)
     }
 
     fn launch(
@@ -74,22 +86,32 @@ impl Node {
         env: &[(&str, &str)],
     ) -> Node {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
-            .args(["--database-url", &db.url, "run", "--no-http"])
+        let serving = args.contains(&"--http");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hedgehog"))
+            .args(["--database-url", &db.url, "run"])
+            .args(if serving { &[][..] } else { &["--no-http"][..] })
             .args(["--binance-ws-url", ws])
             .args(args)
             .envs(env.iter().copied())
             .env("HEDGEHOG_CLUSTER_NODE", name)
             .env("HEDGEHOG_CLUSTER_LEASE_TTL_SECS", TTL.as_secs().to_string())
             .env("RUST_LOG", "warn,hedgehog=info")
-            .stdout(Stdio::null())
+            .stdout(if serving {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start a node");
+        let http = serving.then(|| {
+            common::processes::Printed::follow(&mut child).address("http API on", "http://")
+        });
         Node {
             name: name.to_owned(),
             running: Running::new(child),
             log,
+            http,
         }
     }
 
@@ -124,6 +146,33 @@ fn owners(db: &TestDb) -> BTreeMap<String, BTreeSet<String>> {
             )
         })
         .collect()
+}
+
+/// The live node that projects the read models for the cluster, if one does yet.
+fn projector(db: &TestDb) -> Option<String> {
+    let out = ok(hedgehog(db, &["cluster", "status", "--format", "json"]));
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let projecting: Vec<String> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["alive"] == true && n["projector"] == true)
+        .map(|n| n["node"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(projecting.len() <= 1, "one projector: {status}");
+    projecting.into_iter().next()
+}
+
+/// Waits (up to `within`) until a live node projects, and names it.
+fn until_projected_by_one(within: Duration, db: &TestDb) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(node) = projector(db) {
+            return node;
+        }
+        assert!(started.elapsed() < within, "no projector within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits (up to `within`) until `done` holds of the owners, and answers them.
@@ -201,16 +250,32 @@ async fn no_decision_under_a_stale_lease(db: &TestDb) {
     }
 }
 
-/// Waits (up to 60 s) until `node` has made a decision in `s`'s trading stream.
-async fn until_decided_by(db: &TestDb, s: &str, node: &str) {
+/// Waits (up to 60 s) until `node` has made a decision in `s`'s trading stream after its
+/// first `since` fenced decisions (0: any).
+async fn until_decided_by_since(db: &TestDb, s: &str, node: &str, since: usize) {
     let started = Instant::now();
-    while !fences(db, s).await.iter().any(|f| f.node == node) {
+    while !fences(db, s)
+        .await
+        .iter()
+        .skip(since)
+        .any(|f| f.node == node)
+    {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "{node} never decided on {s}"
+            "{node} never decided on {s} after its first {since} decisions"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits (up to 60 s) until `node` has made a decision in `s`'s trading stream.
+async fn until_decided_by(db: &TestDb, s: &str, node: &str) {
+    until_decided_by_since(db, s, node, 0).await;
+}
+
+/// How many fenced decisions `s`'s trading stream holds.
+async fn decided(db: &TestDb, s: &str) -> usize {
+    fences(db, s).await.len()
 }
 
 /// The four symbols' settings (BTCUSDT's tight ones), their trading and streaming on.
@@ -266,6 +331,10 @@ async fn kill_the_busiest(
         .max_by_key(|(_, s)| s.len())
         .map(|(n, s)| (n.clone(), s.clone()))
         .unwrap();
+    let mut before = BTreeMap::new();
+    for s in &theirs {
+        before.insert(s.clone(), decided(db, s).await);
+    }
     let killed = nodes.iter().position(|n| n.name == busiest).unwrap();
     let mut dead = nodes.remove(killed);
     dead.signal("-KILL");
@@ -278,7 +347,7 @@ async fn kill_the_busiest(
     assert!(!owners.contains_key(&busiest));
     for s in &theirs {
         let heir = owners.iter().find(|(_, o)| o.contains(s)).unwrap().0;
-        until_decided_by(db, s, heir).await;
+        until_decided_by_since(db, s, heir, before[s]).await;
     }
     eprintln!("failover: {took:?} for {theirs:?}");
     took
@@ -289,6 +358,10 @@ async fn kill_the_busiest(
 /// paused node appended nothing under the leases it lost, and says it lost them.
 async fn pause_one_of_two(db: &TestDb, nodes: &mut [Node]) {
     let paused_name = nodes[0].name.clone();
+    let mut paused_at = BTreeMap::new();
+    for s in SYMBOLS {
+        paused_at.insert(s, decided(db, s).await);
+    }
     nodes[0].signal("-STOP");
     let other = nodes[1].name.clone();
     until_owned(
@@ -298,7 +371,7 @@ async fn pause_one_of_two(db: &TestDb, nodes: &mut [Node]) {
         |o| o.len() == 1 && o.get(&other).is_some_and(|s| s.len() == SYMBOLS.len()),
     );
     for s in SYMBOLS {
-        until_decided_by(db, s, &other).await;
+        until_decided_by_since(db, s, &other, paused_at[s]).await;
     }
     let mut before = BTreeMap::new();
     for s in SYMBOLS {
@@ -338,18 +411,39 @@ mod cases {
         let dir = tempfile::tempdir().unwrap();
         let recording = four_symbol_recording(dir.path());
         trade_the_four(db);
-        // About 6 minutes of trades at 10 times their pace: the whole test long. Played as
+        // Eleven minutes of trades at 10 times their pace: the whole test long. Played as
         // Binance does (a paused client does not hold the market up).
         let played = recording.display().to_string();
         let (exchange, base) = exchange_serve(&[], &[&played, "--speed", "10"]);
         let ws = base.replace("http://", "ws://");
-        let mut nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
-            .iter()
-            .map(|name| Node::start(db, dir.path(), name, &ws))
-            .collect();
+        // node-a first, so it projects; node-c serves HTTP and follows its projections.
+        let mut nodes = vec![Node::start(db, dir.path(), "node-a", &ws)];
+        assert_eq!(
+            until_projected_by_one(Duration::from_secs(30), db),
+            "node-a"
+        );
+        nodes.push(Node::start(db, dir.path(), "node-b", &ws));
+        nodes.push(Node::serving(db, dir.path(), "node-c", &ws));
         let owners = spread_over_three(db).await;
+        assert_eq!(projector(db).as_deref(), Some("node-a"));
+        // A node that does not project serves the read models' updates all the same.
+        let api = common::http::Api::new(nodes[2].http.as_deref().unwrap());
+        let mut updates = api.subscribe("/api/updates").await;
+        let mut seen = BTreeSet::new();
+        while !seen.contains("candle") {
+            let (_, event, _) = updates.next().await;
+            seen.insert(event);
+        }
+        drop(updates);
+
         kill_the_busiest(db, &mut nodes, &owners).await;
         no_decision_under_a_stale_lease(db).await;
+        // The projector's lease moves like a symbol's when its node dies.
+        let projecting = until_projected_by_one(TTL + Duration::from_secs(5), db);
+        assert!(
+            nodes.iter().any(|n| n.name == projecting),
+            "{projecting} is alive"
+        );
 
         // Every node that found a symbol held said by whom.
         assert!(
