@@ -44,6 +44,10 @@ pub struct LoadOptions {
     /// instead of keeping its warnings only.
     #[arg(long)]
     engine_log: Option<std::path::PathBuf>,
+    /// Engines (`run` processes, nodes of one cluster) sharing the symbols; the clients
+    /// listen to the first, whose memory is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    nodes: u64,
 }
 
 /// What one client saw.
@@ -76,27 +80,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    for r in &symbols {
-        let s = r.symbol.as_str();
-        for args in [
-            &["settings", "set", s, "--budget", "1000"][..],
-            &["settings", "set", s, "--buy-down-interval", "0.0005"],
-            &["settings", "set", s, "--profit-target", "0.0005"],
-            &["trading", "start", s],
-            &["streaming", "start", s],
-        ] {
-            let out = Command::new(&hedgehog)
-                .args(["--database-url", &url])
-                .args(args)
-                .output()?;
-            anyhow::ensure!(
-                out.status.success(),
-                "hedgehog {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    switch_on(&hedgehog, &url, &symbols)?;
 
     let mut replay = Command::new(&hedgehog)
         .arg("replay-server")
@@ -122,6 +106,19 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     let mut engine = engine.spawn()?;
     let http = first_word(&mut engine, "http://")?;
     let pid = engine.id();
+    // The other nodes of the cluster: they take their share of the symbols as they join.
+    let mut others = Vec::new();
+    for n in 1..o.nodes {
+        others.push(
+            Command::new(&hedgehog)
+                .args(["--database-url", &url, "run", "--no-http"])
+                .args(["--binance-ws-url", &ws])
+                .env("RUST_LOG", "warn")
+                .env("HEDGEHOG_CLUSTER_NODE", format!("load-node-{n}"))
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+    }
 
     let (stop, stopping) = watch::channel(false);
     let client = reqwest::Client::new();
@@ -149,6 +146,11 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
         if let Some(status) = engine.try_wait()? {
             bail!("the engine exited under load: {status}");
         }
+        for other in &mut others {
+            if let Some(status) = other.try_wait()? {
+                bail!("an engine of the cluster exited under load: {status}");
+            }
+        }
     }
     bar.finish_and_clear();
     let _ = stop.send(true);
@@ -160,8 +162,20 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()?;
+    for other in &others {
+        Command::new("kill")
+            .args(["-TERM", &other.id().to_string()])
+            .status()?;
+    }
     let status = engine.wait()?;
     let stop_time = stopped.elapsed();
+    for mut other in others {
+        let status = other.wait()?;
+        anyhow::ensure!(
+            status.success(),
+            "an engine of the cluster exited with {status}"
+        );
+    }
     let _ = replay.kill();
     let _ = replay.wait();
 
@@ -216,8 +230,9 @@ fn print_report(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "load: {} symbols, {} SSE clients ({} on /api/updates, {} on /api/events?symbol=), {} s, {}",
+        "load: {} symbols, {} node(s), {} SSE clients ({} on /api/updates, {} on /api/events?symbol=), {} s, {}",
         symbols,
+        o.nodes,
         o.clients,
         o.clients.div_ceil(2),
         o.clients / 2,
@@ -466,6 +481,37 @@ pub(super) fn engine_bench(
         hedgehog.display()
     );
     Ok((dir, url, hedgehog))
+}
+
+/// Gives each symbol the settings the synthetic walk trades often with, and switches its
+/// trading and streaming on, through the command line.
+pub(super) fn switch_on(
+    hedgehog: &Path,
+    url: &str,
+    symbols: &[&SymbolRules],
+) -> anyhow::Result<()> {
+    for r in symbols {
+        let s = r.symbol.as_str();
+        for args in [
+            &["settings", "set", s, "--budget", "1000"][..],
+            &["settings", "set", s, "--buy-down-interval", "0.0005"],
+            &["settings", "set", s, "--profit-target", "0.0005"],
+            &["trading", "start", s],
+            &["streaming", "start", s],
+        ] {
+            let out = Command::new(hedgehog)
+                .args(["--database-url", url])
+                .args(args)
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "hedgehog {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `n` symbols of the bundled rules that the synthetic walk can trade: USDT pairs with a small

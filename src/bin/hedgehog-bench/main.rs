@@ -5,6 +5,7 @@
 //! acknowledged batch (`ack STREAM_VERSION LAST_POSITION`) and flushes it, which is what the
 //! crash test reads before it kills the process.
 
+mod failover;
 mod latency;
 mod load;
 mod restart;
@@ -97,6 +98,9 @@ enum Command {
     /// Restart the engine on a store of TRADES trades whose symbol has a SELL resting since
     /// the start: time to ready and to the first decision on the next trade.
     Restart(restart::RestartOptions),
+    /// NODES engines share SYMBOLS symbols; the busiest is SIGKILLed: the time until the
+    /// others own its symbols and decide on them.
+    Failover(failover::FailoverOptions),
 }
 
 /// A deterministic pseudo-random walk (xorshift64*): the same seed gives the same file.
@@ -285,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(options) => load::run(options).await,
         Command::Restart(options) => restart::run(options).await,
         Command::Latency(options) => latency::run(options).await,
+        Command::Failover(options) => failover::run(options).await,
     }
 }
 
