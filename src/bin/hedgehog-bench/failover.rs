@@ -72,7 +72,11 @@ pub async fn run(o: FailoverOptions) -> anyhow::Result<()> {
     let owners = loop {
         let owners = owners_of(&store).await?;
         let owned: usize = owners.values().map(Vec::len).sum();
-        if owners.len() == nodes.len() && owned == symbols.len() {
+        let share = symbols.len() / nodes.len();
+        if owners.len() == nodes.len()
+            && owned == symbols.len()
+            && owners.values().all(|o| o.len() >= share)
+        {
             let mut decided = true;
             for (node, theirs) in &owners {
                 for s in theirs {
