@@ -1,9 +1,12 @@
 //! Several `hedgehog run` on one database, on both backends: three nodes share four symbols
-//! fed by a simulated Binance (`exchange serve` playing a recording), each symbol owned by exactly one node; the busiest node is
-//! SIGKILLed and its symbols trade again on the others within the lease's time; on
-//! PostgreSQL, a node paused (SIGSTOP) past its leases and resumed appends nothing under them; every decision in the
-//! trading streams was appended under the lease current at the time (epochs only rise along a
-//! stream, and each epoch is one node's).
+//! fed by a simulated Binance (`exchange serve` playing a recording: the replay server would
+//! hold its playback for a paused client), each symbol owned by exactly one node, and one node
+//! projecting for all (another serves the updates over SSE all the same); the busiest node is
+//! SIGKILLed and its symbols trade again on the others within the lease's time; on PostgreSQL,
+//! a node paused (SIGSTOP) past its leases and resumed appends nothing under them. Every
+//! decision in the trading streams was appended under the lease current at the time (epochs
+//! only rise along a stream, and each epoch is one node's); live, every order reaches the
+//! exchange exactly once.
 
 use crate::common;
 
