@@ -204,6 +204,29 @@ impl Owned {
             let _ = worker.await;
         }
     }
+
+    /// Tells the worker to stop, without waiting.
+    fn stopping(self, release: bool) -> Stopping {
+        let _ = self.stop.send(true);
+        Stopping {
+            worker: self.worker,
+            release,
+        }
+    }
+}
+
+/// A worker told to stop (a symbol handed over or lost), until it has: a live worker may be
+/// in the middle of a request to the venue, and the heartbeats go on meanwhile.
+struct Stopping {
+    worker: Option<JoinHandle<()>>,
+    /// Whether the lease is released once it has stopped (handed over) or was lost already.
+    release: bool,
+}
+
+impl Stopping {
+    fn done(&self) -> bool {
+        self.worker.as_ref().is_none_or(JoinHandle::is_finished)
+    }
 }
 
 /// This engine's part in the cluster ([`crate::cluster`]): its name, the leases it holds and
@@ -217,6 +240,8 @@ struct Ownership {
     told: BTreeMap<Symbol, String>,
     /// The symbols with a trading or streaming stream, as of the last round.
     symbols: Vec<Symbol>,
+    /// Workers told to stop, by symbol: the symbol is taken again only once its worker ended.
+    stopping: BTreeMap<Symbol, Stopping>,
     /// What the streamer streams.
     owned_tx: watch::Sender<BTreeSet<Symbol>>,
     /// Where the read models' updates go.
@@ -311,6 +336,7 @@ impl Ownership {
             owned: BTreeMap::new(),
             told: BTreeMap::new(),
             symbols: Vec::new(),
+            stopping: BTreeMap::new(),
             owned_tx,
         })
     }
@@ -351,16 +377,15 @@ impl Ownership {
             let Some(owned) = self.owned.remove(&symbol) else {
                 continue;
             };
+            // Held still: its worker ended on its own (a refused decision), so the lease is
+            // given up and taken afresh.
             let still = epochs.get(symbol.as_str()) == Some(&owned.epoch);
-            owned.stop().await;
-            self.options.readiness.stopped(&symbol);
-            if still {
-                // Its worker ended on its own (a refused decision): start afresh.
-                self.store.release(symbol.as_str(), &self.me.node).await?;
-            } else {
-                tracing::warn!(%symbol, node = %self.me.node, "lost the lease of {symbol} (it expired and another node took it): its worker stopped");
+            if !still {
+                tracing::warn!(%symbol, node = %self.me.node, "lost the lease of {symbol} (it expired and another node took it): its worker stops");
             }
+            self.stopping.insert(symbol, owned.stopping(still));
         }
+        self.reap().await?;
         for owned in self.owned.values() {
             owned.clock.renewed(sent);
         }
@@ -387,17 +412,16 @@ impl Ownership {
             .collect();
         for symbol in handed {
             if let Some(owned) = self.owned.remove(&symbol) {
-                owned.stop().await;
-                self.options.readiness.stopped(&symbol);
-                self.store.release(symbol.as_str(), &self.me.node).await?;
                 let to = target.get(&symbol).copied().unwrap_or("nobody");
-                tracing::info!(%symbol, node = %self.me.node, to, "handed {symbol} over to node {to}");
+                tracing::info!(%symbol, node = %self.me.node, to, "handing {symbol} over to node {to}: its worker stops, then the lease is released");
+                self.stopping.insert(symbol, owned.stopping(true));
             }
         }
         // Leases under this name that no worker here runs under (a previous run's): released
         // unless they are ours to take again below.
         for lease in held.iter().filter(|l| l.resource != PROJECTOR) {
-            let ran = Symbol::parse(&lease.resource).is_ok_and(|s| self.owned.contains_key(&s));
+            let ran = Symbol::parse(&lease.resource)
+                .is_ok_and(|s| self.owned.contains_key(&s) || self.stopping.contains_key(&s));
             if !ran && !mine(&lease.resource) {
                 self.store.release(&lease.resource, &self.me.node).await?;
             }
@@ -405,7 +429,11 @@ impl Ownership {
 
         let wanted: Vec<Symbol> = target
             .iter()
-            .filter(|(s, node)| **node == self.me.node && !self.owned.contains_key(*s))
+            .filter(|(s, node)| {
+                **node == self.me.node
+                    && !self.owned.contains_key(*s)
+                    && !self.stopping.contains_key(*s)
+            })
             .map(|(s, _)| s.clone())
             .collect();
         for symbol in wanted {
@@ -479,6 +507,26 @@ impl Ownership {
         Ok(())
     }
 
+    /// Forgets the workers that have stopped, releasing the leases of those handed over.
+    async fn reap(&mut self) -> Result<(), EngineError> {
+        let done: Vec<Symbol> = self
+            .stopping
+            .iter()
+            .filter(|(_, s)| s.done())
+            .map(|(symbol, _)| symbol.clone())
+            .collect();
+        for symbol in done {
+            let Some(stopped) = self.stopping.remove(&symbol) else {
+                continue;
+            };
+            self.options.readiness.stopped(&symbol);
+            if stopped.release {
+                self.store.release(symbol.as_str(), &self.me.node).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts `symbol`'s worker under `lease` (taken by a request sent at `asked`), if it
     /// has a trading stream.
     async fn start(
@@ -533,6 +581,11 @@ impl Ownership {
     async fn leave(mut self) {
         for (_, owned) in std::mem::take(&mut self.owned) {
             owned.stop().await;
+        }
+        for (_, stopping) in std::mem::take(&mut self.stopping) {
+            if let Some(worker) = stopping.worker {
+                let _ = worker.await;
+            }
         }
         self.projection.stop().await;
         match self.store.leave(&self.me.node).await {
