@@ -197,15 +197,8 @@ struct Owned {
 }
 
 impl Owned {
-    /// Stops the worker and waits for it (its current decision finished, its snapshot saved).
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        if let Some(worker) = self.worker {
-            let _ = worker.await;
-        }
-    }
-
-    /// Tells the worker to stop, without waiting.
+    /// Tells the worker to stop (after its current decision, its snapshot saved), without
+    /// waiting.
     fn stopping(self, release: bool) -> Stopping {
         let _ = self.stop.send(true);
         Stopping {
@@ -226,6 +219,12 @@ struct Stopping {
 impl Stopping {
     fn done(&self) -> bool {
         self.worker.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    async fn ended(self) {
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
     }
 }
 
@@ -266,46 +265,30 @@ impl Projection {
     /// Projects the log into the read models under the lease's `epoch` (several projectors
     /// would be correct too: checkpoints move by compare-and-set; one is what costs least).
     fn projecting(store: &Store, updates: &broadcast::Sender<Arc<Published>>, epoch: i64) -> Self {
-        let (stop, stopped) = watch::channel(false);
         let (store, updates) = (store.clone(), updates.clone());
-        let task = supervise("projector".to_owned(), stopped, move |mut stop| {
+        Projection::spawn(Some(epoch), "projector", move |stop| {
             let projector = Projector::new(store.clone()).publishing_to(updates.clone());
-            async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                projector_run(projector, stopped).await
-            }
-        });
-        Projection {
-            epoch: Some(epoch),
-            stop,
-            task,
-        }
+            projector_run(projector, stopped(stop))
+        })
     }
 
     /// Follows another node's projector ([`hedgehog_projections::follow`]).
     fn following(store: &Store, updates: &broadcast::Sender<Arc<Published>>) -> Self {
-        let (stop, stopped) = watch::channel(false);
         let (store, updates) = (store.clone(), updates.clone());
-        let task = supervise(
-            "projection follower".to_owned(),
-            stopped,
-            move |mut stop| {
-                let (store, updates) = (store.clone(), updates.clone());
-                async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    hedgehog_projections::follow(store, updates, stopped).await
-                }
-            },
-        );
-        Projection {
-            epoch: None,
-            stop,
-            task,
-        }
+        Projection::spawn(None, "projection follower", move |stop| {
+            hedgehog_projections::follow(store.clone(), updates.clone(), stopped(stop))
+        })
+    }
+
+    /// Runs `job` supervised until [`Projection::stop`].
+    fn spawn<F, Fut>(epoch: Option<i64>, name: &str, job: F) -> Self
+    where
+        F: Fn(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), ProjectionError>> + Send + 'static,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let task = supervise(name.to_owned(), stopped, job);
+        Projection { epoch, stop, task }
     }
 
     async fn stop(self) {
@@ -353,8 +336,8 @@ impl Ownership {
         let Some(held) = self.store.beat(&self.me, self.ttl_ms()).await? else {
             tracing::warn!(node = %self.me.node, "another process took this node's name over (it was silent past its lease): stopping its workers and joining again");
             for (symbol, owned) in std::mem::take(&mut self.owned) {
-                owned.stop().await;
-                self.options.readiness.stopped(&symbol);
+                // Not ours to release: the leases went with the name.
+                self.stopping.insert(symbol, owned.stopping(false));
             }
             self.publish();
             self.me = claim_name(&self.store, &self.options.cluster).await?;
@@ -385,7 +368,7 @@ impl Ownership {
             }
             self.stopping.insert(symbol, owned.stopping(still));
         }
-        self.reap().await?;
+        self.reap().await;
         for owned in self.owned.values() {
             owned.clock.renewed(sent);
         }
@@ -508,23 +491,19 @@ impl Ownership {
     }
 
     /// Forgets the workers that have stopped, releasing the leases of those handed over.
-    async fn reap(&mut self) -> Result<(), EngineError> {
-        let done: Vec<Symbol> = self
-            .stopping
-            .iter()
-            .filter(|(_, s)| s.done())
-            .map(|(symbol, _)| symbol.clone())
-            .collect();
-        for symbol in done {
-            let Some(stopped) = self.stopping.remove(&symbol) else {
-                continue;
-            };
+    async fn reap(&mut self) {
+        let (done, going): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.stopping)
+            .into_iter()
+            .partition(|(_, s)| s.done());
+        self.stopping = going;
+        for (symbol, stopped) in done {
             self.options.readiness.stopped(&symbol);
             if stopped.release {
-                self.store.release(symbol.as_str(), &self.me.node).await?;
+                if let Err(e) = self.store.release(symbol.as_str(), &self.me.node).await {
+                    tracing::warn!(%symbol, error = %e, "could not release the lease of {symbol}; it expires on its own");
+                }
             }
         }
-        Ok(())
     }
 
     /// Starts `symbol`'s worker under `lease` (taken by a request sent at `asked`), if it
@@ -579,13 +558,11 @@ impl Ownership {
     /// A clean stop: every worker stopped, then every lease released and the node's row
     /// removed, so the other nodes take its symbols at their next heartbeat.
     async fn leave(mut self) {
-        for (_, owned) in std::mem::take(&mut self.owned) {
-            owned.stop().await;
+        for (symbol, owned) in std::mem::take(&mut self.owned) {
+            self.stopping.insert(symbol, owned.stopping(false));
         }
         for (_, stopping) in std::mem::take(&mut self.stopping) {
-            if let Some(worker) = stopping.worker {
-                let _ = worker.await;
-            }
+            stopping.ended().await;
         }
         self.projection.stop().await;
         match self.store.leave(&self.me.node).await {
@@ -681,6 +658,11 @@ async fn report_status(
             );
         }
     }
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn projector_run(

@@ -316,9 +316,8 @@ impl Trader {
             return Ok(());
         };
         while !events.is_empty() {
-            if self.lease.as_ref().is_some_and(|l| !l.sendable()) {
+            if self.lease_in_doubt("sending") {
                 // Recorded, not sent: whoever holds the lease next reconciles and sends it.
-                tracing::warn!(symbol = %self.symbol(), "not sending: the lease of the symbol may be lost (its renewal is late); the order stays recorded for its next holder");
                 return Ok(());
             }
             let reports = live::send(&venue.rest, &events).await;
@@ -328,6 +327,16 @@ impl Trader {
             }
         }
         Ok(())
+    }
+
+    /// Whether this worker trades under a lease too close to its expiry to act on the venue
+    /// (its renewal is late: another node may take it), saying it is not `doing` so.
+    fn lease_in_doubt(&self, doing: &str) -> bool {
+        let doubt = self.lease.as_ref().is_some_and(|l| !l.sendable());
+        if doubt {
+            tracing::warn!(symbol = %self.symbol(), "not {doing}: the lease of the symbol may be lost (its renewal is late); what is recorded stays for its next holder");
+        }
+        doubt
     }
 
     /// Live: a commission charged in a third asset (BNB) is priced in the quote asset at the
@@ -388,8 +397,7 @@ impl Trader {
                 self.held.aggregate_mut().rules = rules;
             }
         }
-        if self.lease.as_ref().is_some_and(|l| !l.sendable()) {
-            tracing::warn!(symbol = %self.symbol(), "not reconciling: the lease of the symbol may be lost (its renewal is late)");
+        if self.lease_in_doubt("reconciling") {
             return Ok(());
         }
         match live::reconcile(&venue.rest, self.symbol(), self.state()).await {

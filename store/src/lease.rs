@@ -118,7 +118,8 @@ impl Fence {
     }
 }
 
-/// Rows of dead nodes are kept this long (for `cluster status`), then removed by the next beat.
+/// Rows of dead nodes are kept this long (for `cluster status`), then removed when a node
+/// joins.
 const FORGET_NODES_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 /// The database's clock, in ms since the Unix epoch, as an SQL expression.
@@ -130,6 +131,10 @@ fn now_sql(database: &Database) -> &'static str {
 }
 
 type LeaseRow = (String, String, i64, i64, i64);
+
+/// One lease's row, by resource.
+const SELECT_LEASE: &str =
+    "SELECT resource, node, epoch, expires_at, acquired_at FROM leases WHERE resource = $1";
 
 fn lease((resource, node, epoch, expires_at, acquired_at): LeaseRow) -> Lease {
     Lease {
@@ -188,7 +193,12 @@ impl Store {
                 OR (nodes.host = excluded.host AND nodes.pid IN (excluded.pid, $5)) \
              RETURNING node"
         );
+        let forget = format!("DELETE FROM nodes WHERE expires_at < {now} - $1");
         let claimed: Option<String> = in_write_tx!(database, |conn| {
+            sqlx::query(&forget)
+                .bind(FORGET_NODES_AFTER_MS)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query_scalar(&claim)
                 .bind(&me.node)
                 .bind(i64::from(me.pid))
@@ -216,7 +226,7 @@ impl Store {
             "UPDATE leases SET expires_at = {now} + $2 WHERE node = $1 AND expires_at > 0 \
              RETURNING resource, node, epoch, expires_at, acquired_at"
         );
-        let forget = format!("DELETE FROM nodes WHERE expires_at < {now} - $1");
+
         let held: Option<Vec<LeaseRow>> = in_write_tx!(database, |conn| {
             let kept: Option<String> = sqlx::query_scalar(&keep)
                 .bind(&me.node)
@@ -224,10 +234,6 @@ impl Store {
                 .bind(&me.host)
                 .bind(ttl_ms)
                 .fetch_optional(&mut *conn)
-                .await?;
-            sqlx::query(&forget)
-                .bind(FORGET_NODES_AFTER_MS)
-                .execute(&mut *conn)
                 .await?;
             match kept {
                 None => None,
@@ -275,17 +281,15 @@ impl Store {
                     .bind(ttl_ms)
                     .fetch_optional(&mut *conn)
                     .await?;
-                let holder =
-                    match taken {
-                        Some(_) => None,
-                        None => sqlx::query_as(
-                            "SELECT resource, node, epoch, expires_at, acquired_at FROM leases \
-                         WHERE resource = $1",
-                        )
-                        .bind(resource)
-                        .fetch_optional(&mut *conn)
-                        .await?,
-                    };
+                let holder = match taken {
+                    Some(_) => None,
+                    None => {
+                        sqlx::query_as(SELECT_LEASE)
+                            .bind(resource)
+                            .fetch_optional(&mut *conn)
+                            .await?
+                    }
+                };
                 (taken, holder)
             });
         match (taken, holder) {
@@ -371,17 +375,15 @@ impl Store {
 
     /// The lease of `resource` as stored, if it was ever taken.
     pub async fn lease(&self, resource: &str) -> Result<Option<Lease>, StoreError> {
-        const SELECT: &str = "SELECT resource, node, epoch, expires_at, acquired_at FROM leases \
-             WHERE resource = $1";
         let row: Option<LeaseRow> = match self.database() {
             Database::Sqlite { pool, .. } => {
-                sqlx::query_as(SELECT)
+                sqlx::query_as(SELECT_LEASE)
                     .bind(resource)
                     .fetch_optional(&pool)
                     .await?
             }
             Database::Postgres { pool } => {
-                sqlx::query_as(SELECT)
+                sqlx::query_as(SELECT_LEASE)
                     .bind(resource)
                     .fetch_optional(&pool)
                     .await?

@@ -283,23 +283,16 @@ async fn decided(db: &TestDb, s: &str) -> usize {
 
 /// The four symbols' settings (BTCUSDT's tight ones), their trading and streaming on.
 fn trade_the_four(db: &TestDb) {
+    let settings = common::http::tight_btc_settings();
+    let mut flags = Vec::new();
+    for (key, value) in settings.as_object().unwrap() {
+        flags.push(format!("--{}", key.replace('_', "-")));
+        flags.push(value.as_str().unwrap().to_owned());
+    }
     for s in SYMBOLS {
-        ok(hedgehog(
-            db,
-            &[
-                "settings",
-                "set",
-                s,
-                "--budget",
-                "100",
-                "--buy-down-interval",
-                "0.00002",
-                "--profit-target",
-                "0.00001",
-                "--fee",
-                "0.0001",
-            ],
-        ));
+        let mut args = vec!["settings", "set", s];
+        args.extend(flags.iter().map(String::as_str));
+        ok(hedgehog(db, &args));
         ok(hedgehog(db, &["trading", "start", s]));
         ok(hedgehog(db, &["streaming", "start", s]));
     }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use hedgehog_domain::Symbol;
 use hedgehog_store::{Fence, Store, StreamId};
 
-use super::load::{engine_bench, first_word, switch_on, traded_symbols, write_recording};
+use super::load::{engine_bench, replay_server, switch_on, traded_symbols, write_recording};
 
 #[derive(Debug, clap::Args)]
 pub struct FailoverOptions {
@@ -42,13 +42,7 @@ pub async fn run(o: FailoverOptions) -> anyhow::Result<()> {
     // About a millisecond a trade: long enough for any run of this bench.
     write_recording(&recording, &symbols, 1_000_000 / o.symbols.max(1) as u64)?;
     switch_on(&hedgehog, &url, &symbols)?;
-    let mut replay = Command::new(&hedgehog)
-        .arg("replay-server")
-        .arg(&recording)
-        .args(["--port", "0", "--speed", "1"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let ws = first_word(&mut replay, "ws://")?;
+    let (mut replay, ws) = replay_server(&hedgehog, &recording, 1)?;
     let mut nodes: BTreeMap<String, Child> = BTreeMap::new();
     for n in 0..o.nodes {
         let name = format!("failover-node-{n}");
@@ -188,14 +182,19 @@ async fn owners_of(store: &Store) -> anyhow::Result<BTreeMap<String, Vec<Symbol>
 
 /// Whether `node` has appended a decision to `symbol`'s trading stream.
 async fn decided_by(store: &Store, symbol: &Symbol, node: &str) -> anyhow::Result<bool> {
-    let events = store.read_stream_to_end(&StreamId::trading(symbol)).await?;
-    Ok(events
-        .iter()
-        .any(|e| Fence::of(&e.metadata).is_some_and(|f| f.node == node)))
+    Ok(fences(store, symbol).await?.iter().any(|f| f.node == node))
 }
 
 /// The fence of the last decision in `symbol`'s trading stream.
 async fn latest(store: &Store, symbol: &Symbol) -> anyhow::Result<Option<Fence>> {
+    Ok(fences(store, symbol).await?.pop())
+}
+
+/// The fences of `symbol`'s decisions, in its trading stream's order.
+async fn fences(store: &Store, symbol: &Symbol) -> anyhow::Result<Vec<Fence>> {
     let events = store.read_stream_to_end(&StreamId::trading(symbol)).await?;
-    Ok(events.iter().rev().find_map(|e| Fence::of(&e.metadata)))
+    Ok(events
+        .iter()
+        .filter_map(|e| Fence::of(&e.metadata))
+        .collect())
 }

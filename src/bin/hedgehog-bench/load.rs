@@ -82,13 +82,7 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<()> {
 
     switch_on(&hedgehog, &url, &symbols)?;
 
-    let mut replay = Command::new(&hedgehog)
-        .arg("replay-server")
-        .arg(&recording)
-        .args(["--port", "0", "--speed", "0"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let ws = first_word(&mut replay, "ws://")?;
+    let (mut replay, ws) = replay_server(&hedgehog, &recording, 0)?;
     // The clients read as the dashboard's owner would: with a token.
     let token = format!("load-{}", uuid::Uuid::now_v7().simple());
     let mut engine = Command::new(&hedgehog);
@@ -367,6 +361,23 @@ async fn check_against_log(
         lost,
         checked,
     })
+}
+
+/// `hedgehog replay-server RECORDING` on a free port at `speed` (0: as fast as it is read), and
+/// the WebSocket URL it serves.
+pub(super) fn replay_server(
+    hedgehog: &Path,
+    recording: &Path,
+    speed: u32,
+) -> anyhow::Result<(Child, String)> {
+    let mut replay = Command::new(hedgehog)
+        .arg("replay-server")
+        .arg(recording)
+        .args(["--port", "0", "--speed", &speed.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let ws = first_word(&mut replay, "ws://")?;
+    Ok((replay, ws))
 }
 
 /// Reads a child's first line of stdout and returns its first word starting with `prefix`;
