@@ -39,7 +39,9 @@ use uuid::Uuid;
 use hedgehog_engine::ids::decision_id;
 use hedgehog_ingest::import::{self, ImportError, ImportOptions, Market};
 use hedgehog_ingest::sequencer::Sequencer;
-use hedgehog_store::{ExpectedVersion, NewEvent, Store, StoreError, StreamId, PAGE_SIZE};
+use hedgehog_store::{
+    ExpectedVersion, NewEvent, PlacedTrade, Store, StoreError, StreamId, PAGE_SIZE,
+};
 pub use report::{FileInput, Inputs, Report};
 
 /// Trades per batch handed from the source to the decider.
@@ -51,6 +53,9 @@ const IN_FLIGHT: usize = 16;
 /// What a source hands the decider: trades, and the end of one input.
 enum Piece {
     Trades(Vec<TradeReceived>),
+    /// A page of the market stream as the store reads it, in trade-id order, already within
+    /// the window (handed over as read: no copy into another batch).
+    Placed(Vec<PlacedTrade>),
     End,
 }
 /// Decided events per append of a kept run (without `--speed`).
@@ -439,20 +444,14 @@ async fn read_store(
 ) -> Result<(), BacktestError> {
     let mut after = None;
     loop {
-        let page = store.read_trades(stream, after, PAGE_SIZE).await?;
-        let Some(last) = page.last().and_then(|e| e.event.trade_id()) else {
+        let mut page = store.read_placed_trades(stream, after, PAGE_SIZE).await?;
+        let Some(last) = page.last() else {
             break;
         };
-        after = Some(last);
+        after = Some(last.trade.trade_id);
         progress(page.len() as u64);
-        let trades: Vec<TradeReceived> = page
-            .into_iter()
-            .filter_map(|e| match e.event {
-                Event::TradeReceived(t) if window.contains(t.trade_time.0) => Some(t),
-                _ => None,
-            })
-            .collect();
-        if !trades.is_empty() && tx.send(Piece::Trades(trades)).await.is_err() {
+        page.retain(|p| window.contains(p.trade.trade_time.0));
+        if !page.is_empty() && tx.send(Piece::Placed(page)).await.is_err() {
             return Ok(()); // the decider failed; its error is the one reported
         }
     }
@@ -551,7 +550,7 @@ fn decide(
     let mut input = 0;
     // Files are replayed in trade-id order, across all of them (see `hedgehog_ingest::sequencer`).
     let mut sequencer: Sequencer<(), TradeReceived> = Sequencer::default();
-    let mut step = |trade: TradeReceived| -> Result<(), BacktestError> {
+    let mut step = |trade: &TradeReceived| -> Result<(), BacktestError> {
         if let Some(speed) = pace {
             let (start, first) = *clock.get_or_insert((Instant::now(), trade.trade_time.0));
             let due = Duration::from_secs_f64(
@@ -566,7 +565,7 @@ fn decide(
         if let Some(price) = fee_prices.as_mut().and_then(|f| f.at(trade.trade_time.0)) {
             backtest.set_fee_asset_price(price);
         }
-        let decided = backtest.trade(&trade);
+        let decided = backtest.trade(trade);
         if decided.is_empty() {
             return Ok(());
         }
@@ -578,22 +577,25 @@ fn decide(
         }
         spill.write(&backtest.take_finished())
     };
-    let mut out = |_: &(), trade| step(trade);
     while input < inputs {
         let n = sources.len();
-        let batch = match sources[input % n].blocking_recv() {
-            Some(Piece::Trades(batch)) => batch,
-            Some(Piece::End) => {
-                input += 1;
-                continue;
+        match sources[input % n].blocking_recv() {
+            Some(Piece::Trades(batch)) => {
+                for trade in batch {
+                    sequencer.push(&(), trade.trade_id, trade, &mut |_, t| step(&t))?;
+                }
             }
+            // The store's market stream comes in trade-id order (its trade key) already.
+            Some(Piece::Placed(page)) => {
+                for placed in &page {
+                    step(&placed.trade)?;
+                }
+            }
+            Some(Piece::End) => input += 1,
             None => break, // its reader failed: the run reports that reader's error
-        };
-        for trade in batch {
-            sequencer.push(&(), trade.trade_id, trade, &mut out)?;
         }
     }
-    sequencer.finish(&mut out)?;
+    sequencer.finish(&mut |_, t| step(&t))?;
     send_kept(keep, &mut kept)?;
     let finished = backtest.finish();
     spill.write(&finished.open_orders)?;

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use hedgehog_domain::events::DecodeError;
+use hedgehog_domain::events::{DecodeError, TradeReceived};
 use hedgehog_domain::{Event, Market, Symbol};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -646,6 +646,39 @@ pub struct StreamEvent {
     pub event: Event,
 }
 
+/// A market trade with its place in the log: what a reader along the trade key needs, without
+/// an event's envelope (see [`Store::read_placed_trades`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedTrade {
+    pub position: i64,
+    pub stream_version: i64,
+    pub trade: TradeReceived,
+}
+
+impl PlacedTrade {
+    /// The trade of a stream's event (none for any other event).
+    fn of(e: StreamEvent) -> Option<PlacedTrade> {
+        match e.event {
+            Event::TradeReceived(trade) => Some(PlacedTrade {
+                position: e.position,
+                stream_version: e.stream_version,
+                trade,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A trade-key cursor as the backends take it (-1: from the start); `None` past any id the
+/// store can key, so nothing is after it.
+fn trade_cursor(after: Option<u64>) -> Option<i64> {
+    match after.map(i64::try_from) {
+        None => Some(-1),
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => None,
+    }
+}
+
 /// Decodes a stored event's payload (what every read path ends with).
 pub(crate) fn decode_event(
     position: i64,
@@ -741,6 +774,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError>;
+
+    /// As `read_trades`, each trade with its place but without an event's envelope: the lean
+    /// read of a backtest.
+    async fn read_placed_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<PlacedTrade>, StoreError> {
+        Ok(self
+            .read_trades(stream, after, limit)
+            .await?
+            .into_iter()
+            .filter_map(PlacedTrade::of)
+            .collect())
+    }
 
     /// The stream's version, from `streams` (0 when it has no events).
     async fn stream_version(&self, stream: &StreamId) -> Result<i64, StoreError>;
@@ -1415,13 +1464,24 @@ impl Store {
         after: Option<u64>,
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        let after = match after.map(i64::try_from) {
-            None => -1,
-            Some(Ok(id)) => id,
-            // No stored trade id can be above what the store cannot key.
-            Some(Err(_)) => return Ok(Vec::new()),
+        let Some(after) = trade_cursor(after) else {
+            return Ok(Vec::new());
         };
         self.backend.read_trades(stream, after, limit).await
+    }
+
+    /// As [`Store::read_trades`], the trades alone with their places: the same pages (page on
+    /// with the last one's trade id) without building an event around each trade.
+    pub async fn read_placed_trades(
+        &self,
+        stream: &StreamId,
+        after: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<PlacedTrade>, StoreError> {
+        let Some(after) = trade_cursor(after) else {
+            return Ok(Vec::new());
+        };
+        self.backend.read_placed_trades(stream, after, limit).await
     }
 
     /// Reads a whole stream (for rebuilding an aggregate).

@@ -26,8 +26,8 @@ use hedgehog_domain::Symbol;
 
 use super::segment::{self, SealedTrade};
 use super::{
-    market_trade, AppendOutcome, Backend, Database, Part, Place, RecordedEvent, StoreError,
-    StreamEvent, StreamHead, StreamId, Wakes,
+    market_trade, AppendOutcome, Backend, Database, Part, Place, PlacedTrade, RecordedEvent,
+    StoreError, StreamEvent, StreamHead, StreamId, Wakes,
 };
 
 /// Positions a seal takes at a time: one segment per market stream with trades among them.
@@ -382,14 +382,14 @@ struct Decoded {
 /// A backend with its sealed segments merged in: what [`crate::Store`] reads through.
 pub(crate) struct Tiered {
     inner: Arc<dyn Backend>,
-    cache: quick_cache::sync::Cache<i64, Arc<Decoded>, TradeWeight>,
+    cache: Arc<quick_cache::sync::Cache<i64, Arc<Decoded>, TradeWeight>>,
 }
 
 impl Tiered {
     pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
         Tiered {
             inner,
-            cache: quick_cache::sync::Cache::with_options(
+            cache: Arc::new(quick_cache::sync::Cache::with_options(
                 // One shard: each shard has a part of the capacity and refuses what weighs
                 // more, and a busy symbol's block is half of it.
                 quick_cache::OptionsBuilder::new()
@@ -401,37 +401,32 @@ impl Tiered {
                 TradeWeight,
                 Default::default(),
                 Default::default(),
-            ),
+            )),
         }
     }
 
-    /// A segment's trades, decoded once while the cache keeps them.
+    /// A segment's trades, decoded once while the cache keeps them (a reader asking for a
+    /// block being decoded, by another reader or ahead, waits for that decode).
     async fn decoded(&self, s: &Segment) -> Result<Arc<Decoded>, StoreError> {
-        if let Some(d) = self.cache.get(&s.id) {
-            return Ok(d);
+        self.cache
+            .get_or_insert_async(&s.id, decode(Arc::clone(&self.inner), s.clone()))
+            .await
+    }
+
+    /// Starts decoding segment `s` into the cache in the background, unless it is there:
+    /// the block a reader will need next is then ready when it gets there, instead of the
+    /// reader (and whatever it feeds) waiting for a whole block's decode. A failure is left
+    /// for the read that needs the block to report.
+    fn prefetch(&self, s: &Segment) {
+        if self.cache.peek(&s.id).is_some() {
+            return;
         }
-        let (block, checksum) = self.inner.segment_block(s.id).await?;
-        let segment = s.clone();
-        let decoded = tokio::task::spawn_blocking(move || {
-            let symbol =
-                market_trade::symbol_of(&segment.stream).ok_or_else(|| StoreError::Corrupt {
-                    position: segment.first_position,
-                    column: "trade_segments.stream",
-                    value: segment.stream.to_string(),
-                })?;
-            let trades = segment.open(&block, checksum)?;
-            let ids_rise = trades
-                .windows(2)
-                .all(|w| w[0].row.trade_id < w[1].row.trade_id);
-            Ok(Arc::new(Decoded {
-                trades,
-                ids_rise,
-                symbol,
-            }))
+        let (cache, inner, s) = (Arc::clone(&self.cache), Arc::clone(&self.inner), s.clone());
+        tokio::spawn(async move {
+            let _ = cache
+                .get_or_insert_async(&s.id, decode(inner, s.clone()))
+                .await;
         });
-        let decoded = crate::joined(decoded.await)?;
-        self.cache.insert(s.id, Arc::clone(&decoded));
-        Ok(decoded)
     }
 
     /// Merges into `page` (the tables' page along `along` from key `from`, at most `limit`,
@@ -476,6 +471,10 @@ impl Tiered {
             (Some(last), _) if page.len() >= limit => key(last),
             _ => i64::MAX,
         };
+        // The sealed trades go first and the tables' rows after them: sealed history is older,
+        // so the page is then in key order as it stands (nothing to sort) unless a seal ran
+        // between the two reads or rows were stored out of order.
+        let rows = std::mem::take(&mut page);
         let mut after = (i64::MIN, i64::MIN);
         loop {
             let batch = self
@@ -485,11 +484,14 @@ impl Tiered {
             for s in &batch {
                 let (first, _) = along.range(s);
                 if first > cutoff {
+                    // The page ends before it: the next page is likely to start there.
+                    self.prefetch(s);
                     break;
                 }
                 let d = self.decoded(s).await?;
                 cutoff = take(&mut page, s, &d, &along, (from, cutoff), limit)?;
-                if page.len() > limit {
+                // A full page bounds what the next segments may add: only keys below its last.
+                if page.len() >= limit {
                     tidy(&mut page, &key, limit);
                     cutoff = page.last().map_or(cutoff, key);
                 }
@@ -503,6 +505,7 @@ impl Tiered {
                 break;
             }
         }
+        page.extend(rows);
         tidy(&mut page, &key, limit);
         Ok(page)
     }
@@ -557,6 +560,28 @@ impl Tiered {
     }
 }
 
+/// Reads segment `s`'s block and decodes it off the runtime.
+async fn decode(inner: Arc<dyn Backend>, s: Segment) -> Result<Arc<Decoded>, StoreError> {
+    let (block, checksum) = inner.segment_block(s.id).await?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let symbol = market_trade::symbol_of(&s.stream).ok_or_else(|| StoreError::Corrupt {
+            position: s.first_position,
+            column: "trade_segments.stream",
+            value: s.stream.to_string(),
+        })?;
+        let trades = s.open(&block, checksum)?;
+        let ids_rise = trades
+            .windows(2)
+            .all(|w| w[0].row.trade_id < w[1].row.trade_id);
+        Ok(Arc::new(Decoded {
+            trades,
+            ids_rise,
+            symbol,
+        }))
+    });
+    crate::joined(decoded.await)
+}
+
 /// Adds to `page` the trades of block `d` (segment `s`) whose keys along `along` are in
 /// `from..=cutoff`, at most `limit` of a block in key order; answers the cutoff, lowered when
 /// a block out of key order (read whole) made the page long.
@@ -578,6 +603,8 @@ fn take<T: Paged>(
         0
     };
     page.reserve(limit.min(trades.len() - start));
+    // The page's trades go to another thread: see `Symbol::unshared`.
+    let symbol = d.symbol.unshared();
     let mut taken = 0;
     for t in &trades[start..] {
         let k = along.of(t);
@@ -590,7 +617,7 @@ fn take<T: Paged>(
         if k < from {
             continue;
         }
-        page.push(T::sealed(s, &d.symbol, t)?);
+        page.push(T::sealed(s, &symbol, t)?);
         taken += 1;
         if sorted && taken == limit {
             // The rest of a sorted block comes after these in the page.
@@ -621,7 +648,8 @@ fn tidy<T: Paged>(page: &mut Vec<T>, key: &impl Fn(&T) -> i64, limit: usize) {
 pub(crate) trait Paged: Sized + Send {
     fn position(&self) -> i64;
     fn version(&self) -> i64;
-    fn event(&self) -> &hedgehog_domain::Event;
+    /// Its trade id, when it is a trade.
+    fn trade_id(&self) -> Option<u64>;
     fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError>;
 
     /// Its key along `along` (a trade id for a trade; after every trade for anything else).
@@ -630,7 +658,6 @@ pub(crate) trait Paged: Sized + Send {
             Along::All => self.position(),
             Along::Stream(_) => self.version(),
             Along::Trades(_) => self
-                .event()
                 .trade_id()
                 .and_then(|id| i64::try_from(id).ok())
                 .unwrap_or(i64::MAX),
@@ -645,8 +672,8 @@ impl Paged for StreamEvent {
     fn version(&self) -> i64 {
         self.stream_version
     }
-    fn event(&self) -> &hedgehog_domain::Event {
-        &self.event
+    fn trade_id(&self) -> Option<u64> {
+        self.event.trade_id()
     }
     fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError> {
         Ok(StreamEvent {
@@ -665,8 +692,8 @@ impl Paged for RecordedEvent {
     fn version(&self) -> i64 {
         self.stream_version
     }
-    fn event(&self) -> &hedgehog_domain::Event {
-        &self.event
+    fn trade_id(&self) -> Option<u64> {
+        self.event.trade_id()
     }
     fn sealed(s: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError> {
         let trade = t.row.trade(symbol.clone(), t.position)?;
@@ -683,6 +710,25 @@ impl Paged for RecordedEvent {
             causation_id: None,
             metadata: crate::Metadata::new(),
             event: trade.into(),
+        })
+    }
+}
+
+impl Paged for PlacedTrade {
+    fn position(&self) -> i64 {
+        self.position
+    }
+    fn version(&self) -> i64 {
+        self.stream_version
+    }
+    fn trade_id(&self) -> Option<u64> {
+        Some(self.trade.trade_id)
+    }
+    fn sealed(_: &Segment, symbol: &Symbol, t: &SealedTrade) -> Result<Self, StoreError> {
+        Ok(PlacedTrade {
+            position: t.position,
+            stream_version: t.version,
+            trade: t.row.trade(symbol.clone(), t.position)?,
         })
     }
 }
@@ -757,6 +803,18 @@ impl Backend for Tiered {
         limit: i64,
     ) -> Result<Vec<StreamEvent>, StoreError> {
         let page = self.inner.read_trades(stream, after, limit).await?;
+        let from = after.saturating_add(1);
+        self.merge(Along::Trades(stream.clone()), from, limit, page)
+            .await
+    }
+
+    async fn read_placed_trades(
+        &self,
+        stream: &StreamId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<PlacedTrade>, StoreError> {
+        let page = self.inner.read_placed_trades(stream, after, limit).await?;
         let from = after.saturating_add(1);
         self.merge(Along::Trades(stream.clone()), from, limit, page)
             .await

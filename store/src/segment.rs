@@ -96,7 +96,18 @@ impl<'a> Reader<'a> {
             last: 0,
         }
     }
+    /// One number: most are a byte (a delta of one, a flag), read without the loop.
+    #[inline]
     fn varint(&mut self) -> Result<u64, SegmentError> {
+        match self.bytes.get(self.at) {
+            Some(&byte) if byte < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+    fn long_varint(&mut self) -> Result<u64, SegmentError> {
         let mut v = 0_u64;
         for shift in (0..64).step_by(7) {
             let byte = *self
@@ -111,10 +122,12 @@ impl<'a> Reader<'a> {
         }
         Err(SegmentError::Malformed("a number is too long"))
     }
+    #[inline]
     fn delta(&mut self) -> Result<i64, SegmentError> {
         self.last = self.last.wrapping_add(unzigzag(self.varint()?));
         Ok(self.last)
     }
+    #[inline]
     fn plain(&mut self) -> Result<i64, SegmentError> {
         Ok(unzigzag(self.varint()?))
     }

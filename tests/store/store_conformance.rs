@@ -2272,6 +2272,27 @@ mod sealing {
                 after = last.event.trade_id();
                 trades.extend(next);
             }
+            // The lean read along the same key holds the same trades in the same places.
+            let mut placed = Vec::new();
+            let mut after = None;
+            loop {
+                let next = store.read_placed_trades(stream, after, page).await.unwrap();
+                let Some(last) = next.last() else { break };
+                after = Some(last.trade.trade_id);
+                placed.extend(next);
+            }
+            let expected: Vec<hedgehog_store::PlacedTrade> = trades
+                .iter()
+                .filter_map(|e| match &e.event {
+                    hedgehog_domain::Event::TradeReceived(t) => Some(hedgehog_store::PlacedTrade {
+                        position: e.position,
+                        stream_version: e.stream_version,
+                        trade: t.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(placed, expected, "{stream}: placed trades by {page}");
             out.trades.push(trades);
             for after in [None, Some(0), Some(3), Some(10), Some(25), Some(1_000)] {
                 out.resumes
