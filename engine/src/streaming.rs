@@ -110,9 +110,11 @@ pub async fn follow(
     mut owned: Option<watch::Receiver<BTreeSet<Symbol>>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StreamingError> {
+    // What is streamed now: the symbols, and the streamer's stop switch and task.
+    let mut streaming: Option<Streaming> = None;
     loop {
         if *shutdown.borrow() {
-            return Ok(());
+            return stop(streaming).await;
         }
         // The switches as they are now, with where each stream stands: a switch appended after
         // this changes a version here.
@@ -123,27 +125,42 @@ pub async fn follow(
             .into_iter()
             .filter_map(|(s, on)| (on && ours.as_ref().is_none_or(|o| o.contains(&s))).then_some(s))
             .collect();
-        if symbols.is_empty() && ours.as_ref().is_some_and(BTreeSet::is_empty) {
-            tracing::debug!("this node owns no symbol to stream");
-        } else {
-            tracing::info!(
-                ?symbols,
-                "streaming the symbols switched on that this node owns"
-            );
+        // A re-plan that streams the same symbols keeps the connection: reconnecting would
+        // lose what the exchange sends meanwhile (a switch of another symbol, or one read
+        // between the heads and the statuses above, must not cost this stream trades).
+        let unchanged = match &streaming {
+            Some(s) => s.symbols == symbols,
+            None => symbols.is_empty(),
+        };
+        if !unchanged {
+            stop(streaming.take()).await?;
+            if symbols.is_empty() && ours.as_ref().is_some_and(BTreeSet::is_empty) {
+                tracing::debug!("this node owns no symbol to stream");
+            } else {
+                tracing::info!(
+                    ?symbols,
+                    "streaming the symbols switched on that this node owns"
+                );
+            }
+            if !symbols.is_empty() {
+                let (stop, stopped) = watch::channel(false);
+                let options = StreamerOptions {
+                    symbols: symbols.iter().cloned().collect(),
+                    ..source.clone()
+                };
+                let task = tokio::spawn(streamer::run(
+                    store.clone(),
+                    options,
+                    Arc::clone(&stats),
+                    stopped,
+                ));
+                streaming = Some(Streaming {
+                    symbols,
+                    stop,
+                    task,
+                });
+            }
         }
-        let (stop, stopped) = watch::channel(false);
-        let running = (!symbols.is_empty()).then(|| {
-            let options = StreamerOptions {
-                symbols: symbols.iter().cloned().collect(),
-                ..source.clone()
-            };
-            tokio::spawn(streamer::run(
-                store.clone(),
-                options,
-                Arc::clone(&stats),
-                stopped,
-            ))
-        });
         // Wait for a switch appended after what was read, or for the end.
         let mut watch = store.watch_streams("streaming-").await?;
         let quit = loop {
@@ -164,17 +181,28 @@ pub async fn follow(
                 }
             }
         };
-        let _ = stop.send(true);
-        if let Some(task) = running {
-            // Cancelled: the runtime is shutting down, and so is this.
-            if let Some(streamed) = hedgehog_runtime::rejoin(task.await) {
-                streamed?;
-            }
-        }
         if quit {
-            return Ok(());
+            return stop(streaming).await;
         }
     }
+}
+
+/// A streamer running for `symbols`.
+struct Streaming {
+    symbols: BTreeSet<Symbol>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+/// Stops a running streamer and waits for it: its error, if it failed.
+async fn stop(streaming: Option<Streaming>) -> Result<(), StreamingError> {
+    let Some(s) = streaming else { return Ok(()) };
+    let _ = s.stop.send(true);
+    // Cancelled: the runtime is shutting down, and so is this.
+    if let Some(streamed) = hedgehog_runtime::rejoin(s.task.await) {
+        streamed?;
+    }
+    Ok(())
 }
 
 /// The next change of what the node owns; never, without a node.

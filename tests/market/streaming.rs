@@ -10,7 +10,10 @@ use common::processes::{hedgehog, number, ok, start_stream, stop, wait_for, Repl
 use common::{symbol, TestDb};
 use hedgehog_store::StreamId;
 
-on_both_backends!(switches_drive_a_running_streamer);
+on_both_backends!(
+    switches_drive_a_running_streamer,
+    a_switch_that_changes_nothing_here_keeps_the_connection
+);
 
 mod cases {
     use super::*;
@@ -65,5 +68,65 @@ mod cases {
         tokio::time::sleep(Duration::from_millis(800)).await;
         let summary = stop(streamer);
         assert_eq!(number(&summary, "connections"), 0, "{summary}");
+    }
+
+    pub async fn a_switch_that_changes_nothing_here_keeps_the_connection(db: &TestDb) {
+        use std::collections::BTreeSet;
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+
+        use hedgehog_ingest::streamer::{StreamerOptions, StreamerStats};
+        use tokio::sync::watch;
+
+        ok(hedgehog(db, &["streaming", "start", "BTCUSDT"]));
+        // At the recording's pace: the connection stays open for the whole case.
+        let replay = Replay::launch(&["spot_btcusdt_20240808.gz"], &["--speed", "1"]);
+        let store = db.open().await;
+        let stats = Arc::new(StreamerStats::default());
+        // A node of a cluster owning BTCUSDT only.
+        let (_owned_tx, owned) = watch::channel(BTreeSet::from([symbol("BTCUSDT")]));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let follower = tokio::spawn(hedgehog_engine::streaming::follow(
+            store.clone(),
+            StreamerOptions::new(replay.url.clone(), Vec::new()),
+            Arc::clone(&stats),
+            Some(owned),
+            shutdown,
+        ));
+        let stream = StreamId::trades(&symbol("BTCUSDT"));
+        let started = std::time::Instant::now();
+        while store.stream_version(&stream).await.unwrap() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nothing streamed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stats.connections.load(Ordering::Relaxed), 1);
+
+        // Another node's symbol switched on: the switches moved, what this node streams did
+        // not. The follower re-plans (it cannot tell before reading) and keeps its connection.
+        ok(hedgehog(db, &["streaming", "start", "ETHUSDT"]));
+        let before = store.stream_version(&stream).await.unwrap();
+        let started = std::time::Instant::now();
+        while store.stream_version(&stream).await.unwrap() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "streaming stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Long enough for the follower to have heard of the switch on either backend (a
+        // subscriber's poll is the safety net: 1 s on PostgreSQL).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            stats.connections.load(Ordering::Relaxed),
+            1,
+            "a re-plan that streams the same symbols reconnected"
+        );
+        assert_eq!(stats.missing.load(Ordering::Relaxed), 0);
+
+        shutdown_tx.send(true).unwrap();
+        follower.await.unwrap().unwrap();
     }
 }
