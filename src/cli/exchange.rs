@@ -8,7 +8,7 @@ use hedgehog_ingest::import::ImportOptions;
 use rust_decimal::Decimal;
 
 use super::args::*;
-use super::run::stop_signal;
+use super::run::StopSignal;
 
 /// `hedgehog exchange serve`: fills in what the options leave open (the exchange info, fresh
 /// keys), binds, says where, and serves until a signal.
@@ -17,6 +17,7 @@ pub async fn exchange_serve(
     mut options: hedgehog_sim::exchange::ExchangeOptions,
     port: u16,
 ) -> anyhow::Result<()> {
+    let signals = StopSignal::listen();
     use hedgehog_sim::exchange::ExchangeServer;
     anyhow::ensure!(
         options.speed >= 0.0 && options.speed.is_finite(),
@@ -61,13 +62,14 @@ pub async fn exchange_serve(
     }
     out.flush()?;
     drop(out);
-    server.serve(stop_signal()).await;
+    server.serve(signals.recv()).await;
     Ok(())
 }
 
 /// `replay-server`: the simulated Binance playing recorded trades as Binance's trade stream,
 /// with connections cut and resumed for testing clients (`--drop-every`, `--resume-overlap`).
 pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow::Result<()> {
+    let signals = StopSignal::listen();
     use hedgehog_sim::exchange::{Cuts, ExchangeOptions, ExchangeServer, Start};
     let ReplayArgs {
         files,
@@ -117,7 +119,7 @@ pub async fn replay_server(config: &config::Config, args: ReplayArgs) -> anyhow:
     )?;
     out.flush()?;
     drop(out);
-    server.serve(stop_signal()).await;
+    server.serve(signals.recv()).await;
     Ok(())
 }
 

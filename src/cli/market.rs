@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::*;
 use super::log::catch_up;
-use super::run::until_signal;
+use super::run::{until_signal, StopSignal};
 
 /// `stream`: trades of some symbols, or of those the streaming switches name.
 pub async fn stream(
@@ -23,6 +23,7 @@ pub async fn stream(
     config: &config::Config,
     symbols: Vec<Symbol>,
 ) -> anyhow::Result<()> {
+    let signals = StopSignal::listen();
     let binance_ws_url = config.exchange.stream_url.clone();
     let stats = Arc::new(StreamerStats::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -50,7 +51,7 @@ pub async fn stream(
         let run = streamer::run(store.clone(), options, Arc::clone(&stats), stopped);
         tokio::spawn(async move { run.await.map_err(anyhow::Error::from) })
     };
-    until_signal(task, stop).await?;
+    until_signal(task, stop, signals).await?;
     writeln!(out, "{}", stats.summary())?;
     Ok(())
 }

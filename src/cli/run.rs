@@ -28,6 +28,7 @@ pub async fn run(
     live: bool,
     no_http: bool,
 ) -> anyhow::Result<()> {
+    let signals = StopSignal::listen();
     let exchange = config.exchange.mode;
     let binance_ws_url = config.exchange.stream_url.clone();
     let http = config.http.bind;
@@ -118,7 +119,7 @@ pub async fn run(
     let stats = Arc::new(StreamerStats::default());
     let run = engine::run(store.clone(), options, Arc::clone(&stats), stopped);
     let task = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
-    let ran = until_signal(task, stop.clone()).await;
+    let ran = until_signal(task, stop.clone(), signals).await;
     let _ = stop.send(true);
     if let Some(server) = server {
         server.await?.context("the HTTP API failed")?;
@@ -390,9 +391,10 @@ pub async fn live_venue(
 pub async fn until_signal(
     mut task: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: tokio::sync::watch::Sender<bool>,
+    signals: StopSignal,
 ) -> anyhow::Result<()> {
     tokio::select! {
-        _ = stop_signal() => {
+        _ = signals.recv() => {
             let _ = stop.send(true);
             (&mut task).await?
         }
@@ -400,16 +402,42 @@ pub async fn until_signal(
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT (Ctrl-C) and SIGTERM, heard from the moment it is made: a long-running command makes
+/// it first, so a signal that comes while it is still starting (applying its configuration,
+/// binding its port) stops it cleanly once it runs instead of killing it half-way.
+pub struct StopSignal {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignal {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM since [`StopSignal::listen`].
+    pub async fn recv(mut self) {
+        if self.term.is_none() && self.interrupt.is_none() {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+        tokio::select! {
+            () = heard(self.term.as_mut()) => {}
+            () = heard(self.interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// One signal's next delivery; never, without its listener.
+async fn heard(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
